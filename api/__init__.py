@@ -1,0 +1,1 @@
+"""The thin HTTP API: commands call Application methods, queries read read models only."""

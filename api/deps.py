@@ -1,0 +1,73 @@
+"""Annotated dependencies the routes declare: the process's services, a read-model
+connection, and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+
+from api.errors import ApiError
+from api.security import InvalidToken, LoginThrottle, PasswordHasher, Principal, TokenIssuer
+from eventmart.settings import Settings
+from eventmart.wiring import Applications
+
+
+@dataclass
+class Services:
+    """What the API process holds for its lifetime (built once in api.main)."""
+
+    settings: Settings
+    applications: Applications
+    pool: ConnectionPool
+    hasher: PasswordHasher
+    tokens: TokenIssuer
+    login_throttle: LoginThrottle
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_db(services: ServicesDep) -> Iterator[psycopg.Connection[Any]]:
+    with services.pool.connection() as conn:
+        yield conn
+
+
+Db = Annotated[psycopg.Connection[Any], Depends(get_db)]
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def get_current_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    unauthenticated = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(401, "not_authenticated", "send Authorization: Bearer <token>", unauthenticated)
+    try:
+        return services.tokens.verify(credentials.credentials)
+    except InvalidToken as error:
+        raise ApiError(401, "invalid_token", "the token is invalid or expired", unauthenticated) from error
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def require_role(*roles: str) -> Any:
+    def check(user: CurrentUser) -> Principal:
+        if user.role not in roles:
+            raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+        return user
+
+    return Depends(check)

@@ -1,0 +1,53 @@
+"""The FastAPI application and the one place its services are built."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.routes import health, users
+from api.security import LoginThrottle, PasswordHasher, TokenIssuer
+from eventmart.database import make_pool
+from eventmart.settings import Settings, get_settings
+from eventmart.wiring import build_applications
+from projections.registry import install
+
+
+def build_services(settings: Settings) -> Services:
+    pool = make_pool(settings.dsn, max_size=16)
+    with pool.connection() as conn:
+        install(conn)
+    return Services(
+        settings=settings,
+        applications=build_applications(settings, pool_size=10),
+        pool=pool,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        tokens=TokenIssuer(settings.secret_key, settings.token_ttl_seconds),
+        login_throttle=LoginThrottle(settings.login_attempts_per_minute),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.pool.close()
+            for application in services.applications.all():
+                application.close()
+
+    app = FastAPI(title="EventMart", version="1", lifespan=lifespan,
+                  description="Event-sourced e-commerce: commands and queries (see API.md).")
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(users.router)
+    return app

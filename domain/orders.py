@@ -1,0 +1,434 @@
+"""Orders: the saga's state machine, tolerant of duplicate and late events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.idempotency import MAX_KEY_LENGTH, IdempotencyKey
+from domain.inventory import ConcurrentUpdate
+
+STATUSES = (
+    "pending", "reserved", "paid", "confirmed", "shipped",
+    "delivered", "completed", "cancelled", "rejected",
+)
+PAYMENT_METHODS = ("card", "alipay", "wechat")
+ADDRESS_FIELDS = ("name", "line1", "city", "postal_code", "country")
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable"
+
+
+class OrderNotDelivered(Conflict):
+    code = "order_not_delivered"
+
+
+class OrderNotRejectable(Conflict):
+    code = "order_not_rejectable"
+
+
+class InvalidOrderTransition(Conflict):
+    """An event arrived that the saga can never produce in this state: park it, don't guess."""
+
+    code = "invalid_order_transition"
+
+
+class PaymentAmountMismatch(Conflict):
+    code = "payment_amount_mismatch"
+
+
+APPLY: Literal["apply"] = "apply"
+SKIP: Literal["skip"] = "skip"
+Outcome = Literal["apply", "skip"] | type[DomainError]
+
+
+def _row(default: Outcome, **overrides: Outcome) -> dict[str, Outcome]:
+    return {status: overrides.get(status, default) for status in STATUSES}
+
+
+# command -> status -> apply (record events) | skip (duplicate or late: no-op) | error raised
+TRANSITIONS: dict[str, dict[str, Outcome]] = {
+    "mark_reserved": _row(SKIP, pending=APPLY),
+    "reject": _row(
+        OrderNotRejectable, pending=APPLY, reserved=APPLY, cancelled=SKIP, rejected=SKIP
+    ),
+    "mark_paid_and_confirm": _row(SKIP, pending=APPLY, reserved=APPLY, paid=APPLY),
+    "cancel": _row(
+        OrderNotCancellable, pending=APPLY, reserved=APPLY, paid=APPLY, confirmed=APPLY,
+        cancelled=SKIP, rejected=SKIP,
+    ),
+    "mark_shipped": _row(
+        InvalidOrderTransition, confirmed=APPLY, shipped=SKIP, delivered=SKIP,
+        completed=SKIP, cancelled=SKIP,
+    ),
+    "mark_delivered": _row(
+        InvalidOrderTransition, confirmed=APPLY, shipped=APPLY, delivered=SKIP,
+        completed=SKIP, cancelled=SKIP,
+    ),
+    "confirm_receipt": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),
+    "complete": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),
+}
+
+
+def _key_scope(buyer_id: UUID) -> str:
+    """Keys are per buyer and per command: two buyers may pick the same key."""
+    return f"place_order:{buyer_id}"
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: UUID
+    quantity: int
+    unit_price: int
+
+    @property
+    def line_total(self) -> int:
+        return self.quantity * self.unit_price
+
+    @staticmethod
+    def coerce(line: OrderLine | Mapping[str, Any]) -> OrderLine:
+        if isinstance(line, OrderLine):
+            return line
+        product_id = line["product_id"]
+        return OrderLine(
+            product_id=product_id if isinstance(product_id, UUID) else UUID(str(product_id)),
+            quantity=line["quantity"],
+            unit_price=line["unit_price"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"product_id": self.product_id, "quantity": self.quantity,
+                "unit_price": self.unit_price}
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_lines(lines: Iterable[OrderLine | Mapping[str, Any]]) -> list[OrderLine]:
+    """Prices come from the catalogue at placing time; one line per product."""
+    checked = [OrderLine.coerce(line) for line in lines]
+    if not checked:
+        raise InvalidInput("an order needs at least one line")
+    for line in checked:
+        if not _positive_int(line.quantity) or not _positive_int(line.unit_price):
+            raise InvalidInput("quantity and unit_price must be positive integers")
+    if len({line.product_id for line in checked}) != len(checked):
+        raise InvalidInput("each product may appear on one line only")
+    return checked
+
+
+def check_address(address: Mapping[str, str]) -> dict[str, str]:
+    unknown = set(address) - set(ADDRESS_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown address fields: {', '.join(sorted(unknown))}")
+    checked = {field: str(address.get(field, "")).strip() for field in ADDRESS_FIELDS}
+    blank = [field for field, value in checked.items() if not value]
+    if blank:
+        raise InvalidInput(f"address needs {', '.join(blank)}")
+    return checked
+
+
+def check_payment(payment: Mapping[str, str]) -> dict[str, str]:
+    method, token = payment.get("method"), str(payment.get("token", "")).strip()
+    if method not in PAYMENT_METHODS:
+        raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
+    if not token:
+        raise InvalidInput("payment token must not be blank")
+    return {"method": method, "token": token}
+
+
+class Order(Aggregate):
+    """One buyer's order. Every command consults TRANSITIONS first."""
+
+    @staticmethod
+    def create_id(order_id: UUID, **_: Any) -> UUID:
+        return order_id
+
+    @event("Placed")
+    def __init__(
+        self, order_id: UUID, buyer_id: UUID, lines: list[dict[str, Any]], total: int,
+        currency: str, shipping_address: dict[str, str], payment: dict[str, str],
+        payment_deadline: datetime, correlation_id: UUID | None,
+    ) -> None:
+        self.order_id = order_id
+        self.buyer_id = buyer_id
+        self.lines = [OrderLine.coerce(line) for line in lines]
+        self.total = total
+        self.currency = currency
+        self.shipping_address = shipping_address
+        self.payment = payment
+        self.payment_deadline = payment_deadline
+        self.status = "pending"
+        self.reason: str | None = None
+        self.paid_amount = 0
+        self.shipment_id: UUID | None = None
+        self.delivered_at: datetime | None = None
+
+    @staticmethod
+    def place(
+        buyer_id: UUID, lines: Iterable[OrderLine | Mapping[str, Any]],
+        shipping_address: Mapping[str, str], payment: Mapping[str, str], currency: str,
+        now: datetime, payment_timeout: timedelta, order_id: UUID | None = None,
+    ) -> Order:
+        checked = check_lines(lines)
+        if now.tzinfo is None:
+            raise InvalidInput("now must be timezone-aware")
+        order_id = order_id or uuid4()
+        return Order(
+            order_id=order_id, buyer_id=buyer_id, lines=[line.as_dict() for line in checked],
+            total=sum(line.line_total for line in checked), currency=currency,
+            shipping_address=check_address(shipping_address), payment=check_payment(payment),
+            payment_deadline=now + payment_timeout, correlation_id=order_id,
+        )
+
+    def _may(self, command: str) -> bool:
+        """True to apply, False for a harmless duplicate or late event; raises otherwise."""
+        outcome = TRANSITIONS[command][self.status]
+        if outcome == APPLY:
+            return True
+        if outcome == SKIP:
+            return False
+        assert isinstance(outcome, type)
+        raise outcome(f"cannot {command.replace('_', ' ')} order {self.id}: it is {self.status}")
+
+    def is_payment_overdue(self, now: datetime) -> bool:
+        return self.status in ("pending", "reserved") and now >= self.payment_deadline
+
+    def is_completion_due(self, now: datetime, after: timedelta) -> bool:
+        return (self.status == "delivered" and self.delivered_at is not None
+                and now >= self.delivered_at + after)
+
+    def mark_reserved(self, causation_id: UUID | None = None) -> bool:
+        if not self._may("mark_reserved"):
+            return False
+        self._reserved(order_id=self.id, correlation_id=self.id, causation_id=causation_id)
+        return True
+
+    def reject(self, reason: str, causation_id: UUID | None = None) -> bool:
+        if not self._may("reject"):
+            return False
+        self._rejected(order_id=self.id, reason=reason, correlation_id=self.id,
+                       causation_id=causation_id)
+        return True
+
+    def mark_paid_and_confirm(self, amount: int, causation_id: UUID | None = None) -> bool:
+        """A capture may overtake the reservation event: then record reserved first."""
+        if not self._may("mark_paid_and_confirm"):
+            return False
+        if amount != self.total:
+            raise PaymentAmountMismatch(f"captured {amount}, order total is {self.total}")
+        if self.status == "pending":
+            self._reserved(order_id=self.id, correlation_id=self.id, causation_id=causation_id)
+        if self.status == "reserved":
+            self._paid(order_id=self.id, amount=amount, correlation_id=self.id,
+                       causation_id=causation_id)
+        self._confirmed(order_id=self.id, total=self.total, correlation_id=self.id,
+                        causation_id=causation_id)
+        return True
+
+    def cancel(self, reason: str, causation_id: UUID | None = None) -> bool:
+        if not self._may("cancel"):
+            return False
+        self._cancelled(
+            order_id=self.id, reason=reason, refund_due=self.status in ("paid", "confirmed"),
+            correlation_id=self.id, causation_id=causation_id,
+        )
+        return True
+
+    def mark_shipped(self, shipment_id: UUID, causation_id: UUID | None = None) -> bool:
+        if not self._may("mark_shipped"):
+            return False
+        self._shipped(order_id=self.id, shipment_id=shipment_id, correlation_id=self.id,
+                      causation_id=causation_id)
+        return True
+
+    def mark_delivered(
+        self, shipment_id: UUID | None, delivered_at: datetime, causation_id: UUID | None = None
+    ) -> bool:
+        """Delivery implies shipment, so a delivery that overtakes pick-up records both."""
+        if not self._may("mark_delivered"):
+            return False
+        shipment_id = shipment_id or self.shipment_id
+        if self.status == "confirmed":
+            if shipment_id is None:
+                raise InvalidOrderTransition(f"order {self.id} was never shipped")
+            self.mark_shipped(shipment_id, causation_id)
+        self._delivered(order_id=self.id, shipment_id=shipment_id, delivered_at=delivered_at,
+                        correlation_id=self.id, causation_id=causation_id)
+        return True
+
+    def confirm_receipt(self, buyer_id: UUID) -> bool:
+        if buyer_id != self.buyer_id:
+            raise OrderNotFound(str(self.id))
+        if not self._may("confirm_receipt"):
+            return False
+        self._completed(order_id=self.id, automatic=False, correlation_id=self.id,
+                        causation_id=None)
+        return True
+
+    def complete(self, causation_id: UUID | None = None) -> bool:
+        if not self._may("complete"):
+            return False
+        self._completed(order_id=self.id, automatic=True, correlation_id=self.id,
+                        causation_id=causation_id)
+        return True
+
+    @event("Reserved")
+    def _reserved(self, order_id: UUID, correlation_id: UUID | None,
+                  causation_id: UUID | None) -> None:
+        self.status = "reserved"
+
+    @event("Rejected")
+    def _rejected(self, order_id: UUID, reason: str, correlation_id: UUID | None,
+                  causation_id: UUID | None) -> None:
+        self.status, self.reason = "rejected", reason
+
+    @event("Paid")
+    def _paid(self, order_id: UUID, amount: int, correlation_id: UUID | None,
+              causation_id: UUID | None) -> None:
+        self.status, self.paid_amount = "paid", amount
+
+    @event("Confirmed")
+    def _confirmed(self, order_id: UUID, total: int, correlation_id: UUID | None,
+                   causation_id: UUID | None) -> None:
+        self.status = "confirmed"
+
+    @event("Cancelled")
+    def _cancelled(self, order_id: UUID, reason: str, refund_due: bool,
+                   correlation_id: UUID | None, causation_id: UUID | None) -> None:
+        self.status, self.reason = "cancelled", reason
+
+    @event("Shipped")
+    def _shipped(self, order_id: UUID, shipment_id: UUID, correlation_id: UUID | None,
+                 causation_id: UUID | None) -> None:
+        self.status, self.shipment_id = "shipped", shipment_id
+
+    @event("Delivered")
+    def _delivered(self, order_id: UUID, shipment_id: UUID | None, delivered_at: datetime,
+                   correlation_id: UUID | None, causation_id: UUID | None) -> None:
+        self.status, self.delivered_at = "delivered", delivered_at
+
+    @event("Completed")
+    def _completed(self, order_id: UUID, automatic: bool, correlation_id: UUID | None,
+                   causation_id: UUID | None) -> None:
+        self.status = "completed"
+
+
+class Orders(Application[UUID]):
+    """Command entry point for the orders context (tables `orders_events`)."""
+
+    name = "Orders"
+
+    def place_order(
+        self, buyer_id: UUID, lines: Iterable[OrderLine | Mapping[str, Any]],
+        shipping_address: Mapping[str, str], payment: Mapping[str, str],
+        idempotency_key: str | None, request_fingerprint: str, now: datetime,
+        payment_timeout: timedelta, currency: str = "CNY",
+    ) -> tuple[UUID, bool]:
+        """Returns (order_id, created); a repeated key with the same body creates nothing."""
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+            raise InvalidInput(f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters")
+        if idempotency_key is not None:
+            claimed = self._find_key(buyer_id, idempotency_key)
+            if claimed is not None:
+                return claimed.replay(request_fingerprint), False
+        order = Order.place(buyer_id, lines, shipping_address, payment, currency, now,
+                            payment_timeout)
+        if idempotency_key is None:
+            self.save(order)
+            return order.id, True
+        key = IdempotencyKey(scope=_key_scope(buyer_id), key=idempotency_key,
+                             fingerprint=request_fingerprint, result_id=order.id)
+        try:
+            self.save(order, key)
+        except IntegrityError as error:
+            claimed = self._find_key(buyer_id, idempotency_key)
+            if claimed is None:
+                raise ConcurrentUpdate("order store changed meanwhile; retry") from error
+            return claimed.replay(request_fingerprint), False
+        return order.id, True
+
+    def mark_reserved(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
+        return self._command(order_id, lambda order: order.mark_reserved(caused_by))
+
+    def reject(self, order_id: UUID, reason: str, caused_by: UUID | None = None) -> bool:
+        return self._command(order_id, lambda order: order.reject(reason, caused_by))
+
+    def mark_paid_and_confirm(
+        self, order_id: UUID, amount: int, caused_by: UUID | None = None
+    ) -> bool:
+        """On `payment.captured`: paid and confirmed in one save; ignored once cancelled."""
+        return self._command(order_id, lambda order: order.mark_paid_and_confirm(amount, caused_by))
+
+    def cancel(
+        self, order_id: UUID, reason: str, by_buyer_id: UUID | None = None,
+        caused_by: UUID | None = None,
+    ) -> bool:
+        """By the buyer (by_buyer_id set: another buyer's order is not found) or by the saga."""
+        order = self.get_order(order_id, buyer_id=by_buyer_id)
+        return self._save_if(order, order.cancel(reason, caused_by))
+
+    def mark_shipped(
+        self, order_id: UUID, shipment_id: UUID, caused_by: UUID | None = None
+    ) -> bool:
+        return self._command(order_id, lambda order: order.mark_shipped(shipment_id, caused_by))
+
+    def mark_delivered(
+        self, order_id: UUID, shipment_id: UUID | None = None, now: datetime | None = None,
+        caused_by: UUID | None = None,
+    ) -> bool:
+        delivered_at = now or datetime.now(timezone.utc)
+        return self._command(
+            order_id, lambda order: order.mark_delivered(shipment_id, delivered_at, caused_by)
+        )
+
+    def confirm_receipt(self, order_id: UUID, buyer_id: UUID) -> bool:
+        order = self.get_order(order_id, buyer_id=buyer_id)
+        return self._save_if(order, order.confirm_receipt(buyer_id))
+
+    def complete(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
+        """Auto-completion, for delivered orders whose `is_completion_due(now, after)`."""
+        return self._command(order_id, lambda order: order.complete(caused_by))
+
+    def get_order(self, order_id: UUID, buyer_id: UUID | None = None) -> Order:
+        """With buyer_id, another buyer's order is reported as not found (HTTP 404)."""
+        try:
+            order: object = self.repository.get(order_id)
+        except AggregateNotFoundError as error:
+            raise OrderNotFound(str(order_id)) from error
+        if not isinstance(order, Order) or (buyer_id is not None and order.buyer_id != buyer_id):
+            raise OrderNotFound(str(order_id))
+        return order
+
+    def _command(self, order_id: UUID, command: Callable[[Order], bool]) -> bool:
+        order = self.get_order(order_id)
+        return self._save_if(order, command(order))
+
+    def _save_if(self, order: Order, changed: bool) -> bool:
+        if changed:
+            try:
+                self.save(order)
+            except IntegrityError as error:
+                raise ConcurrentUpdate(f"order {order.id} changed meanwhile; retry") from error
+        return changed
+
+    def _find_key(self, buyer_id: UUID, key: str) -> IdempotencyKey | None:
+        try:
+            claimed: object = self.repository.get(IdempotencyKey.create_id(_key_scope(buyer_id), key))
+        except AggregateNotFoundError:
+            return None
+        return claimed if isinstance(claimed, IdempotencyKey) else None

@@ -1,0 +1,1 @@
+"""EventMart: the composition root — settings, wiring, the local stack and the CLI."""

@@ -1,0 +1,3 @@
+from eventmart.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The `eventmart` command: run the platform or any one of its processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from eventmart.settings import get_settings
+
+app = typer.Typer(
+    help="EventMart: an event-sourced shop on PostgreSQL, Kafka and Faust. "
+    "`eventmart up` runs everything locally; the other commands run one process each.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+topics_app = typer.Typer(help="The Kafka topic catalogue (kafka/topics.yaml).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Public event schemas.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+console = Console(stderr=True)
+
+# The processes the stack runs; docker-compose.yml runs the same commands (a test checks it).
+PROCESS_COMMANDS = ["api", "relay", "worker"]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Seed demo users and print how to try them.")] = True,
+) -> None:
+    """Start PostgreSQL, Kafka, the relay, the workers and the API; Ctrl-C stops them all.
+
+    Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
+    resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
+    servers instead of the embedded ones."""
+    from eventmart.stack import Stack
+
+    Stack(get_settings()).run(seed_demo=demo)
+
+
+@app.command()
+def down() -> None:
+    """Stop the stack that `eventmart up` started from this state directory."""
+    from eventmart.stack import stop_running_stack
+
+    if stop_running_stack(get_settings()):
+        console.print("stopped")
+    else:
+        console.print("no running stack found")
+        raise typer.Exit(1)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Defaults to EVENTMART_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_PORT.")] = None,
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="warning", access_log=False)
+
+
+@app.command()
+def relay(log_level: Annotated[str, typer.Option()] = "info") -> None:
+    """Run the outbox relay: every application's notification log -> its Kafka topic."""
+    from workers.relay import run_relay
+
+    _logging(log_level)
+    run_relay(get_settings())
+
+
+@app.command()
+def worker(
+    name: Annotated[str, typer.Argument(help="The worker (consumer group), e.g. users-projection.")],
+    log_level: Annotated[str, typer.Option(help="Faust log level: debug, info, warn, error.")] = "warn",
+) -> None:
+    """Run one worker in its consumer group."""
+    from projections.registry import READ_MODELS
+    from workers.consumer import run_worker
+    from workers.projection import build_projection_worker
+
+    if name not in READ_MODELS:
+        console.print(f"[red]unknown worker {name!r}[/]; choose from: {', '.join(READ_MODELS)}")
+        raise typer.Exit(2)
+    run_worker(build_projection_worker(name, get_settings()), loglevel=log_level)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the catalogue's missing topics (existing ones are left alone)."""
+    from eventmart.broker import create_topics
+
+    created = asyncio.run(create_topics(get_settings().bootstrap_servers))
+    console.print(f"created: {', '.join(created) or 'nothing, all exist'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the catalogue."""
+    from rich.table import Table
+
+    from eventmart.broker import topic_specs
+
+    table = Table("topic", "partitions", "key", "retention ms", "schema version")
+    for spec in topic_specs():
+        table.add_row(spec.name, str(spec.partitions), spec.key, str(spec.retention_ms), str(spec.schema_version))
+    Console().print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export the envelope's and every event type's JSON Schema, with examples."""
+    from eventmart.contracts import json_schemas
+
+    text = json.dumps(json_schemas(), indent=2, default=str)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,145 @@
+"""The envelope every event travels in, and the registry of public event types.
+
+Public payloads are pydantic models, separate from the domain's stored events:
+the stored event is private (it may hold a password hash); the contract is
+what other contexts may rely on, versioned and upcast on read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:event")
+
+
+def event_id_for(aggregate_id: UUID, aggregate_version: int) -> UUID:
+    """An event's identity is its place in its aggregate's history, so a re-published
+    copy carries the same id and consumers can drop it."""
+    return uuid5(EVENT_NAMESPACE, f"{aggregate_id}:{aggregate_version}")
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: UUID
+    type: str
+    schema_version: int
+    aggregate_id: UUID
+    aggregate_version: int
+    occurred_at: datetime
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    payload: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    def key(self) -> bytes:
+        return str(self.aggregate_id).encode()
+
+
+class Payload(BaseModel):
+    """Base of every public payload: unknown fields are an error on the producer side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a valid envelope of a known, current event type."""
+
+
+@dataclass(frozen=True)
+class EventContract:
+    type: str
+    topic: str
+    schema_version: int
+    payload: type[Payload]
+    example: dict[str, Any]
+    domain_event: type | None = None
+    to_payload: Callable[[Any], dict[str, Any]] | None = None
+    # upcasters[n] turns a version-n payload into version n+1
+    upcasters: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+
+
+CONTRACTS: dict[str, EventContract] = {}
+BY_DOMAIN_EVENT: dict[type, EventContract] = {}
+
+
+def register(contract: EventContract) -> EventContract:
+    CONTRACTS[contract.type] = contract
+    if contract.domain_event is not None:
+        BY_DOMAIN_EVENT[contract.domain_event] = contract
+    return contract
+
+
+def envelope_from_domain(
+    domain_event: Any, *, correlation_id: UUID | None = None, causation_id: UUID | None = None
+) -> Envelope | None:
+    """The public envelope of a stored domain event, or None for private events
+    (such as uniqueness index claims) that never leave their context."""
+    contract = BY_DOMAIN_EVENT.get(type(domain_event))
+    if contract is None or contract.to_payload is None:
+        return None
+    event_id = event_id_for(domain_event.originator_id, domain_event.originator_version)
+    payload = contract.payload.model_validate(contract.to_payload(domain_event))
+    return Envelope(
+        event_id=event_id,
+        type=contract.type,
+        schema_version=contract.schema_version,
+        aggregate_id=domain_event.originator_id,
+        aggregate_version=domain_event.originator_version,
+        occurred_at=domain_event.timestamp,
+        correlation_id=correlation_id or getattr(domain_event, "correlation_id", None) or event_id,
+        causation_id=causation_id or getattr(domain_event, "causation_id", None),
+        payload=payload.model_dump(mode="json"),
+    )
+
+
+def parse(raw: bytes | str | dict[str, Any]) -> Envelope:
+    """Decode, upcast to the current schema version and validate; MalformedEvent otherwise."""
+    try:
+        data = raw if isinstance(raw, dict) else orjson.loads(raw)
+        envelope = Envelope.model_validate(data)
+    except (orjson.JSONDecodeError, ValueError, TypeError) as error:
+        raise MalformedEvent(f"not an EventMart envelope: {error}") from error
+    contract = CONTRACTS.get(envelope.type)
+    if contract is None:
+        raise MalformedEvent(f"unknown event type {envelope.type!r}")
+    payload, version = dict(envelope.payload), envelope.schema_version
+    if version > contract.schema_version:
+        raise MalformedEvent(f"{envelope.type} v{version} is newer than this code (v{contract.schema_version})")
+    while version < contract.schema_version:
+        upcast = contract.upcasters.get(version)
+        if upcast is None:
+            raise MalformedEvent(f"no upcaster for {envelope.type} v{version}")
+        payload, version = upcast(payload), version + 1
+    try:
+        checked = contract.payload.model_validate(payload)
+    except ValueError as error:
+        raise MalformedEvent(f"{envelope.type} payload is invalid: {error}") from error
+    return envelope.model_copy(
+        update={"payload": checked.model_dump(mode="json"), "schema_version": version}
+    )
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of the envelope and of every public payload, for `eventmart schemas export`."""
+    return {
+        "envelope": Envelope.model_json_schema(),
+        "events": {
+            name: {
+                "topic": contract.topic,
+                "schema_version": contract.schema_version,
+                "payload": contract.payload.model_json_schema(),
+                "example": contract.example,
+            }
+            for name, contract in sorted(CONTRACTS.items())
+        },
+    }

@@ -1,0 +1,74 @@
+"""One settings class for every process; values come from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to know; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTMART_", extra="ignore")
+
+    env: str = Field("dev", description="dev, test or prod; prod refuses the dev secret")
+    state_dir: Path = Field(PROJECT_ROOT / ".eventmart", description="embedded data lives here")
+    cache_dir: Path = Field(Path.home() / ".cache" / "eventmart", description="broker jars")
+
+    database_url: str | None = Field(
+        None, validation_alias="DATABASE_URL", description="external PostgreSQL; embedded if unset"
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None, validation_alias="KAFKA_BOOTSTRAP_SERVERS", description="external Kafka; embedded if unset"
+    )
+    postgres_port: int = 5432
+    database_name: str = "eventmart"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    secret_key: str = DEV_SECRET
+    token_ttl_seconds: int = 3600
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    login_attempts_per_minute: int = 10
+    currency: str = "CNY"
+
+    relay_batch_size: int = 500
+    relay_poll_seconds: float = 1.0
+    worker_max_tries: int = 3
+
+    @model_validator(mode="after")
+    def refuse_dev_secret_outside_dev(self) -> Settings:
+        if self.env not in ("dev", "test") and self.secret_key == DEV_SECRET:
+            raise ValueError("EVENTMART_SECRET_KEY must be set outside dev and test")
+        return self
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.database_name}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,34 @@
+"""Every read model, by consumer-group name, for the runner, rebuild and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from projections import users
+from projections.tracking import TRACKING_DDL, Handler
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    group: str
+    topics: list[str]
+    ddl: str
+    handlers: Mapping[str, Handler]
+
+
+READ_MODELS: dict[str, ReadModel] = {
+    users.GROUP: ReadModel(users.GROUP, users.TOPICS, users.DDL, users.HANDLERS),
+}
+
+
+def install(conn: psycopg.Connection[Any]) -> None:
+    """Create the tracking tables and every read model's tables (idempotent)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(7003)")
+        conn.execute(TRACKING_DDL)
+        for model in READ_MODELS.values():
+            conn.execute(model.ddl)

@@ -1,0 +1,92 @@
+"""Session fixtures: a real PostgreSQL and a real Kafka (embedded, or DATABASE_URL and
+KAFKA_BOOTSTRAP_SERVERS), started once; worker processes; the API.
+
+Nothing here skips: if the broker or the database cannot be started, every test
+that needs them errors, and the run fails (CI=true or not)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from eventmart.settings import PROJECT_ROOT, Settings
+from eventmart.stack import Infrastructure
+from tests.support import WorkerProcess, child_env
+
+TEST_STATE = PROJECT_ROOT / ".eventmart" / "test"
+
+
+def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "test",
+        "state_dir": state_dir,
+        "postgres_port": 55432,
+        "database_name": "eventmart_test",
+        "kafka_port": 19092,
+        "kafka_controller_port": 19093,
+        "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
+        "login_attempts_per_minute": 100000,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_test_settings()
+
+
+@pytest.fixture(scope="session")
+def infrastructure(settings: Settings) -> Iterator[Infrastructure]:
+    """A fresh embedded database and Kafka log per session (external ones are used as they are)."""
+    infra = Infrastructure(settings)
+    try:
+        infra.start(durable=False, fresh=True)
+        yield infra
+    finally:
+        infra.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_logs(infrastructure: Infrastructure) -> Path:
+    path = TEST_STATE / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.log"):
+        old.unlink()
+    return path
+
+
+def _worker(name: str, args: list[str], settings: Settings, logs: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(name, args, child_env(settings), logs).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    yield from _worker("relay", ["relay"], settings, worker_logs)
+
+
+@pytest.fixture(scope="session")
+def users_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    yield from _worker("users-projection", ["worker", "users-projection"], settings, worker_logs)
+
+
+@pytest.fixture(scope="session")
+def api(infrastructure: Infrastructure, settings: Settings, relay: WorkerProcess,
+        users_projection: WorkerProcess) -> Iterator[TestClient]:
+    """The HTTP API in-process (ASGI), with the relay and the users projection running."""
+    from api.main import create_app
+
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture()
+def db(infrastructure: Infrastructure, settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        yield conn

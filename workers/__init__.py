@@ -1,0 +1,1 @@
+"""Processes that consume or produce Kafka: the outbox relay, saga participants, projections."""
