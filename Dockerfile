@@ -1,0 +1,13 @@
+# One image for every EventMart process; docker-compose.yml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY eventmart ./eventmart
+COPY domain ./domain
+COPY projections ./projections
+COPY workers ./workers
+COPY api ./api
+COPY kafka ./kafka
+RUN pip install --no-cache-dir .
+ENV EVENTMART_API_HOST=0.0.0.0
+ENTRYPOINT ["eventmart"]

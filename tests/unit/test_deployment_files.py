@@ -1,0 +1,47 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check that it parses and
+runs exactly the processes the CLI and the local stack have."""
+
+from __future__ import annotations
+
+import yaml
+
+from eventmart.cli import app
+from eventmart.settings import PROJECT_ROOT
+from eventmart.stack import worker_names
+from eventmart.broker import topic_specs
+
+
+def compose() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+
+
+def cli_commands() -> set[str]:
+    return {command.name or command.callback.__name__ for command in app.registered_commands} | {
+        group.name for group in app.registered_groups}
+
+
+def test_compose_runs_the_cli_commands_the_stack_runs():
+    services = compose()["services"]
+    ours = {name: service for name, service in services.items() if service.get("image") == "eventmart:latest"}
+    commands = {tuple(service["command"]) for service in ours.values()}
+    for command in commands:
+        assert command[0] in cli_commands(), f"{command} is not an eventmart command"
+    assert ("api",) in commands and ("relay",) in commands and ("topics", "create") in commands
+    assert {command[1] for command in commands if command[0] == "worker"} == set(worker_names())
+
+
+def test_compose_kafka_is_kraft_with_single_broker_internal_topics():
+    kafka = compose()["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 1
+
+
+def test_topic_catalogue_has_defaults_and_a_dlq_per_group():
+    specs = {spec.name: spec for spec in topic_specs()}
+    assert specs["orders.events"].partitions == 6
+    assert specs["users.events"].retention_ms == -1
+    for group in worker_names():
+        assert f"{group}.dlq" in specs

@@ -1,0 +1,57 @@
+"""Users domain: given no events, when registering, then Registered; rules first."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.idempotency import IdempotencyKeyReused
+from domain.users import EmailIndex, EmailTaken, InvalidEmail, UnknownRole, User, Users
+from domain.errors import InvalidInput
+
+
+def test_register_records_a_registered_event_with_a_normalised_email():
+    user = User.register("  Ada@Example.COM ", "hash", "Ada", "seller")
+    (registered,) = user.collect_events()
+    assert isinstance(registered, User.Registered)
+    assert registered.email == "ada@example.com"
+    assert (user.email, user.role, user.display_name) == ("ada@example.com", "seller", "Ada")
+
+
+@pytest.mark.parametrize("email", ["", "no-at-sign", "two@@example.com", "spaces in@example.com", "a@b"])
+def test_register_refuses_what_is_not_an_email(email: str):
+    with pytest.raises(InvalidEmail):
+        User.register(email, "hash", "Ada")
+
+
+def test_register_refuses_unknown_roles_and_blank_names():
+    with pytest.raises(UnknownRole):
+        User.register("ada@example.com", "hash", "Ada", "superuser")
+    with pytest.raises(InvalidInput):
+        User.register("ada@example.com", "hash", "   ")
+
+
+def test_the_email_index_id_is_derived_from_the_email():
+    assert EmailIndex.create_id("ada@example.com") == EmailIndex.create_id("ada@example.com")
+    assert EmailIndex.create_id("ada@example.com") != EmailIndex.create_id("bob@example.com")
+
+
+def test_the_event_store_refuses_a_second_registration_of_an_email():
+    users = Users()  # in-memory persistence: no I/O
+    first = users.register_user("ada@example.com", "hash", "Ada")
+    with pytest.raises(EmailTaken):
+        users.register_user("ADA@example.com", "hash", "Ada Again")
+    assert users.find_user_id("ada@example.com") == first
+    assert users.get_user(first).display_name == "Ada"
+    assert users.find_user_id("nobody@example.com") is None
+    assert users.find_user_id("not an email") is None
+
+
+def test_an_idempotency_key_replays_the_first_registration():
+    users = Users()
+    first = users.register_user("ada@example.com", "h1", "Ada", idempotency_key="k", fingerprint="f")
+    again = users.register_user("ada@example.com", "h2", "Ada", idempotency_key="k", fingerprint="f")
+    assert again == first
+    with pytest.raises(IdempotencyKeyReused):
+        users.register_user("ada@example.com", "h3", "Ada", idempotency_key="k", fingerprint="other")
+    with pytest.raises(EmailTaken):
+        users.register_user("ada@example.com", "h4", "Ada", idempotency_key="k2", fingerprint="f")
