@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -213,7 +213,9 @@ class Reservation(Aggregate):
     def commit(self, causation_id: UUID | None = None) -> bool:
         if self.status != "confirmed":
             return False
-        self._commit(order_id=self.order_id, correlation_id=self.order_id, causation_id=causation_id)
+        self._commit(
+            order_id=self.order_id, correlation_id=self.order_id, causation_id=causation_id
+        )
         return True
 
     @event("Committed")
@@ -262,7 +264,7 @@ class Inventory(Application[UUID]):
         self, product_id: UUID, seller_id: UUID, quantity: int, now: datetime | None = None
     ) -> int:
         stock = self.get_stock(product_id)
-        stock.receive(seller_id, quantity, now or datetime.now(timezone.utc))
+        stock.receive(seller_id, quantity, now or datetime.now(UTC))
         self._save(stock)
         return stock.on_hand
 

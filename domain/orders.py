@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
@@ -391,7 +391,7 @@ class Orders(Application[UUID]):
         self, order_id: UUID, shipment_id: UUID | None = None, now: datetime | None = None,
         caused_by: UUID | None = None,
     ) -> bool:
-        delivered_at = now or datetime.now(timezone.utc)
+        delivered_at = now or datetime.now(UTC)
         return self._command(
             order_id, lambda order: order.mark_delivered(shipment_id, delivered_at, caused_by)
         )
@@ -428,7 +428,8 @@ class Orders(Application[UUID]):
 
     def _find_key(self, buyer_id: UUID, key: str) -> IdempotencyKey | None:
         try:
-            claimed: object = self.repository.get(IdempotencyKey.create_id(_key_scope(buyer_id), key))
+            key_id = IdempotencyKey.create_id(_key_scope(buyer_id), key)
+            claimed: object = self.repository.get(key_id)
         except AggregateNotFoundError:
             return None
         return claimed if isinstance(claimed, IdempotencyKey) else None
