@@ -85,18 +85,21 @@ def relay(log_level: Annotated[str, typer.Option()] = "info") -> None:
 
 @app.command()
 def worker(
-    name: Annotated[str, typer.Argument(help="The worker (consumer group), e.g. users-projection.")],
+    name: Annotated[str, typer.Argument(help="The worker, which is also its consumer group: "
+                                             "a saga participant (inventory-saga, payments-saga, "
+                                             "orders-saga, shipping-saga) or a projection "
+                                             "(users-projection, …).")],
     log_level: Annotated[str, typer.Option(help="Faust log level: debug, info, warn, error.")] = "warn",
 ) -> None:
-    """Run one worker in its consumer group."""
-    from projections.registry import READ_MODELS
+    """Run one worker in its consumer group. Run it N times for N replicas: the group
+    splits the partitions (6 per topic, so at most 6 replicas get work)."""
+    from eventmart.wiring import build_worker, worker_names
     from workers.consumer import run_worker
-    from workers.projection import build_projection_worker
 
-    if name not in READ_MODELS:
-        console.print(f"[red]unknown worker {name!r}[/]; choose from: {', '.join(READ_MODELS)}")
+    if name not in worker_names():
+        console.print(f"[red]unknown worker {name!r}[/]; choose from: {', '.join(worker_names())}")
         raise typer.Exit(2)
-    run_worker(build_projection_worker(name, get_settings()), loglevel=log_level)
+    run_worker(build_worker(name, get_settings()), loglevel=log_level)
 
 
 @topics_app.command("create")

@@ -124,8 +124,11 @@ def drop_database(dsn: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def eventsourcing_env(dsn: str, *, pool_size: int = 5) -> dict[str, str]:
-    """The eventsourcing library reads its PostgreSQL settings from an env mapping."""
+def eventsourcing_env(dsn: str, *, pool_size: int = 5, create_table: bool = False) -> dict[str, str]:
+    """The eventsourcing library reads its PostgreSQL settings from an env mapping.
+
+    Tables are created once, by `prepare_database` at start; processes that create
+    them concurrently collide on PostgreSQL's catalogue ("tuple concurrently updated")."""
     parts = urlsplit(dsn)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -138,6 +141,7 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 5) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "5",
         "POSTGRES_PRE_PING": "y",
         "SINGLE_ROW_TRACKING": "n",
+        "CREATE_TABLE": "y" if create_table else "n",
     }
 
 

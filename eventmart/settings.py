@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = 10
     currency: str = "CNY"
 
+    payment_timeout_seconds: float = Field(900, description="unpaid orders are cancelled after this")
+    reservation_ttl_seconds: float = Field(1800, description="stock holds expire after this")
+    auto_complete_seconds: float = Field(7 * 24 * 3600, description="delivered -> completed after this")
+    carrier_step_seconds: float = Field(60, description="sandbox carrier: time between tracking updates")
+    saga_timer_seconds: float = Field(1.0, description="how often workers look for due deadlines")
+
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     worker_max_tries: int = 3

@@ -21,15 +21,12 @@ from rich.table import Table
 
 from eventmart import broker, database
 from eventmart.settings import Settings
-from projections.registry import READ_MODELS
+from eventmart.wiring import worker_names
 from projections.registry import install as install_read_models
 
 console = Console(stderr=True)
 
 
-def worker_names() -> list[str]:
-    """Every worker process the stack runs, one consumer group each."""
-    return list(READ_MODELS)
 
 
 @dataclass
@@ -94,15 +91,19 @@ class Infrastructure:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Event-store tables, relay triggers, read models: idempotent, safe on every start."""
-    from eventmart.wiring import build_applications
+    """Event-store and tracking tables, relay triggers, read models: idempotent, and done
+    here once so that no two processes run DDL at the same time."""
+    from eventmart.database import eventsourcing_env
+    from eventmart.wiring import APPLICATION_TOPICS
     from workers.relay import install as install_relay
+    from workers.tracking import tracked
 
-    applications = build_applications(settings, pool_size=1)
+    env = eventsourcing_env(settings.dsn, pool_size=1, create_table=True)
+    applications = [tracked(cls)(env=env) for cls in APPLICATION_TOPICS]
     try:
-        install_relay(settings.dsn, applications.all())
+        install_relay(settings.dsn, applications)
     finally:
-        for application in applications.all():
+        for application in applications:
             application.close()
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         install_read_models(conn)

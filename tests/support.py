@@ -73,15 +73,17 @@ class WorkerProcess:
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
+    """The environment that gives a child process exactly these settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTMART_")}
+    for name, value in settings.model_dump().items():
+        if value is not None and name not in ("database_url", "kafka_bootstrap_servers"):
+            env[f"EVENTMART_{name.upper()}"] = str(value)
+    env.update({
         "DATABASE_URL": settings.dsn,
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "EVENTMART_ENV": "test",
-        "EVENTMART_BCRYPT_ROUNDS": str(settings.bcrypt_rounds),
-        "EVENTMART_STATE_DIR": str(settings.state_dir),
         "PYTHONUNBUFFERED": "1",
-    }
+    })
+    return env
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[Any]:

@@ -1,0 +1,72 @@
+"""The orders participant: moves each order through its status machine as inventory,
+payments and shipping report, and keeps the saga's deadlines."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.orders import Orders
+from eventmart.contracts import Envelope
+from workers.due import act_on_each, due_orders
+from workers.saga import Context, Participant
+
+
+def mark_reserved(ctx: Context, event: Envelope) -> None:
+    ctx.application.mark_reserved(event.payload["order_id"], caused_by=event.event_id)
+
+
+def reject(ctx: Context, event: Envelope) -> None:
+    ctx.application.reject(event.payload["order_id"], event.payload["reason"], caused_by=event.event_id)
+
+
+def cancel_on_expiry(ctx: Context, event: Envelope) -> None:
+    if event.payload["reason"] == "expired":
+        ctx.application.cancel(event.payload["order_id"], "reservation_expired", caused_by=event.event_id)
+
+
+def confirm_paid(ctx: Context, event: Envelope) -> None:
+    ctx.application.mark_paid_and_confirm(event.payload["order_id"], event.payload["amount"],
+                                          caused_by=event.event_id)
+
+
+def cancel_declined(ctx: Context, event: Envelope) -> None:
+    ctx.application.cancel(event.payload["order_id"], "payment_declined", caused_by=event.event_id)
+
+
+def mark_shipped(ctx: Context, event: Envelope) -> None:
+    ctx.application.mark_shipped(event.payload["order_id"], event.payload["shipment_id"],
+                                 caused_by=event.event_id)
+
+
+def mark_delivered(ctx: Context, event: Envelope) -> None:
+    ctx.application.mark_delivered(event.payload["order_id"], event.payload["shipment_id"],
+                                   now=event.occurred_at, caused_by=event.event_id)
+
+
+def cancel_unpaid(ctx: Context) -> int:
+    """The payment deadline passed (e.g. the gateway never answered): cancel, compensate."""
+    overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND payment_deadline < now()")
+    return act_on_each(overdue, lambda order_id: ctx.application.cancel(order_id, "payment_timeout"))
+
+
+def complete_delivered(ctx: Context) -> int:
+    after = timedelta(seconds=ctx.settings.auto_complete_seconds)
+    due = due_orders(ctx, "status = 'delivered' AND delivered_at < now() - %s", after)
+    return act_on_each(due, ctx.application.complete)
+
+
+PARTICIPANT = Participant(
+    group="orders-saga",
+    topics=["inventory.events", "payments.events", "shipping.events"],
+    application=Orders,
+    policies={
+        "reservation.confirmed": mark_reserved,
+        "reservation.failed": reject,
+        "reservation.released": cancel_on_expiry,
+        "payment.captured": confirm_paid,
+        "payment.declined": cancel_declined,
+        "shipment.picked_up": mark_shipped,
+        "shipment.delivered": mark_delivered,
+    },
+    timers={"cancel_unpaid": cancel_unpaid, "complete_delivered": complete_delivered},
+)

@@ -1,0 +1,47 @@
+"""Shipping's part in the order saga: a shipment for every confirmed order, moved along
+by the carrier's tracking updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.orders import Orders
+from domain.shipping import SandboxCarrier, Shipping
+from eventmart.contracts import Envelope
+from eventmart.settings import Settings
+from workers.due import act_on_each, due_orders
+from workers.saga import Context, Participant
+
+
+def create_shipment(ctx: Context, event: Envelope) -> None:
+    order = ctx.reads["orders"].get_order(event.aggregate_id)
+    ctx.application.create_shipment(order.id, order.shipping_address, now=ctx.now(),
+                                    caused_by=event.event_id)
+
+
+def track_shipments(ctx: Context) -> int:
+    """Ask the carrier what happened to every parcel still on its way."""
+    in_flight = due_orders(ctx, "status IN ('confirmed', 'shipped')")
+    carrier, now = ctx.adapters["carrier"], ctx.now()
+
+    def advance(order_id: Any) -> bool:
+        if ctx.application.find_shipment(order_id) is None:
+            return False  # order.confirmed not consumed yet
+        return bool(ctx.application.advance(order_id, now, carrier))
+
+    return act_on_each(in_flight, advance)
+
+
+def adapters(settings: Settings) -> dict[str, Any]:
+    return {"carrier": SandboxCarrier(step_seconds=settings.carrier_step_seconds)}
+
+
+PARTICIPANT = Participant(
+    group="shipping-saga",
+    topics=["orders.events"],
+    application=Shipping,
+    reads={"orders": Orders},
+    policies={"order.confirmed": create_shipment},
+    timers={"track_shipments": track_shipments},
+    adapters=adapters,
+)
