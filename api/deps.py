@@ -3,17 +3,19 @@ connection, and the authenticated caller."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import psycopg
+from eventsourcing.persistence import IntegrityError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
 from api.errors import ApiError
 from api.security import InvalidToken, LoginThrottle, PasswordHasher, Principal, TokenIssuer
+from domain.inventory import ConcurrentUpdate
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
 
@@ -71,3 +73,18 @@ def require_role(*roles: str) -> Any:
         return user
 
     return Depends(check)
+
+
+T = TypeVar("T")
+
+
+def retry_concurrent(command: Callable[[], T], attempts: int = 3) -> T:
+    """A command that lost an optimistic-concurrency race saved nothing, so run it again
+    (it reloads the aggregate); after `attempts` the client gets 409 concurrent_update."""
+    for attempt in range(attempts):
+        try:
+            return command()
+        except (ConcurrentUpdate, IntegrityError) as error:
+            if attempt == attempts - 1:
+                raise ConcurrentUpdate("the resource changed meanwhile; retry") from error
+    raise AssertionError("unreachable")

@@ -7,9 +7,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from domain.catalog import NotProductOwner
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.inventory import ConcurrentUpdate
 
+# First match wins: specific classes before the bases they subclass.
 STATUS_FOR_DOMAIN_ERROR: list[tuple[type[DomainError], int]] = [
+    (NotProductOwner, 403),
+    (ConcurrentUpdate, 409),
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),

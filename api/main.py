@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import health, users
+from api.routes import health, ops, orders, products, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
@@ -50,4 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
+    app.include_router(products.router)
+    app.include_router(orders.router)
+    app.include_router(ops.router)
     return app

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from projections import users
+from projections import catalog, orders, users
 from projections.tracking import TRACKING_DDL, Handler
 
 
@@ -22,6 +22,8 @@ class ReadModel:
 
 READ_MODELS: dict[str, ReadModel] = {
     users.GROUP: ReadModel(users.GROUP, users.TOPICS, users.DDL, users.HANDLERS),
+    catalog.GROUP: ReadModel(catalog.GROUP, catalog.TOPICS, catalog.DDL, catalog.HANDLERS),
+    orders.GROUP: ReadModel(orders.GROUP, orders.TOPICS, orders.DDL, orders.HANDLERS),
 }
 
 

@@ -6,6 +6,7 @@ that needs them errors, and the run fails (CI=true or not)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,19 +18,27 @@ from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.stack import Infrastructure
 from tests.support import WorkerProcess, child_env
 
-TEST_STATE = PROJECT_ROOT / ".eventmart" / "test"
+# EVENTMART_TEST_SLOT=N runs a second suite beside the first (other ports, other state).
+SLOT = int(os.environ.get("EVENTMART_TEST_SLOT", "0"))
+TEST_STATE = PROJECT_ROOT / ".eventmart" / (f"test-{SLOT}" if SLOT else "test")
 
 
 def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test",
         "state_dir": state_dir,
-        "postgres_port": 55432,
+        "postgres_port": 55432 + 20 * SLOT,
         "database_name": "eventmart_test",
-        "kafka_port": 19092,
-        "kafka_controller_port": 19093,
+        "kafka_port": 19092 + 20 * SLOT,
+        "kafka_controller_port": 19093 + 20 * SLOT,
         "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
         "login_attempts_per_minute": 100000,
+        # Saga clocks shrunk so whole orders run in seconds (production: minutes to days).
+        "payment_timeout_seconds": 4,
+        "reservation_ttl_seconds": 60,
+        "carrier_step_seconds": 1.5,
+        "auto_complete_seconds": 3,
+        "saga_timer_seconds": 0.25,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -90,3 +99,13 @@ def api(infrastructure: Infrastructure, settings: Settings, relay: WorkerProcess
 def db(infrastructure: Infrastructure, settings: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def catalog_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    yield from _worker("catalog-projection", ["worker", "catalog-projection"], settings, worker_logs)
+
+
+@pytest.fixture(scope="session")
+def orders_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    yield from _worker("orders-projection", ["worker", "orders-projection"], settings, worker_logs)

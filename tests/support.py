@@ -138,3 +138,64 @@ async def _publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes
 
 def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     asyncio.run(_publish(bootstrap, topic, messages))
+
+
+async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in (consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = [TopicPartition(topic, p) for topic in topics
+                          for p in (consumer.partitions_for_topic(topic) or [])]
+        ends = await consumer.end_offsets(partitions)
+        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Messages on the group's topics past its committed offsets."""
+    return asyncio.run(_group_lag(bootstrap, group, topics))
+
+
+def wait_for_groups_to_catch_up(bootstrap: str, groups: dict[str, list[str]], timeout: float = 60) -> None:
+    for group, topics in groups.items():
+        wait_until(lambda: group_lag(bootstrap, group, topics) == 0, timeout=timeout, interval=0.3,
+                   message=f"consumer group {group} to catch up")
+
+
+def relay_backlog(dsn: str) -> int:
+    """Stored notifications the relay has not yet published, over every application."""
+    import psycopg
+
+    from eventmart.wiring import APPLICATION_TOPICS
+
+    backlog = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for application in APPLICATION_TOPICS:
+            name = application.name
+            newest = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {name.lower()}_events").fetchone()[0]
+            row = conn.execute("SELECT notification_id FROM relay_positions WHERE application = %s",
+                               (name,)).fetchone()
+            backlog += newest - (row[0] if row else 0)
+    return backlog
+
+
+def wait_for_quiet(settings: Settings, groups: dict[str, list[str]], timeout: float = 120) -> None:
+    """Until the relay has published everything and the groups have consumed it, twice in a
+    row (a consumed event may cause new ones)."""
+    def quiet() -> bool:
+        return relay_backlog(settings.dsn) == 0 and all(
+            group_lag(settings.bootstrap_servers, group, topics) == 0 for group, topics in groups.items())
+
+    wait_until(lambda: quiet() and quiet(), timeout=timeout, interval=0.5,
+               message="the relay and the consumer groups to go quiet")

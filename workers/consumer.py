@@ -38,6 +38,9 @@ def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
         "consumer_auto_offset_reset": "earliest",
         "stream_wait_empty": False,
         "broker_commit_interval": 0.5,
+        # A killed replica's partitions move to the others after this, not after a minute.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
         "autodiscover": False,
     }
     options.update(overrides)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from domain.errors import NotFound
 from domain.inventory import ConcurrentUpdate
 from workers.saga import Context
 
@@ -21,12 +22,13 @@ def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> 
 
 
 def act_on_each(order_ids: list[UUID], command: Callable[[UUID], object]) -> int:
-    """Run the command per order; a conflict leaves the order for the next tick."""
+    """Run the command per order; a conflict leaves the order for the next tick, and an order
+    the read model knows but the event store does not (a hand-made event) is skipped."""
     done = 0
     for order_id in order_ids:
         try:
             if command(order_id):
                 done += 1
-        except ConcurrentUpdate:
+        except (ConcurrentUpdate, NotFound):
             continue
     return done

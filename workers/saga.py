@@ -78,7 +78,7 @@ class PolicyProcessor:
         if policy is None:
             return
         application = self.context.application
-        tracking = tracking_for(delivery.envelope, delivery.topic)
+        tracking = tracking_for(delivery.envelope)
         for _ in range(self.max_conflict_retries):
             if already_applied(application, tracking):
                 return  # a redelivered or re-published copy

@@ -1,8 +1,8 @@
 """Saga participants record the events they cause and the tracking of the event that
 caused them in one transaction (eventsourcing's process recorder).
 
-Tracking is by event identity: application_name is "<topic>/<aggregate id>" and
-notification_id is the aggregate version. Per-aggregate order holds on a topic,
+Tracking is by event identity: application_name is the aggregate id and
+notification_id the aggregate version. Per-aggregate order holds on a topic,
 so "a tracking record >= this version exists" means "this event, or a later one
 of the same aggregate, was already applied" — a copy is dropped, whatever its offset.
 """
@@ -52,8 +52,8 @@ def tracked(application_class: type[A]) -> type[A]:
                 {"name": application_class.name})
 
 
-def tracking_for(envelope: Envelope, topic: str) -> Tracking:
-    return Tracking(application_name=f"{topic}/{envelope.aggregate_id}",
+def tracking_for(envelope: Envelope) -> Tracking:
+    return Tracking(application_name=str(envelope.aggregate_id),
                     notification_id=envelope.aggregate_version)
 
 

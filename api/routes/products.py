@@ -1,0 +1,216 @@
+"""Catalogue and stock: sellers list products and receive stock; anyone browses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from api.deps import Db, Services, ServicesDep, require_role, retry_concurrent
+from api.errors import ApiError
+from api.security import Principal
+from domain.catalog import CurrencyMismatch, Product, SkuTaken
+from projections.catalog import get_product, list_products
+
+router = APIRouter(prefix="/v1", tags=["products"])
+
+Seller = Annotated[Principal, require_role("seller")]
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+class Money(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(gt=0, description="minor units, e.g. 1250 = 12.50")
+    currency: str = Field(min_length=3, max_length=3)
+
+
+class CreateProduct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    category: str = Field(min_length=1, max_length=100)
+    price: Money
+
+
+class UpdateProduct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=5000)
+    category: str | None = Field(None, min_length=1, max_length=100)
+    price: Money | None = None
+
+
+class ReceiveStock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: StrictInt = Field(gt=0, le=1_000_000)
+
+
+class ProductCreated(BaseModel):
+    product_id: UUID
+
+
+class StockReceived(BaseModel):
+    on_hand: int
+
+
+class StockView(BaseModel):
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class RatingView(BaseModel):
+    average: float | None
+    count: int
+
+
+class ProductStored(BaseModel):
+    """A product as its aggregate holds it (the answer to a change)."""
+
+    product_id: UUID
+    sku: str
+    name: str
+    description: str
+    category: str
+    seller_id: UUID
+    price: Money
+    version: int
+
+
+class ProductView(BaseModel):
+    product_id: UUID
+    sku: str
+    name: str
+    description: str
+    category: str
+    seller_id: UUID
+    price: Money
+    stock: StockView
+    rating: RatingView
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[ProductView]
+    next_cursor: str | None
+
+
+def _check_currency(money: Money | None, currency: str) -> None:
+    """One currency per deployment."""
+    if money is not None and money.currency.upper() != currency.upper():
+        raise CurrencyMismatch(f"prices are in {currency}")
+
+
+def _stored(product: Product) -> ProductStored:
+    return ProductStored(
+        product_id=product.id, sku=product.sku, name=product.name,
+        description=product.description, category=product.category,
+        seller_id=product.seller_id,
+        price=Money(amount=product.price_amount, currency=product.currency),
+        version=product.version,
+    )
+
+
+@router.post("/products", status_code=201, response_model=ProductCreated)
+def create_product(body: CreateProduct, user: Seller, services: ServicesDep,
+                   idempotency_key: IdempotencyKeyHeader = None) -> ProductCreated:
+    """List a product (409 `sku_taken`); its stock exists at once, so it can be received.
+    With an Idempotency-Key, repeating the same listing answers with the same product."""
+    _check_currency(body.price, services.settings.currency)
+    applications = services.applications
+    try:
+        product_id = applications.catalog.create_product(
+            user.user_id, body.sku, body.name, body.description, body.category,
+            body.price.amount, body.price.currency,
+        )
+    except SkuTaken:
+        replayed = _same_listing(services, user, body) if idempotency_key else None
+        if replayed is None:
+            raise
+        product_id = replayed
+    applications.inventory.register_product(product_id, user.user_id)
+    return ProductCreated(product_id=product_id)
+
+
+def _same_listing(services: Services, user: Principal, body: CreateProduct) -> UUID | None:
+    """A retried create is recognised by its SKU, seller and identical fields."""
+    catalog = services.applications.catalog
+    product_id = catalog.find_product_id(body.sku)
+    if product_id is None:
+        return None
+    product = catalog.get_product(product_id)
+    same = (product.seller_id == user.user_id and product.name == body.name.strip()
+            and product.description == body.description.strip()
+            and product.category == body.category.strip()
+            and product.price_amount == body.price.amount)
+    return product_id if same else None
+
+
+@router.patch("/products/{product_id}", response_model=ProductStored)
+def update_product(product_id: UUID, body: UpdateProduct, user: Seller,
+                   services: ServicesDep) -> ProductStored:
+    """Change any of name, description, category, price; only the owning seller may (403)."""
+    _check_currency(body.price, services.settings.currency)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"price"})
+    changes = {field: value for field, value in changes.items() if value is not None}
+    if body.price is not None:
+        changes.update(price_amount=body.price.amount, currency=body.price.currency)
+    product = retry_concurrent(
+        lambda: services.applications.catalog.update_product(product_id, user.user_id, **changes)
+    )
+    return _stored(product)
+
+
+@router.post("/products/{product_id}/stock", response_model=StockReceived)
+def receive_stock(product_id: UUID, body: ReceiveStock, user: Seller,
+                  services: ServicesDep) -> StockReceived:
+    """Record units received into stock; answers the new on-hand count."""
+    applications = services.applications
+    product = applications.catalog.get_product(product_id)
+    product.check_owner(user.user_id)
+    applications.inventory.register_product(product_id, product.seller_id)
+    on_hand = retry_concurrent(
+        lambda: applications.inventory.receive_stock(product_id, user.user_id, body.quantity)
+    )
+    return StockReceived(on_hand=on_hand)
+
+
+@router.get("/products", response_model=ProductPage)
+def browse_products(
+    db: Db,
+    category: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    seller_id: UUID | None = None,
+    sort: Literal["price", "-price", "rating", "newest"] = "newest",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> ProductPage:
+    """Browse and search the catalogue read model, one page at a time."""
+    items, next_cursor = list_products(
+        db, category=category, seller_id=str(seller_id) if seller_id else None, q=q,
+        sort=sort, limit=limit, cursor=cursor,
+    )
+    return ProductPage(items=[ProductView(**item) for item in items], next_cursor=next_cursor)
+
+
+@router.get("/products/{product_id}", response_model=ProductView)
+def product_detail(product_id: UUID, db: Db, services: ServicesDep) -> ProductView:
+    """A product with its stock and rating. Right after listing, the read model may lag:
+    503 with Retry-After then."""
+    found = get_product(db, str(product_id))
+    if found is not None:
+        return ProductView(**found)
+    services.applications.catalog.get_product(product_id)  # 404 product_not_found if unknown
+    raise ApiError(503, "not_yet_visible",
+                   "the product is listed but the read model has not caught up; retry shortly",
+                   {"Retry-After": "1"})
+

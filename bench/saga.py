@@ -1,0 +1,231 @@
+"""Saga benchmark: drive orders through the HTTP API of a running local stack at a chosen
+rate and report throughput to `confirmed`, placement->confirmed latency, projection lag
+and each process's CPU share.
+
+    ./run up                                    # in one shell
+    .venv/bin/python bench/saga.py --rate 175 --seconds 30
+
+Latency is measured from the event store's own clocks (order.placed -> order.confirmed
+occurred_at, read from orders.events), projection lag from when the orders read model
+shows `confirmed` to the event's occurred_at (sampled by polling)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+console = Console()
+ADDRESS = {"name": "Bench", "line1": "1 Load St", "city": "Shanghai", "postal_code": "200000", "country": "CN"}
+
+
+async def user(client: httpx.AsyncClient, role: str) -> dict[str, str]:
+    email = f"bench-{role}-{uuid.uuid4().hex[:10]}@example.com"
+    created = await client.post("/v1/users", json={"email": email, "password": "bench-password",
+                                                    "display_name": role, "role": role})
+    created.raise_for_status()
+    token = await client.post("/v1/auth/token", json={"email": email, "password": "bench-password"})
+    token.raise_for_status()
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def setup(client: httpx.AsyncClient, products: int, customers: int, stock: int) -> tuple[list[str], list[dict]]:
+    seller = await user(client, "seller")
+    product_ids = []
+    for n in range(products):
+        answer = await client.post("/v1/products", headers=seller, json={
+            "sku": f"BENCH-{uuid.uuid4().hex[:10]}", "name": f"Bench item {n}", "description": "load",
+            "category": "bench", "price": {"amount": 100 + n, "currency": "CNY"}})
+        answer.raise_for_status()
+        product_id = answer.json()["product_id"]
+        (await client.post(f"/v1/products/{product_id}/stock", headers=seller, json={"quantity": stock})).raise_for_status()
+        product_ids.append(product_id)
+    buyers = [await user(client, "customer") for _ in range(customers)]
+    return product_ids, buyers
+
+
+class Timeline:
+    """order.placed / order.confirmed times per order, read from orders.events."""
+
+    def __init__(self) -> None:
+        self.placed: dict[str, datetime] = {}
+        self.confirmed: dict[str, datetime] = {}
+
+    async def follow(self, bootstrap: str, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer("orders.events", bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                    enable_auto_commit=False, group_id=f"bench-{uuid.uuid4().hex[:6]}")
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        event = orjson.loads(record.value)
+                        at = datetime.fromisoformat(event["occurred_at"])
+                        if event["type"] == "order.placed":
+                            self.placed.setdefault(event["aggregate_id"], at)
+                        elif event["type"] == "order.confirmed":
+                            self.confirmed.setdefault(event["aggregate_id"], at)
+        finally:
+            await consumer.stop()
+
+
+def processes() -> dict[str, psutil.Process]:
+    found = {}
+    for process in psutil.process_iter(["cmdline", "name"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "kafka.Kafka" in cmdline:
+            found["kafka"] = process
+        elif "-m eventmart" in cmdline and " up" not in cmdline:
+            found[cmdline.split("-m eventmart", 1)[1].strip()] = process
+        elif process.info["name"] == "postgres":
+            found.setdefault("postgres", process)
+    return found
+
+
+def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
+    totals = {}
+    for name, process in procs.items():
+        try:
+            targets = [process] + (process.children(recursive=True) if name == "postgres" else [])
+            totals[name] = sum(sum(p.cpu_times()[:2]) for p in targets)
+        except psutil.Error:
+            totals[name] = 0.0
+    return totals
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with httpx.AsyncClient(base_url=args.api, timeout=30,
+                                 limits=httpx.Limits(max_connections=args.concurrency)) as client:
+        if (await client.get("/readyz")).status_code != 200:
+            raise SystemExit(f"the stack at {args.api} is not ready; start it with ./run up")
+        console.print("setting up sellers, products and customers…")
+        product_ids, buyers = await setup(client, args.products, args.customers, args.stock)
+        timeline, stop = Timeline(), asyncio.Event()
+        follower = asyncio.create_task(timeline.follow(args.kafka, stop))
+        await asyncio.sleep(2)  # let the follower join at the log end before the first order
+        procs = processes()
+        cpu_before, wall_before = cpu_seconds(procs), time.monotonic()
+        placed: list[str] = []
+        errors = 0
+        lag_samples: list[float] = []
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def place() -> None:
+            nonlocal errors
+            async with semaphore:
+                body = {"lines": [{"product_id": random.choice(product_ids), "quantity": 1}],
+                        "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
+                answer = await client.post("/v1/orders", json=body, headers=random.choice(buyers))
+                if answer.status_code == 202:
+                    placed.append(answer.json()["order_id"])
+                else:
+                    errors += 1
+
+        async def sample_lag(order_id: str, headers: dict) -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                answer = await client.get(f"/v1/orders/{order_id}", headers=headers)
+                if answer.status_code == 200 and answer.json()["status"] != "pending" and order_id in timeline.confirmed:
+                    if answer.json()["status"] in ("confirmed", "shipped", "delivered", "completed"):
+                        lag_samples.append((datetime.now(UTC) - timeline.confirmed[order_id]).total_seconds())
+                        return
+                await asyncio.sleep(0.005)
+
+        total = int(args.rate * args.seconds)
+        tasks = []
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"placing {total} orders at {args.rate}/s", total=total)
+            started = time.monotonic()
+            for n in range(total):
+                delay = started + n / args.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(place()))
+                progress.advance(bar)
+            await asyncio.gather(*tasks)
+            place_seconds = time.monotonic() - started
+            confirm = progress.add_task("waiting for confirmations", total=len(placed))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                done = sum(1 for order_id in placed if order_id in timeline.confirmed)
+                progress.update(confirm, completed=done)
+                if done == len(placed):
+                    break
+                await asyncio.sleep(0.2)
+        wall = time.monotonic() - wall_before
+        cpu_after = cpu_seconds(procs)
+        stop.set()
+        await follower
+
+        latencies = [(timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
+                     for o in placed if o in timeline.confirmed and o in timeline.placed]
+        confirmed_times = sorted(timeline.confirmed[o] for o in placed if o in timeline.confirmed)
+        span = (confirmed_times[-1] - confirmed_times[0]).total_seconds() if len(confirmed_times) > 1 else float("nan")
+
+        # Projection lag: a fresh sample of orders, polled until the read model shows them confirmed.
+        lag_orders = []
+        for _ in range(min(100, args.lag_samples)):
+            async with semaphore:
+                body = {"lines": [{"product_id": random.choice(product_ids), "quantity": 1}],
+                        "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
+                headers = random.choice(buyers)
+                answer = await client.post("/v1/orders", json=body, headers=headers)
+                if answer.status_code == 202:
+                    lag_orders.append((answer.json()["order_id"], headers))
+        stop2 = asyncio.Event()
+        timeline_task = asyncio.create_task(timeline.follow(args.kafka, stop2))
+        await asyncio.gather(*(sample_lag(o, h) for o, h in lag_orders))
+        stop2.set()
+        await timeline_task
+
+    table = Table(title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("orders placed (202) / errors", f"{len(placed)} / {errors}")
+    table.add_row("placement rate achieved", f"{len(placed) / place_seconds:.0f}/s")
+    table.add_row("orders confirmed", f"{len(latencies)}")
+    table.add_row("confirmed throughput (first..last confirm)", f"{len(confirmed_times) / span:.0f}/s" if span == span else "n/a")
+    for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        table.add_row(f"placed->confirmed {label}", f"{percentile(latencies, fraction):.0f} ms")
+    table.add_row("projection lag p99 (confirmed event -> visible via API)",
+                  f"{percentile(lag_samples, 0.99) * 1000:.0f} ms" if lag_samples else "n/a")
+    console.print(table)
+    cpu = Table(title=f"CPU share over {wall:.0f}s (100% = one core)")
+    cpu.add_column("process")
+    cpu.add_column("cpu", justify="right")
+    for name in sorted(procs):
+        cpu.add_row(name, f"{(cpu_after[name] - cpu_before[name]) / wall * 100:.0f}%")
+    console.print(cpu)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--kafka", default="127.0.0.1:9092")
+    parser.add_argument("--rate", type=float, default=175, help="orders offered per second")
+    parser.add_argument("--seconds", type=float, default=20, help="how long to offer them")
+    parser.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight at most")
+    parser.add_argument("--products", type=int, default=50)
+    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--stock", type=int, default=100000)
+    parser.add_argument("--lag-samples", type=int, default=50)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,221 @@
+"""The catalogue read model: what product listing, search and detail answer from.
+
+Catalogue and stock events travel on different topics, so either may arrive first:
+rows are upserted with nullable catalogue columns, and queries show only rows whose
+`product.created` has arrived (`sku IS NOT NULL`). Each side keeps its own aggregate
+version, so a re-published older event never rolls a row back.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.errors import InvalidInput
+from eventmart.contracts import Envelope
+
+GROUP = "catalog-projection"
+TOPICS = ["catalog.events", "inventory.events"]
+SORTS = ("price", "-price", "rating", "newest")
+EDITABLE_COLUMNS = ("name", "description", "category")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS products_view (
+    product_id uuid PRIMARY KEY,
+    seller_id uuid,
+    sku text,
+    name text,
+    description text,
+    category text,
+    price_amount bigint,
+    currency text,
+    on_hand int NOT NULL DEFAULT 0,
+    reserved int NOT NULL DEFAULT 0,
+    available int NOT NULL DEFAULT 0,
+    rating_average numeric,
+    rating_count int NOT NULL DEFAULT 0,
+    created_at timestamptz,
+    updated_at timestamptz NOT NULL,
+    catalog_version bigint NOT NULL DEFAULT 0,
+    stock_version bigint NOT NULL DEFAULT 0,
+    search tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', coalesce(name, '') || ' ' || coalesce(description, ''))
+    ) STORED
+);
+CREATE INDEX IF NOT EXISTS products_view_search ON products_view USING GIN (search);
+CREATE INDEX IF NOT EXISTS products_view_category ON products_view (category, created_at DESC);
+CREATE INDEX IF NOT EXISTS products_view_seller ON products_view (seller_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS products_view_price ON products_view (price_amount, product_id);
+CREATE INDEX IF NOT EXISTS products_view_newest ON products_view (created_at DESC, product_id DESC);
+"""
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
+def encode_cursor(sort: str, key: Any, last_id: Any) -> str:
+    """Opaque to clients: the sort it belongs to, the last row's sort key and id."""
+    raw = orjson.dumps({"sort": sort, "key": key, "id": str(last_id)}, default=str)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if data["sort"] != sort:
+            raise ValueError("cursor belongs to another sort")
+        return data["key"], str(data["id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidCursor("cursor is not one this list handed out") from error
+
+
+def product_created(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    p = event.payload
+    cursor.execute(
+        "INSERT INTO products_view (product_id, seller_id, sku, name, description, category, "
+        "price_amount, currency, created_at, updated_at, catalog_version) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (product_id) DO UPDATE SET seller_id = EXCLUDED.seller_id, sku = EXCLUDED.sku, "
+        "name = EXCLUDED.name, description = EXCLUDED.description, category = EXCLUDED.category, "
+        "price_amount = EXCLUDED.price_amount, currency = EXCLUDED.currency, "
+        "created_at = EXCLUDED.created_at, catalog_version = EXCLUDED.catalog_version, "
+        "updated_at = GREATEST(products_view.updated_at, EXCLUDED.updated_at) "
+        "WHERE products_view.catalog_version < EXCLUDED.catalog_version",
+        (p["product_id"], p["seller_id"], p["sku"], p["name"], p["description"], p["category"],
+         p["price_amount"], p["currency"], event.occurred_at, event.occurred_at,
+         event.aggregate_version),
+    )
+
+
+def _update_catalog(cursor: psycopg.Cursor[Any], event: Envelope, changes: dict[str, Any]) -> None:
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(column)) for column in changes
+    )
+    cursor.execute(
+        sql.SQL("UPDATE products_view SET {}, catalog_version = %s, "
+                "updated_at = GREATEST(updated_at, %s) "
+                "WHERE product_id = %s AND catalog_version < %s").format(assignments),
+        (*changes.values(), event.aggregate_version, event.occurred_at,
+         event.payload["product_id"], event.aggregate_version),
+    )
+
+
+def product_updated(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    changes = {k: v for k, v in event.payload["changes"].items() if k in EDITABLE_COLUMNS}
+    if changes:
+        _update_catalog(cursor, event, changes)
+
+
+def product_price_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    _update_catalog(cursor, event, {"price_amount": event.payload["new_amount"]})
+
+
+def stock_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    """Stock payloads carry the counts after the change: copy them if newer."""
+    p = event.payload
+    cursor.execute(
+        "INSERT INTO products_view (product_id, on_hand, reserved, available, stock_version, "
+        "updated_at) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (product_id) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
+        "reserved = EXCLUDED.reserved, available = EXCLUDED.available, "
+        "stock_version = EXCLUDED.stock_version, "
+        "updated_at = GREATEST(products_view.updated_at, EXCLUDED.updated_at) "
+        "WHERE products_view.stock_version < EXCLUDED.stock_version",
+        (p["product_id"], p["on_hand"], p["reserved"], p["available"], event.aggregate_version,
+         event.occurred_at),
+    )
+
+
+HANDLERS = {
+    "product.created": product_created,
+    "product.updated": product_updated,
+    "product.price_changed": product_price_changed,
+    "stock.received": stock_changed,
+    "stock.reserved": stock_changed,
+    "stock.committed": stock_changed,
+    "stock.released": stock_changed,
+}
+
+COLUMNS = ("product_id", "sku", "name", "description", "category", "seller_id", "price_amount",
+           "currency", "on_hand", "reserved", "available", "rating_average", "rating_count",
+           "created_at", "updated_at")
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM products_view WHERE sku IS NOT NULL"
+
+# sort -> (key expression, direction, how a cursor's key is cast back)
+ORDERINGS: dict[str, tuple[str, str, str]] = {
+    "price": ("price_amount", "ASC", "bigint"),
+    "-price": ("price_amount", "DESC", "bigint"),
+    "rating": ("coalesce(rating_average, -1)", "DESC", "numeric"),
+    "newest": ("created_at", "DESC", "timestamptz"),
+}
+
+
+def _view(row: tuple[Any, ...]) -> dict[str, Any]:
+    r = dict(zip(COLUMNS, row, strict=True))
+    average = r["rating_average"]
+    return {
+        "product_id": r["product_id"], "sku": r["sku"], "name": r["name"],
+        "description": r["description"], "category": r["category"], "seller_id": r["seller_id"],
+        "price": {"amount": r["price_amount"], "currency": r["currency"]},
+        "stock": {"on_hand": r["on_hand"], "reserved": r["reserved"], "available": r["available"]},
+        "rating": {"average": float(average) if average is not None else None,
+                   "count": r["rating_count"]},
+        "created_at": r["created_at"], "updated_at": r["updated_at"],
+    }
+
+
+def get_product(conn: psycopg.Connection[Any], product_id: str) -> dict[str, Any] | None:
+    row = conn.execute(SELECT + " AND product_id = %s", (product_id,)).fetchone()
+    return _view(row) if row is not None else None
+
+
+def _sort_key(row: tuple[Any, ...], sort: str) -> Any:
+    """The last row's key as the SQL ORDER BY sees it (exact numeric, full timestamp)."""
+    r = dict(zip(COLUMNS, row, strict=True))
+    if sort in ("price", "-price"):
+        return r["price_amount"]
+    if sort == "rating":
+        average: Decimal | None = r["rating_average"]
+        return str(average) if average is not None else "-1"
+    created_at: datetime = r["created_at"]
+    return created_at.isoformat()
+
+
+def list_products(
+    conn: psycopg.Connection[Any], *, category: str | None = None, seller_id: str | None = None,
+    q: str | None = None, sort: str = "newest", limit: int = 20, cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of products and the cursor of the next page (None on the last)."""
+    if sort not in ORDERINGS:
+        raise InvalidInput(f"sort must be one of {', '.join(SORTS)}")
+    key, direction, cast = ORDERINGS[sort]
+    where, params = [SELECT], []
+    if category is not None:
+        where.append("category = %s")
+        params.append(category)
+    if seller_id is not None:
+        where.append("seller_id = %s")
+        params.append(seller_id)
+    if q is not None and q.strip():
+        where.append("search @@ websearch_to_tsquery('simple', %s)")
+        params.append(q)
+    if cursor is not None:
+        last_key, last_id = decode_cursor(cursor, sort)
+        compare = ">" if direction == "ASC" else "<"
+        where.append(f"({key}, product_id) {compare} (%s::{cast}, %s::uuid)")
+        params.extend([last_key, last_id])
+    query = (" AND ".join(where)
+             + f" ORDER BY {key} {direction}, product_id {direction} LIMIT %s")
+    rows = conn.execute(query, [*params, limit + 1]).fetchall()
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(sort, _sort_key(page[-1], sort), page[-1][0])
+    return [_view(row) for row in page], next_cursor

@@ -1,0 +1,234 @@
+"""The orders read model: order detail and lists for buyers, deadlines for the saga's
+timers (which query `status`, `payment_deadline`, `reservation_expires_at`,
+`delivered_at`, `updated_at` by name), and stuck sagas for operators.
+
+Order events decide the status, guarded by the order's aggregate version. Reservation,
+payment and shipment events travel on other topics and may arrive before
+`order.placed`: they upsert a placeholder row (status NULL) that queries ignore.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from eventmart.contracts import Envelope
+from projections.catalog import decode_cursor, encode_cursor
+
+GROUP = "orders-projection"
+TOPICS = ["orders.events", "inventory.events", "payments.events", "shipping.events"]
+TERMINAL = ("completed", "cancelled", "rejected")
+STATUSES = ("pending", "reserved", "paid", "confirmed", "shipped", "delivered", *TERMINAL)
+# A saga step that should move on within seconds; idle this long means something is wrong.
+STALE_AFTER = timedelta(minutes=10)
+# Only these payload fields reach the timeline (never addresses or payment tokens).
+DETAIL_FIELDS = ("reason", "amount", "total", "currency", "method", "refund_due", "automatic",
+                 "shipment_id", "expires_at", "delivered_at", "product_id")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS orders_view (
+    order_id uuid PRIMARY KEY,
+    buyer_id uuid,
+    status text,
+    reason text,
+    lines jsonb NOT NULL DEFAULT '[]',
+    total bigint,
+    currency text,
+    created_at timestamptz,
+    updated_at timestamptz NOT NULL,
+    payment_deadline timestamptz,
+    reservation_expires_at timestamptz,
+    delivered_at timestamptz,
+    shipment_id uuid,
+    compensations text[] NOT NULL DEFAULT '{}',
+    saga_step text,
+    order_version bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS orders_view_buyer ON orders_view (buyer_id, created_at DESC, order_id DESC);
+CREATE INDEX IF NOT EXISTS orders_view_open ON orders_view (status, updated_at)
+    WHERE status NOT IN ('completed', 'cancelled', 'rejected');
+CREATE TABLE IF NOT EXISTS order_timeline (
+    event_id uuid PRIMARY KEY,
+    order_id uuid NOT NULL,
+    type text NOT NULL,
+    at timestamptz NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS order_timeline_order ON order_timeline (order_id, at);
+"""
+
+STATUS_OF = {
+    "order.placed": "pending", "order.reserved": "reserved", "order.paid": "paid",
+    "order.confirmed": "confirmed", "order.shipped": "shipped", "order.delivered": "delivered",
+    "order.completed": "completed", "order.cancelled": "cancelled", "order.rejected": "rejected",
+}
+COMPENSATION_OF = {
+    "reservation.released": "stock_released",
+    "payment.refunded": "payment_refunded",
+    "payment.voided": "payment_voided",
+}
+
+
+def _record(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    """One timeline row per event; its id makes a re-published copy a no-op."""
+    detail = {k: event.payload[k] for k in DETAIL_FIELDS if event.payload.get(k) is not None}
+    cursor.execute(
+        "INSERT INTO order_timeline (event_id, order_id, type, at, detail) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+        (event.event_id, event.payload["order_id"], event.type, event.occurred_at, Jsonb(detail)),
+    )
+
+
+def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any],
+            guard: str | None) -> None:
+    """Insert or update the order's row with `columns`, plus updated_at and saga_step."""
+    names = ["order_id", "updated_at", "saga_step", *columns]
+    values = [event.payload["order_id"], event.occurred_at, event.type, *columns.values()]
+    updates: list[sql.Composable] = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in columns]
+    updates.append(sql.SQL(
+        "saga_step = CASE WHEN EXCLUDED.updated_at >= orders_view.updated_at "
+        "THEN EXCLUDED.saga_step ELSE orders_view.saga_step END"))
+    updates.append(sql.SQL("updated_at = GREATEST(orders_view.updated_at, EXCLUDED.updated_at)"))
+    query = sql.SQL(
+        "INSERT INTO orders_view ({names}) VALUES ({values}) "
+        "ON CONFLICT (order_id) DO UPDATE SET {updates}{guard}"
+    ).format(
+        names=sql.SQL(", ").join(map(sql.Identifier, names)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+        updates=sql.SQL(", ").join(updates),
+        guard=sql.SQL(" WHERE " + guard) if guard else sql.SQL(""),
+    )
+    cursor.execute(query, values)
+
+
+def order_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    """Any order.* event: status from its type, applied only if newer than the row."""
+    p = event.payload
+    columns: dict[str, Any] = {"status": STATUS_OF[event.type],
+                               "order_version": event.aggregate_version}
+    if event.type == "order.placed":
+        lines = [{**line, "line_total": line["quantity"] * line["unit_price"]}
+                 for line in p["lines"]]
+        columns.update(buyer_id=p["buyer_id"], lines=Jsonb(lines), total=p["total"],
+                       currency=p["currency"], created_at=event.occurred_at,
+                       payment_deadline=p["payment_deadline"])
+    if event.type in ("order.cancelled", "order.rejected"):
+        columns["reason"] = p["reason"]
+    if p.get("shipment_id") is not None:
+        columns["shipment_id"] = p["shipment_id"]
+    if event.type == "order.delivered":
+        columns["delivered_at"] = p["delivered_at"]
+    _upsert(cursor, event, columns, "orders_view.order_version < EXCLUDED.order_version")
+    _record(cursor, event)
+
+
+def saga_step(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    """Reservation, payment and shipment events: deadlines, compensations, timeline."""
+    columns: dict[str, Any] = {}
+    if event.type == "reservation.confirmed":
+        columns["reservation_expires_at"] = event.payload["expires_at"]
+    if event.type == "shipment.created":
+        columns["shipment_id"] = event.payload["shipment_id"]
+    _upsert(cursor, event, columns, None)
+    compensation = COMPENSATION_OF.get(event.type)
+    if compensation is not None:
+        cursor.execute(
+            "UPDATE orders_view SET compensations = array_append(compensations, %s) "
+            "WHERE order_id = %s AND NOT (%s = ANY(compensations))",
+            (compensation, event.payload["order_id"], compensation),
+        )
+    _record(cursor, event)
+
+
+SAGA_EVENTS = (
+    "reservation.confirmed", "reservation.failed", "reservation.committed",
+    "reservation.released", "payment.captured", "payment.declined", "payment.pending",
+    "payment.refunded", "payment.voided", "shipment.created", "shipment.picked_up",
+    "shipment.in_transit", "shipment.out_for_delivery", "shipment.delivered",
+)
+HANDLERS = {
+    **{event_type: order_changed for event_type in STATUS_OF},
+    **{event_type: saga_step for event_type in SAGA_EVENTS},
+}
+
+COLUMNS = ("order_id", "buyer_id", "status", "reason", "lines", "total", "currency",
+           "created_at", "updated_at", "payment_deadline", "reservation_expires_at",
+           "delivered_at", "shipment_id", "compensations", "saga_step")
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM orders_view WHERE status IS NOT NULL"
+
+
+def _view(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(COLUMNS, row, strict=True))
+
+
+def get_order(conn: psycopg.Connection[Any], order_id: str) -> dict[str, Any] | None:
+    """The order with its timeline (oldest first), or None until order.placed is projected."""
+    row = conn.execute(SELECT + " AND order_id = %s", (order_id,)).fetchone()
+    if row is None:
+        return None
+    order = _view(row)
+    order["timeline"] = [
+        {"event_id": event_id, "type": type_, "at": at, "detail": detail}
+        for event_id, type_, at, detail in conn.execute(
+            "SELECT event_id, type, at, detail FROM order_timeline WHERE order_id = %s "
+            "ORDER BY at, type", (order_id,),
+        ).fetchall()
+    ]
+    return order
+
+
+def list_orders(
+    conn: psycopg.Connection[Any], buyer_id: str, *, status: str | None = None,
+    limit: int = 20, cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The buyer's orders, newest first; returns a page and the next page's cursor."""
+    query, params = SELECT + " AND buyer_id = %s", [buyer_id]
+    if status is not None:
+        query += " AND status = %s"
+        params.append(status)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(cursor, "orders")
+        query += " AND (created_at, order_id) < (%s::timestamptz, %s::uuid)"
+        params.extend([created_at, last_id])
+    query += " ORDER BY created_at DESC, order_id DESC LIMIT %s"
+    rows = [_view(row) for row in conn.execute(query, [*params, limit + 1]).fetchall()]
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = encode_cursor("orders", last["created_at"].isoformat(), last["order_id"])
+    return page, next_cursor
+
+
+def stuck_sagas(
+    conn: psycopg.Connection[Any], now: datetime, *, stale_after: timedelta = STALE_AFTER,
+    auto_complete_after: timedelta = timedelta(days=7), limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Non-terminal orders past a deadline their timers should already have acted on:
+    pending/reserved past payment_deadline (should be cancelled), delivered past
+    delivered_at + auto_complete_after (should be completed), or any other non-terminal
+    order (paid, confirmed, shipped, or pending/reserved) with no event for stale_after."""
+    rows = conn.execute(
+        SELECT + " AND status NOT IN ('completed', 'cancelled', 'rejected') AND ("
+        " (status IN ('pending', 'reserved') AND payment_deadline < %(now)s)"
+        " OR (status = 'delivered' AND delivered_at + %(complete)s < %(now)s)"
+        " OR (status <> 'delivered' AND updated_at + %(stale)s < %(now)s))"
+        " ORDER BY updated_at LIMIT %(limit)s",
+        {"now": now, "complete": auto_complete_after, "stale": stale_after, "limit": limit},
+    ).fetchall()
+    stuck = []
+    for row in rows:
+        order = _view(row)
+        if order["status"] in ("pending", "reserved") and order["payment_deadline"] < now:
+            order["stuck_because"] = "payment_deadline_passed"
+        elif order["status"] == "delivered":
+            order["stuck_because"] = "auto_completion_overdue"
+        else:
+            order["stuck_because"] = "no_progress"
+        stuck.append(order)
+    return stuck
+
