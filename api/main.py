@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import health, ops, orders, products, users
+from api.routes import health, metrics, ops, orders, products, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
@@ -48,9 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="EventMart", version="1", lifespan=lifespan,
                   description="Event-sourced e-commerce: commands and queries (see API.md).")
     install_error_handlers(app)
+    app.add_middleware(metrics.RequestLatency)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)
     app.include_router(orders.router)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     return app

@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from eventmart.contracts import MalformedEvent, parse
+from eventmart.metrics import METRICS
 from eventmart.settings import Settings
 from projections.tracking import Delivery
 
@@ -77,11 +78,13 @@ class GroupConsumer:
             try:
                 await asyncio.to_thread(self.process, deliveries)
                 self.processed += len(deliveries)
+                METRICS.events_processed.labels(self.group).inc(len(deliveries))
             except Exception:  # noqa: BLE001 - find the culprit one message at a time
                 log.warning("%s: batch of %d failed; retrying one by one", self.group, len(deliveries))
                 for message, delivery in decoded:
                     await self._one_by_one(message, delivery)
         for message, error in malformed:
+            METRICS.events_failed.labels(self.group).inc()
             await self._park(message, error, tries=1)
 
     def _decode(
@@ -103,8 +106,10 @@ class GroupConsumer:
             try:
                 await asyncio.to_thread(self.process, [delivery])
                 self.processed += 1
+                METRICS.events_processed.labels(self.group).inc()
                 return
             except Exception as error:  # noqa: BLE001 - retried, then parked with its error
+                METRICS.events_failed.labels(self.group).inc()
                 if attempt == self.max_tries:
                     await self._park(message, error, tries=attempt)
                     return
@@ -127,6 +132,7 @@ class GroupConsumer:
         pending = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
         await pending
         self.parked += 1
+        METRICS.events_parked.labels(self.group).inc()
         log.error("%s: parked %s[%d]@%d after %d tries: %s", self.group, message.topic,
                   message.partition, message.offset, tries, error)
 

@@ -3,6 +3,7 @@ by the carrier's tracking updates."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from domain.orders import Orders
@@ -20,8 +21,10 @@ def create_shipment(ctx: Context, event: Envelope) -> None:
 
 
 def track_shipments(ctx: Context) -> int:
-    """Ask the carrier what happened to every parcel still on its way."""
-    in_flight = due_orders(ctx, "status IN ('confirmed', 'shipped')")
+    """Ask the carrier about parcels still on their way whose last news is at least one
+    carrier step old (newer ones cannot have a tracking update due yet)."""
+    step = timedelta(seconds=ctx.settings.carrier_step_seconds)
+    in_flight = due_orders(ctx, "status IN ('confirmed', 'shipped') AND updated_at <= now() - %s", step)
     carrier, now = ctx.adapters["carrier"], ctx.now()
 
     def advance(order_id: Any) -> bool:

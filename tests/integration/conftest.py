@@ -9,7 +9,7 @@ import pytest
 
 from eventmart.settings import Settings
 from eventmart.wiring import SAGA_PARTICIPANTS
-from tests.support import WorkerProcess, child_env
+from tests.support import WorkerProcess, child_env, stop_all
 
 
 @pytest.fixture(scope="session")
@@ -17,5 +17,4 @@ def saga_workers(settings: Settings, worker_logs: Path, relay: WorkerProcess) ->
     workers = {name: WorkerProcess(name, ["worker", name], child_env(settings), worker_logs).start()
                for name in SAGA_PARTICIPANTS}
     yield workers
-    for worker in workers.values():
-        worker.stop()
+    stop_all(list(workers.values()))

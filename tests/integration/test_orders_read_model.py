@@ -287,7 +287,8 @@ def test_admins_see_stuck_sagas(api: TestClient, settings: Settings):
     def stuck() -> list[dict[str, Any]]:
         answer = api.get("/v1/ops/sagas", params={"state": "stuck"}, headers=admin_headers)
         assert answer.status_code == 200, answer.text
-        return [o for o in answer.json()["items"] if o["order_id"] == str(saga.order_id)]
+        return [o for o in answer.json()["items"]
+                if o["order_id"] == str(saga.order_id) and o["status"] == "paid"]
 
     found = wait_until(stuck, timeout=30, message="the idle paid order among stuck sagas")
     assert found[0]["stuck_because"] == "no_progress" and found[0]["status"] == "paid"

@@ -45,3 +45,17 @@ def test_topic_catalogue_has_defaults_and_a_dlq_per_group():
     assert specs["users.events"].retention_ms == -1
     for group in worker_names():
         assert f"{group}.dlq" in specs
+
+
+def test_the_catalogue_names_every_worker_with_the_topics_it_consumes():
+    import importlib
+
+    from eventmart.broker import consumer_groups
+    from eventmart.wiring import SAGA_PARTICIPANTS
+    from projections.registry import READ_MODELS
+
+    consumed = {name: importlib.import_module(f"workers.{name.removesuffix('-saga')}").PARTICIPANT.topics
+                for name in SAGA_PARTICIPANTS}
+    consumed.update({name: model.topics for name, model in READ_MODELS.items()})
+    assert {group: sorted(topics) for group, topics in consumer_groups().items()} == \
+        {group: sorted(topics) for group, topics in consumed.items()}

@@ -1,0 +1,89 @@
+"""/metrics for Prometheus, and the middleware timing every API request.
+
+Lag, DLQ sizes and saga outcomes are read when scraped, at most every few seconds:
+scrapes from several Prometheus replicas should not each walk the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import ServicesDep
+from eventmart.broker import consumer_groups
+from eventmart.metrics import CONTENT_TYPE_LATEST, METRICS, SAGA_TERMINAL_STATUSES
+from eventmart.operations import consumer_group_lag, dead_letter_summaries
+
+router = APIRouter(tags=["ops"])
+log = logging.getLogger("eventmart.api.metrics")
+
+REFRESH_EVERY_SECONDS = 5.0
+REFRESH_TIMEOUT_SECONDS = 5.0
+
+
+class RequestLatency:
+    """Observes each HTTP request's duration by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = scope.get("route")
+            # Unmatched paths share one label, so scanners cannot blow up the series count.
+            template = getattr(route, "path", None) or "unmatched"
+            METRICS.http_request_duration.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started)
+
+
+def _saga_outcomes(services: Any) -> dict[str, int]:
+    with services.pool.connection() as conn:
+        rows = conn.execute("SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) "
+                            "GROUP BY status", (list(SAGA_TERMINAL_STATUSES),)).fetchall()
+    return {status: count for status, count in rows}
+
+
+async def refresh_operational_gauges(services: Any) -> None:
+    """Read lag, DLQ sizes and saga outcomes into the gauges."""
+    groups = consumer_groups()
+    bootstrap = services.settings.bootstrap_servers
+    METRICS.record_lag(await consumer_group_lag(bootstrap, groups))
+    METRICS.record_dead_letters(await dead_letter_summaries(bootstrap, services.settings.dsn, list(groups)))
+    METRICS.record_saga_outcomes(await asyncio.to_thread(_saga_outcomes, services))
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus text; a failed refresh serves the last values rather than no scrape."""
+    state = request.app.state
+    refreshed_at = getattr(state, "metrics_refreshed_at", None)
+    if refreshed_at is None or time.monotonic() - refreshed_at >= REFRESH_EVERY_SECONDS:
+        lock = getattr(state, "metrics_lock", None) or asyncio.Lock()
+        state.metrics_lock = lock
+        async with lock:
+            if getattr(state, "metrics_refreshed_at", None) == refreshed_at:
+                try:
+                    await asyncio.wait_for(refresh_operational_gauges(services), REFRESH_TIMEOUT_SECONDS)
+                    state.metrics_refreshed_at = time.monotonic()
+                except Exception as error:  # noqa: BLE001 - stale gauges beat a failed scrape
+                    log.warning("could not refresh operational metrics: %r", error)
+    return Response(METRICS.render(), media_type=CONTENT_TYPE_LATEST)

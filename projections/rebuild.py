@@ -1,0 +1,202 @@
+"""Rebuild a read model from offset zero beside the live one, then swap it in atomically.
+
+How: the shadow lives in its own PostgreSQL schema, `rebuild_<group>`, holding the
+model's tables and its own tracking tables (created by the model's DDL and
+TRACKING_DDL under `search_path = rebuild_<group>, public`). A plain aiokafka
+consumer (no group, so no live offset moves) reads the model's topics from offset
+zero and applies them with the model's own handlers through `apply_deliveries`, in
+large batches, first up to the end offsets seen at start, then until it has reached
+what the live group has applied (`public.consumer_positions`). The swap is one
+transaction: lock the tracking tables, then the live tables; apply whatever the live
+worker applied since; replace the group's `applied_events` and `consumer_positions`
+with the shadow's; drop the live tables and move the shadow's into `public`.
+
+Limits:
+- During the swap every projection's writes wait (the tracking tables are shared and
+  locked), and readers of the model wait; the lock is held while the group's
+  `applied_events` rows are copied, which grows with the log (a second or so per
+  million events).
+- The live worker is not paused: it resumes from its Kafka offsets, and events the
+  shadow applied ahead of it are skipped through the copied `applied_events`.
+- Only tables the model's DDL creates are swapped; views or foreign keys onto them
+  would block the DROP (the swap then fails and the live model is untouched).
+- Malformed records are skipped (the live worker parks them in its dead-letter topic).
+- Needs the whole history on the topics (event topics are kept forever).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg import sql
+
+from eventmart.contracts import MalformedEvent, parse
+from eventmart.export import read_from_beginning
+from projections.registry import READ_MODELS, ReadModel
+from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
+
+BATCH_SIZE = 2_000
+TRACKING_TABLES = ("applied_events", "consumer_positions")
+
+Progress = Callable[[int, int], None]  # (events read, events to read)
+
+
+def find_model(name: str) -> ReadModel:
+    """By group name (`users-projection`) or short name (`users`)."""
+    model = READ_MODELS.get(name) or READ_MODELS.get(f"{name}-projection")
+    if model is None:
+        raise KeyError(f"unknown read model {name!r}; choose from: {', '.join(READ_MODELS)}")
+    return model
+
+
+def tables_of(model: ReadModel) -> list[str]:
+    return re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", model.ddl)
+
+
+def shadow_schema(model: ReadModel) -> str:
+    return "rebuild_" + re.sub(r"\W", "_", model.group)
+
+
+def live_positions(conn: psycopg.Connection[Any], group: str, schema: str = "public") -> dict[TopicPartition, int]:
+    rows = conn.execute(
+        sql.SQL("SELECT topic, partition, next_offset FROM {}.consumer_positions "
+                "WHERE consumer_group = %s").format(sql.Identifier(schema)), (group,)).fetchall()
+    return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
+
+
+class ShadowRebuild:
+    """One rebuild: `build()` fills the shadow while traffic continues, `swap()` installs it."""
+
+    def __init__(self, model: ReadModel, dsn: str, bootstrap: str, *,
+                 batch_size: int = BATCH_SIZE, on_progress: Progress | None = None) -> None:
+        self.model, self.dsn, self.bootstrap = model, dsn, bootstrap
+        self.batch_size, self.on_progress = batch_size, on_progress
+        self.schema = shadow_schema(model)
+        self.tables = tables_of(model)
+        self.read = self.applied = self.malformed = 0
+        self.total = 0
+        self.started = time.monotonic()
+        self.conn: psycopg.Connection[Any] | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> Self:
+        self.conn = psycopg.connect(self.dsn, autocommit=True)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                         max_partition_fetch_bytes=4 * 1024 * 1024)
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.conn is not None:
+            self.conn.close()
+
+    def _create_shadow(self) -> None:
+        assert self.conn is not None
+        schema = sql.Identifier(self.schema)
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+            self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            self.conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(schema))
+            self.conn.execute(TRACKING_DDL)
+            self.conn.execute(self.model.ddl)
+        # The session applies into the shadow from now on; swap names schemas explicitly.
+        self.conn.execute(sql.SQL("SET search_path TO {}, public").format(schema))
+
+    async def build(self) -> None:
+        """Shadow from offset zero up to the end offsets at start, then up to the live group."""
+        assert self.consumer is not None and self.conn is not None
+        self._create_shadow()
+        partitions, ends = await read_from_beginning(self.consumer, self.model.topics)
+        starts = await self.consumer.beginning_offsets(partitions)
+        self.positions = dict(starts)
+        self.total = sum(ends[tp] - starts[tp] for tp in partitions)
+        await self._catch_up(ends)
+        await self._catch_up(live_positions(self.conn, self.model.group))
+
+    async def _catch_up(self, targets: dict[TopicPartition, int]) -> None:
+        """Consume and apply until every partition's position reaches its target."""
+        assert self.consumer is not None and self.conn is not None
+        behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
+        self.total = max(self.total, self.read + sum(
+            targets[tp] - self.positions.get(tp, 0) for tp in behind))
+        pending: list[Delivery] = []
+        while behind:
+            batches = await self.consumer.getmany(*behind, timeout_ms=1000, max_records=self.batch_size)
+            for tp, records in batches.items():
+                for record in records:
+                    self.read += 1
+                    try:
+                        pending.append(Delivery(tp.topic, tp.partition, record.offset, parse(record.value)))
+                    except MalformedEvent:
+                        self.malformed += 1
+                self.positions[tp] = await self.consumer.position(tp)
+                if self.positions[tp] >= targets[tp]:
+                    behind.discard(tp)
+            if len(pending) >= self.batch_size or not behind:
+                self._apply(pending)
+                pending = []
+            if self.on_progress is not None:
+                self.on_progress(self.read, self.total)
+
+    def _apply(self, deliveries: list[Delivery]) -> None:
+        assert self.conn is not None
+        if deliveries:
+            self.applied += apply_deliveries(self.conn, self.model.group, self.model.handlers, deliveries)
+
+    def rows(self, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every model table in `schema`, in a stable order, for comparison."""
+        assert self.conn is not None
+        return {table: sorted(self.conn.execute(
+            sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        ).fetchall(), key=repr) for table in self.tables}
+
+    async def swap(self) -> None:
+        """In one transaction: catch up with the live worker under lock, then replace."""
+        assert self.conn is not None
+        group, shadow = self.model.group, sql.Identifier(self.schema)
+        public = sql.Identifier("public")
+        with self.conn.transaction():
+            # Tracking first, then the model: the order a worker's transaction takes them.
+            self.conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.SQL(", ").join(
+                sql.Identifier("public", table) for table in TRACKING_TABLES)))
+            self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(
+                sql.Identifier("public", table) for table in self.tables)))
+            await self._catch_up(live_positions(self.conn, group))
+            self.conn.execute("DELETE FROM public.applied_events WHERE consumer_group = %s", (group,))
+            self.conn.execute(sql.SQL(
+                "INSERT INTO public.applied_events SELECT * FROM {}.applied_events "
+                "WHERE consumer_group = %s").format(shadow), (group,))
+            self.conn.execute(sql.SQL(
+                "INSERT INTO public.consumer_positions (consumer_group, topic, partition, next_offset) "
+                "SELECT consumer_group, topic, partition, next_offset FROM {}.consumer_positions "
+                "WHERE consumer_group = %s ON CONFLICT (consumer_group, topic, partition) DO UPDATE "
+                "SET next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
+                "updated_at = now()").format(shadow), (group,))
+            for table in self.tables:
+                self.conn.execute(sql.SQL("DROP TABLE {}.{}").format(public, sql.Identifier(table)))
+                self.conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
+                    shadow, sql.Identifier(table)))
+            self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(shadow))
+            self.conn.execute("SET LOCAL search_path TO public")
+        self.conn.execute("SET search_path TO public")
+
+    @property
+    def rate(self) -> float:
+        return self.read / max(time.monotonic() - self.started, 1e-9)
+
+
+async def rebuild(model: ReadModel, dsn: str, bootstrap: str, *,
+                  on_progress: Progress | None = None) -> ShadowRebuild:
+    """Build the shadow and swap it in; returns the finished rebuild for its counts."""
+    async with ShadowRebuild(model, dsn, bootstrap, on_progress=on_progress) as job:
+        await job.build()
+        await job.swap()
+    return job
