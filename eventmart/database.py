@@ -139,7 +139,7 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 5, create_table: bool = Fals
         "POSTGRES_PASSWORD": parts.password or "",
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": "5",
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "n",  # a round trip per use; broken connections are retried instead
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
     }
