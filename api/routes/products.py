@@ -72,8 +72,8 @@ class RatingView(BaseModel):
     count: int
 
 
-class ProductStored(BaseModel):
-    """A product as its aggregate holds it (the answer to a change)."""
+class ProductFields(BaseModel):
+    """What every answer about a product carries."""
 
     product_id: UUID
     sku: str
@@ -82,17 +82,17 @@ class ProductStored(BaseModel):
     category: str
     seller_id: UUID
     price: Money
+
+
+class ProductStored(ProductFields):
+    """A product as its aggregate holds it (the answer to a change)."""
+
     version: int
 
 
-class ProductView(BaseModel):
-    product_id: UUID
-    sku: str
-    name: str
-    description: str
-    category: str
-    seller_id: UUID
-    price: Money
+class ProductView(ProductFields):
+    """A product as the read model shows it, with stock and rating."""
+
     stock: StockView
     rating: RatingView
     created_at: datetime
