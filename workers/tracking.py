@@ -1,39 +1,107 @@
-"""Saga participants record the events they cause and the tracking of the event that
+"""Saga participants record the events they cause and the tracking of the events that
 caused them in one transaction (eventsourcing's process recorder).
 
 Tracking is by event identity: application_name is the aggregate id and
 notification_id the aggregate version. Per-aggregate order holds on a topic,
 so "a tracking record >= this version exists" means "this event, or a later one
 of the same aggregate, was already applied" — a copy is dropped, whatever its offset.
+
+A batch of consumed events can be applied as one unit of work: policies run one
+after another against aggregates kept in memory (each sees what the previous ones
+did), and everything they changed is saved with every consumed event's tracking in
+one transaction. eventsourcing's recorder locks the events table per transaction,
+so one transaction per batch instead of per event is what lets a participant keep up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.utils import strtobool
+from psycopg.sql import SQL, Identifier
 
 from eventmart.contracts import Envelope
 
 CURRENT_TRACKING: ContextVar[Tracking | None] = ContextVar("current_tracking", default=None)
+CURRENT_UNIT_OF_WORK: ContextVar[UnitOfWork | None] = ContextVar("current_unit_of_work", default=None)
 
 A = TypeVar("A", bound=Application)
 
 
+@dataclass
+class UnitOfWork:
+    """What a batch of policies changed, not yet saved, and what they consumed."""
+
+    aggregates: dict[Any, Any] = field(default_factory=dict)
+    trackings: list[Tracking] = field(default_factory=list)
+
+
+class BatchProcessRecorder(PostgresProcessRecorder):
+    """A process recorder that also takes `trackings=[...]` (several consumed events)
+    and answers "how far has each of these aggregates been applied" in one query."""
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        for tracking in kwargs.get("trackings", ()):
+            self._insert_tracking(curs, tracking=tracking)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def max_tracking_ids(self, application_names: Iterable[str]) -> dict[str, int]:
+        statement = SQL(
+            "SELECT application_name, MAX(notification_id) AS applied FROM {0}.{1} "
+            "WHERE application_name = ANY(%s) GROUP BY application_name"
+        ).format(Identifier(self.datastore.schema), Identifier(self.tracking_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(application_names),), prepare=True)
+            return {row["application_name"]: row["applied"] for row in curs.fetchall()}
+
+
+class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
+    """Inside a unit of work, an aggregate changed earlier in the batch is served from
+    memory (a copy: a policy that fails half-way leaves the batch's version untouched)."""
+
+    def get(self, aggregate_id: Any, *, version: int | None = None, **kwargs: Any) -> Any:
+        unit = CURRENT_UNIT_OF_WORK.get()
+        if unit is not None and version is None and aggregate_id in unit.aggregates:
+            return deepcopy(unit.aggregates[aggregate_id])
+        return super().get(aggregate_id, version=version, **kwargs)
+
+
 class TrackedMixin:
-    """Makes an Application's saves carry the tracking of the event being processed."""
+    """Makes an Application's saves carry the tracking of the event being processed,
+    or collect into the current unit of work."""
 
     factory: Any
+    env: Any
+    events: Any
+    snapshots: Any
 
     def construct_recorder(self) -> ProcessRecorder:
         recorder: ProcessRecorder = self.factory.process_recorder()
         return recorder
 
+    def construct_repository(self) -> Repository:  # type: ignore[type-arg]
+        maxsize = self.env.get(Application.AGGREGATE_CACHE_MAXSIZE)
+        return UnitOfWorkRepository(
+            event_store=self.events, snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=strtobool(self.env.get(Application.AGGREGATE_CACHE_FASTFORWARD, "y")),
+        )
+
     def save(self, *objs: Any, **kwargs: Any) -> Any:
+        unit = CURRENT_UNIT_OF_WORK.get()
+        if unit is not None:
+            for obj in objs:
+                if obj is not None:
+                    unit.aggregates[obj.id] = obj
+            return []
         tracking = CURRENT_TRACKING.get()
         if tracking is None:
             return super().save(*objs, **kwargs)  # type: ignore[misc]
@@ -42,6 +110,15 @@ class TrackedMixin:
         processing_event.collect_events(*objs, **kwargs)
         recordings = self._record(processing_event)  # type: ignore[attr-defined]
         self._take_snapshots(processing_event)  # type: ignore[attr-defined]
+        self._notify(recordings)  # type: ignore[attr-defined]
+        return recordings
+
+    def save_unit_of_work(self, unit: UnitOfWork) -> list[Recording[Any]]:
+        """Every changed aggregate's new events and every tracking, in one transaction."""
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        processing_event.collect_events(*unit.aggregates.values())
+        recordings: list[Recording[Any]] = self.events.put(
+            processing_event.events, trackings=unit.trackings)
         self._notify(recordings)  # type: ignore[attr-defined]
         return recordings
 
@@ -62,6 +139,12 @@ def already_applied(application: Application, tracking: Tracking) -> bool:
     return recorder.has_tracking_id(tracking.application_name, tracking.notification_id)
 
 
+def applied_versions(application: Application, trackings: Iterable[Tracking]) -> dict[str, int]:
+    """How far each of these aggregates' events have been applied already (one query)."""
+    recorder: BatchProcessRecorder = application.recorder  # type: ignore[assignment]
+    return recorder.max_tracking_ids({tracking.application_name for tracking in trackings})
+
+
 @contextmanager
 def tracking_context(tracking: Tracking) -> Iterator[None]:
     token = CURRENT_TRACKING.set(tracking)
@@ -69,3 +152,12 @@ def tracking_context(tracking: Tracking) -> Iterator[None]:
         yield
     finally:
         CURRENT_TRACKING.reset(token)
+
+
+@contextmanager
+def unit_of_work_context(unit: UnitOfWork) -> Iterator[None]:
+    token = CURRENT_UNIT_OF_WORK.set(unit)
+    try:
+        yield
+    finally:
+        CURRENT_UNIT_OF_WORK.reset(token)

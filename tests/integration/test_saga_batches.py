@@ -1,0 +1,135 @@
+"""A participant applies a batch of consumed events as one unit of work: each policy sees
+what the ones before it did, everything is saved with every tracking in one transaction,
+and when that cannot be (a conflict, a failing event) the batch is redone one event at a
+time. On the real PostgreSQL, with the inventory participant."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from domain.inventory import Inventory
+from eventmart.contracts import Envelope, event_id_for
+from eventmart.database import eventsourcing_env
+from eventmart.settings import Settings
+from projections.tracking import Delivery
+from workers.inventory import PARTICIPANT as INVENTORY
+from workers.inventory import reserve_stock
+from workers.saga import Context, PolicyProcessor, build_context
+
+SELLER = uuid.uuid4()
+
+
+@pytest.fixture(scope="module")
+def inventory(infrastructure: object, settings: Settings) -> Inventory:
+    return Inventory(env=eventsourcing_env(settings.dsn, pool_size=2))
+
+
+@pytest.fixture
+def processor(db: psycopg.Connection, settings: Settings) -> Iterator[PolicyProcessor]:
+    context = build_context(INVENTORY, settings)
+    yield PolicyProcessor(INVENTORY, context)
+    context.pool.close()
+
+
+def product_with(inventory: Inventory, units: int) -> uuid.UUID:
+    product_id = uuid.uuid4()
+    inventory.register_product(product_id, SELLER)
+    inventory.receive_stock(product_id, SELLER, units)
+    return product_id
+
+
+def placed(product_id: uuid.UUID, quantity: int, offset: int, **payload: Any) -> Delivery:
+    order_id = uuid.uuid4()
+    envelope = Envelope(
+        event_id=event_id_for(order_id, 1), type="order.placed", schema_version=1,
+        aggregate_id=order_id, aggregate_version=1, occurred_at=datetime.now(UTC),
+        correlation_id=order_id,
+        payload={"order_id": str(order_id),
+                 "lines": [{"product_id": str(product_id), "quantity": quantity}], **payload},
+    )
+    return Delivery("orders.events", 0, offset, envelope)
+
+
+def stored(db: psycopg.Connection, originator_id: uuid.UUID) -> int:
+    return db.execute("SELECT count(*) FROM inventory_events WHERE originator_id = %s",
+                      (originator_id,)).fetchone()[0]
+
+
+def reservation_status(inventory: Inventory, delivery: Delivery) -> str | None:
+    reservation = inventory.find_reservation(delivery.envelope.aggregate_id)
+    return None if reservation is None else reservation.status
+
+
+def test_a_batch_is_one_unit_of_work_that_sees_its_own_changes(processor, inventory, db):
+    mug = product_with(inventory, 3)
+    batch = [placed(mug, 1, offset) for offset in range(5)]
+
+    processor(batch)
+
+    assert (processor.batches_saved, processor.batches_split) == (1, 0)
+    assert [reservation_status(inventory, d) for d in batch] == ["confirmed"] * 3 + ["failed"] * 2
+    stock = inventory.get_stock(mug)
+    assert (stock.on_hand, stock.reserved) == (3, 3)
+
+
+def test_copies_in_a_batch_or_of_an_applied_batch_change_nothing(processor, inventory, db):
+    mug = product_with(inventory, 10)
+    batch = [placed(mug, 2, offset) for offset in range(3)]
+    processor([*batch, batch[0], batch[1]])
+    events_after_first = stored(db, inventory.get_stock(mug).id)
+
+    processor([*batch, batch[2]])
+
+    stock = inventory.get_stock(mug)
+    assert stock.reserved == 6
+    assert stored(db, stock.id) == events_after_first == 2 + 3  # registered, received, 3 holds
+
+
+def test_a_failing_event_splits_the_batch_and_the_others_are_applied(processor, inventory, db):
+    mug = product_with(inventory, 10)
+    good = [placed(mug, 1, offset) for offset in range(3)]
+    poison = placed(mug, 1, 3)
+    del poison.envelope.payload["lines"]
+
+    with pytest.raises(KeyError):
+        processor([good[0], poison, *good[1:]])
+
+    assert processor.batches_split == 1
+    assert [reservation_status(inventory, d) for d in good] == ["confirmed"] * 3
+    assert reservation_status(inventory, poison) is None
+    assert inventory.get_stock(mug).reserved == 3
+
+
+def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(settings, inventory, db):
+    mug = product_with(inventory, 2)
+    seller_restocks = Inventory(env=eventsourcing_env(settings.dsn, pool_size=1))
+    restocked: list[int] = []
+    calls: list[Envelope] = []
+
+    def reserve_after_a_restock(ctx: Context, event: Envelope) -> None:
+        calls.append(event)
+        if len(calls) == 2:  # the seller's delivery lands while the batch is in memory
+            restocked.append(seller_restocks.receive_stock(mug, SELLER, 5))
+        reserve_stock(ctx, event)
+
+    participant = dataclasses.replace(INVENTORY, policies={"order.placed": reserve_after_a_restock})
+    context = build_context(participant, settings)
+    processor = PolicyProcessor(participant, context)
+    batch = [placed(mug, 1, offset) for offset in range(4)]
+
+    processor(batch)
+    context.pool.close()
+
+    assert (processor.batches_saved, processor.batches_split) == (0, 1)
+    assert restocked == [7]
+    # One by one, each reservation sees the restock: 4 of 7 held, none lost or doubled.
+    assert [reservation_status(inventory, d) for d in batch] == ["confirmed"] * 4
+    stock = inventory.get_stock(mug)
+    assert (stock.on_hand, stock.reserved) == (7, 4)
