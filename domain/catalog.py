@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
 
 SKU_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:sku")
 EDITABLE_FIELDS = ("name", "description", "category")
@@ -176,26 +177,51 @@ class Catalog(Application[UUID]):
         category: str,
         price_amount: int,
         currency: str,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
     ) -> UUID:
+        """With an Idempotency-Key, the same request again answers the first product."""
+        scope = f"create_product:{seller_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return earlier.replay(fingerprint)
         product = Product.create(
             seller_id, sku, name, description, category, price_amount, currency
         )
         index = SkuIndex(sku=product.sku, product_id=product.id)
+        claim = claim_key(scope, idempotency_key, fingerprint, product)
         try:
-            self.save(product, index)
+            earlier = save_with_key(self, claim, product, index)
         except IntegrityError as error:
             raise SkuTaken(f"sku {product.sku} is already listed") from error
-        return product.id
+        return product.id if earlier is None else earlier.replay(fingerprint)
 
-    def update_product(self, product_id: UUID, seller_id: UUID, **changes: Any) -> Product:
-        """`changes` holds any of name, description, category, price_amount, currency."""
+    def update_product(
+        self,
+        product_id: UUID,
+        seller_id: UUID,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        **changes: Any,
+    ) -> Product:
+        """`changes` holds any of name, description, category, price_amount, currency.
+        With an Idempotency-Key, the same request again changes nothing and answers the
+        product as the first one left it."""
         unknown = set(changes) - {*EDITABLE_FIELDS, "price_amount", "currency"}
         if unknown:
             raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+        scope = f"update_product:{seller_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return result_as_left(self, earlier, fingerprint, Product)
         product = self.get_product(product_id)
         product.update(seller_id, **changes)
-        self.save(product)
-        return product
+        earlier = save_with_key(
+            self, claim_key(scope, idempotency_key, fingerprint, product), product
+        )
+        return product if earlier is None else result_as_left(self, earlier, fingerprint, Product)
 
     def get_product(self, product_id: UUID) -> Product:
         try:

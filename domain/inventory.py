@@ -14,6 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.catalog import NotProductOwner
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
 
 STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:stock")
 RESERVATION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:reservation")
@@ -261,11 +262,25 @@ class Inventory(Application[UUID]):
         return stock
 
     def receive_stock(
-        self, product_id: UUID, seller_id: UUID, quantity: int, now: datetime | None = None
+        self, product_id: UUID, seller_id: UUID, quantity: int, now: datetime | None = None,
+        *, idempotency_key: str | None = None, fingerprint: str = "",
     ) -> int:
+        """Answers the new on-hand count. With an Idempotency-Key, the same request again
+        receives nothing and answers the count the first one left."""
+        scope = f"receive_stock:{seller_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return result_as_left(self, earlier, fingerprint, Stock).on_hand
         stock = self.get_stock(product_id)
         stock.receive(seller_id, quantity, now or datetime.now(UTC))
-        self._save(stock)
+        try:
+            earlier = save_with_key(
+                self, claim_key(scope, idempotency_key, fingerprint, stock), stock
+            )
+        except IntegrityError as error:
+            raise ConcurrentUpdate("stock changed meanwhile; retry") from error
+        if earlier is not None:
+            return result_as_left(self, earlier, fingerprint, Stock).on_hand
         return stock.on_hand
 
     def reserve_order(

@@ -13,7 +13,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
-from domain.idempotency import MAX_KEY_LENGTH, IdempotencyKey
+from domain.idempotency import claim_key, find_key, save_with_key
 from domain.inventory import ConcurrentUpdate
 
 STATUSES = (
@@ -340,26 +340,19 @@ class Orders(Application[UUID]):
         payment_timeout: timedelta, currency: str = "CNY",
     ) -> tuple[UUID, bool]:
         """Returns (order_id, created); a repeated key with the same body creates nothing."""
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-            raise InvalidInput(f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters")
-        if idempotency_key is not None:
-            claimed = self._find_key(buyer_id, idempotency_key)
-            if claimed is not None:
-                return claimed.replay(request_fingerprint), False
+        scope = _key_scope(buyer_id)
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return earlier.replay(request_fingerprint), False
         order = Order.place(buyer_id, lines, shipping_address, payment, currency, now,
                             payment_timeout)
-        if idempotency_key is None:
-            self.save(order)
-            return order.id, True
-        key = IdempotencyKey(scope=_key_scope(buyer_id), key=idempotency_key,
-                             fingerprint=request_fingerprint, result_id=order.id)
+        claim = claim_key(scope, idempotency_key, request_fingerprint, order)
         try:
-            self.save(order, key)
+            earlier = save_with_key(self, claim, order)
         except IntegrityError as error:
-            claimed = self._find_key(buyer_id, idempotency_key)
-            if claimed is None:
-                raise ConcurrentUpdate("order store changed meanwhile; retry") from error
-            return claimed.replay(request_fingerprint), False
+            raise ConcurrentUpdate("order store changed meanwhile; retry") from error
+        if earlier is not None:
+            return earlier.replay(request_fingerprint), False
         return order.id, True
 
     def mark_reserved(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
@@ -425,11 +418,3 @@ class Orders(Application[UUID]):
             except IntegrityError as error:
                 raise ConcurrentUpdate(f"order {order.id} changed meanwhile; retry") from error
         return changed
-
-    def _find_key(self, buyer_id: UUID, key: str) -> IdempotencyKey | None:
-        try:
-            key_id = IdempotencyKey.create_id(_key_scope(buyer_id), key)
-            claimed: object = self.repository.get(key_id)
-        except AggregateNotFoundError:
-            return None
-        return claimed if isinstance(claimed, IdempotencyKey) else None

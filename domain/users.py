@@ -11,7 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.idempotency import IdempotencyKey
+from domain.idempotency import claim_key, save_with_key
 
 ROLES = ("customer", "seller", "admin")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -94,25 +94,12 @@ class Users(Application):
         """Register, or with a known Idempotency-Key return the first registration's user."""
         user = User.register(email, password_hash, display_name, role)
         index = EmailIndex(email=user.email, user_id=user.id)
-        claims: list[Aggregate] = [user, index]
-        if idempotency_key is not None:
-            claims.append(IdempotencyKey("register", idempotency_key, fingerprint, user.id))
+        claim = claim_key("register", idempotency_key, fingerprint, user)
         try:
-            self.save(*claims)
+            earlier = save_with_key(self, claim, user, index)
         except IntegrityError as error:
-            if idempotency_key is not None:
-                earlier = self._idempotency_key("register", idempotency_key)
-                if earlier is not None:
-                    return earlier.replay(fingerprint)
             raise EmailTaken(f"{user.email} is already registered") from error
-        return user.id
-
-    def _idempotency_key(self, scope: str, key: str) -> IdempotencyKey | None:
-        try:
-            found: IdempotencyKey = self.repository.get(IdempotencyKey.create_id(scope, key))
-        except AggregateNotFoundError:
-            return None
-        return found
+        return user.id if earlier is None else earlier.replay(fingerprint)
 
     def find_user_id(self, email: str) -> UUID | None:
         try:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError
+from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.security import Principal
 from domain.catalog import ProductNotFound
 from projections.orders import get_order, list_orders
@@ -20,7 +19,6 @@ from projections.orders import get_order, list_orders
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 Customer = Annotated[Principal, require_role("customer")]
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 Status = Literal["pending", "reserved", "paid", "confirmed", "shipped", "delivered",
                  "completed", "cancelled", "rejected"]
 CANCELLED_BY_BUYER = "cancelled_by_buyer"
@@ -102,12 +100,6 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-def fingerprint(body: PlaceOrder) -> str:
-    """The same request, however its JSON was spelled, has the same fingerprint."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @router.post("/orders", status_code=202, response_model=OrderAccepted)
 def place_order(body: PlaceOrder, user: Customer, services: ServicesDep,
                 idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
@@ -124,7 +116,8 @@ def place_order(body: PlaceOrder, user: Customer, services: ServicesDep,
                       "unit_price": product.price_amount})
     order_id, _ = services.applications.orders.place_order(
         user.user_id, lines, body.shipping_address.model_dump(), body.payment.model_dump(),
-        idempotency_key=idempotency_key, request_fingerprint=fingerprint(body),
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint(services.settings.secret_key, body),
         now=datetime.now(UTC),
         payment_timeout=timedelta(seconds=services.settings.payment_timeout_seconds),
         currency=services.settings.currency,
@@ -161,19 +154,22 @@ def my_orders(
     return OrderPage(items=[OrderSummary(**item) for item in items], next_cursor=next_cursor)
 
 
-@router.post("/orders/{order_id}/cancel", status_code=202, response_model=OrderAccepted)
+@router.post("/orders/{order_id}/cancel", status_code=202, response_model=OrderAccepted,
+             dependencies=[Depends(accept_idempotency_key)])
 def cancel_order(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
     """Cancel before shipping (409 `order_not_cancellable` after); the saga releases stock
-    and refunds. Answers the status stored now."""
+    and refunds. Answers the status stored now; once cancelled, again changes nothing."""
     orders = services.applications.orders
     retry_concurrent(lambda: orders.cancel(order_id, CANCELLED_BY_BUYER, by_buyer_id=user.user_id))
     order = orders.get_order(order_id, buyer_id=user.user_id)
     return OrderAccepted.model_validate({"order_id": order_id, "status": order.status})
 
 
-@router.post("/orders/{order_id}/confirm-receipt", status_code=202, response_model=OrderAccepted)
+@router.post("/orders/{order_id}/confirm-receipt", status_code=202, response_model=OrderAccepted,
+             dependencies=[Depends(accept_idempotency_key)])
 def confirm_receipt(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
-    """The buyer has the goods: the order completes (409 `order_not_delivered` before)."""
+    """The buyer has the goods: the order completes (409 `order_not_delivered` before);
+    once completed, again changes nothing."""
     orders = services.applications.orders
     retry_concurrent(lambda: orders.confirm_receipt(order_id, user.user_id))
     order = orders.get_order(order_id, buyer_id=user.user_id)

@@ -6,19 +6,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from api.deps import Db, Services, ServicesDep, require_role, retry_concurrent
+from api.deps import Db, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError
+from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.security import Principal
-from domain.catalog import CurrencyMismatch, Product, SkuTaken
+from domain.catalog import CurrencyMismatch, Product
 from projections.catalog import get_product, list_products
 
 router = APIRouter(prefix="/v1", tags=["products"])
 
 Seller = Annotated[Principal, require_role("seller")]
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
 class Money(BaseModel):
@@ -127,59 +127,50 @@ def create_product(body: CreateProduct, user: Seller, services: ServicesDep,
     With an Idempotency-Key, repeating the same listing answers with the same product."""
     _check_currency(body.price, services.settings.currency)
     applications = services.applications
-    try:
-        product_id = applications.catalog.create_product(
-            user.user_id, body.sku, body.name, body.description, body.category,
-            body.price.amount, body.price.currency,
-        )
-    except SkuTaken:
-        replayed = _same_listing(services, user, body) if idempotency_key else None
-        if replayed is None:
-            raise
-        product_id = replayed
+    product_id = applications.catalog.create_product(
+        user.user_id, body.sku, body.name, body.description, body.category,
+        body.price.amount, body.price.currency, idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
+    )
     applications.inventory.register_product(product_id, user.user_id)
     return ProductCreated(product_id=product_id)
 
 
-def _same_listing(services: Services, user: Principal, body: CreateProduct) -> UUID | None:
-    """A retried create is recognised by its SKU, seller and identical fields."""
-    catalog = services.applications.catalog
-    product_id = catalog.find_product_id(body.sku)
-    if product_id is None:
-        return None
-    product = catalog.get_product(product_id)
-    same = (product.seller_id == user.user_id and product.name == body.name.strip()
-            and product.description == body.description.strip()
-            and product.category == body.category.strip()
-            and product.price_amount == body.price.amount)
-    return product_id if same else None
-
-
 @router.patch("/products/{product_id}", response_model=ProductStored)
-def update_product(product_id: UUID, body: UpdateProduct, user: Seller,
-                   services: ServicesDep) -> ProductStored:
-    """Change any of name, description, category, price; only the owning seller may (403)."""
+def update_product(product_id: UUID, body: UpdateProduct, user: Seller, services: ServicesDep,
+                   idempotency_key: IdempotencyKeyHeader = None) -> ProductStored:
+    """Change any of name, description, category, price; only the owning seller may (403).
+    With an Idempotency-Key, repeating the same change answers the product as it left it."""
     _check_currency(body.price, services.settings.currency)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"price"})
     changes = {field: value for field, value in changes.items() if value is not None}
     if body.price is not None:
         changes.update(price_amount=body.price.amount, currency=body.price.currency)
+    request = fingerprint(services.settings.secret_key, body, product_id)
     product = retry_concurrent(
-        lambda: services.applications.catalog.update_product(product_id, user.user_id, **changes)
+        lambda: services.applications.catalog.update_product(
+            product_id, user.user_id, idempotency_key=idempotency_key, fingerprint=request,
+            **changes,
+        )
     )
     return _stored(product)
 
 
 @router.post("/products/{product_id}/stock", response_model=StockReceived)
-def receive_stock(product_id: UUID, body: ReceiveStock, user: Seller,
-                  services: ServicesDep) -> StockReceived:
-    """Record units received into stock; answers the new on-hand count."""
+def receive_stock(product_id: UUID, body: ReceiveStock, user: Seller, services: ServicesDep,
+                  idempotency_key: IdempotencyKeyHeader = None) -> StockReceived:
+    """Record units received into stock; answers the new on-hand count. With an
+    Idempotency-Key, repeating the same receipt receives nothing and answers the same count."""
     applications = services.applications
     product = applications.catalog.get_product(product_id)
     product.check_owner(user.user_id)
     applications.inventory.register_product(product_id, product.seller_id)
+    request = fingerprint(services.settings.secret_key, body, product_id)
     on_hand = retry_concurrent(
-        lambda: applications.inventory.receive_stock(product_id, user.user_id, body.quantity)
+        lambda: applications.inventory.receive_stock(
+            product_id, user.user_id, body.quantity, idempotency_key=idempotency_key,
+            fingerprint=request,
+        )
     )
     return StockReceived(on_hand=on_hand)
 

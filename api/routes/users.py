@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import CurrentUser, Db, ServicesDep
 from api.errors import ApiError
+from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.security import MAX_PASSWORD_BYTES
 from projections.users import find_user
 
 router = APIRouter(prefix="/v1", tags=["users"])
-
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
 class RegisterUser(BaseModel):
@@ -66,10 +64,10 @@ class UserView(BaseModel):
 def register(body: RegisterUser, services: ServicesDep, idempotency_key: IdempotencyKeyHeader = None) -> UserCreated:
     """Register a customer or a seller; the e-mail is unique (409 `email_taken`)."""
     password_hash = services.hasher.hash(body.password)
-    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     user_id = services.applications.users.register_user(
         body.email, password_hash, body.display_name, body.role,
-        idempotency_key=idempotency_key, fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return UserCreated(user_id=user_id)
 

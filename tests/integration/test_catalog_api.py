@@ -3,12 +3,17 @@ the catalog projection builds from catalog.events and inventory.events."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from domain.inventory import Stock
 from tests.support import WorkerProcess, wait_until
 
 
@@ -194,3 +199,142 @@ def test_browse_filters_searches_sorts_and_pages(api: TestClient):
                                                    "limit": 1}).json()["next_cursor"]
     wrong_sort = api.get("/v1/products", params={"sort": "newest", "cursor": price_cursor})
     assert wrong_sort.status_code == 422
+
+
+def stored_event_names(db: psycopg.Connection, table: str,
+                       aggregate_id: uuid.UUID | str) -> list[str]:
+    """What the event store holds for one aggregate, oldest first."""
+    rows = db.execute(f"SELECT topic FROM {table} WHERE originator_id = %s "
+                      "ORDER BY originator_version", (str(aggregate_id),)).fetchall()
+    return [topic.rsplit(".", 1)[-1] for (topic,) in rows]
+
+
+def stock_events(db: psycopg.Connection, product_id: str) -> list[str]:
+    return stored_event_names(db, "inventory_events", Stock.create_id(uuid.UUID(product_id)))
+
+
+def all_at_once(count: int, send: Callable[[], Any]) -> list[Any]:
+    """`count` identical requests released together, as racing client retries are."""
+    start = threading.Barrier(count)
+
+    def racer() -> Any:
+        start.wait()
+        return send()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: racer(), range(count)))
+
+
+def test_create_with_a_reused_key_and_another_body_is_422_and_lists_nothing(api: TestClient):
+    seller = user_headers(api, "seller")
+    body = product_body()
+    key = {**seller, "Idempotency-Key": f"create-{uuid.uuid4()}"}
+    assert api.post("/v1/products", json=body, headers=key).status_code == 201
+    for changed in ({**body, "name": "Red mug"}, product_body()):
+        answer = api.post("/v1/products", json=changed, headers=key)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "idempotency_key_reused"
+    other_sku = product_body()
+    refused = api.post("/v1/products", json=other_sku, headers=key)
+    assert refused.json()["error"]["code"] == "idempotency_key_reused"
+    create(api, seller, sku=other_sku["sku"])  # the refused request did not claim its SKU
+    taken = api.post("/v1/products", json=body, headers={**seller, "Idempotency-Key": "another"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "sku_taken"
+
+
+def test_racing_creates_with_one_key_list_one_product(api: TestClient, db: psycopg.Connection):
+    seller = user_headers(api, "seller")
+    body = product_body()
+    key = {**seller, "Idempotency-Key": f"create-{uuid.uuid4()}"}
+    answers = all_at_once(4, lambda: api.post("/v1/products", json=body, headers=key))
+    assert {answer.status_code for answer in answers} == {201}, [a.text for a in answers]
+    [product_id] = {answer.json()["product_id"] for answer in answers}
+    assert stored_event_names(db, "catalog_events", product_id) == ["Created"]
+
+
+def test_same_key_receives_stock_once(api: TestClient, db: psycopg.Connection):
+    seller = user_headers(api, "seller")
+    product_id = create(api, seller)
+    stock = f"/v1/products/{product_id}/stock"
+    key = {**seller, "Idempotency-Key": f"receive-{uuid.uuid4()}"}
+    first = api.post(stock, json={"quantity": 5}, headers=key)
+    again = api.post(stock, json={"quantity": 5}, headers=key)
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json() == again.json() == {"on_hand": 5}
+    assert api.post(stock, json={"quantity": 3}, headers=seller).json() == {"on_hand": 8}
+    late_retry = api.post(stock, json={"quantity": 5}, headers=key)
+    assert late_retry.json() == {"on_hand": 5}  # the first answer, stored nothing
+    shown = detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 8,
+                        "5 and 3 received, the retries not")
+    assert shown["stock"] == {"on_hand": 8, "reserved": 0, "available": 8}
+    assert stock_events(db, product_id) == ["Registered", "Received", "Received"]
+
+
+def test_same_key_with_another_receipt_is_422_and_stores_nothing(api: TestClient,
+                                                                  db: psycopg.Connection):
+    seller = user_headers(api, "seller")
+    product_id, other_product = create(api, seller), create(api, seller)
+    key = {**seller, "Idempotency-Key": f"receive-{uuid.uuid4()}"}
+    assert api.post(f"/v1/products/{product_id}/stock", json={"quantity": 5},
+                    headers=key).json() == {"on_hand": 5}
+    for path, quantity in ((product_id, 6), (other_product, 5)):
+        answer = api.post(f"/v1/products/{path}/stock", json={"quantity": quantity}, headers=key)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "idempotency_key_reused"
+    assert stock_events(db, product_id) == ["Registered", "Received"]
+    assert stock_events(db, other_product) == ["Registered"]
+    detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 5, "the first receipt")
+    assert api.get(f"/v1/products/{other_product}").json()["stock"]["on_hand"] == 0
+
+
+def test_racing_receipts_with_one_key_receive_once(api: TestClient, db: psycopg.Connection):
+    seller = user_headers(api, "seller")
+    product_id = create(api, seller)
+    key = {**seller, "Idempotency-Key": f"receive-{uuid.uuid4()}"}
+    answers = all_at_once(4, lambda: api.post(f"/v1/products/{product_id}/stock",
+                                              json={"quantity": 7}, headers=key))
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"on_hand": 7})] * 4
+    assert stock_events(db, product_id) == ["Registered", "Received"]
+    detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 7, "one receipt of 7")
+
+
+def test_same_key_changes_a_product_once(api: TestClient, db: psycopg.Connection):
+    seller = user_headers(api, "seller")
+    product_id = create(api, seller)
+    path = f"/v1/products/{product_id}"
+    key = {**seller, "Idempotency-Key": f"change-{uuid.uuid4()}"}
+    first = api.patch(path, json={"name": "Big blue mug"}, headers=key)
+    assert first.status_code == 200, first.text
+    assert api.patch(path, json={"name": "Huge blue mug"}, headers=seller).status_code == 200
+    retry = api.patch(path, json={"name": "Big blue mug", "price": None}, headers=key)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json() and first.json()["version"] == 2
+    reused = api.patch(path, json={"name": "Small blue mug"}, headers=key)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert stored_event_names(db, "catalog_events", product_id) == ["Created", "Updated", "Updated"]
+    detail_when(api, product_id, lambda p: p["name"] == "Huge blue mug", "the later change kept")
+
+
+def test_idempotency_keys_are_1_to_255_characters(api: TestClient):
+    seller = user_headers(api, "seller")
+    product_id = create(api, seller)
+    for key in ("", "k" * 256):
+        answer = api.post(f"/v1/products/{product_id}/stock", json={"quantity": 1},
+                          headers={**seller, "Idempotency-Key": key})
+        assert answer.status_code == 422, answer.text
+    longest = {**seller, "Idempotency-Key": "k" * 255}
+    assert api.post(f"/v1/products/{product_id}/stock", json={"quantity": 1},
+                    headers=longest).json() == {"on_hand": 1}
+
+
+def test_every_command_declares_the_idempotency_key(api: TestClient):
+    paths = api.get("/openapi.json").json()["paths"]
+    commands = [("/v1/users", "post"), ("/v1/products", "post"),
+                ("/v1/products/{product_id}", "patch"), ("/v1/products/{product_id}/stock", "post"),
+                ("/v1/orders", "post"), ("/v1/orders/{order_id}/cancel", "post"),
+                ("/v1/orders/{order_id}/confirm-receipt", "post")]
+    for path, method in commands:
+        headers = [parameter["name"] for parameter in paths[path][method].get("parameters", [])
+                   if parameter["in"] == "header"]
+        assert "Idempotency-Key" in headers, (method, path)

@@ -1,0 +1,34 @@
+"""The Idempotency-Key header every command accepts, and the fingerprint its key remembers
+the first request by; domain/idempotency.py stores both with the command's events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Header
+from pydantic import BaseModel
+
+from domain.idempotency import MAX_KEY_LENGTH
+
+IdempotencyKeyHeader = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
+]
+
+
+def fingerprint(secret: str, body: BaseModel, *resource: UUID) -> str:
+    """The same request (the resource in its path and its body, however its JSON was
+    spelled) has the same fingerprint. Keyed with the deployment's secret, so a stored
+    fingerprint gives no way to test guesses of what a body held, such as a password."""
+    request = {"resource": [str(part) for part in resource], "body": body.model_dump(mode="json")}
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    key = hmac.new(secret.encode(), b"eventmart:idempotency-fingerprint", hashlib.sha256)
+    return hmac.new(key.digest(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def accept_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> None:
+    """For commands their state machine already makes idempotent (cancel, confirm receipt):
+    repeating one stores nothing and answers the same, so the key needs no record."""
