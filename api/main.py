@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import health, metrics, ops, orders, products, users
+from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users.router)
     app.include_router(products.router)
     app.include_router(orders.router)
+    app.include_router(sellers.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     return app

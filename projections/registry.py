@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from projections import catalog, orders, users
+from projections import catalog, orders, sales, users
 from projections.tracking import TRACKING_DDL, Handler
 
 
@@ -24,6 +24,7 @@ READ_MODELS: dict[str, ReadModel] = {
     users.GROUP: ReadModel(users.GROUP, users.TOPICS, users.DDL, users.HANDLERS),
     catalog.GROUP: ReadModel(catalog.GROUP, catalog.TOPICS, catalog.DDL, catalog.HANDLERS),
     orders.GROUP: ReadModel(orders.GROUP, orders.TOPICS, orders.DDL, orders.HANDLERS),
+    sales.GROUP: ReadModel(sales.GROUP, sales.TOPICS, sales.DDL, sales.HANDLERS),
 }
 
 

@@ -109,3 +109,8 @@ def catalog_projection(settings: Settings, worker_logs: Path) -> Iterator[Worker
 @pytest.fixture(scope="session")
 def orders_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
     yield from _worker("orders-projection", ["worker", "orders-projection"], settings, worker_logs)
+
+
+@pytest.fixture(scope="session")
+def sales_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    yield from _worker("sales-projection", ["worker", "sales-projection"], settings, worker_logs)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,7 +108,7 @@ async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a topic
+            await consumer._client.force_metadata_update()  # first look at a topic
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -166,7 +167,7 @@ async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         partitions = [TopicPartition(topic, p) for topic in topics
                       for p in (consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             partitions = [TopicPartition(topic, p) for topic in topics
                           for p in (consumer.partitions_for_topic(topic) or [])]
         ends = await consumer.end_offsets(partitions)
@@ -181,9 +182,13 @@ def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     return asyncio.run(_group_lag(bootstrap, group, topics))
 
 
+def _caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
+    return group_lag(bootstrap, group, topics) == 0
+
+
 def wait_for_groups_to_catch_up(bootstrap: str, groups: dict[str, list[str]], timeout: float = 60) -> None:
     for group, topics in groups.items():
-        wait_until(lambda: group_lag(bootstrap, group, topics) == 0, timeout=timeout, interval=0.3,
+        wait_until(partial(_caught_up, bootstrap, group, topics), timeout=timeout, interval=0.3,
                    message=f"consumer group {group} to catch up")
 
 
@@ -213,3 +218,44 @@ def wait_for_quiet(settings: Settings, groups: dict[str, list[str]], timeout: fl
 
     wait_until(lambda: quiet() and quiet(), timeout=timeout, interval=0.5,
                message="the relay and the consumer groups to go quiet")
+
+
+async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for response in await admin.describe_consumer_groups([group]):
+            for description in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
+                return description[2], len(description[5])
+        return "Dead", 0
+    except KafkaError:  # no coordinator yet, for a new group or a fresh broker
+        return "Unknown", 0
+    finally:
+        await admin.close()
+
+
+def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+    """The group's state as the broker's coordinator sees it (`Stable`, `PreparingRebalance`,
+    `CompletingRebalance`, `Empty`, ...) and how many members it has."""
+    return asyncio.run(_group_membership(bootstrap, group))
+
+
+def wait_for_members(bootstrap: str, group: str, members: int, *, timeout: float = 90) -> None:
+    """Until the group is stable with exactly `members` members: every one of them has
+    joined and been handed its partitions."""
+    wait_until(lambda: group_membership(bootstrap, group) == ("Stable", members), timeout=timeout,
+               interval=0.3, message=f"consumer group {group} to be stable with {members} members")
+
+
+def wait_for_groups_to_join(bootstrap: str, groups: list[str], *, timeout: float = 90) -> None:
+    """Until each group is stable with at least one member: its workers are consuming."""
+    def joined(group: str) -> bool:
+        state, members = group_membership(bootstrap, group)
+        return state == "Stable" and members >= 1
+
+    for group in groups:
+        wait_until(partial(joined, group), timeout=timeout, interval=0.3,
+                   message=f"consumer group {group} to be joined")

@@ -26,13 +26,15 @@ from eventmart.timetravel import application_for, as_of, history
 from eventmart.wiring import worker_names
 from projections.rebuild import READ_MODELS, ShadowRebuild, find_model
 from tests.shop import TERMINAL, Customer, Seller, product_view
-from tests.support import child_env, read_envelopes, wait_for_quiet
+from tests.support import child_env, read_envelopes, wait_for_groups_to_join, wait_for_quiet
 
 GROUPS = {model.group: model.topics for model in READ_MODELS.values()}
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -> TestClient:
+def shop(api: TestClient, settings: Settings, saga_workers, catalog_projection, orders_projection,
+         sales_projection) -> TestClient:
+    wait_for_groups_to_join(settings.bootstrap_servers, worker_names())
     return api
 
 
@@ -59,9 +61,11 @@ def api_answers(shop: TestClient, traffic: dict) -> None:
     assert product_view(shop, traffic["mug"])["stock"]["on_hand"] <= traffic["mug_on_hand"]
     for order_id, status in traffic["statuses"].items():
         assert traffic["buyers"][order_id].view(order_id)["status"] == status
+    completed = sum(status == "completed" for status in traffic["statuses"].values())
+    assert traffic["seller"].get("/v1/sellers/me/sales").json()["totals"]["orders"] >= completed
 
 
-@pytest.mark.parametrize("name", ["users", "catalog", "orders"])
+@pytest.mark.parametrize("name", ["users", "catalog", "orders", "sales"])
 def test_rebuild_matches_the_live_model_then_swaps_in(name, shop, traffic, settings):
     model = find_model(name)
     progress: list[tuple[int, int]] = []
