@@ -17,6 +17,7 @@ import random
 import statistics
 import time
 import uuid
+from urllib.parse import urlsplit
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,27 +84,43 @@ class Timeline:
             await consumer.stop()
 
 
-def processes() -> dict[str, psutil.Process]:
-    found = {}
-    for process in psutil.process_iter(["cmdline", "name"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
+def processes(api_port: int) -> dict[str, list[psutil.Process]]:
+    """The stack's processes by role: everything under the `eventmart up` supervisor that
+    runs the API on `api_port` (other stacks and test runs on the machine are left out)."""
+    api = next((conn.pid for conn in psutil.net_connections("tcp")
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.port == api_port and conn.pid), None)
+    if api is None:
+        raise SystemExit(f"nothing listens on port {api_port}: start the stack first")
+    supervisor = psutil.Process(api).parent()
+    found: dict[str, list[psutil.Process]] = {}
+    for process in supervisor.children(recursive=True):
+        try:
+            cmdline = " ".join(process.cmdline())
+            name = process.name()
+        except psutil.Error:
+            continue
         if "kafka.Kafka" in cmdline:
-            found["kafka"] = process
-        elif "-m eventmart" in cmdline and " up" not in cmdline:
-            found[cmdline.split("-m eventmart", 1)[1].strip()] = process
-        elif process.info["name"] == "postgres":
-            found.setdefault("postgres", process)
+            role = "kafka"
+        elif name == "postgres":
+            role = "postgres"
+        elif "-m eventmart" in cmdline or "bin/eventmart" in cmdline:
+            role = cmdline.split("eventmart", 1)[1].strip()
+        else:
+            role = name
+        found.setdefault(role, []).append(process)
     return found
 
 
-def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
+def cpu_seconds(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
     totals = {}
-    for name, process in procs.items():
-        try:
-            targets = [process] + (process.children(recursive=True) if name == "postgres" else [])
-            totals[name] = sum(sum(p.cpu_times()[:2]) for p in targets)
-        except psutil.Error:
-            totals[name] = 0.0
+    for name, group in procs.items():
+        total = 0.0
+        for process in group:
+            try:
+                total += sum(process.cpu_times()[:2])
+            except psutil.Error:
+                continue  # a PostgreSQL backend that ended meanwhile
+        totals[name] = total
     return totals
 
 
@@ -122,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
         timeline, stop = Timeline(), asyncio.Event()
         follower = asyncio.create_task(timeline.follow(args.kafka, stop))
         await asyncio.sleep(2)  # let the follower join at the log end before the first order
-        procs = processes()
+        procs = processes(urlsplit(args.api).port or 80)
         cpu_before, wall_before = cpu_seconds(procs), time.monotonic()
         placed: list[str] = []
         errors = 0
@@ -173,8 +190,6 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.2)
         wall = time.monotonic() - wall_before
         cpu_after = cpu_seconds(procs)
-        stop.set()
-        await follower
 
         latencies = [(timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
                      for o in placed if o in timeline.confirmed and o in timeline.placed]
@@ -191,11 +206,9 @@ async def main(args: argparse.Namespace) -> None:
                 answer = await client.post("/v1/orders", json=body, headers=headers)
                 if answer.status_code == 202:
                     lag_orders.append((answer.json()["order_id"], headers))
-        stop2 = asyncio.Event()
-        timeline_task = asyncio.create_task(timeline.follow(args.kafka, stop2))
         await asyncio.gather(*(sample_lag(o, h) for o, h in lag_orders))
-        stop2.set()
-        await timeline_task
+        stop.set()
+        await follower
 
     table = Table(title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s")
     table.add_column("measure")

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 
-from eventmart.contracts import MalformedEvent, parse
+from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.metrics import METRICS
 from eventmart.settings import Settings
 from projections.tracking import Delivery
@@ -55,10 +56,14 @@ class GroupConsumer:
     batch_within = 0.02
 
     def __init__(self, app: faust.App, group: str, topics: list[str], process: BatchProcessor,
-                 *, max_tries: int = 3, retry_backoff: float = 0.2) -> None:
+                 *, max_tries: int = 3, retry_backoff: float = 0.2,
+                 wanted: frozenset[str] | None = None) -> None:
         self.app = app
         self.group = group
         self.process = process
+        # Known event types outside `wanted` are passed over without validating their
+        # payload (most of a topic is for other groups); unknown or broken ones still park.
+        self.wanted = wanted
         self.max_tries = max_tries
         self.retry_backoff = retry_backoff
         source = app.topic(*topics, key_serializer="raw", value_serializer="raw")
@@ -94,12 +99,24 @@ class GroupConsumer:
         malformed: list[tuple[Any, Exception]] = []
         for message in messages:
             try:
-                envelope = parse(message.value)
+                raw = orjson.loads(message.value)
+                if self._passed_over(raw):
+                    continue
+                envelope = parse(raw)
+            except (orjson.JSONDecodeError, TypeError) as error:
+                malformed.append((message, MalformedEvent(f"not an EventMart envelope: {error}")))
+                continue
             except MalformedEvent as error:
                 malformed.append((message, error))
                 continue
             decoded.append((message, Delivery(message.topic, message.partition, message.offset, envelope)))
         return decoded, malformed
+
+    def _passed_over(self, raw: Any) -> bool:
+        if self.wanted is None or not isinstance(raw, dict):
+            return False
+        event_type = raw.get("type")
+        return event_type in CONTRACTS and event_type not in self.wanted
 
     async def _one_by_one(self, message: Any, delivery: Delivery) -> None:
         for attempt in range(1, self.max_tries + 1):

@@ -3,6 +3,7 @@ aggregates (which decide whether the deadline still matters)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -10,6 +11,9 @@ from uuid import UUID
 from domain.errors import NotFound
 from domain.inventory import ConcurrentUpdate
 from workers.saga import Context
+from workers.tracking import UnitOfWork, unit_of_work_context
+
+log = logging.getLogger("eventmart.saga")
 
 
 def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> list[UUID]:
@@ -21,14 +25,31 @@ def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> 
     return [row[0] for row in rows]
 
 
-def act_on_each(order_ids: list[UUID], command: Callable[[UUID], object]) -> int:
-    """Run the command per order; a conflict leaves the order for the next tick, and an order
-    the read model knows but the event store does not (a hand-made event) is skipped."""
-    done = 0
-    for order_id in order_ids:
+def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID], object]) -> int:
+    """Run the command per order, all in one unit of work (one transaction: a busy tick
+    is hundreds of orders). If that cannot be saved — a saga event or a buyer changed
+    one of them meanwhile — the orders are taken one at a time instead."""
+    if len(order_ids) > 1:
+        unit = UnitOfWork()
         try:
-            if command(order_id):
-                done += 1
-        except (ConcurrentUpdate, NotFound):
-            continue
-    return done
+            with unit_of_work_context(unit):
+                done = sum(1 for order_id in order_ids if _attempt(command, order_id))
+            if unit.aggregates:
+                context.application.save_unit_of_work(unit)
+            return done
+        except Exception as error:  # noqa: BLE001 - redone one order at a time below
+            log.info("%d due orders not saved together (%s); one at a time", len(order_ids), error)
+    return sum(1 for order_id in order_ids if _attempt(command, order_id, conflicts_skip=True))
+
+
+def _attempt(command: Callable[[UUID], object], order_id: UUID, *, conflicts_skip: bool = False) -> bool:
+    """An order the read model knows but the event store does not (a hand-made event) is
+    skipped; one by one, a conflict leaves the order for the next tick."""
+    try:
+        return bool(command(order_id))
+    except NotFound:
+        return False
+    except ConcurrentUpdate:
+        if conflicts_skip:
+            return False
+        raise

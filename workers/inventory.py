@@ -36,7 +36,7 @@ def release_for_rejection(ctx: Context, event: Envelope) -> None:
 def expire_reservations(ctx: Context) -> int:
     """Holds of unpaid orders past their expiry go back on the shelf."""
     overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND reservation_expires_at < now()")
-    return act_on_each(overdue, lambda order_id: ctx.application.release_order(order_id, "expired"))
+    return act_on_each(ctx, overdue, lambda order_id: ctx.application.release_order(order_id, "expired"))
 
 
 PARTICIPANT = Participant(

@@ -32,7 +32,7 @@ def track_shipments(ctx: Context) -> int:
             return False  # order.confirmed not consumed yet
         return bool(ctx.application.advance(order_id, now, carrier))
 
-    return act_on_each(in_flight, advance)
+    return act_on_each(ctx, in_flight, advance)
 
 
 def adapters(settings: Settings) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A participant applies a batch of consumed events as one unit of work: each policy sees
 what the ones before it did, everything is saved with every tracking in one transaction,
 and when that cannot be (a conflict, a failing event) the batch is redone one event at a
-time. On the real PostgreSQL, with the inventory participant."""
+time. On the real PostgreSQL, with the inventory participant, in a database of its own:
+its made-up orders must not reach the live workers through the relay."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from domain.inventory import Inventory
 from eventmart.contracts import Envelope, event_id_for
-from eventmart.database import eventsourcing_env
+from eventmart.database import drop_database, ensure_database, eventsourcing_env
 from eventmart.settings import Settings
+from eventmart.stack import prepare_database
 from projections.tracking import Delivery
 from workers.inventory import PARTICIPANT as INVENTORY
 from workers.inventory import reserve_stock
@@ -27,13 +30,33 @@ SELLER = uuid.uuid4()
 
 
 @pytest.fixture(scope="module")
-def inventory(infrastructure: object, settings: Settings) -> Inventory:
-    return Inventory(env=eventsourcing_env(settings.dsn, pool_size=2))
+def own_settings(infrastructure: object, settings: Settings) -> Iterator[Settings]:
+    parts = urlsplit(settings.dsn)
+    dsn = urlunsplit(parts._replace(path=parts.path + "_batches"))
+    drop_database(dsn)
+    ensure_database(dsn)
+    isolated = settings.model_copy(update={"database_url": dsn})
+    prepare_database(isolated)
+    yield isolated
+    drop_database(dsn)
+
+
+@pytest.fixture(scope="module")
+def db(own_settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(own_settings.dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def inventory(own_settings: Settings) -> Iterator[Inventory]:
+    application = Inventory(env=eventsourcing_env(own_settings.dsn, pool_size=2))
+    yield application
+    application.close()
 
 
 @pytest.fixture
-def processor(db: psycopg.Connection, settings: Settings) -> Iterator[PolicyProcessor]:
-    context = build_context(INVENTORY, settings)
+def processor(own_settings: Settings) -> Iterator[PolicyProcessor]:
+    context = build_context(INVENTORY, own_settings)
     yield PolicyProcessor(INVENTORY, context)
     context.pool.close()
 
@@ -107,9 +130,9 @@ def test_a_failing_event_splits_the_batch_and_the_others_are_applied(processor, 
     assert inventory.get_stock(mug).reserved == 3
 
 
-def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(settings, inventory, db):
+def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(own_settings, inventory, db):
     mug = product_with(inventory, 2)
-    seller_restocks = Inventory(env=eventsourcing_env(settings.dsn, pool_size=1))
+    seller_restocks = Inventory(env=eventsourcing_env(own_settings.dsn, pool_size=1))
     restocked: list[int] = []
     calls: list[Envelope] = []
 
@@ -120,12 +143,13 @@ def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(settings, 
         reserve_stock(ctx, event)
 
     participant = dataclasses.replace(INVENTORY, policies={"order.placed": reserve_after_a_restock})
-    context = build_context(participant, settings)
+    context = build_context(participant, own_settings)
     processor = PolicyProcessor(participant, context)
     batch = [placed(mug, 1, offset) for offset in range(4)]
 
     processor(batch)
     context.pool.close()
+    seller_restocks.close()
 
     assert (processor.batches_saved, processor.batches_split) == (0, 1)
     assert restocked == [7]
