@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, save_with_key
 from domain.inventory import ConcurrentUpdate
-
-STATUSES = (
-    "pending", "reserved", "paid", "confirmed", "shipped",
-    "delivered", "completed", "cancelled", "rejected",
+from domain.order_status import (
+    APPLY,
+    SKIP,
+    TRANSITIONS,
+    InvalidOrderTransition,
 )
+
 PAYMENT_METHODS = ("card", "alipay", "wechat")
 ADDRESS_FIELDS = ("name", "line1", "city", "postal_code", "country")
 
@@ -28,59 +30,8 @@ class OrderNotFound(NotFound):
     code = "order_not_found"
 
 
-class OrderNotCancellable(Conflict):
-    code = "order_not_cancellable"
-
-
-class OrderNotDelivered(Conflict):
-    code = "order_not_delivered"
-
-
-class OrderNotRejectable(Conflict):
-    code = "order_not_rejectable"
-
-
-class InvalidOrderTransition(Conflict):
-    """An event arrived that the saga can never produce in this state: park it, don't guess."""
-
-    code = "invalid_order_transition"
-
-
 class PaymentAmountMismatch(Conflict):
     code = "payment_amount_mismatch"
-
-
-APPLY: Literal["apply"] = "apply"
-SKIP: Literal["skip"] = "skip"
-Outcome = Literal["apply", "skip"] | type[DomainError]
-
-
-def _row(default: Outcome, **overrides: Outcome) -> dict[str, Outcome]:
-    return {status: overrides.get(status, default) for status in STATUSES}
-
-
-# command -> status -> apply (record events) | skip (duplicate or late: no-op) | error raised
-TRANSITIONS: dict[str, dict[str, Outcome]] = {
-    "mark_reserved": _row(SKIP, pending=APPLY),
-    "reject": _row(
-        OrderNotRejectable, pending=APPLY, reserved=APPLY, cancelled=SKIP, rejected=SKIP
-    ),
-    "mark_paid_and_confirm": _row(SKIP, pending=APPLY, reserved=APPLY, paid=APPLY),
-    "cancel": _row(
-        OrderNotCancellable, pending=APPLY, reserved=APPLY, paid=APPLY, confirmed=APPLY,
-        cancelled=SKIP, rejected=SKIP,
-    ),
-    "mark_shipped": _row(
-        InvalidOrderTransition, confirmed=APPLY, shipped=SKIP, delivered=SKIP,
-        completed=SKIP, cancelled=SKIP,
-    ),
-    "mark_delivered": _row(
-        InvalidOrderTransition, confirmed=APPLY, shipped=APPLY, delivered=SKIP,
-        completed=SKIP, cancelled=SKIP,
-    ),
-    "confirm_receipt": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),
-    "complete": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),
-}
 
 
 def _key_scope(buyer_id: UUID) -> str:

@@ -10,19 +10,15 @@ import pytest
 
 from domain.errors import DomainError, InvalidInput
 from domain.idempotency import IdempotencyKeyReused
-from domain.orders import (
+from domain.order_status import (
     STATUSES,
     TRANSITIONS,
     InvalidOrderTransition,
-    Order,
-    OrderLine,
     OrderNotCancellable,
     OrderNotDelivered,
-    OrderNotFound,
     OrderNotRejectable,
-    Orders,
-    PaymentAmountMismatch,
 )
+from domain.orders import Order, OrderLine, OrderNotFound, Orders, PaymentAmountMismatch
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=15)
