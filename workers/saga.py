@@ -47,6 +47,8 @@ class Context:
     reads: dict[str, Any]
     pool: ConnectionPool
     adapters: dict[str, Any] = field(default_factory=dict)
+    # What a timer remembers between its ticks, in this process only.
+    memory: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def now() -> datetime:

@@ -3,8 +3,10 @@ by the carrier's tracking updates."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from domain.orders import Orders
 from domain.shipping import SandboxCarrier, Shipping
@@ -22,12 +24,21 @@ def create_shipment(ctx: Context, event: Envelope) -> None:
 
 def track_shipments(ctx: Context) -> int:
     """Ask the carrier about parcels still on their way whose last news is at least one
-    carrier step old (newer ones cannot have a tracking update due yet)."""
+    carrier step old (newer ones cannot have a tracking update due yet). A parcel just asked
+    about is left alone for one step: the read model may not show its news for a while, and
+    asking again meanwhile is only load."""
     step = timedelta(seconds=ctx.settings.carrier_step_seconds)
-    in_flight = due_orders(ctx, "status IN ('confirmed', 'shipped') AND updated_at <= now() - %s", step)
+    asked: dict[UUID, float] = ctx.memory.setdefault("carrier_asked", {})
+    clock = time.monotonic()
+    for order_id in [order_id for order_id, at in asked.items() if clock - at >= step.total_seconds()]:
+        del asked[order_id]
+    in_flight = due_orders(
+        ctx, "status IN ('confirmed', 'shipped') AND updated_at <= now() - %s "
+        "AND NOT (order_id = ANY(%s))", step, list(asked))
     carrier, now = ctx.adapters["carrier"], ctx.now()
 
-    def advance(order_id: Any) -> bool:
+    def advance(order_id: UUID) -> bool:
+        asked[order_id] = clock
         if ctx.application.find_shipment(order_id) is None:
             return False  # order.confirmed not consumed yet
         return bool(ctx.application.advance(order_id, now, carrier))
