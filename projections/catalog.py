@@ -9,16 +9,17 @@ version, so a re-published older event never rolls a row back.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import psycopg
 from psycopg import sql
 
 from domain.errors import InvalidInput
-from eventmart.contracts import Envelope
+from eventmart.contracts import Envelope, Event
 
 GROUP = "catalog-projection"
 TOPICS = ["catalog.events", "inventory.events"]
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS products_view (
     ) STORED
 );
 CREATE INDEX IF NOT EXISTS products_view_search ON products_view USING GIN (search);
-CREATE INDEX IF NOT EXISTS products_view_category ON products_view (category, created_at DESC);
+CREATE INDEX IF NOT EXISTS products_view_category_newest
+    ON products_view (category, created_at DESC, product_id DESC);
 CREATE INDEX IF NOT EXISTS products_view_seller ON products_view (seller_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS products_view_price ON products_view (price_amount, product_id);
 CREATE INDEX IF NOT EXISTS products_view_newest ON products_view (created_at DESC, product_id DESC);
@@ -143,6 +145,62 @@ HANDLERS = {
     "stock.released": stock_changed,
 }
 
+STORED = ("product_id", "seller_id", "sku", "name", "description", "category", "price_amount",
+          "currency", "on_hand", "reserved", "available", "rating_average", "rating_count",
+          "created_at", "updated_at", "catalog_version", "stock_version")
+CATALOG_FIELDS = ("seller_id", "sku", "name", "description", "category", "price_amount", "currency")
+
+
+class Fold:
+    """The handlers above as an in-memory fold, for bulk loads (projections.bulk): the same
+    version guards, the same GREATEST for updated_at, the same defaults."""
+
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {"products_view": STORED}
+
+    def __init__(self) -> None:
+        self.products: dict[str, dict[str, Any]] = {}
+
+    def _new(self, product_id: str, event: Event) -> dict[str, Any]:
+        row = dict.fromkeys(STORED)
+        row.update(product_id=product_id, on_hand=0, reserved=0, available=0, rating_count=0,
+                   catalog_version=0, stock_version=0, updated_at=event.occurred_at)
+        self.products[product_id] = row
+        return row
+
+    def add(self, event: Event) -> None:
+        p = event.payload
+        row = self.products.get(p["product_id"])
+        version, at = event.aggregate_version, event.occurred_at
+        if event.type == "product.created":
+            if row is None:
+                row = self._new(p["product_id"], event)
+            elif row["catalog_version"] >= version:
+                return
+            row.update({field: p[field] for field in CATALOG_FIELDS})
+            row.update(created_at=at, catalog_version=version, updated_at=max(row["updated_at"], at))
+        elif event.type in ("product.updated", "product.price_changed"):
+            if event.type == "product.updated":
+                changes = {k: v for k, v in p["changes"].items() if k in EDITABLE_COLUMNS}
+            else:
+                changes = {"price_amount": p["new_amount"]}
+            if changes and row is not None and row["catalog_version"] < version:
+                row.update(changes)
+                row.update(catalog_version=version, updated_at=max(row["updated_at"], at))
+        else:  # stock.*
+            if row is None:
+                row = self._new(p["product_id"], event)
+            elif row["stock_version"] >= version:
+                return
+            row.update(on_hand=p["on_hand"], reserved=p["reserved"], available=p["available"],
+                       stock_version=version, updated_at=max(row["updated_at"], at))
+
+    def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        return iter(())
+
+    def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
+        yield "products_view", (tuple(row.values()) for row in self.products.values())
+
+
 COLUMNS = ("product_id", "sku", "name", "description", "category", "seller_id", "price_amount",
            "currency", "on_hand", "reserved", "available", "rating_average", "rating_count",
            "created_at", "updated_at")
@@ -171,8 +229,10 @@ def _view(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def get_product(conn: psycopg.Connection[Any], product_id: str) -> dict[str, Any] | None:
-    row = conn.execute(SELECT + " AND product_id = %s", (product_id,)).fetchone()
+async def get_product(conn: psycopg.AsyncConnection[Any], product_id: str) -> dict[str, Any] | None:
+    """One primary-key lookup (prepared by psycopg after a few uses on a connection)."""
+    cursor = await conn.execute(SELECT + " AND product_id = %s", (product_id,))
+    row = await cursor.fetchone()
     return _view(row) if row is not None else None
 
 
@@ -188,8 +248,8 @@ def _sort_key(row: tuple[Any, ...], sort: str) -> Any:
     return created_at.isoformat()
 
 
-def list_products(
-    conn: psycopg.Connection[Any], *, category: str | None = None, seller_id: str | None = None,
+async def list_products(
+    conn: psycopg.AsyncConnection[Any], *, category: str | None = None, seller_id: str | None = None,
     q: str | None = None, sort: str = "newest", limit: int = 20, cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of products and the cursor of the next page (None on the last)."""
@@ -213,7 +273,7 @@ def list_products(
         params.extend([last_key, last_id])
     query = (" AND ".join(where)
              + f" ORDER BY {key} {direction}, product_id {direction} LIMIT %s")
-    rows = conn.execute(query, [*params, limit + 1]).fetchall()
+    rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

@@ -9,14 +9,16 @@ payment and shipment events travel on other topics and may arrive before
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from eventmart.contracts import Envelope
+from eventmart.contracts import Envelope, Event
 from projections.catalog import decode_cursor, encode_cursor
 
 GROUP = "orders-projection"
@@ -73,9 +75,43 @@ COMPENSATION_OF = {
 }
 
 
+def order_columns(event: Envelope | Event) -> dict[str, Any]:
+    """What an order.* event sets on its row (`lines` as a list: callers adapt it)."""
+    p = event.payload
+    columns: dict[str, Any] = {"status": STATUS_OF[event.type],
+                               "order_version": event.aggregate_version}
+    if event.type == "order.placed":
+        lines = [{**line, "line_total": line["quantity"] * line["unit_price"]}
+                 for line in p["lines"]]
+        columns.update(buyer_id=p["buyer_id"], lines=lines, total=p["total"],
+                       currency=p["currency"], created_at=event.occurred_at,
+                       payment_deadline=p["payment_deadline"])
+    if event.type in ("order.cancelled", "order.rejected"):
+        columns["reason"] = p["reason"]
+    if p.get("shipment_id") is not None:
+        columns["shipment_id"] = p["shipment_id"]
+    if event.type == "order.delivered":
+        columns["delivered_at"] = p["delivered_at"]
+    return columns
+
+
+def saga_columns(event: Envelope | Event) -> dict[str, Any]:
+    """What a reservation, payment or shipment event sets on its order's row."""
+    columns: dict[str, Any] = {}
+    if event.type == "reservation.confirmed":
+        columns["reservation_expires_at"] = event.payload["expires_at"]
+    if event.type == "shipment.created":
+        columns["shipment_id"] = event.payload["shipment_id"]
+    return columns
+
+
+def timeline_detail(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: payload[k] for k in DETAIL_FIELDS if payload.get(k) is not None}
+
+
 def _record(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     """One timeline row per event; its id makes a re-published copy a no-op."""
-    detail = {k: event.payload[k] for k in DETAIL_FIELDS if event.payload.get(k) is not None}
+    detail = timeline_detail(event.payload)
     cursor.execute(
         "INSERT INTO order_timeline (event_id, order_id, type, at, detail) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
@@ -107,33 +143,16 @@ def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any
 
 def order_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     """Any order.* event: status from its type, applied only if newer than the row."""
-    p = event.payload
-    columns: dict[str, Any] = {"status": STATUS_OF[event.type],
-                               "order_version": event.aggregate_version}
-    if event.type == "order.placed":
-        lines = [{**line, "line_total": line["quantity"] * line["unit_price"]}
-                 for line in p["lines"]]
-        columns.update(buyer_id=p["buyer_id"], lines=Jsonb(lines), total=p["total"],
-                       currency=p["currency"], created_at=event.occurred_at,
-                       payment_deadline=p["payment_deadline"])
-    if event.type in ("order.cancelled", "order.rejected"):
-        columns["reason"] = p["reason"]
-    if p.get("shipment_id") is not None:
-        columns["shipment_id"] = p["shipment_id"]
-    if event.type == "order.delivered":
-        columns["delivered_at"] = p["delivered_at"]
+    columns = order_columns(event)
+    if "lines" in columns:
+        columns["lines"] = Jsonb(columns["lines"])
     _upsert(cursor, event, columns, "orders_view.order_version < EXCLUDED.order_version")
     _record(cursor, event)
 
 
 def saga_step(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     """Reservation, payment and shipment events: deadlines, compensations, timeline."""
-    columns: dict[str, Any] = {}
-    if event.type == "reservation.confirmed":
-        columns["reservation_expires_at"] = event.payload["expires_at"]
-    if event.type == "shipment.created":
-        columns["shipment_id"] = event.payload["shipment_id"]
-    _upsert(cursor, event, columns, None)
+    _upsert(cursor, event, saga_columns(event), None)
     compensation = COMPENSATION_OF.get(event.type)
     if compensation is not None:
         cursor.execute(
@@ -154,6 +173,60 @@ HANDLERS = {
     **{event_type: order_changed for event_type in STATUS_OF},
     **{event_type: saga_step for event_type in SAGA_EVENTS},
 }
+
+STORED = ("order_id", "buyer_id", "status", "reason", "lines", "total", "currency", "created_at",
+          "updated_at", "payment_deadline", "reservation_expires_at", "delivered_at",
+          "shipment_id", "compensations", "saga_step", "order_version")
+
+
+class Fold:
+    """The handlers above as an in-memory fold, for bulk loads (projections.bulk): the same
+    columns per event type, the same version guard, saga_step and updated_at rules."""
+
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {"orders_view": STORED,
+               "order_timeline": ("event_id", "order_id", "type", "at", "detail")}
+
+    def __init__(self) -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.timeline: list[tuple[Any, ...]] = []
+
+    def add(self, event: Event) -> None:
+        if event.type in STATUS_OF:
+            columns = order_columns(event)
+            if "lines" in columns:
+                columns["lines"] = orjson.dumps(columns["lines"]).decode()
+            self._upsert(event, columns, guarded=True)
+        else:
+            row = self._upsert(event, saga_columns(event), guarded=False)
+            compensation = COMPENSATION_OF.get(event.type)
+            if compensation is not None and compensation not in row["compensations"]:
+                row["compensations"] = [*row["compensations"], compensation]
+        self.timeline.append((event.event_id, event.payload["order_id"], event.type,
+                              event.occurred_at, orjson.dumps(timeline_detail(event.payload)).decode()))
+
+    def _upsert(self, event: Event, columns: dict[str, Any], *, guarded: bool) -> dict[str, Any]:
+        order_id, at = event.payload["order_id"], event.occurred_at
+        row = self.orders.get(order_id)
+        if row is None:
+            row = dict.fromkeys(STORED)
+            row.update(order_id=order_id, lines="[]", compensations=[], order_version=0,
+                       updated_at=at, saga_step=event.type)
+            row.update(columns)
+            self.orders[order_id] = row
+        elif not guarded or row["order_version"] < columns["order_version"]:
+            row.update(columns)
+            if at >= row["updated_at"]:
+                row["saga_step"] = event.type
+            row["updated_at"] = max(row["updated_at"], at)
+        return row
+
+    def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        rows, self.timeline = self.timeline, []
+        yield "order_timeline", rows
+
+    def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
+        yield "orders_view", (tuple(row.values()) for row in self.orders.values())
+
 
 COLUMNS = ("order_id", "buyer_id", "status", "reason", "lines", "total", "currency",
            "created_at", "updated_at", "payment_deadline", "reservation_expires_at",

@@ -61,6 +61,11 @@ def advance(cursor: psycopg.Cursor[Any], group: str, deliveries: list[Delivery])
     for delivery in deliveries:
         key = (delivery.topic, delivery.partition)
         reached[key] = max(reached.get(key, -1), delivery.offset + 1)
+    save_positions(cursor, group, reached)
+
+
+def save_positions(cursor: psycopg.Cursor[Any], group: str, reached: dict[tuple[str, int], int]) -> None:
+    """The next offset per (topic, partition); a position never moves back."""
     for (topic, partition), next_offset in sorted(reached.items()):
         cursor.execute(
             "INSERT INTO consumer_positions (consumer_group, topic, partition, next_offset) "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import psycopg
 
-from eventmart.contracts import Envelope
+from eventmart.contracts import Envelope, Event
 
 GROUP = "users-projection"
 TOPICS = ["users.events"]
@@ -36,6 +37,27 @@ def user_registered(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
 HANDLERS = {
     "user.registered": user_registered,
 }
+
+
+class Fold:
+    """The handlers above as an in-memory fold, for bulk loads (projections.bulk)."""
+
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {"users_view": ("user_id", "email", "display_name", "role", "created_at", "version")}
+
+    def __init__(self) -> None:
+        self.users: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, event: Event) -> None:
+        payload = event.payload
+        self.users.setdefault(payload["user_id"], (
+            payload["user_id"], payload["email"], payload["display_name"], payload["role"],
+            event.occurred_at, event.aggregate_version))
+
+    def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        return iter(())
+
+    def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
+        yield "users_view", iter(self.users.values())
 
 
 def find_user(conn: psycopg.Connection[Any], user_id: str) -> dict[str, Any] | None:

@@ -8,7 +8,9 @@ from eventmart.contracts import payments  # noqa: F401  (registers payment.* eve
 from eventmart.contracts import shipping  # noqa: F401  (registers shipment.* events)
 from eventmart.contracts.envelope import (
     CONTRACTS,
+    Decoder,
     Envelope,
+    Event,
     MalformedEvent,
     envelope_from_domain,
     event_id_for,
@@ -17,6 +19,6 @@ from eventmart.contracts.envelope import (
 )
 
 __all__ = [
-    "CONTRACTS", "Envelope", "MalformedEvent", "envelope_from_domain", "event_id_for",
-    "json_schemas", "parse",
+    "CONTRACTS", "Decoder", "Envelope", "Event", "MalformedEvent", "envelope_from_domain",
+    "event_id_for", "json_schemas", "parse",
 ]

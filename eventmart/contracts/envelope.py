@@ -7,14 +7,16 @@ what other contexts may rely on, versioned and upcast on read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal, NamedTuple, Union
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
 EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:event")
 
@@ -127,6 +129,103 @@ def parse(raw: bytes | str | dict[str, Any]) -> Envelope:
     return envelope.model_copy(
         update={"payload": checked.model_dump(mode="json"), "schema_version": version}
     )
+
+
+class Event(NamedTuple):
+    """An envelope's fields as plain values, ids as canonical strings: what bulk paths fold."""
+
+    event_id: str
+    type: str
+    aggregate_id: str
+    aggregate_version: int
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> Event:
+        return cls(str(envelope.event_id), envelope.type, str(envelope.aggregate_id),
+                   envelope.aggregate_version, envelope.occurred_at, envelope.payload)
+
+
+# The exact text str(UUID) gives; every such string is a UUID, so validating ids as these
+# strings accepts a subset of what `Envelope` accepts, with the same values.
+CanonicalUuid = Annotated[str, StringConstraints(
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+
+
+class _CanonicalEnvelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: CanonicalUuid
+    aggregate_id: CanonicalUuid
+    aggregate_version: int
+    occurred_at: datetime
+    correlation_id: CanonicalUuid
+    causation_id: CanonicalUuid | None = None
+
+
+@cache
+def _typed_envelope(name: str) -> type[BaseModel]:
+    """The envelope of one current-version event type with canonical ids, its payload typed."""
+    contract = CONTRACTS[name]
+    fields: dict[str, Any] = {
+        "type": (Literal[contract.type], ...),
+        "schema_version": (Literal[contract.schema_version], ...),
+        "payload": (contract.payload, ...),
+    }
+    return create_model("Envelope_" + re.sub(r"\W", "_", name), __base__=_CanonicalEnvelope,
+                        **fields)
+
+
+def _peek_type(raw: bytes) -> str | None:
+    """The type of an envelope serialised as the relay does (event_id first, type second, no
+    other "type" key anywhere); None for anything else."""
+    if raw[:13] != b'{"event_id":"' or raw[49:59] != b'","type":"' or raw.count(b'"type":') != 1:
+        return None
+    end = raw.find(b'"', 59)
+    if end < 0 or b'"' in raw[13:49] or b"\\" in raw[13:end]:
+        return None
+    try:
+        return raw[59:end].decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class Decoder:
+    """`parse` for bulk paths, for the given event types: the same checks and the same values.
+    Records serialised as the relay serialises them take one validation pass straight from
+    JSON (about twice as fast as `parse`), and records of other types are skipped at a
+    glance; anything else (older versions to upcast, other key orders, other spellings of
+    an id) goes through `parse`."""
+
+    def __init__(self, types: Iterable[str]) -> None:
+        self.types = frozenset(types)
+        models = [_typed_envelope(name) for name in sorted(self.types)]
+        shape: Any = models[0] if len(models) == 1 else Annotated[
+            Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007 - built at run time
+        self.adapter: TypeAdapter[Any] = TypeAdapter(shape)
+
+    def __call__(self, raw: bytes) -> Event | None:
+        """The event, or None if its type is not one of ours; MalformedEvent if it is not valid."""
+        kind = _peek_type(raw)
+        if kind is not None and kind not in self.types:
+            return None
+        try:
+            typed = self.adapter.validate_json(raw)
+        except ValueError:
+            return self._slowly(raw)
+        return Event(typed.event_id, typed.type, typed.aggregate_id, typed.aggregate_version,
+                     typed.occurred_at, typed.payload.model_dump(mode="json"))
+
+    def _slowly(self, raw: bytes) -> Event | None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise MalformedEvent(f"not an EventMart envelope: {error}") from error
+        kind = data.get("type") if isinstance(data, dict) else None
+        if not isinstance(kind, str) or kind not in self.types:
+            return None
+        return Event.of(parse(data))
 
 
 def json_schemas() -> dict[str, Any]:
