@@ -71,15 +71,21 @@ def down() -> None:
 def api(
     host: Annotated[str | None, typer.Option(help="Defaults to EVENTMART_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_WORKERS.")] = None,
 ) -> None:
-    """Run the HTTP API (uvicorn)."""
+    """Run the HTTP API (uvicorn; with uvloop and httptools when installed)."""
     import uvicorn
 
     from api.main import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level="warning", access_log=False)
+    options: dict[str, Any] = {"host": host or settings.api_host, "port": port or settings.api_port,
+                               "log_level": "warning", "access_log": False}
+    workers = workers or settings.api_workers
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker process builds its app from the same environment
+        uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
 
 
 @app.command()

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(1, ge=1, description="API processes; login throttling and the "
+                                                 "request histogram are per process")
 
     secret_key: str = DEV_SECRET
     token_ttl_seconds: int = 3600
