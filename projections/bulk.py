@@ -11,26 +11,28 @@ folding the events per row in memory and writing each table once with COPY:
   in log order is applied, later copies are dropped. Records are decoded by
   `contracts.Decoder` (the same checks and values as `parse`, in one pass).
 - Append-only rows (the event identities in `applied_events`, an order's timeline) go
-  out with COPY every CHUNK events, so memory stays bounded; folded rows go out at the
-  end. A COPY that breaks a constraint (say two different events sharing an event id)
+  out with COPY every CHUNK events, from a writer thread while the next chunk is
+  decoded, so memory stays bounded; folded rows go out at the end. A COPY that breaks a constraint (say two different events sharing an event id)
   fails the bulk load, and the caller starts over on the event-at-a-time path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar, Protocol
 
 import psycopg
 from psycopg import sql
 
 from eventmart.contracts import Decoder, Event, MalformedEvent
-from projections import catalog, orders, users
+from projections import catalog, orders, sales, users
 from projections.tracking import save_positions
 
 CHUNK = 50_000
 
 Rows = Iterator[tuple[Any, ...]]
+Chunk = list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]  # table, columns, rows
 
 
 class Fold(Protocol):
@@ -53,6 +55,7 @@ FOLDS: dict[str, type[Fold]] = {
     users.GROUP: users.Fold,
     catalog.GROUP: catalog.Fold,
     orders.GROUP: orders.Fold,
+    sales.GROUP: sales.Fold,
 }
 
 
@@ -65,16 +68,22 @@ def copy_rows(cursor: psycopg.Cursor[Any], table: str, columns: tuple[str, ...],
 
 
 class BulkLoad:
-    """Feed it records in log order (`add`), then `finish`; writes on `conn`'s search path."""
+    """Feed it records in log order (`add`), then `finish`; writes on `conn`'s search path.
+
+    Append-only rows are written by one writer thread while decoding goes on (psycopg
+    waits for the server without the GIL), one chunk at a time, so PostgreSQL ingests a
+    chunk while the next one is folded."""
 
     def __init__(self, conn: psycopg.Connection[Any], group: str, handled: frozenset[str],
                  fold: Fold) -> None:
         self.conn, self.group, self.fold = conn, group, fold
         self.decode = Decoder(handled)
         self.seen: set[tuple[str, int]] = set()
-        self.identities: list[tuple[str, str, int]] = []
+        self.identities: list[tuple[Any, ...]] = []
         self.reached: dict[tuple[str, int], int] = {}
         self.applied = self.malformed = 0
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="bulk-load-writer")
+        self.writing: Future[None] | None = None
 
     def add(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
         self.reached[(topic, partition)] = offset + 1
@@ -96,17 +105,39 @@ class BulkLoad:
             self.flush()
 
     def flush(self) -> None:
-        """Append-only rows so far, in one transaction."""
+        """Hand the append-only rows so far to the writer (after the chunk before them)."""
+        self._wait_for_writer()
+        chunk: Chunk = [("applied_events", ("consumer_group", "aggregate_id", "aggregate_version"),
+                         self.identities)]
+        chunk += [(table, self.fold.columns[table], rows) for table, rows in self.fold.appended()]
+        self.identities = []
+        self.writing = self.writer.submit(self._write, chunk)
+
+    def _write(self, chunk: Chunk) -> None:
+        """One chunk in one transaction."""
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            copy_rows(cursor, "applied_events", ("consumer_group", "aggregate_id", "aggregate_version"),
-                      iter(self.identities))
-            for table, rows in self.fold.appended():
-                copy_rows(cursor, table, self.fold.columns[table], iter(rows))
-        self.identities.clear()
+            for table, columns, rows in chunk:
+                copy_rows(cursor, table, columns, iter(rows))
+
+    def _wait_for_writer(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            writing.result()  # a failed chunk fails the load here
 
     def finish(self) -> None:
-        self.flush()
-        with self.conn.transaction(), self.conn.cursor() as cursor:
-            for table, rows in self.fold.folded():
-                copy_rows(cursor, table, self.fold.columns[table], rows)
-            save_positions(cursor, self.group, self.reached)
+        try:
+            self.flush()
+            self._wait_for_writer()
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                for table, rows in self.fold.folded():
+                    copy_rows(cursor, table, self.fold.columns[table], rows)
+                save_positions(cursor, self.group, self.reached)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the writer to stop (a load given up half way must not write on)."""
+        if self.writing is not None:
+            self.writing.cancel()
+            wait([self.writing])
+        self.writer.shutdown(wait=True)

@@ -16,8 +16,8 @@ with the shadow's; drop the live tables and move the shadow's into `public`.
 Limits:
 - During the swap every projection's writes wait (the tracking tables are shared and
   locked), and readers of the model wait; the lock is held while the group's
-  `applied_events` rows are copied, which grows with the log (a second or so per
-  million events).
+  `applied_events` are made the shadow's, which grows with the log (a few seconds per
+  million events: the rows both sides have are only looked up, not rewritten).
 - The live worker is not paused: it resumes from its Kafka offsets, and events the
   shadow applied ahead of it are skipped through the copied `applied_events`.
 - Only tables the model's DDL creates are swapped; views or foreign keys onto them
@@ -160,9 +160,12 @@ class ShadowRebuild:
         assert self.consumer is not None and self.conn is not None
         load = BulkLoad(self.conn, self.model.group, frozenset(self.model.handlers), fold)
         behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
-        with paused_garbage_collector():
-            await self._bulk_fetch(load, targets, behind)
-        load.finish()
+        try:
+            with paused_garbage_collector():
+                await self._bulk_fetch(load, targets, behind)
+            load.finish()
+        finally:
+            load.close()
         self.bulk = True
         self.applied += load.applied
         self.malformed += load.malformed
@@ -232,10 +235,7 @@ class ShadowRebuild:
             self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(
                 sql.Identifier("public", table) for table in self.tables)))
             await self._catch_up(live_positions(self.conn, group))
-            self.conn.execute("DELETE FROM public.applied_events WHERE consumer_group = %s", (group,))
-            self.conn.execute(sql.SQL(
-                "INSERT INTO public.applied_events SELECT * FROM {}.applied_events "
-                "WHERE consumer_group = %s").format(shadow), (group,))
+            self._replace_applied_events()
             self.conn.execute(sql.SQL(
                 "INSERT INTO public.consumer_positions (consumer_group, topic, partition, next_offset) "
                 "SELECT consumer_group, topic, partition, next_offset FROM {}.consumer_positions "
@@ -249,6 +249,23 @@ class ShadowRebuild:
             self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(shadow))
             self.conn.execute("SET LOCAL search_path TO public")
         self.conn.execute("SET search_path TO public")
+
+    def _replace_applied_events(self) -> None:
+        """The group's event identities become the shadow's. Both sets are nearly always the
+        same (the shadow caught up to the live positions), so instead of deleting and
+        inserting every row under the lock, drop what the shadow lacks and add, in key
+        order, what the live set lacks."""
+        assert self.conn is not None
+        group, shadow = self.model.group, sql.Identifier(self.schema)
+        self.conn.execute(sql.SQL(
+            "DELETE FROM public.applied_events AS live WHERE live.consumer_group = %(group)s "
+            "AND NOT EXISTS (SELECT 1 FROM {}.applied_events AS rebuilt "
+            "WHERE rebuilt.consumer_group = %(group)s AND rebuilt.aggregate_id = live.aggregate_id "
+            "AND rebuilt.aggregate_version = live.aggregate_version)").format(shadow), {"group": group})
+        self.conn.execute(sql.SQL(
+            "INSERT INTO public.applied_events SELECT * FROM {}.applied_events "
+            "WHERE consumer_group = %s ORDER BY consumer_group, aggregate_id, aggregate_version "
+            "ON CONFLICT DO NOTHING").format(shadow), (group,))
 
     @property
     def rate(self) -> float:

@@ -20,12 +20,13 @@ cancelled.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
-from eventmart.contracts import Envelope
+from eventmart.contracts import Envelope, Event
 from projections.catalog import InvalidCursor, decode_cursor, encode_cursor
 
 GROUP = "sales-projection"
@@ -122,6 +123,64 @@ HANDLERS = {
     "order.cancelled": order_cancelled,
     "order.rejected": order_rejected,
 }
+
+
+
+class Fold:
+    """The handlers above as an in-memory fold, for bulk loads (projections.bulk)."""
+
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sales_products": ("product_id", "seller_id", "name", "catalog_version"),
+        "sale_lines": ("order_id", "product_id", "quantity", "unit_price", "currency", "placed_at",
+                       "sold_at", "refunded_at"),
+    }
+
+    def __init__(self) -> None:
+        self.products: dict[str, list[Any]] = {}
+        self.lines: dict[str, dict[str, list[Any]]] = {}  # order -> product -> row
+
+    def add(self, event: Event) -> None:
+        p, at = event.payload, event.occurred_at
+        if event.type == "product.created":
+            row = self.products.get(p["product_id"])
+            if row is None or row[3] < event.aggregate_version:
+                self.products[p["product_id"]] = [p["product_id"], p["seller_id"], p["name"],
+                                                  event.aggregate_version]
+        elif event.type == "product.updated":
+            row = self.products.get(p["product_id"])
+            name = p["changes"].get("name")
+            if name is not None and row is not None and row[3] < event.aggregate_version:
+                row[2:4] = [name, event.aggregate_version]
+        elif event.type == "order.placed":
+            lines = self.lines.setdefault(p["order_id"], {})
+            for line in p["lines"]:
+                lines.setdefault(line["product_id"], [
+                    p["order_id"], line["product_id"], line["quantity"], line["unit_price"],
+                    p["currency"], at, None, None])
+        else:
+            self._order_moved(event)
+
+    def _order_moved(self, event: Event) -> None:
+        lines = self.lines.get(event.payload["order_id"], {})
+        if event.type == "order.confirmed":
+            for row in lines.values():
+                if row[6] is None:
+                    row[6] = event.occurred_at
+        elif event.type == "order.cancelled" and event.payload["refund_due"]:
+            for row in lines.values():
+                if row[6] is not None and row[7] is None:
+                    row[7] = event.occurred_at
+        else:  # rejected, or cancelled before payment
+            for product_id in [k for k, row in lines.items() if row[6] is None]:
+                del lines[product_id]
+
+    def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        return iter(())
+
+    def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
+        yield "sales_products", (tuple(row) for row in self.products.values())
+        yield "sale_lines", (tuple(row) for lines in self.lines.values() for row in lines.values())
+
 
 # ---- queries --------------------------------------------------------------------------
 

@@ -106,7 +106,8 @@ def test_the_fold_writes_what_the_handlers_write(group, settings: Settings, infr
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -> TestClient:
+def shop(api: TestClient, saga_workers, catalog_projection, orders_projection,
+         sales_projection) -> TestClient:
     return api
 
 
@@ -118,7 +119,7 @@ def republish_every_third_record(settings: Settings) -> None:
         publish(settings.bootstrap_servers, topic, [(record.key, record.value) for record in records])
 
 
-@pytest.mark.parametrize("name", ["users", "catalog", "orders"])
+@pytest.mark.parametrize("name", ["users", "catalog", "orders", "sales"])
 def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient, settings: Settings):
     seller, customer = Seller(shop), Customer(shop)
     mug = seller.product(price=990, stock=5)
