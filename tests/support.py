@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -259,3 +261,26 @@ def wait_for_groups_to_join(bootstrap: str, groups: list[str], *, timeout: float
     for group in groups:
         wait_until(partial(joined, group), timeout=timeout, interval=0.3,
                    message=f"consumer group {group} to be joined")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> bytes | None:
+    """A worker's /metrics (EVENTMART_WORKER_METRICS_PORT), or None if nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            body: bytes = answer.read()
+            return body
+    except OSError:
+        return None
+
+
+def metric_value(text: str, prefix: str) -> float:
+    """The value of the first Prometheus sample line starting with `prefix`."""
+    line = next(line for line in text.splitlines() if line.startswith(prefix))
+    return float(line.rsplit(" ", 1)[1])

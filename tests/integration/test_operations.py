@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +23,11 @@ from tests.shop import TERMINAL, Customer, Seller
 from tests.support import (
     WorkerProcess,
     child_env,
+    free_port,
+    metric_value,
     publish,
     read_topic,
+    scrape,
     wait_for_groups_to_catch_up,
     wait_until,
 )
@@ -160,11 +161,6 @@ def test_poison_is_listed_then_redriven_exactly_once(shop, admin, settings, cli)
     assert after["redriven"] is True
 
 
-def metric_value(text: str, prefix: str) -> float:
-    line = next(line for line in text.splitlines() if line.startswith(prefix))
-    return float(line.rsplit(" ", 1)[1])
-
-
 def test_metrics_exposes_latency_lag_dead_letters_and_saga_outcomes(shop, admin):
     positions(shop, admin)  # one observed request on a templated route
     text = wait_until(lambda: (answer := shop.get("/metrics")).status_code == 200
@@ -182,20 +178,6 @@ def test_ops_lag_command_prints_rows_and_a_table(shop, cli):
     rows = json.loads(cli("ops", "lag", "--json").output)
     assert {row["group"] for row in rows} == set(consumer_groups())
     assert "inventory-saga" in cli("ops", "lag").output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def scrape(port: int) -> bytes | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            return answer.read()
-    except OSError:
-        return None
 
 
 def test_replicas_run_as_children_serving_metrics_and_stop_together(shop, settings, worker_logs):
