@@ -110,7 +110,7 @@ class ShadowRebuild:
     async def __aenter__(self) -> Self:
         self.conn = psycopg.connect(self.dsn, autocommit=True)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                         max_partition_fetch_bytes=4 * 1024 * 1024)
+                                         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100)
         await self.consumer.start()
         return self
 

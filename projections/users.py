@@ -40,24 +40,29 @@ HANDLERS = {
 
 
 class Fold:
-    """The handlers above as an in-memory fold, for bulk loads (projections.bulk)."""
+    """The handler above as an in-memory fold, for bulk loads (projections.bulk): a user's
+    row never changes once inserted, so rows go out as they come."""
 
-    columns: ClassVar[dict[str, tuple[str, ...]]] = {"users_view": ("user_id", "email", "display_name", "role", "created_at", "version")}
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {
+        "users_view": ("user_id", "email", "display_name", "role", "created_at", "version")}
 
     def __init__(self) -> None:
-        self.users: dict[str, tuple[Any, ...]] = {}
+        self.user_ids: set[str] = set()
+        self.rows: list[tuple[Any, ...]] = []
 
     def add(self, event: Event) -> None:
         payload = event.payload
-        self.users.setdefault(payload["user_id"], (
-            payload["user_id"], payload["email"], payload["display_name"], payload["role"],
-            event.occurred_at, event.aggregate_version))
+        if payload["user_id"] not in self.user_ids:  # ON CONFLICT (user_id) DO NOTHING
+            self.user_ids.add(payload["user_id"])
+            self.rows.append((payload["user_id"], payload["email"], payload["display_name"],
+                              payload["role"], event.occurred_at, event.aggregate_version))
 
     def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        return iter(())
+        rows, self.rows = self.rows, []
+        yield "users_view", rows
 
     def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
-        yield "users_view", iter(self.users.values())
+        return iter(())
 
 
 def find_user(conn: psycopg.Connection[Any], user_id: str) -> dict[str, Any] | None:
