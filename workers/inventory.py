@@ -4,8 +4,10 @@ hand it over on shipment, give it back on cancellation, rejection or expiry."""
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 from domain.inventory import Inventory
+from domain.orders import Orders
 from eventmart.contracts import Envelope
 from workers.due import act_on_each, due_orders
 from workers.saga import Context, Participant
@@ -34,15 +36,25 @@ def release_for_rejection(ctx: Context, event: Envelope) -> None:
 
 
 def expire_reservations(ctx: Context) -> int:
-    """Holds of unpaid orders past their expiry go back on the shelf."""
+    """Holds of unpaid orders past their expiry go back on the shelf. The read model finds
+    candidates; the orders event store (strongly consistent) has the last word, because a
+    lagging read model still says `reserved` for an order already paid — releasing its
+    stock then would ship units that were never taken off the shelf."""
     overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND reservation_expires_at < now()")
-    return act_on_each(ctx, overdue, lambda order_id: ctx.application.release_order(order_id, "expired"))
+
+    def release_if_unpaid(order_id: UUID) -> object:
+        if ctx.reads["orders"].get_order(order_id).status not in ("pending", "reserved"):
+            return False
+        return ctx.application.release_order(order_id, "expired")
+
+    return act_on_each(ctx, overdue, release_if_unpaid)
 
 
 PARTICIPANT = Participant(
     group="inventory-saga",
     topics=["orders.events"],
     application=Inventory,
+    reads={"orders": Orders},
     policies={
         "order.placed": reserve_stock,
         "order.shipped": commit_stock,
