@@ -148,3 +148,33 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     shadow, live = asyncio.run(shadow_and_live())
     assert all(rows for rows in live.values())
     assert shadow == live
+
+
+def test_a_failed_bulk_load_starts_over_event_by_event(shop: TestClient, settings: Settings,
+                                                       monkeypatch):
+    """A COPY that breaks a constraint (say two events sharing an event id) must not leave
+    half a shadow: the rebuild starts over with the handlers."""
+    seller, customer = Seller(shop), Customer(shop)
+    customer.wait_for(customer.place([(seller.product(price=700, stock=3), 1)]), *TERMINAL)
+    wait_for_quiet(settings, GROUPS)
+    copy_rows = bulk.copy_rows
+    calls = 0
+
+    def breaks_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise psycopg.errors.UniqueViolation("two events share an event id")
+        copy_rows(*args)
+
+    monkeypatch.setattr(bulk, "copy_rows", breaks_once)
+
+    async def shadow_and_live() -> tuple[bool, dict, dict]:
+        async with ShadowRebuild(find_model("orders"), settings.dsn, settings.bootstrap_servers) as job:
+            await job.build()
+            return job.bulk, job.rows(job.schema), job.rows("public")
+
+    used_bulk, shadow, live = asyncio.run(shadow_and_live())
+    assert calls == 1 and not used_bulk
+    assert all(rows for rows in live.values())
+    assert shadow == live
