@@ -156,7 +156,10 @@ def saga_step(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     compensation = COMPENSATION_OF.get(event.type)
     if compensation is not None:
         cursor.execute(
-            "UPDATE orders_view SET compensations = array_append(compensations, %s) "
+            # Kept sorted: inventory and payments events arrive in no fixed order between
+            # topics, and a rebuild must give the same row as the live worker.
+            "UPDATE orders_view SET compensations = ARRAY(SELECT c FROM unnest(array_append("
+            "compensations, %s)) AS c ORDER BY c COLLATE \"C\") "
             "WHERE order_id = %s AND NOT (%s = ANY(compensations))",
             (compensation, event.payload["order_id"], compensation),
         )
@@ -200,7 +203,7 @@ class Fold:
             row = self._upsert(event, saga_columns(event), guarded=False)
             compensation = COMPENSATION_OF.get(event.type)
             if compensation is not None and compensation not in row["compensations"]:
-                row["compensations"] = [*row["compensations"], compensation]
+                row["compensations"] = sorted([*row["compensations"], compensation])
         self.timeline.append((event.event_id, event.payload["order_id"], event.type,
                               event.occurred_at, orjson.dumps(timeline_detail(event.payload)).decode()))
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from domain.errors import NotFound
+from domain.errors import DomainError, NotFound
 from domain.inventory import ConcurrentUpdate
 from workers.saga import Context
 from workers.tracking import UnitOfWork, unit_of_work_context
@@ -43,13 +43,16 @@ def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID
 
 
 def _attempt(command: Callable[[UUID], object], order_id: UUID, *, conflicts_skip: bool = False) -> bool:
-    """An order the read model knows but the event store does not (a hand-made event) is
-    skipped; one by one, a conflict leaves the order for the next tick."""
+    """An order the aggregate refuses to act on is skipped: the read model that found it
+    lags (already shipped, say), or the event store never had it (a hand-made event).
+    One by one, a conflict leaves the order for the next tick. Either way the tick goes
+    on to the other due orders."""
     try:
         return bool(command(order_id))
-    except NotFound:
-        return False
     except ConcurrentUpdate:
         if conflicts_skip:
             return False
         raise
+    except (NotFound, DomainError) as refusal:
+        log.debug("due order %s skipped: %s", order_id, refusal)
+        return False

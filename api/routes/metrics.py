@@ -50,9 +50,17 @@ class RequestLatency:
         finally:
             route = scope.get("route")
             # Unmatched paths share one label, so scanners cannot blow up the series count.
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or _documentation_path(scope) or "unmatched"
             METRICS.http_request_duration.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - started)
+
+
+def _documentation_path(scope: Scope) -> str | None:
+    """FastAPI serves its OpenAPI document and docs pages outside the router (no route in
+    the scope); they are a fixed few paths, so they keep their own label."""
+    app = scope.get("app")
+    fixed = {getattr(app, name, None) for name in ("openapi_url", "docs_url", "redoc_url")}
+    return scope["path"] if scope["path"] in fixed - {None} else None
 
 
 def _saga_outcomes(services: Any) -> dict[str, int]:
