@@ -126,8 +126,12 @@ def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any
     values = [event.payload["order_id"], event.occurred_at, event.type, *columns.values()]
     updates: list[sql.Composable] = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in columns]
     updates.append(sql.SQL(
-        "saga_step = CASE WHEN EXCLUDED.updated_at >= orders_view.updated_at "
-        "THEN EXCLUDED.saga_step ELSE orders_view.saga_step END"))
+        # The latest event names the step; on a tie (hand-set clocks, one millisecond) the
+        # greater type does, so arrival order between topics never decides.
+        "saga_step = CASE WHEN EXCLUDED.updated_at > orders_view.updated_at THEN EXCLUDED.saga_step "
+        "WHEN EXCLUDED.updated_at = orders_view.updated_at "
+        "THEN GREATEST(EXCLUDED.saga_step COLLATE \"C\", orders_view.saga_step COLLATE \"C\") "
+        "ELSE orders_view.saga_step END"))
     updates.append(sql.SQL("updated_at = GREATEST(orders_view.updated_at, EXCLUDED.updated_at)"))
     query = sql.SQL(
         "INSERT INTO orders_view ({names}) VALUES ({values}) "
@@ -218,7 +222,7 @@ class Fold:
             self.orders[order_id] = row
         elif not guarded or row["order_version"] < columns["order_version"]:
             row.update(columns)
-            if at >= row["updated_at"]:
+            if at > row["updated_at"] or (at == row["updated_at"] and event.type > row["saga_step"]):
                 row["saga_step"] = event.type
             row["updated_at"] = max(row["updated_at"], at)
         return row
