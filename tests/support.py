@@ -62,14 +62,17 @@ class WorkerProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20) -> bool:
+        """SIGTERM, then SIGKILL after `timeout`; True if it exited on SIGTERM."""
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return False
+        return True
 
     def terminate(self) -> None:
         """Ask it to stop without waiting (see stop_all)."""

@@ -16,7 +16,7 @@ so one transaction per batch instead of per event is what lets a participant kee
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -146,18 +146,17 @@ def applied_versions(application: Application, trackings: Iterable[Tracking]) ->
 
 
 @contextmanager
-def tracking_context(tracking: Tracking) -> Iterator[None]:
-    token = CURRENT_TRACKING.set(tracking)
+def _bound(variable: ContextVar[Any], value: Any) -> Iterator[None]:
+    token = variable.set(value)
     try:
         yield
     finally:
-        CURRENT_TRACKING.reset(token)
+        variable.reset(token)
 
 
-@contextmanager
-def unit_of_work_context(unit: UnitOfWork) -> Iterator[None]:
-    token = CURRENT_UNIT_OF_WORK.set(unit)
-    try:
-        yield
-    finally:
-        CURRENT_UNIT_OF_WORK.reset(token)
+def tracking_context(tracking: Tracking) -> AbstractContextManager[None]:
+    return _bound(CURRENT_TRACKING, tracking)
+
+
+def unit_of_work_context(unit: UnitOfWork) -> AbstractContextManager[None]:
+    return _bound(CURRENT_UNIT_OF_WORK, unit)

@@ -4,8 +4,6 @@ once, /metrics, the `eventmart ops` commands and supervised worker replicas."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -191,12 +189,6 @@ def test_replicas_run_as_children_serving_metrics_and_stop_together(shop, settin
                               message=f"a replica's metrics on :{replica_port}")
             assert b"eventmart_events_processed_total" in body
     finally:
-        assert supervisor.process is not None
-        supervisor.process.send_signal(signal.SIGTERM)
-        try:
-            supervisor.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            supervisor.kill()
-            raise
+        assert supervisor.stop(timeout=40), "the replicas' supervisor did not stop on SIGTERM"
     assert supervisor.process.returncode == 0, supervisor.log_tail()
     assert scrape(port) is None and scrape(port + 1) is None  # the children are gone too
