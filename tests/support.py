@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -266,11 +267,21 @@ def wait_for_groups_to_join(bootstrap: str, groups: list[str], *, timeout: float
                    message=f"consumer group {group} to be joined")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(count: int = 1) -> int:
+    """The first of `count` consecutive free ports (replica i of a worker serves on port + i),
+    below Linux's ephemeral range so outgoing connections cannot take the later ones."""
+    for first in range(random.randrange(20000, 30000), 32000, count):
+        probes = [socket.socket() for _ in range(count)]
+        try:
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError("no run of free ports below 32000")
 
 
 def scrape(port: int) -> bytes | None:

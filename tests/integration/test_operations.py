@@ -179,7 +179,7 @@ def test_ops_lag_command_prints_rows_and_a_table(shop, cli):
 
 
 def test_replicas_run_as_children_serving_metrics_and_stop_together(shop, settings, worker_logs):
-    port = free_port()
+    port = free_port(count=3)
     env = {**child_env(settings), "EVENTMART_WORKER_METRICS_PORT": str(port)}
     supervisor = WorkerProcess("catalog-projection-replicas",
                                ["worker", "catalog-projection", "--replicas", "2"], env, worker_logs).start()

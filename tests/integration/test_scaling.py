@@ -154,7 +154,7 @@ def test_scaling_the_inventory_group_up_and_down_under_load_loses_and_duplicates
         return len(load.placed) >= count
 
     load.start()
-    port = free_port()
+    port = free_port(count=3)
     extra = WorkerProcess(f"{GROUP}-extra-replicas", ["worker", GROUP, "--replicas", "2"],
                           {**child_env(settings), "EVENTMART_WORKER_METRICS_PORT": str(port)},
                           worker_logs)
