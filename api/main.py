@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
@@ -48,7 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="EventMart", version="1", lifespan=lifespan,
                   description="Event-sourced e-commerce: commands and queries (see API.md).")
     install_error_handlers(app)
-    app.add_middleware(metrics.RequestLatency)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)
@@ -56,4 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sellers.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
+    # The last added runs first: requests are timed, then product detail may be answered
+    # from memory before the routes.
+    app.add_middleware(ProductDetailFastPath, state=app.state,
+                       route=route_named(products.router.routes, products.product_detail.__name__))
+    app.add_middleware(metrics.RequestLatency)
     return app

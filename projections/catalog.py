@@ -55,7 +55,22 @@ CREATE INDEX IF NOT EXISTS products_view_category_newest
 CREATE INDEX IF NOT EXISTS products_view_seller ON products_view (seller_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS products_view_price ON products_view (price_amount, product_id);
 CREATE INDEX IF NOT EXISTS products_view_newest ON products_view (created_at DESC, product_id DESC);
+CREATE OR REPLACE FUNCTION public.products_view_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_SCHEMA = 'public' THEN
+        PERFORM pg_notify('products_view',
+                          CASE WHEN TG_OP = 'DELETE' THEN OLD.product_id ELSE NEW.product_id END::text);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER products_view_changed AFTER INSERT OR UPDATE OR DELETE ON products_view
+    FOR EACH ROW EXECUTE FUNCTION public.products_view_changed();
 """
+# The API keeps product-detail answers in memory (api.product_cache); every change of a
+# live row is announced on this channel, delivered when its transaction commits. A rebuild
+# announces "*" when it swaps its tables in. Shadow tables stay quiet.
+CHANGES_CHANNEL = "products_view"
 
 
 class InvalidCursor(InvalidInput):

@@ -43,7 +43,7 @@ from psycopg import sql
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.export import read_from_beginning
 from projections.bulk import FOLDS, BulkLoad, Fold
-from projections.registry import READ_MODELS, ReadModel
+from projections.registry import INSTALL_LOCK, READ_MODELS, ReadModel
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
 
 BATCH_SIZE = 2_000
@@ -124,6 +124,7 @@ class ShadowRebuild:
         assert self.conn is not None
         schema = sql.Identifier(self.schema)
         with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
             self.conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
             self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
             self.conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(schema))
@@ -247,6 +248,10 @@ class ShadowRebuild:
                 self.conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
                     shadow, sql.Identifier(table)))
             self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(shadow))
+            for table in self.tables:
+                # Whoever caches a table's rows (api.product_cache) hears, on commit, that
+                # every row may have changed; the channel is the table's name.
+                self.conn.execute("SELECT pg_notify(%s, '*')", (table,))
             self.conn.execute("SET LOCAL search_path TO public")
         self.conn.execute("SET search_path TO public")
 

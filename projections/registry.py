@@ -28,10 +28,14 @@ READ_MODELS: dict[str, ReadModel] = {
 }
 
 
+# Held while read-model DDL runs, so processes starting together don't race on it.
+INSTALL_LOCK = 7003
+
+
 def install(conn: psycopg.Connection[Any]) -> None:
     """Create the tracking tables and every read model's tables (idempotent)."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(7003)")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
         conn.execute(TRACKING_DDL)
         for model in READ_MODELS.values():
             conn.execute(model.ddl)

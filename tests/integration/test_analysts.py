@@ -13,18 +13,20 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import orjson
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
+from psycopg import sql
 
 from eventmart.export import COLUMNS, EventFilter, export_events, partitions_of
 from eventmart.replay import LiveGroup, replay
 from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.timetravel import application_for, as_of, history
 from eventmart.wiring import worker_names
-from projections.rebuild import READ_MODELS, ShadowRebuild, find_model
+from projections.rebuild import READ_MODELS, ShadowRebuild, find_model, tables_of
 from tests.shop import TERMINAL, Customer, Seller, product_view
 from tests.support import child_env, read_envelopes, wait_for_groups_to_join, wait_for_quiet
 
@@ -78,7 +80,14 @@ def test_rebuild_matches_the_live_model_then_swaps_in(name, shop, traffic, setti
             await job.swap()
             return shadow, live, job.rows("public")
 
-    shadow, live, swapped = asyncio.run(scenario())
+    with psycopg.connect(settings.dsn, autocommit=True) as listener:
+        for table in tables_of(model):
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(table)))
+        shadow, live, swapped = asyncio.run(scenario())
+        # Caches of the tables' rows (api.product_cache) hear that every row may have changed.
+        announced = {(note.channel, note.payload) for note in listener.notifies(timeout=2)
+                     if note.payload == "*"}
+    assert announced == {(table, "*") for table in tables_of(model)}
     assert all(rows for rows in live.values()), f"no traffic reached {name}"
     assert shadow == live
     assert swapped == live

@@ -14,7 +14,13 @@ from eventmart.broker import consumer_groups
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.settings import Settings
 from tests.shop import Customer, Seller
-from tests.support import publish, read_envelopes, read_topic, wait_for_groups_to_catch_up, wait_until
+from tests.support import (
+    publish,
+    read_envelopes,
+    read_topic,
+    wait_for_groups_to_catch_up,
+    wait_until,
+)
 
 SAGA_TOPICS = ["orders.events", "inventory.events", "payments.events", "shipping.events"]
 SAGA_GROUPS = ["inventory-saga", "payments-saga", "orders-saga", "shipping-saga"]

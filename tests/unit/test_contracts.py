@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
+from domain.users import EmailIndex, User
+from eventmart.broker import topic_specs
 from eventmart.cli import app
 from eventmart.contracts import CONTRACTS, MalformedEvent, envelope_from_domain, parse
 from eventmart.contracts.envelope import EventContract, Payload, register
-from eventmart.broker import topic_specs
-from domain.users import User, EmailIndex
 
 
 @pytest.mark.parametrize("type_name", sorted(CONTRACTS))
@@ -35,7 +35,7 @@ def test_exported_json_schemas_validate_every_example():
     assert result.exit_code == 0, result.output
     exported = json.loads(result.stdout)
     assert set(exported["events"]) == set(CONTRACTS)
-    for type_name, entry in exported["events"].items():
+    for entry in exported["events"].values():
         jsonschema.validate(entry["example"], exported["envelope"])
         jsonschema.validate(entry["example"]["payload"], entry["payload"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import yaml
 
+from eventmart.broker import topic_specs
 from eventmart.cli import app
 from eventmart.settings import PROJECT_ROOT
 from eventmart.stack import worker_names
-from eventmart.broker import topic_specs
 
 
 def compose() -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from domain.errors import InvalidInput
 from domain.idempotency import IdempotencyKeyReused
 from domain.users import EmailIndex, EmailTaken, InvalidEmail, UnknownRole, User, Users
-from domain.errors import InvalidInput
 
 
 def test_register_records_a_registered_event_with_a_normalised_email():
