@@ -16,10 +16,27 @@ from fastapi.testclient import TestClient
 
 from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.stack import Infrastructure
-from tests.support import WorkerProcess, child_env
+from tests.support import WorkerProcess, child_env, ports_free
 
-# EVENTMART_TEST_SLOT=N runs a second suite beside the first (other ports, other state).
-SLOT = int(os.environ.get("EVENTMART_TEST_SLOT", "0"))
+
+def _slot_ports(slot: int) -> tuple[int, int, int]:
+    """PostgreSQL, Kafka and the Kafka controller ports of a test slot."""
+    return 55432 + 20 * slot, 19092 + 20 * slot, 19093 + 20 * slot
+
+
+def _choose_slot() -> int:
+    """EVENTMART_TEST_SLOT=N runs a suite beside another (other ports, other state). Unset, the
+    first slot whose ports are free is taken, so a second clone's run on the same machine does
+    not fail on a port the first holds."""
+    if "EVENTMART_TEST_SLOT" in os.environ:
+        return int(os.environ["EVENTMART_TEST_SLOT"])
+    for slot in range(16):
+        if ports_free(*_slot_ports(slot)):
+            return slot
+    raise RuntimeError("no test slot has its PostgreSQL and Kafka ports free (55432 + 20n, 19092 + 20n)")
+
+
+SLOT = _choose_slot()
 TEST_STATE = PROJECT_ROOT / ".eventmart" / (f"test-{SLOT}" if SLOT else "test")
 
 
@@ -27,10 +44,10 @@ def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Set
     values: dict[str, object] = {
         "env": "test",
         "state_dir": state_dir,
-        "postgres_port": 55432 + 20 * SLOT,
+        "postgres_port": _slot_ports(SLOT)[0],
         "database_name": "eventmart_test",
-        "kafka_port": 19092 + 20 * SLOT,
-        "kafka_controller_port": 19093 + 20 * SLOT,
+        "kafka_port": _slot_ports(SLOT)[1],
+        "kafka_controller_port": _slot_ports(SLOT)[2],
         "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
         "login_attempts_per_minute": 100000,
         # Saga clocks shrunk so whole orders run in seconds (production: minutes to days).

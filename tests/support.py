@@ -267,20 +267,28 @@ def wait_for_groups_to_join(bootstrap: str, groups: list[str], *, timeout: float
                    message=f"consumer group {group} to be joined")
 
 
+def ports_free(*ports: int) -> bool:
+    """Whether no socket listens on, or is bound to, any of these local ports. SO_REUSEADDR as
+    servers set it: a port whose last connections linger in TIME_WAIT counts as free."""
+    probes = [socket.socket() for _ in ports]
+    try:
+        for probe, port in zip(probes, ports, strict=True):
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def free_port(count: int = 1) -> int:
     """The first of `count` consecutive free ports (replica i of a worker serves on port + i),
     below Linux's ephemeral range so outgoing connections cannot take the later ones."""
     for first in range(random.randrange(20000, 30000), 32000, count):
-        probes = [socket.socket() for _ in range(count)]
-        try:
-            for offset, probe in enumerate(probes):
-                probe.bind(("127.0.0.1", first + offset))
+        if ports_free(*range(first, first + count)):
             return first
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
     raise RuntimeError("no run of free ports below 32000")
 
 

@@ -16,11 +16,14 @@ import pytest
 
 from eventmart.broker import port_open
 from eventmart.settings import PROJECT_ROOT
-from tests.support import read_envelopes, wait_until
+from tests.support import free_port, read_envelopes, wait_until
 
 STATE = PROJECT_ROOT / ".eventmart" / "e2e"
-API = "http://127.0.0.1:18000"
-KAFKA = "127.0.0.1:19192"
+# Four free ports, chosen once: PostgreSQL, Kafka, its controller, the API.
+POSTGRES_PORT = free_port(4)
+KAFKA_PORT, CONTROLLER_PORT, API_PORT = POSTGRES_PORT + 1, POSTGRES_PORT + 2, POSTGRES_PORT + 3
+API = f"http://127.0.0.1:{API_PORT}"
+KAFKA = f"127.0.0.1:{KAFKA_PORT}"
 
 
 @pytest.fixture()
@@ -30,8 +33,8 @@ def stack_env() -> Iterator[dict[str, str]]:
            if key not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
     env.update({
         "EVENTMART_STATE_DIR": str(STATE), "EVENTMART_ENV": "test", "EVENTMART_BCRYPT_ROUNDS": "4",
-        "EVENTMART_POSTGRES_PORT": "55442", "EVENTMART_KAFKA_PORT": "19192",
-        "EVENTMART_KAFKA_CONTROLLER_PORT": "19193", "EVENTMART_API_PORT": "18000",
+        "EVENTMART_POSTGRES_PORT": str(POSTGRES_PORT), "EVENTMART_KAFKA_PORT": str(KAFKA_PORT),
+        "EVENTMART_KAFKA_CONTROLLER_PORT": str(CONTROLLER_PORT), "EVENTMART_API_PORT": str(API_PORT),
     })
     yield env
 
@@ -56,8 +59,8 @@ def _ready() -> bool:
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     assert process.wait(timeout=90) == 0
-    assert not port_open("127.0.0.1", 18000) and not port_open("127.0.0.1", 19192)
-    assert not port_open("127.0.0.1", 55442)
+    assert not port_open("127.0.0.1", API_PORT) and not port_open("127.0.0.1", KAFKA_PORT)
+    assert not port_open("127.0.0.1", POSTGRES_PORT)
 
 
 def me(token: str) -> httpx.Response:
