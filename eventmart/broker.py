@@ -50,7 +50,7 @@ def fetch_broker(settings: Settings, console: Console | None = None) -> Path:
         done = subprocess.run(
             ["mvn", "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
              f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
     if done.returncode != 0:
         raise BrokerUnavailable(f"mvn could not resolve the broker:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -93,7 +93,7 @@ def format_storage(settings: Settings) -> None:
     cluster_id = uuid.uuid4().hex[:22]
     done = subprocess.run(
         _java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
         raise BrokerUnavailable(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")

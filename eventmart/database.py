@@ -31,7 +31,7 @@ def _bin(name: str) -> str:
 
 def _run_as_service_user(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     user = SERVICE_USER if os.geteuid() == 0 else None
-    return subprocess.run(args, user=user, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(args, user=user, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
 
 
 def _prepare_permissions(pgdata: Path) -> None:

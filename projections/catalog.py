@@ -59,7 +59,7 @@ CREATE OR REPLACE FUNCTION public.products_view_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_TABLE_SCHEMA = 'public' THEN
-        PERFORM pg_notify('products_view',
+        PERFORM pg_notify(TG_TABLE_NAME,
                           CASE WHEN TG_OP = 'DELETE' THEN OLD.product_id ELSE NEW.product_id END::text);
     END IF;
     RETURN NULL;
@@ -68,8 +68,9 @@ CREATE OR REPLACE TRIGGER products_view_changed AFTER INSERT OR UPDATE OR DELETE
     FOR EACH ROW EXECUTE FUNCTION public.products_view_changed();
 """
 # The API keeps product-detail answers in memory (api.product_cache); every change of a
-# live row is announced on this channel, delivered when its transaction commits. A rebuild
-# announces "*" when it swaps its tables in. Shadow tables stay quiet.
+# live row is announced on the channel named after its table (the trigger's TG_TABLE_NAME),
+# delivered when its transaction commits. A rebuild announces "*" on the same channel when
+# it swaps the table in (projections.rebuild). Shadow tables stay quiet.
 CHANGES_CHANNEL = "products_view"
 
 

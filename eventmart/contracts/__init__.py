@@ -1,11 +1,13 @@
 """Public event contracts: importing this package registers every event type."""
 
-from eventmart.contracts import users  # noqa: F401  (registers users.* events)
-from eventmart.contracts import catalog  # noqa: F401  (registers product.* events)
-from eventmart.contracts import inventory  # noqa: F401  (registers stock.*, reservation.*)
-from eventmart.contracts import orders  # noqa: F401  (registers order.* events)
-from eventmart.contracts import payments  # noqa: F401  (registers payment.* events)
-from eventmart.contracts import shipping  # noqa: F401  (registers shipment.* events)
+from eventmart.contracts import (
+    catalog,  # noqa: F401  (registers product.* events)
+    inventory,  # noqa: F401  (registers stock.*, reservation.*)
+    orders,  # noqa: F401  (registers order.* events)
+    payments,  # noqa: F401  (registers payment.* events)
+    shipping,  # noqa: F401  (registers shipment.* events)
+    users,  # noqa: F401  (registers users.* events)
+)
 from eventmart.contracts.envelope import (
     CONTRACTS,
     Decoder,

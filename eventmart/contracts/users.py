@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import EmailStr
-
 from domain.users import User
 from eventmart.contracts.envelope import EventContract, Payload, register
+
 
 class UserRegistered(Payload):
     user_id: UUID

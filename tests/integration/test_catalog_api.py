@@ -14,12 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domain.inventory import Stock
-from tests.support import WorkerProcess, wait_until
+from tests.support import wait_until
 
-
-@pytest.fixture(autouse=True)
-def _projected(catalog_projection: WorkerProcess) -> None:
-    """Every test here reads what the catalog projection wrote."""
+# Every test here reads what the catalog projection wrote.
+pytestmark = pytest.mark.usefixtures("catalog_projection")
 
 
 class Headers(dict[str, str]):

@@ -21,15 +21,14 @@ from api.deps import retry_concurrent
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.settings import Settings
 from projections.orders import get_order, stuck_sagas
-from tests.support import WorkerProcess, publish, wait_until
+from tests.support import publish, wait_until
 
 ADDRESS = {"name": "Ada", "line1": "1 Analytical Way", "city": "Shanghai",
            "postal_code": "200000", "country": "CN"}
 
 
-@pytest.fixture(autouse=True)
-def _projected(orders_projection: WorkerProcess, catalog_projection: WorkerProcess) -> None:
-    """Every test here reads what the orders projection wrote."""
+# Every test here reads what the orders projection wrote.
+pytestmark = pytest.mark.usefixtures("orders_projection", "catalog_projection")
 
 
 class Saga:

@@ -10,15 +10,14 @@ from fastapi.testclient import TestClient
 
 from api.product_cache import ProductCache
 from tests.integration.test_catalog_api import create, detail_when, user_headers
-from tests.support import WorkerProcess, wait_until
+from tests.support import wait_until
 
 # Far below the cache's max_age (30 s): only a notification can make these deadlines.
 DEADLINE = 5.0
 
 
-@pytest.fixture(autouse=True)
-def _projected(catalog_projection: WorkerProcess) -> None:
-    """Products here are listed through the API and shown by the catalog projection."""
+# Products here are listed through the API and shown by the catalog projection.
+pytestmark = pytest.mark.usefixtures("catalog_projection")
 
 
 def cache_of(api: TestClient) -> ProductCache:
