@@ -51,6 +51,7 @@ EVENT_TOPICS = ["users.events", "catalog.events", "inventory.events", "orders.ev
                 "payments.events", "shipping.events"]
 SWAPPED = re.compile(r"swapped in \S+: ([\d,]+) events read, ([\d,]+) applied, (\d+) malformed\s+"
                      r"skipped, ([\d,]+) events/s")
+PHASES = re.compile(r"phases: .*")
 
 
 async def log_size(bootstrap: str, topics: list[str]) -> dict[str, int]:
@@ -147,6 +148,8 @@ def rebuild(name: str, settings: Settings, env: dict[str, str], profile: Path | 
         console.print(done.stderr[-3000:])
         raise SystemExit(f"rebuild {name} failed ({done.returncode})")
     read, applied, malformed, rate = (int(group.replace(",", "")) for group in found.groups())
+    if phases := PHASES.search(done.stderr + done.stdout):
+        console.print(f"  {name}: {phases.group(0)}")
     return {"read": read, "applied": applied, "malformed": malformed, "rate": rate,
             "seconds": seconds,
             "cpu": children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime,

@@ -346,6 +346,7 @@ def analyst_rebuild(
                                   on_progress=lambda done, total: progress.update(task, completed=done, total=total)))
     console.print(f"swapped in {read_model.group}: {job.read:,} events read, {job.applied:,} applied, "
                   f"{job.malformed} malformed skipped, {job.rate:,.0f} events/s")
+    console.print("phases: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in job.phases.items()))
 
 
 @analyst_app.command("export")

@@ -106,6 +106,15 @@ class ShadowRebuild:
         self.conn: psycopg.Connection[Any] | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.positions: dict[TopicPartition, int] = {}
+        self.phases: dict[str, float] = {}  # seconds per phase, in order, for the analyst
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - began
 
     async def __aenter__(self) -> Self:
         self.conn = psycopg.connect(self.dsn, autocommit=True)
@@ -136,14 +145,17 @@ class ShadowRebuild:
     async def build(self) -> None:
         """Shadow from offset zero up to the end offsets at start, then up to the live group."""
         assert self.consumer is not None and self.conn is not None
-        self._create_shadow()
-        partitions, ends = await read_from_beginning(self.consumer, self.model.topics)
-        starts = await self.consumer.beginning_offsets(partitions)
+        self.phases["connect"] = time.monotonic() - self.started
+        with self._phase("shadow tables"):
+            self._create_shadow()
+            partitions, ends = await read_from_beginning(self.consumer, self.model.topics)
+            starts = await self.consumer.beginning_offsets(partitions)
         self.positions = dict(starts)
         self.total = sum(ends[tp] - starts[tp] for tp in partitions)
         fold = FOLDS.get(self.model.group)
         if fold is None:
-            await self._catch_up(ends)
+            with self._phase("read and apply"):
+                await self._catch_up(ends)
         else:
             try:
                 await self._bulk_load(ends, fold())
@@ -153,8 +165,10 @@ class ShadowRebuild:
                 self._create_shadow()
                 await self.consumer.seek_to_beginning(*partitions)
                 self.positions, self.read, self.applied, self.malformed = dict(starts), 0, 0, 0
-                await self._catch_up(ends)
-        await self._catch_up(live_positions(self.conn, self.model.group))
+                with self._phase("read and apply"):
+                    await self._catch_up(ends)
+        with self._phase("catch up with the live group"):
+            await self._catch_up(live_positions(self.conn, self.model.group))
 
     async def _bulk_load(self, targets: dict[TopicPartition, int], fold: Fold) -> None:
         """The empty shadow up to `targets` by folding in memory and COPY (projections.bulk)."""
@@ -162,9 +176,10 @@ class ShadowRebuild:
         load = BulkLoad(self.conn, self.model.group, frozenset(self.model.handlers), fold)
         behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
         try:
-            with paused_garbage_collector():
+            with paused_garbage_collector(), self._phase("read and fold"):
                 await self._bulk_fetch(load, targets, behind)
-            load.finish()
+            with self._phase("write folded rows"):
+                load.finish()
         finally:
             load.close()
         self.bulk = True
@@ -229,7 +244,7 @@ class ShadowRebuild:
         assert self.conn is not None
         group, shadow = self.model.group, sql.Identifier(self.schema)
         public = sql.Identifier("public")
-        with self.conn.transaction():
+        with self._phase("swap (live tables locked)"), self.conn.transaction():
             # Tracking first, then the model: the order a worker's transaction takes them.
             self.conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.SQL(", ").join(
                 sql.Identifier("public", table) for table in TRACKING_TABLES)))
@@ -259,7 +274,7 @@ class ShadowRebuild:
         """The group's event identities become the shadow's. Both sets are nearly always the
         same (the shadow caught up to the live positions), so instead of deleting and
         inserting every row under the lock, drop what the shadow lacks and add, in key
-        order, what the live set lacks."""
+        order, what the live set lacks: two anti-joins, not a conflict check per row."""
         assert self.conn is not None
         group, shadow = self.model.group, sql.Identifier(self.schema)
         self.conn.execute(sql.SQL(
@@ -268,9 +283,12 @@ class ShadowRebuild:
             "WHERE rebuilt.consumer_group = %(group)s AND rebuilt.aggregate_id = live.aggregate_id "
             "AND rebuilt.aggregate_version = live.aggregate_version)").format(shadow), {"group": group})
         self.conn.execute(sql.SQL(
-            "INSERT INTO public.applied_events SELECT * FROM {}.applied_events "
-            "WHERE consumer_group = %s ORDER BY consumer_group, aggregate_id, aggregate_version "
-            "ON CONFLICT DO NOTHING").format(shadow), (group,))
+            "INSERT INTO public.applied_events SELECT * FROM {}.applied_events AS rebuilt "
+            "WHERE rebuilt.consumer_group = %(group)s AND NOT EXISTS (SELECT 1 FROM "
+            "public.applied_events AS live WHERE live.consumer_group = %(group)s "
+            "AND live.aggregate_id = rebuilt.aggregate_id "
+            "AND live.aggregate_version = rebuilt.aggregate_version) "
+            "ORDER BY consumer_group, aggregate_id, aggregate_version").format(shadow), {"group": group})
 
     @property
     def rate(self) -> float:
