@@ -5,7 +5,8 @@ model's tables and its own tracking tables (created by the model's DDL and
 TRACKING_DDL under `search_path = rebuild_<group>, public`). A plain aiokafka
 consumer (no group, so no live offset moves) reads the model's topics from offset
 zero. Up to the end offsets seen at start, a model with a fold (projections.bulk)
-is loaded in bulk: events folded per row in memory, tables written with COPY; a model
+is loaded in bulk: events folded per row in memory, tables written with COPY (on a
+big log, records are decoded by one process per core, projections.decode_shard); a model
 without one, or a bulk load that fails, is applied with the model's own handlers
 through `apply_deliveries` in large batches. Then it applies, with the handlers,
 until it has reached what the live group has applied (`public.consumer_positions`). The swap is one
@@ -28,9 +29,14 @@ Limits:
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
 import logging
+import os
+import pickle
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,12 +48,17 @@ from psycopg import sql
 
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.export import read_from_beginning
-from projections.bulk import FOLDS, BulkLoad, Fold
+from projections.bulk import FOLDS, BulkLoad, Fold, chunk_for
+from projections.decode_shard import HEADER, Frame
 from projections.registry import INSTALL_LOCK, READ_MODELS, ReadModel
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
 
 BATCH_SIZE = 2_000
 BULK_FETCH_RECORDS = 10_000
+# From this many records on, a bulk load decodes in other processes (start-up ~0.5 s each).
+SHARDED_FROM = 200_000
+FRAME_BUFFER = 16 * 1024 * 1024
+DECODER_MODULE = "projections.decode_shard"
 TRACKING_TABLES = ("applied_events", "consumer_positions")
 
 Progress = Callable[[int, int], None]  # (events read, events to read)
@@ -94,14 +105,18 @@ class ShadowRebuild:
     """One rebuild: `build()` fills the shadow while traffic continues, `swap()` installs it."""
 
     def __init__(self, model: ReadModel, dsn: str, bootstrap: str, *,
-                 batch_size: int = BATCH_SIZE, on_progress: Progress | None = None) -> None:
+                 batch_size: int = BATCH_SIZE, on_progress: Progress | None = None,
+                 decoders: int | None = None) -> None:
+        """`decoders`: processes decoding for a bulk load; None: one per core on a log
+        of SHARDED_FROM records or more, else none (this process decodes)."""
         self.model, self.dsn, self.bootstrap = model, dsn, bootstrap
-        self.batch_size, self.on_progress = batch_size, on_progress
+        self.batch_size, self.on_progress, self.decoders = batch_size, on_progress, decoders
         self.schema = shadow_schema(model)
         self.tables = tables_of(model)
         self.read = self.applied = self.malformed = 0
         self.total = 0
         self.bulk = False  # whether the first phase was the bulk load
+        self.decoding_processes = 0  # how many other processes decoded for it
         self.started = time.monotonic()
         self.conn: psycopg.Connection[Any] | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -169,15 +184,25 @@ class ShadowRebuild:
                     await self._catch_up(ends)
         with self._phase("catch up with the live group"):
             await self._catch_up(live_positions(self.conn, self.model.group))
+        with self._phase("analyze"):
+            # Statistics now, outside the swap's locks, so that the swap's anti-joins plan
+            # as merge or hash joins instead of one index lookup per event identity.
+            self.conn.execute(sql.SQL("ANALYZE {}.applied_events").format(sql.Identifier(self.schema)))
 
     async def _bulk_load(self, targets: dict[TopicPartition, int], fold: Fold) -> None:
         """The empty shadow up to `targets` by folding in memory and COPY (projections.bulk)."""
         assert self.consumer is not None and self.conn is not None
-        load = BulkLoad(self.conn, self.model.group, frozenset(self.model.handlers), fold)
         behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
+        records = sum(targets[tp] - self.positions.get(tp, 0) for tp in behind)
+        load = BulkLoad(self.conn, self.model.group, frozenset(self.model.handlers), fold,
+                        chunk=chunk_for(records))
         try:
+            decoders = self._decoders_for(records)
             with paused_garbage_collector(), self._phase("read and fold"):
-                await self._bulk_fetch(load, targets, behind)
+                if decoders > 1 and len(behind) > 1:
+                    await self._bulk_fetch_sharded(load, targets, behind, decoders)
+                else:
+                    await self._bulk_fetch(load, targets, behind)
             with self._phase("write folded rows"):
                 load.finish()
         finally:
@@ -201,6 +226,57 @@ class ShadowRebuild:
                     behind.discard(tp)
             if self.on_progress is not None:
                 self.on_progress(self.read, self.total)
+
+    def _decoders_for(self, records: int) -> int:
+        if self.decoders is not None:
+            return self.decoders
+        return (os.cpu_count() or 1) if records >= SHARDED_FROM else 1
+
+    async def _bulk_fetch_sharded(self, load: BulkLoad, targets: dict[TopicPartition, int],
+                                  behind: set[TopicPartition], decoders: int) -> None:
+        """`_bulk_fetch`, with the records decoded by `decoders` processes, each reading a
+        share of the partitions (balanced by record count); folded here as they arrive."""
+        assert self.consumer is not None
+        shares: list[list[list[Any]]] = [[] for _ in range(min(decoders, len(behind)))]
+        sizes = [0] * len(shares)
+        for tp in sorted(behind, key=lambda tp: (self.positions.get(tp, 0) - targets[tp], tp)):
+            lightest = sizes.index(min(sizes))
+            shares[lightest].append([tp.topic, tp.partition, self.positions.get(tp, 0), targets[tp]])
+            sizes[lightest] += targets[tp] - self.positions.get(tp, 0)
+        self.decoding_processes = len(shares)
+        processes = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", DECODER_MODULE,
+            json.dumps({"bootstrap": self.bootstrap, "types": sorted(self.model.handlers), "share": share}),
+            stdout=asyncio.subprocess.PIPE, limit=FRAME_BUFFER) for share in shares]
+        frames: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=2 * len(processes))
+        pumps = [asyncio.create_task(_pump(process, frames)) for process in processes]
+        try:
+            running = len(processes)
+            while running:
+                frame = await frames.get()
+                if frame is None:
+                    codes = [process.returncode for process in processes]
+                    raise RuntimeError(f"a decoding process (projections.decode_shard) failed: exit codes {codes}")
+                reached, read, malformed, events = frame
+                if events is None:
+                    running -= 1
+                    continue
+                load.add_decoded(reached, malformed, events)
+                self.read += read
+                for (topic, partition), offset in reached.items():
+                    self.positions[TopicPartition(topic, partition)] = offset
+                if self.on_progress is not None:
+                    self.on_progress(self.read, self.total)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+        # This consumer read nothing: the catch-up goes on from where the decoders stopped.
+        for tp in behind:
+            self.consumer.seek(tp, self.positions.get(tp, 0))
 
     async def _catch_up(self, targets: dict[TopicPartition, int]) -> None:
         """Consume and apply until every partition's position reaches its target."""
@@ -293,6 +369,21 @@ class ShadowRebuild:
     @property
     def rate(self) -> float:
         return self.read / max(time.monotonic() - self.started, 1e-9)
+
+
+async def _pump(process: asyncio.subprocess.Process, frames: asyncio.Queue[Frame | None]) -> None:
+    """A decoding process's frames into `frames`, up to its last; None if it dies first."""
+    assert process.stdout is not None
+    try:
+        while True:
+            size, = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
+            frame: Frame = pickle.loads(await process.stdout.readexactly(size))  # from our own child
+            await frames.put(frame)
+            if frame[3] is None:
+                return
+    except asyncio.IncompleteReadError:
+        await process.wait()
+        await frames.put(None)
 
 
 async def rebuild(model: ReadModel, dsn: str, bootstrap: str, *,

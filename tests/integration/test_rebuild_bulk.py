@@ -21,6 +21,7 @@ from psycopg import sql
 from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.settings import PROJECT_ROOT, Settings
 from projections import bulk
+from projections import rebuild as rebuild_module
 from projections.rebuild import ShadowRebuild, find_model, tables_of
 from projections.registry import READ_MODELS
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
@@ -128,9 +129,12 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     model = find_model(name)
 
     async def rebuild_while(placing) -> None:
-        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers) as job:
+        # Decoded by two other processes (on a big log they are the default), and checked
+        # below against the live model by a rebuild that decodes in its own process.
+        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers, decoders=2) as job:
             await job.build()
             assert job.bulk, "the bulk path was not taken"
+            assert job.decoding_processes == 2
             placing.result(timeout=60)  # an order placed during the build, applied at the swap
             await job.swap()
 
@@ -141,8 +145,9 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     wait_for_quiet(settings, GROUPS)
 
     async def shadow_and_live() -> tuple[dict, dict]:
-        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers) as job:
+        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers, decoders=1) as job:
             await job.build()
+            assert job.bulk and job.decoding_processes == 0
             return job.rows(job.schema), job.rows("public")
 
     shadow, live = asyncio.run(shadow_and_live())
@@ -178,3 +183,17 @@ def test_a_failed_bulk_load_starts_over_event_by_event(shop: TestClient, setting
     assert calls == 1 and not used_bulk
     assert all(rows for rows in live.values())
     assert shadow == live
+
+
+def test_a_decoding_process_that_dies_fails_the_rebuild_clearly(shop: TestClient, settings: Settings,
+                                                                monkeypatch):
+    """No hang and no half-read shadow swapped in: the rebuild stops with the reason."""
+    monkeypatch.setattr(rebuild_module, "DECODER_MODULE", "projections.no_such_decoder")
+
+    async def build() -> None:
+        async with ShadowRebuild(find_model("users"), settings.dsn, settings.bootstrap_servers,
+                                 decoders=2) as job:
+            await job.build()
+
+    with pytest.raises(RuntimeError, match="decoding process .* failed"):
+        asyncio.run(build())
