@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import time
 import uuid
@@ -238,9 +239,18 @@ async def main(args: argparse.Namespace) -> None:
     cpu = Table(title=f"CPU share over {wall:.0f}s (100% = one core)")
     cpu.add_column("process")
     cpu.add_column("cpu", justify="right")
+    cpu.add_column("CPU ms per order placed", justify="right")
+    used = {name: cpu_after[name] - cpu_before[name] for name in procs}
+    orders = max(len(placed), 1)
     for name in sorted(procs):
-        cpu.add_row(name, f"{(cpu_after[name] - cpu_before[name]) / wall * 100:.0f}%")
+        cpu.add_row(name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / orders * 1000:.1f}")
+    total = sum(used.values())
+    cpu.add_row("all", f"{total / wall * 100:.0f}%", f"{total / orders * 1000:.1f}")
     console.print(cpu)
+    cores = os.cpu_count() or 1
+    console.print(f"At {total / orders * 1000:.0f} ms of CPU per order (orders still past `confirmed` "
+                  f"when the window closed count partly), {cores} cores carry at most "
+                  f"~{cores / (total / orders):.0f} orders/s.")
 
 
 if __name__ == "__main__":
