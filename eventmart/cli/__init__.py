@@ -1,0 +1,209 @@
+"""The `eventmart` command: run the platform or any one of its processes.
+
+Operators' commands are in `eventmart.cli.ops`, analysts' in `eventmart.cli.analyst`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from eventmart.cli import analyst, ops
+from eventmart.cli.shared import console
+from eventmart.settings import get_settings
+
+app = typer.Typer(
+    help="EventMart: an event-sourced shop on PostgreSQL, Kafka and Faust. "
+    "`eventmart up` runs everything locally; the other commands run one process each.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+topics_app = typer.Typer(help="The Kafka topic catalogue (kafka/topics.yaml).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Public event schemas.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(analyst.app, name="analyst")
+app.add_typer(ops.app, name="ops")
+
+# The processes the stack runs; docker-compose.yml runs the same commands (a test checks it).
+PROCESS_COMMANDS = ["api", "relay", "worker"]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Seed demo users and print how to try them.")] = True,
+) -> None:
+    """Start PostgreSQL, Kafka, the relay, the workers and the API; Ctrl-C stops them all.
+
+    Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
+    resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
+    servers instead of the embedded ones."""
+    from eventmart.stack import Stack
+
+    Stack(get_settings()).run(seed_demo=demo)
+
+
+@app.command()
+def down() -> None:
+    """Stop the stack that `eventmart up` started from this state directory."""
+    from eventmart.stack import stop_running_stack
+
+    if stop_running_stack(get_settings()):
+        console.print("stopped")
+    else:
+        console.print("no running stack found")
+        raise typer.Exit(1)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Defaults to EVENTMART_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_WORKERS.")] = None,
+) -> None:
+    """Run the HTTP API (uvicorn; with uvloop and httptools when installed)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()
+    options: dict[str, Any] = {"host": host or settings.api_host, "port": port or settings.api_port,
+                               "log_level": "warning", "access_log": False}
+    workers = workers or settings.api_workers
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker process builds its app from the same environment
+        uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
+
+
+@app.command()
+def relay(log_level: Annotated[str, typer.Option()] = "info") -> None:
+    """Run the outbox relay: every application's notification log -> its Kafka topic."""
+    from workers.relay import run_relay
+
+    _logging(log_level)
+    run_relay(get_settings())
+
+
+@app.command()
+def worker(
+    name: Annotated[str, typer.Argument(help="The worker, which is also its consumer group: "
+                                             "a saga participant (inventory-saga, payments-saga, "
+                                             "orders-saga, shipping-saga) or a projection "
+                                             "(users-projection, …).")],
+    log_level: Annotated[str, typer.Option(help="Faust log level: debug, info, warn, error.")] = "warn",
+    replicas: Annotated[int, typer.Option(min=1, help="Run N child processes in the group and "
+                                                      "supervise them; Ctrl-C/SIGTERM stops all.")] = 1,
+) -> None:
+    """Run one worker in its consumer group. N replicas split the partitions (6 per topic,
+    so at most 6 replicas get work). EVENTMART_WORKER_METRICS_PORT=P serves the worker's
+    Prometheus metrics on P (replica i on P+i)."""
+    from eventmart.wiring import build_worker, worker_names
+    from workers.consumer import run_worker
+
+    if name not in worker_names():
+        console.print(f"[red]unknown worker {name!r}[/]; choose from: {', '.join(worker_names())}")
+        raise typer.Exit(2)
+    if replicas > 1:
+        raise typer.Exit(_supervise_replicas(name, replicas, log_level))
+    from eventmart.metrics import start_worker_metrics_server
+
+    start_worker_metrics_server()
+    run_worker(build_worker(name, get_settings()), loglevel=log_level)
+
+
+def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
+    """Run `replicas` children of `eventmart worker NAME`, restart any that die, and stop
+    them all on SIGINT/SIGTERM; returns the exit code."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    stopping = threading.Event()
+    base_port = os.environ.get("EVENTMART_WORKER_METRICS_PORT")
+
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        if base_port:
+            env["EVENTMART_WORKER_METRICS_PORT"] = str(int(base_port) + index)
+        return subprocess.Popen([sys.executable, "-m", "eventmart", "worker", name,
+                                 "--log-level", log_level], env=env)
+
+    def stop(signum: int, _: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children = [spawn(index) for index in range(replicas)]
+    console.print(f"{name}: {replicas} replicas, pids {', '.join(str(c.pid) for c in children)}")
+    try:
+        while not stopping.wait(0.5):
+            for index, child in enumerate(children):
+                if child.poll() is not None:
+                    console.print(f"[yellow]{name} replica {index} exited with {child.returncode}; "
+                                  "restarting[/]")
+                    children[index] = spawn(index)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the catalogue's missing topics (existing ones are left alone)."""
+    from eventmart.broker import create_topics
+
+    created = asyncio.run(create_topics(get_settings().bootstrap_servers))
+    console.print(f"created: {', '.join(created) or 'nothing, all exist'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the catalogue."""
+    from rich.table import Table
+
+    from eventmart.broker import topic_specs
+
+    table = Table("topic", "partitions", "key", "retention ms", "schema version")
+    for spec in topic_specs():
+        table.add_row(spec.name, str(spec.partitions), spec.key, str(spec.retention_ms), str(spec.schema_version))
+    Console().print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export the envelope's and every event type's JSON Schema, with examples."""
+    from eventmart.contracts import json_schemas
+
+    text = json.dumps(json_schemas(), indent=2, default=str)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
+def main() -> None:
+    app()
