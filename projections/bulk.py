@@ -37,6 +37,7 @@ def chunk_for(events: int) -> int:
     """Events per chunk for a load of about `events`."""
     return max(5_000, min(CHUNK, events // 8))
 
+
 Rows = Iterator[tuple[Any, ...]]
 Chunk = list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]  # table, columns, rows
 

@@ -35,6 +35,12 @@ HEADER = struct.Struct("<I")
 Frame = tuple[dict[tuple[str, int], int], int, int, list[Event] | None]
 
 
+def log_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer outside any group, with large fetches, for reading a log through."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100)
+
+
 def write_frame(out: BinaryIO, frame: Frame) -> None:
     body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(HEADER.pack(len(body)) + body)
@@ -44,8 +50,7 @@ def write_frame(out: BinaryIO, frame: Frame) -> None:
 async def decode_share(bootstrap: str, types: list[str], share: list[list[Any]], out: BinaryIO) -> None:
     decode = Decoder(types)
     targets = {TopicPartition(topic, partition): target for topic, partition, _, target in share}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100)
+    consumer = log_reader(bootstrap)
     await consumer.start()
     try:
         consumer.assign(list(targets))
@@ -70,8 +75,7 @@ async def decode_share(bootstrap: str, types: list[str], share: list[list[Any]],
                         continue
                     if event is not None:
                         events.append(event)
-                if reached.get((tp.topic, tp.partition), 0) >= targets[tp] or \
-                        await consumer.position(tp) >= targets[tp]:
+                if await consumer.position(tp) >= targets[tp]:
                     behind.discard(tp)
             if read:
                 write_frame(out, (reached, read, malformed, events))

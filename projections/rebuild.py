@@ -49,7 +49,7 @@ from psycopg import sql
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.export import read_from_beginning
 from projections.bulk import FOLDS, BulkLoad, Fold, chunk_for
-from projections.decode_shard import HEADER, Frame
+from projections.decode_shard import HEADER, Frame, log_reader
 from projections.registry import INSTALL_LOCK, READ_MODELS, ReadModel
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
 
@@ -133,8 +133,7 @@ class ShadowRebuild:
 
     async def __aenter__(self) -> Self:
         self.conn = psycopg.connect(self.dsn, autocommit=True)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100)
+        self.consumer = log_reader(self.bootstrap)
         await self.consumer.start()
         return self
 
@@ -199,7 +198,7 @@ class ShadowRebuild:
         try:
             decoders = self._decoders_for(records)
             with paused_garbage_collector(), self._phase("read and fold"):
-                if decoders > 1 and len(behind) > 1:
+                if decoders > 1:
                     await self._bulk_fetch_sharded(load, targets, behind, decoders)
                 else:
                     await self._bulk_fetch(load, targets, behind)

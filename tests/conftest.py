@@ -41,13 +41,14 @@ TEST_STATE = PROJECT_ROOT / ".eventmart" / (f"test-{SLOT}" if SLOT else "test")
 
 
 def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Settings:
+    postgres_port, kafka_port, controller_port = _slot_ports(SLOT)
     values: dict[str, object] = {
         "env": "test",
         "state_dir": state_dir,
-        "postgres_port": _slot_ports(SLOT)[0],
+        "postgres_port": postgres_port,
         "database_name": "eventmart_test",
-        "kafka_port": _slot_ports(SLOT)[1],
-        "kafka_controller_port": _slot_ports(SLOT)[2],
+        "kafka_port": kafka_port,
+        "kafka_controller_port": controller_port,
         "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
         "login_attempts_per_minute": 100000,
         # Saga clocks shrunk so whole orders run in seconds (production: minutes to days).

