@@ -30,5 +30,5 @@ def build_projection_worker(name: str, settings: Settings) -> faust.App:
         install(conn)
     app = build_app(model.group, settings)
     GroupConsumer(app, model.group, model.topics, ProjectionProcessor(model, pool),
-                  max_tries=settings.worker_max_tries)
+                  bootstrap=settings.bootstrap_servers, max_tries=settings.worker_max_tries)
     return app

@@ -157,7 +157,8 @@ def build_participant_worker(participant: Participant, settings: Settings) -> fa
     context = build_context(participant, settings)
     app = build_app(participant.group, settings)
     GroupConsumer(app, participant.group, participant.topics,
-                  PolicyProcessor(participant, context), max_tries=settings.worker_max_tries,
+                  PolicyProcessor(participant, context), bootstrap=settings.bootstrap_servers,
+                  max_tries=settings.worker_max_tries,
                   wanted=frozenset(participant.policies))
     for name, timer in participant.timers.items():
         _install_timer(app, participant.group, name, timer, context, settings.saga_timer_seconds)
