@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent, Repository
 from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
@@ -65,9 +66,17 @@ class BatchProcessRecorder(PostgresProcessRecorder):
 
 class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
     """Inside a unit of work, an aggregate changed earlier in the batch is served from
-    memory (a copy: a policy that fails half-way leaves the batch's version untouched)."""
+    memory (a copy: a policy that fails half-way leaves the batch's version untouched).
+
+    Ids are normalised to UUIDs first: policies pass ids from event payloads, which are
+    strings on the wire, while the unit keys aggregates by their UUID. A string id once
+    missed the unit, so a second policy on the same order started from the stored
+    version and its save replaced the first one's changes (a capture overtaking its
+    reservation in one batch was tracked but lost)."""
 
     def get(self, aggregate_id: Any, *, version: int | None = None, **kwargs: Any) -> Any:
+        if isinstance(aggregate_id, str):
+            aggregate_id = UUID(aggregate_id)
         unit = CURRENT_UNIT_OF_WORK.get()
         if unit is not None and version is None and aggregate_id in unit.aggregates:
             return deepcopy(unit.aggregates[aggregate_id])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from domain.inventory import Inventory
+from domain.orders import Orders
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.database import drop_database, ensure_database, eventsourcing_env
 from eventmart.settings import Settings
@@ -24,6 +25,7 @@ from eventmart.stack import prepare_database
 from projections.tracking import Delivery
 from workers.inventory import PARTICIPANT as INVENTORY
 from workers.inventory import reserve_stock
+from workers.orders import PARTICIPANT as ORDERS
 from workers.saga import Context, PolicyProcessor, build_context
 
 SELLER = uuid.uuid4()
@@ -157,3 +159,34 @@ def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(own_settin
     assert [reservation_status(inventory, d) for d in batch] == ["confirmed"] * 4
     stock = inventory.get_stock(mug)
     assert (stock.on_hand, stock.reserved) == (7, 4)
+
+
+def saga_event(type_name: str, aggregate_id: uuid.UUID, offset: int, **payload: Any) -> Delivery:
+    envelope = Envelope(
+        event_id=event_id_for(aggregate_id, 2), type=type_name, schema_version=1,
+        aggregate_id=aggregate_id, aggregate_version=2, occurred_at=datetime.now(UTC),
+        correlation_id=uuid.UUID(payload["order_id"]), payload=payload,
+    )
+    return Delivery(type_name.split(".")[0] + "s.events", 0, offset, envelope)
+
+
+def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_order(own_settings):
+    """Ids come from payloads as strings; the second policy on the order must see the first
+    one's changes in the unit of work, not the stored order (which it would overwrite)."""
+    orders = Orders(env=eventsourcing_env(own_settings.dsn, pool_size=1))
+    order_id, _ = orders.place_order(
+        uuid.uuid4(), [{"product_id": uuid.uuid4(), "quantity": 1, "unit_price": 500}],
+        {"name": "A", "line1": "1 Road", "city": "Shanghai", "postal_code": "200000", "country": "CN"},
+        {"method": "card", "token": "tok_ok"}, None, "", datetime.now(UTC), timedelta(minutes=15))
+    context = build_context(ORDERS, own_settings)
+    processor = PolicyProcessor(ORDERS, context)
+    captured = saga_event("payment.captured", uuid.uuid4(), 0, order_id=str(order_id), amount=500)
+    reserved = saga_event("reservation.confirmed", uuid.uuid4(), 0, order_id=str(order_id))
+
+    processor([captured, reserved])
+    context.pool.close()
+
+    assert (processor.batches_saved, processor.batches_split) == (1, 0)
+    order = orders.get_order(order_id)
+    orders.close()
+    assert (order.status, order.version) == ("confirmed", 4)  # placed, reserved, paid, confirmed
