@@ -21,6 +21,7 @@ One batch at a time per process (the old `concurrency=1`).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 import traceback
@@ -132,7 +133,9 @@ class GroupConsumer(Service):
                                                        max_records=self.batch_size)
             except ConsumerStoppedError:
                 return
-            messages = [message for records in fetched.values() for message in records]
+            # Partitions interleaved by record time, each one's order kept: a batch is
+            # applied roughly in the order its events happened, as a stream would see them.
+            messages = list(heapq.merge(*fetched.values(), key=lambda message: message.timestamp))
             if messages and not self.should_stop:
                 async with self._batch:
                     # Shielded: a worker told to stop still finishes (and commits) the batch
