@@ -2,11 +2,11 @@
 topic, and offsets committed only for what was processed.
 
 The group's consumer is a plain aiokafka consumer run as a service of the Faust app,
-not a Faust agent. Faust's stream machinery keeps its own offset bookkeeping (acks,
-read offsets, "gaps" it treats as done, take buffers acked in a `finally`), and under
-rebalances and shutdowns it committed past events that were never applied: the scaling
-test lost an `order.placed` once in CI (see faust-streaming issues 216, 221, 312). Here
-the rule is simple enough to check by reading:
+not a Faust agent. Faust's stream machinery keeps its own offset bookkeeping: a take
+buffer's events are acked in a `finally` even when their batch was cancelled, and jumps
+in read offsets are counted as done, with known rebalance bugs (faust-streaming issues
+216, 221, 312). With agents, the scaling test once ended, in CI, with an `order.placed`
+the inventory group never applied. Here the rule is simple enough to check by reading:
 
 - a batch is handed to a plain synchronous function off the event loop (eventsourcing
   and psycopg are synchronous; running them on the loop would stall heartbeats);
