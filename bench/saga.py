@@ -183,7 +183,8 @@ async def main(args: argparse.Namespace) -> None:
         follower = asyncio.create_task(timeline.follow(args.kafka, stop))
         watch = ProjectionWatch(Settings(postgres_port=args.postgres_port).dsn)
         watcher = asyncio.create_task(watch.follow(stop))
-        every = max(1, int(args.rate * args.seconds) // max(1, args.lag_samples))
+        total = int(args.rate * args.seconds)
+        every = max(1, total // max(1, args.lag_samples))
         await asyncio.sleep(2)  # let the follower join at the log end before the first order
         procs = processes(urlsplit(args.api).port or 80, args.postgres_port)
         cpu_before, wall_before = cpu_seconds(procs), time.monotonic()
@@ -208,7 +209,6 @@ async def main(args: argparse.Namespace) -> None:
                 else:
                     errors += 1
 
-        total = int(args.rate * args.seconds)
         tasks = []
         with Progress(console=console) as progress:
             bar = progress.add_task(f"placing {total} orders at {args.rate}/s", total=total)

@@ -74,7 +74,6 @@ class GroupConsumer(Service):
                  *, bootstrap: str, max_tries: int = 3, retry_backoff: float = 0.2,
                  wanted: frozenset[str] | None = None) -> None:
         super().__init__()
-        self.app = app
         self.bootstrap = bootstrap
         self.group = group
         self.topics = topics
@@ -85,8 +84,6 @@ class GroupConsumer(Service):
         self.max_tries = max_tries
         self.retry_backoff = retry_backoff
         self.dead_letters = f"{group}.dlq"
-        self.processed = 0
-        self.parked = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         # The next offset to commit per partition: everything before it is applied or parked.
@@ -176,7 +173,6 @@ class GroupConsumer(Service):
         if deliveries:
             try:
                 await asyncio.to_thread(self.process, deliveries)
-                self.processed += len(deliveries)
                 METRICS.events_processed.labels(self.group).inc(len(deliveries))
             except Exception:  # noqa: BLE001 - find the culprit one message at a time
                 log.warning("%s: batch of %d failed; retrying one by one", self.group, len(deliveries))
@@ -216,7 +212,6 @@ class GroupConsumer(Service):
         for attempt in range(1, self.max_tries + 1):
             try:
                 await asyncio.to_thread(self.process, [delivery])
-                self.processed += 1
                 METRICS.events_processed.labels(self.group).inc()
                 return
             except Exception as error:  # noqa: BLE001 - retried, then parked with its error
@@ -243,7 +238,6 @@ class GroupConsumer(Service):
         assert self._producer is not None
         await self._producer.send_and_wait(self.dead_letters, key=message.key, value=message.value,
                                            headers=list(headers.items()))
-        self.parked += 1
         METRICS.events_parked.labels(self.group).inc()
         log.error("%s: parked %s[%d]@%d after %d tries: %s", self.group, message.topic,
                   message.partition, message.offset, tries, error)
