@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, ClassVar
 
 import orjson
@@ -122,8 +123,15 @@ def _record(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
 def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any],
             guard: str | None) -> None:
     """Insert or update the order's row with `columns`, plus updated_at and saga_step."""
-    names = ["order_id", "updated_at", "saga_step", *columns]
     values = [event.payload["order_id"], event.occurred_at, event.type, *columns.values()]
+    cursor.execute(_upsert_query(tuple(columns), guard), values)
+
+
+@cache
+def _upsert_query(columns: tuple[str, ...], guard: str | None) -> str:
+    """One query per set of columns (a handful), composed once: composing it per event
+    was a third of the projection's Python time."""
+    names = ["order_id", "updated_at", "saga_step", *columns]
     updates: list[sql.Composable] = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in columns]
     updates.append(sql.SQL(
         # The latest event names the step; on a tie (hand-set clocks, one millisecond) the
@@ -133,7 +141,7 @@ def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any
         "THEN GREATEST(EXCLUDED.saga_step COLLATE \"C\", orders_view.saga_step COLLATE \"C\") "
         "ELSE orders_view.saga_step END"))
     updates.append(sql.SQL("updated_at = GREATEST(orders_view.updated_at, EXCLUDED.updated_at)"))
-    query = sql.SQL(
+    return sql.SQL(
         "INSERT INTO orders_view ({names}) VALUES ({values}) "
         "ON CONFLICT (order_id) DO UPDATE SET {updates}{guard}"
     ).format(
@@ -141,8 +149,7 @@ def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any
         values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
         updates=sql.SQL(", ").join(updates),
         guard=sql.SQL(" WHERE " + guard) if guard else sql.SQL(""),
-    )
-    cursor.execute(query, values)
+    ).as_string()
 
 
 def order_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.settings import Settings
 from eventmart.wiring import build_applications
+from projections.tracking import Delivery, apply_deliveries
 from tests.support import WorkerProcess, publish, read_envelopes, read_topic, wait_until
 
 
@@ -116,6 +117,30 @@ def test_the_same_event_delivered_twice_changes_the_read_model_once(
     assert rows == [("First Copy",)]
     assert db.execute("SELECT count(*) FROM applied_events WHERE consumer_group = 'users-projection' "
                       "AND aggregate_id = %s", (user_id,)).fetchone()[0] == 1
+
+
+def test_a_batch_applies_each_event_once_whatever_copies_it_holds(db: psycopg.Connection):
+    """The batch path claims every identity in one statement: a copy inside the same batch,
+    or one already applied by an earlier batch, must not reach the handler again."""
+    first, second = user_registered(uuid.uuid4(), "One"), user_registered(uuid.uuid4(), "Two")
+    seen: list[str] = []
+
+    def record(cursor: psycopg.Cursor, envelope: Envelope) -> None:
+        seen.append(envelope.payload["display_name"])
+        cursor.execute("SELECT 1")  # a statement in the batch's pipeline, as handlers write
+
+    handlers = {"user.registered": record}
+    group = f"batch-claims-{uuid.uuid4().hex[:8]}"
+    batch = [Delivery("users.events", 0, offset, envelope)
+             for offset, envelope in enumerate([first, first, second, first])]
+    assert apply_deliveries(db, group, handlers, batch) == 2
+    assert seen == ["One", "Two"]
+    again = [Delivery("users.events", 1, 0, second), Delivery("users.events", 0, 9, first)]
+    assert apply_deliveries(db, group, handlers, again) == 0
+    assert seen == ["One", "Two"]
+    assert db.execute("SELECT topic, partition, next_offset FROM consumer_positions "
+                      "WHERE consumer_group = %s ORDER BY partition", (group,)).fetchall() == [
+        ("users.events", 0, 10), ("users.events", 1, 1)]
 
 
 def _topic_size(settings: Settings) -> int:
