@@ -107,6 +107,9 @@ class Relay:
         self.settings = settings
         self.outboxes = outboxes
         self.wakeup = asyncio.Event()
+        # Events tables with commits not relayed yet, as the trigger names them: a wakeup
+        # reads only those outboxes, not all eight (most of them idle at any moment).
+        self.dirty: set[str] = set()
         self.stopping = asyncio.Event()
         self.relayed = 0
 
@@ -136,13 +139,19 @@ class Relay:
                 for outbox in self.outboxes:
                     outbox.load_position(conn)
                 log.info("relay active: %s", {o.name: o.position for o in self.outboxes})
+                everything = {events_table(outbox.application) for outbox in self.outboxes}
+                self.dirty |= everything
                 while not self.stopping.is_set():
-                    moved = 0
                     for outbox in self.outboxes:
-                        moved += await self._drain(producer, conn, outbox)
-                    if moved == 0:
+                        table = events_table(outbox.application)
+                        if table in self.dirty:
+                            self.dirty.discard(table)  # a commit from now on marks it again
+                            if await self._drain(producer, conn, outbox) == self.settings.relay_batch_size:
+                                self.dirty.add(table)  # a full batch: there may be more
+                    if not self.dirty:
                         self.wakeup.clear()
-                        await self._wait_for_work()
+                        if not await self._wait_for_work():
+                            self.dirty |= everything  # no news for a while: look everywhere
         finally:
             listener.cancel()
             await producer.stop()
@@ -161,12 +170,15 @@ class Relay:
         self.relayed += len(deliveries)
         return len(batch)
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self) -> bool:
+        """Until a commit is announced (True), the relay is stopped, or the poll interval
+        passes (False: a lost notification or LISTEN connection must not stall the log)."""
         waits = [asyncio.create_task(self.wakeup.wait()), asyncio.create_task(self.stopping.wait())]
-        await asyncio.wait(waits, timeout=self.settings.relay_poll_seconds,
-                           return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waits, timeout=self.settings.relay_poll_seconds,
+                                     return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
+        return bool(done)
 
     async def _listen(self) -> None:
         """LISTEN for commits; a lost connection only means falling back to the poll."""
@@ -175,8 +187,10 @@ class Relay:
                 conn = await psycopg.AsyncConnection.connect(self.settings.dsn, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.dirty |= {events_table(outbox.application) for outbox in self.outboxes}
                     self.wakeup.set()
-                    async for _ in conn.notifies():
+                    async for notify in conn.notifies():
+                        self.dirty.add(notify.payload)
                         self.wakeup.set()
             except (psycopg.OperationalError, OSError) as error:
                 log.warning("relay LISTEN connection lost (%s); polling meanwhile", error)
