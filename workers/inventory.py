@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from domain.inventory import Inventory
+from domain.inventory import Inventory, Reservation, Stock
 from domain.orders import Orders
 from eventmart.contracts import Envelope
 from workers.due import act_on_each, due_orders
@@ -50,6 +50,13 @@ def expire_reservations(ctx: Context) -> int:
     return act_on_each(ctx, overdue, release_if_unpaid)
 
 
+def touches(event: Envelope) -> list[UUID]:
+    """The order's reservation; for a new order, the stock of each of its products too."""
+    stocks = [Stock.create_id(line["product_id"]) for line in event.payload.get("lines", ())
+              if event.type == "order.placed"]
+    return [Reservation.create_id(event.aggregate_id), *stocks]
+
+
 PARTICIPANT = Participant(
     group="inventory-saga",
     topics=["orders.events"],
@@ -62,4 +69,5 @@ PARTICIPANT = Participant(
         "order.rejected": release_for_rejection,
     },
     timers={"expire_reservations": expire_reservations},
+    touches=touches,
 )

@@ -4,6 +4,7 @@ payments and shipping report, and keeps the saga's deadlines."""
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 from domain.orders import Orders
 from eventmart.contracts import Envelope
@@ -55,6 +56,10 @@ def complete_delivered(ctx: Context) -> int:
     return act_on_each(ctx, due, ctx.application.complete)
 
 
+def touches(event: Envelope) -> list[UUID]:
+    return [UUID(event.payload["order_id"])]
+
+
 PARTICIPANT = Participant(
     group="orders-saga",
     topics=["inventory.events", "payments.events", "shipping.events"],
@@ -69,4 +74,5 @@ PARTICIPANT = Participant(
         "shipment.delivered": mark_delivered,
     },
     timers={"cancel_unpaid": cancel_unpaid, "complete_delivered": complete_delivered},
+    touches=touches,
 )

@@ -4,9 +4,10 @@ order is cancelled. The charge goes through the PaymentGateway port."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from domain.orders import Orders
-from domain.payments import Payments, SandboxGateway
+from domain.payments import Payment, Payments, SandboxGateway
 from eventmart.contracts import Envelope
 from eventmart.settings import Settings
 from workers.saga import Context, Participant
@@ -32,6 +33,11 @@ def adapters(settings: Settings) -> dict[str, Any]:
     return {"gateway": SandboxGateway()}
 
 
+def touches(event: Envelope) -> list[UUID]:
+    return [Payment.create_id(event.payload["order_id"] if event.type == "reservation.confirmed"
+                              else event.aggregate_id)]
+
+
 PARTICIPANT = Participant(
     group="payments-saga",
     topics=["inventory.events", "orders.events"],
@@ -42,4 +48,5 @@ PARTICIPANT = Participant(
         "order.cancelled": refund_or_void,
     },
     adapters=adapters,
+    touches=touches,
 )

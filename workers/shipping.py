@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.orders import Orders
-from domain.shipping import SandboxCarrier, Shipping
+from domain.shipping import SandboxCarrier, Shipment, Shipping
 from eventmart.contracts import Envelope
 from eventmart.settings import Settings
 from workers.due import act_on_each, due_orders
@@ -50,6 +50,10 @@ def adapters(settings: Settings) -> dict[str, Any]:
     return {"carrier": SandboxCarrier(step_seconds=settings.carrier_step_seconds)}
 
 
+def touches(event: Envelope) -> list[UUID]:
+    return [Shipment.create_id(event.aggregate_id)]
+
+
 PARTICIPANT = Participant(
     group="shipping-saga",
     topics=["orders.events"],
@@ -58,4 +62,5 @@ PARTICIPANT = Participant(
     policies={"order.confirmed": create_shipment},
     timers={"track_shipments": track_shipments},
     adapters=adapters,
+    touches=touches,
 )

@@ -190,3 +190,29 @@ def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_orde
     order = orders.get_order(order_id)
     orders.close()
     assert (order.status, order.version) == ("confirmed", 4)  # placed, reserved, paid, confirmed
+
+
+def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
+        own_settings, inventory, db, monkeypatch):
+    """The participant names the aggregates each event will touch; the batch loads them
+    (stock of every line, the new reservations known absent) with one query, fast-forwarding
+    cached copies past what another writer saved since."""
+    shelves = [product_with(inventory, 1) for _ in range(3)]
+    context = build_context(INVENTORY, own_settings)
+    processor = PolicyProcessor(INVENTORY, context)
+    processor([placed(shelf, 1, 0) for shelf in shelves])  # caches every stock at 1 unit held
+    for shelf in shelves:
+        inventory.receive_stock(shelf, SELLER, 2)  # another writer: 2 more units each
+    recorder = context.application.recorder
+    one_by_one: list[Any] = []
+    monkeypatch.setattr(recorder, "select_events",
+                        lambda *args, **kwargs: one_by_one.append(args) or [])
+    batch = [placed(shelf, 2, 1) for shelf in shelves]
+
+    processor(batch)
+    context.pool.close()
+
+    assert one_by_one == []  # nothing loaded aggregate by aggregate
+    assert (processor.batches_saved, processor.batches_split) == (2, 0)
+    assert [reservation_status(inventory, d) for d in batch] == ["confirmed"] * 3
+    assert {(s.on_hand, s.reserved) for s in map(inventory.get_stock, shelves)} == {(3, 3)}
