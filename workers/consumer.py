@@ -54,6 +54,9 @@ def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
         "topic_disable_leader": True,
         "topic_allow_declare": False,
         "autodiscover": False,
+        # Faust makes a table directory even with the memory store; keep it with the
+        # stack's other state, not in whatever directory the worker was started from.
+        "datadir": str(settings.state_dir / "faust" / "{conf.name}-data"),
     }
     options.update(overrides)
     app = faust.App(group, **options)

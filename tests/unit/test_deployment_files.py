@@ -7,8 +7,9 @@ import yaml
 
 from eventmart.broker import topic_specs
 from eventmart.cli import app
-from eventmart.settings import PROJECT_ROOT
+from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.stack import worker_names
+from workers.consumer import build_app
 
 
 def compose() -> dict:
@@ -59,3 +60,11 @@ def test_the_catalogue_names_every_worker_with_the_topics_it_consumes():
     consumed.update({name: model.topics for name, model in READ_MODELS.items()})
     assert {group: sorted(topics) for group, topics in consumer_groups().items()} == \
         {group: sorted(topics) for group, topics in consumed.items()}
+
+
+def test_workers_keep_their_faust_directories_in_the_state_dir(tmp_path):
+    """Faust makes `<app>-data/` in the working directory by default: a stack started from
+    the checkout littered it with one per worker."""
+    app = build_app("orders-saga", Settings(state_dir=tmp_path))
+    assert app.conf.datadir.is_relative_to(tmp_path)
+    assert app.conf.tabledir.is_relative_to(tmp_path)
