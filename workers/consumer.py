@@ -47,6 +47,11 @@ BatchProcessor = Callable[[list[Delivery]], object]
 
 
 def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
+    # Faust makes a table directory even with the memory store; keep it with the stack's
+    # other state, not in whatever directory the worker was started from. (It creates
+    # only the last level itself.)
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {
         "broker": f"kafka://{settings.bootstrap_servers}",
         "store": "memory://",
@@ -54,9 +59,7 @@ def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
         "topic_disable_leader": True,
         "topic_allow_declare": False,
         "autodiscover": False,
-        # Faust makes a table directory even with the memory store; keep it with the
-        # stack's other state, not in whatever directory the worker was started from.
-        "datadir": str(settings.state_dir / "faust" / "{conf.name}-data"),
+        "datadir": str(faust_dir / "{conf.name}-data"),
     }
     options.update(overrides)
     app = faust.App(group, **options)

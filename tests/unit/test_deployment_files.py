@@ -68,3 +68,4 @@ def test_workers_keep_their_faust_directories_in_the_state_dir(tmp_path):
     app = build_app("orders-saga", Settings(state_dir=tmp_path))
     assert app.conf.datadir.is_relative_to(tmp_path)
     assert app.conf.tabledir.is_relative_to(tmp_path)
+    assert app.conf.datadir.parent.is_dir()  # Faust makes only the last level itself
