@@ -71,6 +71,11 @@ class Outbox:
     def name(self) -> str:
         return self.application.name
 
+    @property
+    def table(self) -> str:
+        """Its events table, as the wake-up trigger names it."""
+        return events_table(self.application)
+
     def load_position(self, conn: psycopg.Connection) -> None:
         row = conn.execute(
             "SELECT notification_id FROM relay_positions WHERE application = %s", (self.name,)
@@ -110,6 +115,7 @@ class Relay:
         # Events tables with commits not relayed yet, as the trigger names them: a wakeup
         # reads only those outboxes, not all eight (most of them idle at any moment).
         self.dirty: set[str] = set()
+        self.tables = {outbox.table for outbox in outboxes}
         self.stopping = asyncio.Event()
         self.relayed = 0
 
@@ -139,19 +145,17 @@ class Relay:
                 for outbox in self.outboxes:
                     outbox.load_position(conn)
                 log.info("relay active: %s", {o.name: o.position for o in self.outboxes})
-                everything = {events_table(outbox.application) for outbox in self.outboxes}
-                self.dirty |= everything
+                self.dirty |= self.tables
                 while not self.stopping.is_set():
                     for outbox in self.outboxes:
-                        table = events_table(outbox.application)
-                        if table in self.dirty:
-                            self.dirty.discard(table)  # a commit from now on marks it again
+                        if outbox.table in self.dirty:
+                            self.dirty.discard(outbox.table)  # a commit from now on marks it again
                             if await self._drain(producer, conn, outbox) == self.settings.relay_batch_size:
-                                self.dirty.add(table)  # a full batch: there may be more
+                                self.dirty.add(outbox.table)  # a full batch: there may be more
                     if not self.dirty:
                         self.wakeup.clear()
                         if not await self._wait_for_work():
-                            self.dirty |= everything  # no news for a while: look everywhere
+                            self.dirty |= self.tables  # no news for a while: look everywhere
         finally:
             listener.cancel()
             await producer.stop()
@@ -187,7 +191,7 @@ class Relay:
                 conn = await psycopg.AsyncConnection.connect(self.settings.dsn, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self.dirty |= {events_table(outbox.application) for outbox in self.outboxes}
+                    self.dirty |= self.tables  # commits made while not listening
                     self.wakeup.set()
                     async for notify in conn.notifies():
                         self.dirty.add(notify.payload)

@@ -17,6 +17,7 @@ from eventmart.settings import Settings
 from eventmart.wiring import build_applications
 from projections.tracking import Delivery, apply_deliveries
 from tests.support import WorkerProcess, publish, read_envelopes, read_topic, wait_until
+from workers.relay import NOTIFY_CHANNEL, Outbox
 
 
 def projected_count(db: psycopg.Connection, user_ids: list[str]) -> int:
@@ -117,6 +118,23 @@ def test_the_same_event_delivered_twice_changes_the_read_model_once(
     assert rows == [("First Copy",)]
     assert db.execute("SELECT count(*) FROM applied_events WHERE consumer_group = 'users-projection' "
                       "AND aggregate_id = %s", (user_id,)).fetchone()[0] == 1
+
+
+def test_a_commit_wakes_the_relay_for_the_outbox_it_wrote(settings: Settings, relay: WorkerProcess):
+    """The relay reads only the outboxes a wake-up names: the trigger's payload must be the
+    outbox's table, or every event would wait for the relay's poll interval instead."""
+    applications = build_applications(settings, pool_size=1)
+    outboxes = {Outbox(application, "any").table for application in applications.all()}
+    try:
+        with psycopg.connect(settings.dsn, autocommit=True) as listener:
+            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            applications.users.register_user(f"wake-{uuid.uuid4().hex[:8]}@example.com", "x", "Wake")
+            named = {notify.payload for notify in listener.notifies(timeout=10, stop_after=1)}
+    finally:
+        for application in applications.all():
+            application.close()
+    assert named == {Outbox(applications.users, "users.events").table}
+    assert named <= outboxes
 
 
 def test_a_batch_applies_each_event_once_whatever_copies_it_holds(db: psycopg.Connection):
