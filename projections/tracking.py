@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -46,7 +47,7 @@ class Delivery:
     envelope: Envelope
 
 
-def claim(cursor: psycopg.Cursor[Any], group: str, envelopes: list[Envelope]) -> set[tuple[str, int]]:
+def claim(cursor: psycopg.Cursor[Any], group: str, envelopes: list[Envelope]) -> set[tuple[UUID, int]]:
     """The identities (aggregate id, version) of the events this group sees for the first
     time, in one statement; every copy after the first is left out."""
     if not envelopes:
@@ -54,8 +55,8 @@ def claim(cursor: psycopg.Cursor[Any], group: str, envelopes: list[Envelope]) ->
     cursor.execute(
         "INSERT INTO applied_events (consumer_group, aggregate_id, aggregate_version) "
         "SELECT %s, * FROM unnest(%s::uuid[], %s::bigint[]) ON CONFLICT DO NOTHING "
-        "RETURNING aggregate_id::text, aggregate_version",
-        (group, [str(e.aggregate_id) for e in envelopes], [e.aggregate_version for e in envelopes]),
+        "RETURNING aggregate_id, aggregate_version",
+        (group, [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes]),
     )
     return {(aggregate_id, version) for aggregate_id, version in cursor.fetchall()}
 
@@ -102,7 +103,7 @@ def apply_deliveries(
         new = claim(cursor, group, relevant)
         with conn.pipeline():
             for envelope in relevant:
-                identity = (str(envelope.aggregate_id), envelope.aggregate_version)
+                identity = (envelope.aggregate_id, envelope.aggregate_version)
                 if identity in new:
                     new.discard(identity)  # a second copy in this batch is not new
                     handlers[envelope.type](cursor, envelope)

@@ -52,8 +52,7 @@ def expire_reservations(ctx: Context) -> int:
 
 def touches(event: Envelope) -> list[UUID]:
     """The order's reservation; for a new order, the stock of each of its products too."""
-    stocks = [Stock.create_id(line["product_id"]) for line in event.payload.get("lines", ())
-              if event.type == "order.placed"]
+    stocks = [Stock.create_id(line["product_id"]) for line in event.payload.get("lines", ())]
     return [Reservation.create_id(event.aggregate_id), *stocks]
 
 

@@ -34,8 +34,7 @@ def adapters(settings: Settings) -> dict[str, Any]:
 
 
 def touches(event: Envelope) -> list[UUID]:
-    return [Payment.create_id(event.payload["order_id"] if event.type == "reservation.confirmed"
-                              else event.aggregate_id)]
+    return [Payment.create_id(event.payload["order_id"])]
 
 
 PARTICIPANT = Participant(

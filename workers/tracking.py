@@ -118,21 +118,20 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
         Read here, written at the batch's save: if another writer (the API cancelling an
         order) saves in between, the save's version check fails and the batch is redone
         one event at a time, without the unit, as before."""
-        versions: dict[UUID, int] = {}
         cached: dict[UUID, Any] = {}
-        for aggregate_id in {UUID(str(i)) for i in aggregate_ids} - unit.aggregates.keys() - unit.absent:
+        for aggregate_id in set(aggregate_ids) - unit.aggregates.keys() - unit.absent:
             try:
                 cached[aggregate_id] = self.cache.get(aggregate_id) if self.cache is not None else None
             except KeyError:
                 cached[aggregate_id] = None
-            versions[aggregate_id] = 0 if cached[aggregate_id] is None else cached[aggregate_id].version
-        if not versions:
+        if not cached:
             return
         recorder: BatchProcessRecorder = self.event_store.recorder  # type: ignore[assignment]
-        stored = recorder.select_events_after(versions)
-        newer: dict[UUID, list[Any]] = {}
+        stored = recorder.select_events_after(
+            {aggregate_id: 0 if start is None else start.version for aggregate_id, start in cached.items()})
+        newer: dict[Any, list[Any]] = {}
         for event in stored:
-            newer.setdefault(UUID(str(event.originator_id)), []).append(mapper.to_domain_event(event))
+            newer.setdefault(event.originator_id, []).append(mapper.to_domain_event(event))
         for aggregate_id, start in cached.items():
             events = newer.get(aggregate_id, [])
             if start is None:
