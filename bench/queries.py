@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+from rawhttp import Connection
 from rich.console import Console
 from rich.table import Table
 
@@ -127,29 +128,6 @@ class Outcome:
     unsent: int  # at a fixed rate: due, but the server was so far behind it was never sent
     cpu_seconds: float
     seconds: float  # from the first request due to the last answer
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection: send a GET, read the answer, time it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def get(self, path: str) -> int:
-        if self.writer is None or self.reader is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if length:
-            await self.reader.readexactly(length)
-        return status
 
 
 async def drive(url: str, paths: list[str], seconds: float, connections: int, rate: float | None,

@@ -9,7 +9,14 @@ Latency is measured from the event store's own clocks (order.placed -> order.con
 occurred_at, read from orders.events); projection lag from the event's occurred_at to when
 the orders read model shows the order confirmed, for a sample of the orders placed during
 the run, polled in PostgreSQL every 20 ms with one query (polling the API per order would
-load the stack it measures)."""
+load the stack it measures). Ten seconds of orders at the same rate come first, unmeasured
+(`--warmup`): a freshly started broker spends much of its CPU in its JIT compiler.
+
+    .venv/bin/python bench/saga.py --backlog 3000 --rate 20   # the ceiling with full batches
+
+`--backlog N` measures what the saga can do at best: N orders are placed while the
+inventory saga is suspended (SIGSTOP), then it is resumed and the time and CPU it takes
+the stack to bring them all to `confirmed` are reported; every batch is full."""
 
 from __future__ import annotations
 
@@ -18,8 +25,11 @@ import asyncio
 import math
 import os
 import random
+import re
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -28,6 +38,7 @@ import orjson
 import psutil
 import psycopg
 from aiokafka import AIOKafkaConsumer
+from rawhttp import Connection
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -36,6 +47,10 @@ from eventmart.settings import Settings
 
 console = Console()
 CONFIRMED_OR_LATER = ("confirmed", "shipped", "delivered", "completed")
+# The participant the backlog mode holds back: it reacts to order.placed, so orders pile up
+# on orders.events before anything else happens to them.
+FIRST_PARTICIPANT = "worker inventory-saga"
+LOAD_GENERATOR = "(this benchmark, not in `all`)"
 ADDRESS = {"name": "Bench", "line1": "1 Load St", "city": "Shanghai", "postal_code": "200000", "country": "CN"}
 
 
@@ -146,11 +161,13 @@ def processes(api_port: int, postgres_port: int) -> dict[str, list[psutil.Proces
             role = "kafka"
         elif name == "postgres":
             continue  # counted from the postmaster above
-        elif "-m eventmart" in cmdline or "bin/eventmart" in cmdline:
-            role = cmdline.split("eventmart", 1)[1].strip()
+        elif command := re.search(r"(?:-m |bin/)eventmart\s+(.*)", cmdline):
+            role = command.group(1).strip()  # e.g. "worker inventory-saga"
         else:
             role = name
         found.setdefault(role, []).append(process)
+    # Not the stack's, but on the same cores: shown, and left out of the totals.
+    found[LOAD_GENERATOR] = [psutil.Process()]
     return found
 
 
@@ -172,6 +189,117 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
+def error_code(answer: bytes) -> str:
+    """The machine code of an API error answer (API.md), or '' if it has none."""
+    try:
+        return str(orjson.loads(answer)["error"]["code"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
+
+
+class Placer:
+    """Places one-line orders through the API on at most `concurrency` keep-alive
+    connections (raw HTTP/1.1, see rawhttp: httpx would cost more CPU than the API)."""
+
+    def __init__(self, api: str, product_ids: list[str], buyers: list[dict],
+                 concurrency: int) -> None:
+        parts = urlsplit(api)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.product_ids, self.buyers = product_ids, buyers
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.idle: list[Connection] = []
+        self.placed: list[str] = []
+        self.failures: Counter[str] = Counter()  # what went wrong, e.g. "409 conflict"
+
+    @property
+    def errors(self) -> str:
+        return f"{sum(self.failures.values())}" + (
+            f" ({', '.join(f'{what} x{n}' for what, n in self.failures.most_common())})" if self.failures else "")
+
+    async def place(self) -> str | None:
+        async with self.semaphore:
+            body = {"lines": [{"product_id": random.choice(self.product_ids), "quantity": 1}],
+                    "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
+            connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
+            try:
+                status, answer = await connection.request("POST", "/v1/orders", orjson.dumps(body),
+                                                          random.choice(self.buyers))
+            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+                connection.close()
+                self.failures[type(error).__name__] += 1
+                return None
+            self.idle.append(connection)
+            if status != 202:
+                self.failures[f"{status} {error_code(answer)}".strip()] += 1
+                return None
+            order_id = orjson.loads(answer)["order_id"]
+            self.placed.append(order_id)
+            return order_id
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+
+    async def at_rate(self, rate: float, seconds: float, progress: Progress, label: str,
+                      on_placed: Callable[[str], None] = lambda order_id: None) -> float:
+        """Offer `rate` orders/s for `seconds` (open loop); the seconds it took them all."""
+        async def one() -> None:
+            order_id = await self.place()
+            if order_id is not None:
+                on_placed(order_id)
+
+        total = int(rate * seconds)
+        bar = progress.add_task(f"{label} {total} orders at {rate}/s", total=total)
+        tasks = []
+        started = time.monotonic()
+        for n in range(total):
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+            progress.advance(bar)
+        await asyncio.gather(*tasks)
+        return time.monotonic() - started
+
+
+async def wait_for(progress: Progress, label: str, orders: list[str], seen: dict[str, datetime],
+                   timeout: float) -> None:
+    """Until every order in `orders` is in `seen`, or `timeout` seconds have passed."""
+    bar = progress.add_task(label, total=len(orders))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(1 for order_id in orders if order_id in seen)
+        progress.update(bar, completed=done)
+        if done == len(orders):
+            return
+        await asyncio.sleep(0.2)
+
+
+def cpu_table(title: str, used: dict[str, float], wall: float, orders: int) -> Table:
+    cpu = Table(title=title)
+    cpu.add_column("process")
+    cpu.add_column("cpu", justify="right")
+    cpu.add_column("CPU ms per order", justify="right")
+    stack = {name: seconds for name, seconds in used.items() if name != LOAD_GENERATOR}
+    for name in sorted(stack):
+        cpu.add_row(name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / max(orders, 1) * 1000:.1f}")
+    total = sum(stack.values())
+    cpu.add_row("all", f"{total / wall * 100:.0f}%", f"{total / max(orders, 1) * 1000:.1f}")
+    if LOAD_GENERATOR in used:
+        cpu.add_row(LOAD_GENERATOR, f"{used[LOAD_GENERATOR] / wall * 100:.0f}%", "")
+    return cpu
+
+
+def ceiling(used: dict[str, float], orders: int) -> str:
+    per_order = sum(seconds for name, seconds in used.items() if name != LOAD_GENERATOR) / max(orders, 1)
+    cores = os.cpu_count() or 1
+    return f"At {per_order * 1000:.0f} ms of CPU per order, {cores} cores carry at most ~{cores / per_order:.0f} orders/s."
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after}
+
+
 async def main(args: argparse.Namespace) -> None:
     async with httpx.AsyncClient(base_url=args.api, timeout=30,
                                  limits=httpx.Limits(max_connections=args.concurrency)) as client:
@@ -183,73 +311,66 @@ async def main(args: argparse.Namespace) -> None:
         follower = asyncio.create_task(timeline.follow(args.kafka, stop))
         watch = ProjectionWatch(Settings(postgres_port=args.postgres_port).dsn)
         watcher = asyncio.create_task(watch.follow(stop))
-        total = int(args.rate * args.seconds)
-        every = max(1, total // max(1, args.lag_samples))
         await asyncio.sleep(2)  # let the follower join at the log end before the first order
         procs = processes(urlsplit(args.api).port or 80, args.postgres_port)
-        cpu_before, wall_before = cpu_seconds(procs), time.monotonic()
-        placed: list[str] = []
-        errors = 0
-        semaphore = asyncio.Semaphore(args.concurrency)
-
-        async def place() -> None:
-            nonlocal errors
-            async with semaphore:
-                body = {"lines": [{"product_id": random.choice(product_ids), "quantity": 1}],
-                        "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
-                try:
-                    answer = await client.post("/v1/orders", json=body, headers=random.choice(buyers))
-                except httpx.TransportError:
-                    errors += 1
-                    return
-                if answer.status_code == 202:
-                    placed.append(answer.json()["order_id"])
-                    if len(placed) % every == 0:
-                        watch.watched.append(placed[-1])
+        placers: list[Placer] = []
+        try:
+            with Progress(console=console) as progress:
+                if args.warmup > 0:
+                    # Not measured: the broker's JIT compiler, PostgreSQL's buffers and the
+                    # workers' caches warm up, and the run starts with orders in flight.
+                    warm = Placer(args.api, product_ids, buyers, args.concurrency)
+                    placers.append(warm)
+                    await warm.at_rate(args.rate, args.warmup, progress, "warming up with")
+                    if args.backlog:  # the backlog is timed on a quiet saga
+                        await wait_for(progress, "warm-up orders confirming", warm.placed,
+                                       timeline.confirmed, timeout=120)
+                placer = Placer(args.api, product_ids, buyers, args.concurrency)
+                placers.append(placer)
+                if args.backlog:
+                    await backlog_run(args, placer, procs, timeline, progress)
                 else:
-                    errors += 1
+                    await rate_run(args, placer, procs, timeline, watch, progress)
+        finally:
+            for each in placers:
+                each.close()
+            stop.set()
+            await asyncio.gather(follower, watcher)
 
-        tasks = []
-        with Progress(console=console) as progress:
-            bar = progress.add_task(f"placing {total} orders at {args.rate}/s", total=total)
-            started = time.monotonic()
-            for n in range(total):
-                delay = started + n / args.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(place()))
-                progress.advance(bar)
-            await asyncio.gather(*tasks)
-            place_seconds = time.monotonic() - started
-            confirm = progress.add_task("waiting for confirmations", total=len(placed))
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                done = sum(1 for order_id in placed if order_id in timeline.confirmed)
-                progress.update(confirm, completed=done)
-                if done == len(placed):
-                    break
-                await asyncio.sleep(0.2)
-        wall = time.monotonic() - wall_before
-        cpu_after = cpu_seconds(procs)
 
-        latencies = [(timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
-                     for o in placed if o in timeline.confirmed and o in timeline.placed]
-        confirmed_times = sorted(timeline.confirmed[o] for o in placed if o in timeline.confirmed)
-        span = (confirmed_times[-1] - confirmed_times[0]).total_seconds() if len(confirmed_times) > 1 else float("nan")
+async def rate_run(args: argparse.Namespace, placer: Placer, procs: dict[str, list[psutil.Process]],
+                   timeline: Timeline, watch: ProjectionWatch, progress: Progress) -> None:
+    total = int(args.rate * args.seconds)
+    every = max(1, total // max(1, args.lag_samples))
 
-        # The sampled orders that were confirmed: wait (bounded) for the read model to show them.
-        lag_deadline = time.monotonic() + 30
-        while time.monotonic() < lag_deadline and any(
-                o not in watch.seen for o in watch.watched if o in timeline.confirmed):
-            await asyncio.sleep(0.1)
-        lag_samples = watch.lags(timeline.confirmed)
-        stop.set()
-        await asyncio.gather(follower, watcher)
+    def sample(order_id: str) -> None:
+        if len(placer.placed) % every == 0:
+            watch.watched.append(order_id)
 
-    table = Table(title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s")
+    cpu_before, wall_before = cpu_seconds(procs), time.monotonic()
+    place_seconds = await placer.at_rate(args.rate, args.seconds, progress, "placing", sample)
+    placed = placer.placed
+    await wait_for(progress, "waiting for confirmations", placed, timeline.confirmed, timeout=120)
+    wall = time.monotonic() - wall_before
+    used = spent(cpu_before, cpu_seconds(procs))
+
+    latencies = [(timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
+                 for o in placed if o in timeline.confirmed and o in timeline.placed]
+    confirmed_times = sorted(timeline.confirmed[o] for o in placed if o in timeline.confirmed)
+    span = (confirmed_times[-1] - confirmed_times[0]).total_seconds() if len(confirmed_times) > 1 else float("nan")
+
+    # The sampled orders that were confirmed: wait (bounded) for the read model to show them.
+    lag_deadline = time.monotonic() + 30
+    while time.monotonic() < lag_deadline and any(
+            o not in watch.seen for o in watch.watched if o in timeline.confirmed):
+        await asyncio.sleep(0.1)
+    lag_samples = watch.lags(timeline.confirmed)
+
+    table = Table(title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s"
+                        + (f" after {args.warmup:.0f}s of warm-up" if args.warmup > 0 else ""))
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("orders placed (202) / errors", f"{len(placed)} / {errors}")
+    table.add_row("orders placed (202) / errors", f"{len(placed)} / {placer.errors}")
     table.add_row("placement rate achieved", f"{len(placed) / place_seconds:.0f}/s")
     table.add_row("orders confirmed", f"{len(latencies)}")
     table.add_row("confirmed throughput (first..last confirm)", f"{len(confirmed_times) / span:.0f}/s" if not math.isnan(span) else "n/a")
@@ -259,21 +380,65 @@ async def main(args: argparse.Namespace) -> None:
         table.add_row(f"projection lag {label} ({len(lag_samples)} orders: confirmed -> read model)",
                       f"{percentile(lag_samples, fraction) * 1000:.0f} ms" if lag_samples else "n/a")
     console.print(table)
-    cpu = Table(title=f"CPU share over {wall:.0f}s (100% = one core)")
-    cpu.add_column("process")
-    cpu.add_column("cpu", justify="right")
-    cpu.add_column("CPU ms per order placed", justify="right")
-    used = {name: cpu_after[name] - cpu_before[name] for name in procs}
-    orders = max(len(placed), 1)
-    for name in sorted(procs):
-        cpu.add_row(name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / orders * 1000:.1f}")
-    total = sum(used.values())
-    cpu.add_row("all", f"{total / wall * 100:.0f}%", f"{total / orders * 1000:.1f}")
-    console.print(cpu)
-    cores = os.cpu_count() or 1
-    console.print(f"At {total / orders * 1000:.0f} ms of CPU per order (orders still past `confirmed` "
-                  f"when the window closed count partly), {cores} cores carry at most "
-                  f"~{cores / (total / orders):.0f} orders/s.")
+    console.print(cpu_table(f"CPU share over {wall:.0f}s (100% = one core), per order placed", used, wall, len(placed)))
+    console.print(ceiling(used, len(placed)) + " (Orders still past `confirmed` when the window "
+                  "closed count partly.)")
+
+
+async def backlog_run(args: argparse.Namespace, placer: Placer, procs: dict[str, list[psutil.Process]],
+                      timeline: Timeline, progress: Progress) -> None:
+    """The saga's ceiling with full batches: `--backlog` orders are placed while the first
+    participant (inventory) is suspended, then it is resumed and the stack drains them."""
+    held = procs.get(FIRST_PARTICIPANT)
+    if not held:
+        raise SystemExit(f"no `{FIRST_PARTICIPANT}` process found under the stack's supervisor")
+    for process in held:
+        process.suspend()
+    try:
+        cpu_before, started = cpu_seconds(procs), time.monotonic()
+        bar = progress.add_task(f"placing {args.backlog} orders, {FIRST_PARTICIPANT} suspended", total=args.backlog)
+
+        async def one() -> None:
+            await placer.place()
+            progress.advance(bar)
+
+        await asyncio.gather(*(one() for _ in range(args.backlog)))
+        place_seconds = time.monotonic() - started
+        placing = spent(cpu_before, cpu_seconds(procs))
+        # Everything placed is on orders.events before the clock starts.
+        await wait_for(progress, "relaying order.placed", placer.placed, timeline.placed, timeout=120)
+    finally:
+        for process in held:
+            process.resume()
+    cpu_before, resumed, resumed_at = cpu_seconds(procs), time.monotonic(), datetime.now(UTC)
+    await wait_for(progress, "draining to confirmed", placer.placed, timeline.confirmed, timeout=600)
+    wall = time.monotonic() - resumed
+    draining = spent(cpu_before, cpu_seconds(procs))
+    confirmed = sorted(timeline.confirmed[o] for o in placer.placed if o in timeline.confirmed)
+    if not confirmed:
+        raise SystemExit("no order was confirmed within 10 minutes of resuming")
+    from_resume = (confirmed[-1] - resumed_at).total_seconds()
+    span = (confirmed[-1] - confirmed[0]).total_seconds()
+
+    table = Table(title=f"saga backlog: {len(placer.placed)} orders placed with {FIRST_PARTICIPANT} suspended, then drained")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("orders placed (202) / errors", f"{len(placer.placed)} / {placer.errors}")
+    table.add_row(f"placement rate (API alone, {args.concurrency} in flight)", f"{len(placer.placed) / place_seconds:.0f}/s")
+    table.add_row("CPU per order placed: API / whole stack",
+                  f"{placing.get('api', 0) / max(len(placer.placed), 1) * 1000:.1f} / "
+                  f"{sum(placing.values()) / max(len(placer.placed), 1) * 1000:.1f} ms")
+    table.add_row("orders confirmed", f"{len(confirmed)}")
+    table.add_row("drain: resume -> last confirmed", f"{from_resume:.1f} s ({len(confirmed) / from_resume:.0f}/s)")
+    table.add_row("drain: first..last confirmed", f"{span:.1f} s ({len(confirmed) / span:.0f}/s)" if span > 0 else "n/a")
+    console.print(table)
+    console.print(cpu_table(f"CPU share while placing, {place_seconds:.0f}s (100% = one core), per order placed",
+                            placing, place_seconds, len(placer.placed)))
+    console.print(cpu_table(f"CPU share while draining, {wall:.0f}s (100% = one core), per order confirmed",
+                            draining, wall, len(confirmed)))
+    both = {name: placing[name] + draining[name] for name in draining}
+    console.print(ceiling(both, len(confirmed)) + " (placing and draining; shipping's work for "
+                  "these orders goes on after the window and counts partly)")
 
 
 if __name__ == "__main__":
@@ -289,4 +454,11 @@ if __name__ == "__main__":
     parser.add_argument("--stock", type=int, default=100000)
     parser.add_argument("--lag-samples", type=int, default=200,
                         help="orders placed during the run whose projection lag is measured")
+    parser.add_argument("--warmup", type=float, default=10,
+                        help="seconds of orders at --rate before measuring: a fresh broker spends "
+                             "much of its CPU compiling (JIT) at first; 0 to measure a cold stack")
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="instead of a rate: place this many orders with the inventory saga "
+                             "suspended, then time the stack draining them (its ceiling with "
+                             "full batches)")
     asyncio.run(main(parser.parse_args()))
