@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     worker_max_tries: int = 3
+    projection_fetch_wait_ms: int = Field(
+        100, ge=0, le=5000, description="how long a projection's fetch waits for events to "
+        "gather: read models lag by up to this much more, and apply fewer, fuller batches")
 
     @model_validator(mode="after")
     def refuse_dev_secret_outside_dev(self) -> Settings:

@@ -30,5 +30,6 @@ def build_projection_worker(name: str, settings: Settings) -> faust.App:
         install(conn)
     app = build_app(model.group, settings)
     GroupConsumer(app, model.group, model.topics, ProjectionProcessor(model, pool),
-                  bootstrap=settings.bootstrap_servers, max_tries=settings.worker_max_tries)
+                  bootstrap=settings.bootstrap_servers, max_tries=settings.worker_max_tries,
+                  gather_ms=settings.projection_fetch_wait_ms)
     return app
