@@ -16,7 +16,8 @@ load the stack it measures). Ten seconds of orders at the same rate come first, 
 
 `--backlog N` measures what the saga can do at best: N orders are placed while the
 inventory saga is suspended (SIGSTOP), then it is resumed and the time and CPU it takes
-the stack to bring them all to `confirmed` are reported; every batch is full."""
+the stack to bring them all to `confirmed` are reported; every batch is full. (Stopped
+with Ctrl-C it resumes the saga; if the bench is killed, `kill -CONT` the inventory saga.)"""
 
 from __future__ import annotations
 

@@ -109,6 +109,7 @@ class GroupConsumer(Service):
         app.task(start_with_app)
 
     async def on_start(self) -> None:
+        gather = {"fetch_max_wait_ms": self.gather_ms, "fetch_min_bytes": 1024 * 1024} if self.gather_ms else {}
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                           enable_idempotence=True, client_id=f"{self.group}-dlq")
         self._consumer = AIOKafkaConsumer(
@@ -117,7 +118,7 @@ class GroupConsumer(Service):
             # A killed replica's partitions move to the others after this, not after a minute.
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            **({"fetch_max_wait_ms": self.gather_ms, "fetch_min_bytes": 1024 * 1024} if self.gather_ms else {}),
+            **gather,
         )
         self._consumer.subscribe(self.topics, listener=_HandOver(self))
         await self._producer.start()
