@@ -29,6 +29,6 @@ def fingerprint(secret: str, body: BaseModel, *resource: UUID) -> str:
     return hmac.new(key.digest(), canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def accept_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> None:
+async def accept_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> None:
     """For commands their state machine already makes idempotent (cancel, confirm receipt):
     repeating one stores nothing and answers the same, so the key needs no record."""
