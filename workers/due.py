@@ -4,7 +4,7 @@ aggregates (which decide whether the deadline still matters)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -25,13 +25,19 @@ def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> 
     return [row[0] for row in rows]
 
 
-def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID], object]) -> int:
+def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID], object],
+                touches: Callable[[UUID], Iterable[UUID]] = lambda order_id: ()) -> int:
     """Run the command per order, all in one unit of work (one transaction: a busy tick
-    is hundreds of orders). If that cannot be saved — a saga event or a buyer changed
-    one of them meanwhile — the orders are taken one at a time instead."""
+    is hundreds of orders), the aggregates each order `touches` loaded first with one
+    query. If that cannot be saved — a saga event or a buyer changed one of them
+    meanwhile — the orders are taken one at a time instead."""
     if len(order_ids) > 1:
         unit = UnitOfWork()
         try:
+            application = context.application
+            application.repository.prefetch(
+                unit, [aggregate_id for order_id in order_ids for aggregate_id in touches(order_id)],
+                application.mapper)
             with unit_of_work_context(unit):
                 done = sum(1 for order_id in order_ids if _attempt(command, order_id))
             if unit.aggregates:

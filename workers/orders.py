@@ -47,13 +47,14 @@ def mark_delivered(ctx: Context, event: Envelope) -> None:
 def cancel_unpaid(ctx: Context) -> int:
     """The payment deadline passed (e.g. the gateway never answered): cancel, compensate."""
     overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND payment_deadline < now()")
-    return act_on_each(ctx, overdue, lambda order_id: ctx.application.cancel(order_id, "payment_timeout"))
+    return act_on_each(ctx, overdue, lambda order_id: ctx.application.cancel(order_id, "payment_timeout"),
+                       touches=lambda order_id: [order_id])
 
 
 def complete_delivered(ctx: Context) -> int:
     after = timedelta(seconds=ctx.settings.auto_complete_seconds)
     due = due_orders(ctx, "status = 'delivered' AND delivered_at < now() - %s", after)
-    return act_on_each(ctx, due, ctx.application.complete)
+    return act_on_each(ctx, due, ctx.application.complete, touches=lambda order_id: [order_id])
 
 
 def touches(event: Envelope) -> list[UUID]:

@@ -43,15 +43,19 @@ def track_shipments(ctx: Context) -> int:
             return False  # order.confirmed not consumed yet
         return bool(ctx.application.advance(order_id, now, carrier))
 
-    return act_on_each(ctx, in_flight, advance)
+    return act_on_each(ctx, in_flight, advance, touches=touches_order)
 
 
 def adapters(settings: Settings) -> dict[str, Any]:
     return {"carrier": SandboxCarrier(step_seconds=settings.carrier_step_seconds)}
 
 
+def touches_order(order_id: UUID) -> list[UUID]:
+    return [Shipment.create_id(order_id)]
+
+
 def touches(event: Envelope) -> list[UUID]:
-    return [Shipment.create_id(event.aggregate_id)]
+    return touches_order(event.aggregate_id)
 
 
 PARTICIPANT = Participant(

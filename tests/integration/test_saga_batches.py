@@ -18,17 +18,22 @@ import pytest
 
 from domain.inventory import Inventory
 from domain.orders import Orders
+from domain.shipping import SandboxCarrier
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.database import drop_database, ensure_database, eventsourcing_env
 from eventmart.settings import Settings
 from eventmart.stack import prepare_database
 from projections.tracking import Delivery
+from workers.due import act_on_each
 from workers.inventory import PARTICIPANT as INVENTORY
 from workers.inventory import reserve_stock
 from workers.orders import PARTICIPANT as ORDERS
 from workers.saga import Context, PolicyProcessor, build_context
+from workers.shipping import PARTICIPANT as SHIPPING
+from workers.shipping import touches_order
 
 SELLER = uuid.uuid4()
+ADDRESS = {"name": "Ada", "line1": "1 Test St", "city": "Shanghai", "postal_code": "200000", "country": "CN"}
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +221,31 @@ def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
     assert (processor.batches_saved, processor.batches_split) == (2, 0)
     assert [reservation_status(inventory, d) for d in batch] == ["confirmed"] * 3
     assert {(s.on_hand, s.reserved) for s in map(inventory.get_stock, shelves)} == {(3, 3)}
+
+
+def test_a_timer_tick_loads_the_aggregates_of_its_due_orders_in_one_query(own_settings, monkeypatch):
+    """The carrier's tick advances every due parcel in one unit of work, the shipments
+    loaded with one query first; an order whose shipment is not made yet is skipped."""
+    context = build_context(SHIPPING, own_settings)
+    shipping, carrier = context.application, SandboxCarrier(step_seconds=60)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    parcels = [uuid.uuid4() for _ in range(3)]
+    for order_id in parcels:
+        shipping.create_shipment(order_id, ADDRESS, now=an_hour_ago)
+    not_shipped_yet = uuid.uuid4()
+    one_by_one: list[Any] = []
+    monkeypatch.setattr(shipping.recorder, "select_events",
+                        lambda *args, **kwargs: one_by_one.append(args) or [])
+
+    def advance(order_id: uuid.UUID) -> bool:
+        return shipping.find_shipment(order_id) is not None and bool(
+            shipping.advance(order_id, datetime.now(UTC), carrier))
+
+    advanced = act_on_each(context, [*parcels, not_shipped_yet], advance, touches=touches_order)
+    monkeypatch.undo()
+    context.pool.close()
+
+    assert one_by_one == []  # nothing loaded shipment by shipment
+    assert advanced == 3
+    assert [shipping.get_shipment(order_id).status for order_id in parcels] == ["delivered"] * 3
+    assert shipping.find_shipment(not_shipped_yet) is None
