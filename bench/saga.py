@@ -281,8 +281,7 @@ def cpu_table(title: str, used: dict[str, float], wall: float, orders: int) -> T
     cpu.add_column("process")
     cpu.add_column("cpu", justify="right")
     cpu.add_column("CPU ms per order", justify="right")
-    stack = {name: seconds for name, seconds in used.items() if name != LOAD_GENERATOR}
-    for name in sorted(stack):
+    for name in sorted(set(used) - {LOAD_GENERATOR}):
         cpu.add_row(name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / max(orders, 1) * 1000:.1f}")
     total = stack_seconds(used)
     cpu.add_row("all", f"{total / wall * 100:.0f}%", f"{total / max(orders, 1) * 1000:.1f}")

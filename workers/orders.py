@@ -48,17 +48,21 @@ def cancel_unpaid(ctx: Context) -> int:
     """The payment deadline passed (e.g. the gateway never answered): cancel, compensate."""
     overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND payment_deadline < now()")
     return act_on_each(ctx, overdue, lambda order_id: ctx.application.cancel(order_id, "payment_timeout"),
-                       touches=lambda order_id: [order_id])
+                       touches=touches_order)
 
 
 def complete_delivered(ctx: Context) -> int:
     after = timedelta(seconds=ctx.settings.auto_complete_seconds)
     due = due_orders(ctx, "status = 'delivered' AND delivered_at < now() - %s", after)
-    return act_on_each(ctx, due, ctx.application.complete, touches=lambda order_id: [order_id])
+    return act_on_each(ctx, due, ctx.application.complete, touches=touches_order)
+
+
+def touches_order(order_id: UUID) -> list[UUID]:
+    return [order_id]  # the order aggregate's id is the order's
 
 
 def touches(event: Envelope) -> list[UUID]:
-    return [UUID(event.payload["order_id"])]
+    return touches_order(UUID(event.payload["order_id"]))
 
 
 PARTICIPANT = Participant(
