@@ -59,11 +59,15 @@ async def get_current_user(
 ) -> Principal:
     unauthenticated = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        raise ApiError(401, "not_authenticated", "send Authorization: Bearer <token>", unauthenticated)
+        raise ApiError(
+            401, "not_authenticated", "send Authorization: Bearer <token>", unauthenticated
+        )
     try:
         return services.tokens.verify(credentials.credentials)
     except InvalidToken as error:
-        raise ApiError(401, "invalid_token", "the token is invalid or expired", unauthenticated) from error
+        raise ApiError(
+            401, "invalid_token", "the token is invalid or expired", unauthenticated
+        ) from error
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

@@ -35,7 +35,9 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(error.code, error.message), error.status, headers=error.headers)
+        return JSONResponse(
+            error_body(error.code, error.message), error.status, headers=error.headers
+        )
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, error: DomainError) -> JSONResponse:
@@ -52,7 +54,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        code = {401: "not_authenticated", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), error.status_code,
-                            headers=getattr(error, "headers", None))
+        code = {
+            401: "not_authenticated",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(error.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            error.status_code,
+            headers=getattr(error, "headers", None),
+        )

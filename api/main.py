@@ -46,8 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for application in services.applications.all():
                 application.close()
 
-    app = FastAPI(title="EventMart", version="1", lifespan=lifespan,
-                  description="Event-sourced e-commerce: commands and queries (see API.md).")
+    app = FastAPI(
+        title="EventMart",
+        version="1",
+        lifespan=lifespan,
+        description="Event-sourced e-commerce: commands and queries (see API.md).",
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
@@ -58,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # The last added runs first: requests are timed, then product detail may be answered
     # from memory before the routes.
-    app.add_middleware(ProductDetailFastPath, state=app.state,
-                       route=route_named(products.router.routes, products.product_detail.__name__))
+    app.add_middleware(
+        ProductDetailFastPath,
+        state=app.state,
+        route=route_named(products.router.routes, products.product_detail.__name__),
+    )
     app.add_middleware(metrics.RequestLatency)
     return app

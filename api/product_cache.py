@@ -141,9 +141,16 @@ class ProductDetailFastPath:
                 body = await self._answer(match.group(1))
                 if body is not None:
                     scope["route"] = self.route  # the latency metric's label
-                    await send({"type": "http.response.start", "status": 200, "headers": [
-                        (b"content-length", str(len(body)).encode()),
-                        (b"content-type", b"application/json")]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                (b"content-length", str(len(body)).encode()),
+                                (b"content-type", b"application/json"),
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)
@@ -178,4 +185,3 @@ def encode(view: dict[str, Any]) -> bytes:
 
 def route_named(routes: Sequence[BaseRoute], name: str) -> BaseRoute:
     return next(route for route in routes if getattr(route, "name", None) == name)
-

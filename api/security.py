@@ -51,14 +51,22 @@ class TokenIssuer:
 
     def issue(self, user_id: UUID, role: str) -> str:
         now = datetime.now(UTC)
-        claims = {"sub": str(user_id), "role": role, "iat": now,
-                  "exp": now + timedelta(seconds=self.ttl_seconds)}
+        claims = {
+            "sub": str(user_id),
+            "role": role,
+            "iat": now,
+            "exp": now + timedelta(seconds=self.ttl_seconds),
+        }
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[self.algorithm],
-                                options={"require": ["sub", "exp", "role"]})
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[self.algorithm],
+                options={"require": ["sub", "exp", "role"]},
+            )
             return Principal(UUID(claims["sub"]), claims["role"])
         except (jwt.PyJWTError, ValueError) as error:
             raise InvalidToken(str(error)) from error

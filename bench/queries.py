@@ -54,19 +54,29 @@ async def seed(api: str, products: int, categories: int, stock: int) -> list[str
 
             async def one(n: int) -> None:
                 sku = f"QB-{uuid.uuid4().hex[:12]}"
-                body = {"sku": sku, "name": f"Bench product {n}",
-                        "description": f"Query benchmark product {n}, {random.choice(WORDS)}",
-                        "category": f"{CATEGORY_PREFIX}{n % categories}",
-                        "price": {"amount": random.randint(100, 100_000), "currency": "CNY"}}
+                body = {
+                    "sku": sku,
+                    "name": f"Bench product {n}",
+                    "description": f"Query benchmark product {n}, {random.choice(WORDS)}",
+                    "category": f"{CATEGORY_PREFIX}{n % categories}",
+                    "price": {"amount": random.randint(100, 100_000), "currency": "CNY"},
+                }
                 async with semaphore:
-                    created = await retried(client, "/v1/products", body,
-                                            {**seller, "Idempotency-Key": sku})
-                    await retried(client, f"/v1/products/{created['product_id']}/stock",
-                                  {"quantity": stock}, {**seller, "Idempotency-Key": f"{sku}-stock"})
+                    created = await retried(
+                        client, "/v1/products", body, {**seller, "Idempotency-Key": sku}
+                    )
+                    await retried(
+                        client,
+                        f"/v1/products/{created['product_id']}/stock",
+                        {"quantity": stock},
+                        {**seller, "Idempotency-Key": f"{sku}-stock"},
+                    )
 
             started = time.monotonic()
             await asyncio.gather(*(one(n) for n in range(len(existing), products)))
-            console.print(f"seeded in {time.monotonic() - started:.0f}s; waiting for the read model…")
+            console.print(
+                f"seeded in {time.monotonic() - started:.0f}s; waiting for the read model…"
+            )
             deadline = time.monotonic() + 300
             while len(existing := await listed(client, categories)) < products:
                 if time.monotonic() > deadline:
@@ -78,8 +88,13 @@ async def seed(api: str, products: int, categories: int, stock: int) -> list[str
 WORDS = ["stoneware", "cotton", "steel", "bamboo", "glass", "walnut", "linen", "copper"]
 
 
-async def retried(client: httpx.AsyncClient, path: str, body: dict[str, Any],
-                  headers: dict[str, str], tries: int = 5) -> Any:
+async def retried(
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    tries: int = 5,
+) -> Any:
     """A command, sent again (same Idempotency-Key) when the connection breaks under load."""
     for attempt in range(tries):
         try:
@@ -95,8 +110,17 @@ async def retried(client: httpx.AsyncClient, path: str, body: dict[str, Any],
 
 async def register_seller(client: httpx.AsyncClient) -> dict[str, str]:
     email = f"bench-seller-{uuid.uuid4().hex[:10]}@example.com"
-    (await client.post("/v1/users", json={"email": email, "password": "bench-password",
-                                          "display_name": "Bench seller", "role": "seller"})).raise_for_status()
+    (
+        await client.post(
+            "/v1/users",
+            json={
+                "email": email,
+                "password": "bench-password",
+                "display_name": "Bench seller",
+                "role": "seller",
+            },
+        )
+    ).raise_for_status()
     token = await client.post("/v1/auth/token", json={"email": email, "password": "bench-password"})
     token.raise_for_status()
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -130,8 +154,14 @@ class Outcome:
     seconds: float  # from the first request due to the last answer
 
 
-async def drive(url: str, paths: list[str], seconds: float, connections: int, rate: float | None,
-                seed_value: int) -> Outcome:
+async def drive(
+    url: str,
+    paths: list[str],
+    seconds: float,
+    connections: int,
+    rate: float | None,
+    seed_value: int,
+) -> Outcome:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     rng = random.Random(seed_value)
@@ -181,12 +211,20 @@ async def drive(url: str, paths: list[str], seconds: float, connections: int, ra
     if rate is not None:
         tasks.append(asyncio.create_task(schedule()))
     await asyncio.gather(*tasks)
-    return Outcome(latencies, failed, unsent, time.process_time() - cpu_before,
-                   time.perf_counter() - started)
+    return Outcome(
+        latencies, failed, unsent, time.process_time() - cpu_before, time.perf_counter() - started
+    )
 
 
-def generator_process(url: str, paths: list[str], seconds: float, connections: int,
-                      rate: float | None, seed_value: int, results: Any) -> None:
+def generator_process(
+    url: str,
+    paths: list[str],
+    seconds: float,
+    connections: int,
+    rate: float | None,
+    seed_value: int,
+    results: Any,
+) -> None:
     results.put(asyncio.run(drive(url, paths, seconds, connections, rate, seed_value)))
 
 
@@ -195,7 +233,11 @@ def generator_process(url: str, paths: list[str], seconds: float, connections: i
 
 def listening(port: int) -> psutil.Process | None:
     for connection in psutil.net_connections("tcp"):
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+        if (
+            connection.status == psutil.CONN_LISTEN
+            and connection.laddr.port == port
+            and connection.pid
+        ):
             return psutil.Process(connection.pid)
     return None
 
@@ -234,8 +276,13 @@ def run(args: argparse.Namespace, name: str, paths: list[str], rate: float | Non
     before = {role: cpu_seconds(processes) for role, processes in servers.items()}
     results: Any = multiprocessing.Queue()
     share = None if rate is None else rate / args.processes
-    children = [multiprocessing.Process(target=generator_process, args=(
-        args.api, paths, args.seconds, args.connections, share, n, results)) for n in range(args.processes)]
+    children = [
+        multiprocessing.Process(
+            target=generator_process,
+            args=(args.api, paths, args.seconds, args.connections, share, n, results),
+        )
+        for n in range(args.processes)
+    ]
     started = time.monotonic()
     for child in children:
         child.start()
@@ -248,45 +295,74 @@ def run(args: argparse.Namespace, name: str, paths: list[str], rate: float | Non
     failed = sum(outcome.failed for outcome in outcomes)
     unsent = sum(outcome.unsent for outcome in outcomes)
     generator_cpu = max(outcome.cpu_seconds / outcome.seconds for outcome in outcomes) * 100
-    return [name, "max" if rate is None else f"{rate:,.0f}/s", f"{len(latencies):,}",
-            f"{failed:,} / {unsent:,}", f"{(len(latencies) - failed) / max(outcome.seconds for outcome in outcomes):,.0f}",
-            *(f"{percentile(latencies, fraction):.1f}" for fraction in (0.5, 0.95, 0.99)),
-            f"{latencies[-1] if latencies else float('nan'):.0f}",
-            f"{generator_cpu:.0f}%",
-            f"{(after['api'] - before['api']) / wall * 100:.0f}%",
-            f"{(after['postgres'] - before['postgres']) / wall * 100:.0f}%",
-            f"{(after['api'] - before['api']) / max(1, len(latencies)) * 1e6:.0f}",
-            f"{(after['postgres'] - before['postgres']) / max(1, len(latencies)) * 1e6:.0f}"]
+    return [
+        name,
+        "max" if rate is None else f"{rate:,.0f}/s",
+        f"{len(latencies):,}",
+        f"{failed:,} / {unsent:,}",
+        f"{(len(latencies) - failed) / max(outcome.seconds for outcome in outcomes):,.0f}",
+        *(f"{percentile(latencies, fraction):.1f}" for fraction in (0.5, 0.95, 0.99)),
+        f"{latencies[-1] if latencies else float('nan'):.0f}",
+        f"{generator_cpu:.0f}%",
+        f"{(after['api'] - before['api']) / wall * 100:.0f}%",
+        f"{(after['postgres'] - before['postgres']) / wall * 100:.0f}%",
+        f"{(after['api'] - before['api']) / max(1, len(latencies)) * 1e6:.0f}",
+        f"{(after['postgres'] - before['postgres']) / max(1, len(latencies)) * 1e6:.0f}",
+    ]
 
 
 def main(args: argparse.Namespace) -> None:
     product_ids = asyncio.run(seed(args.api, args.products, args.categories, args.stock))
-    console.print(f"{len(product_ids):,} products in {args.categories} categories; "
-                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    console.print(
+        f"{len(product_ids):,} products in {args.categories} categories; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     if args.seed_only:
         return
     detail = [f"/v1/products/{product_id}" for product_id in product_ids]
     listing = [f"/v1/products?category={CATEGORY_PREFIX}{n}" for n in range(args.categories)]
-    table = Table(title=f"GET, {args.seconds:.0f}s per run, {args.processes} generator processes x "
-                        f"{args.connections} keep-alive connections")
-    for column in ("endpoint", "offered", "sent", "failed / unsent", "answered/s", "p50 ms", "p95 ms", "p99 ms",
-                   "max ms", "busiest generator CPU", "API CPU", "postgres CPU", "API CPU µs/req",
-                   "postgres CPU µs/req"):
-        table.add_column(column, justify="left" if column == "endpoint" else "right",
-                         no_wrap=column == "endpoint")
+    table = Table(
+        title=f"GET, {args.seconds:.0f}s per run, {args.processes} generator processes x "
+        f"{args.connections} keep-alive connections"
+    )
+    for column in (
+        "endpoint",
+        "offered",
+        "sent",
+        "failed / unsent",
+        "answered/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "busiest generator CPU",
+        "API CPU",
+        "postgres CPU",
+        "API CPU µs/req",
+        "postgres CPU µs/req",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column == "endpoint" else "right",
+            no_wrap=column == "endpoint",
+        )
     for name, paths in (("detail /{id}", detail), ("list ?category=", listing)):
         for rate in (None, args.rate):
             console.print(f"{name} at {'max rate' if rate is None else f'{rate:,.0f}/s'}…")
             table.add_row(*run(args, name, paths, rate))
     console.print(table)
     load = os.getloadavg()
-    console.print(f"load average (1/5/15 min) at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
-                  "CPU columns: 100% = one core ; "
-                  "target: detail >= 2,000 req/s with p99 <= 25 ms")
+    console.print(
+        f"load average (1/5/15 min) at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+        "CPU columns: 100% = one core ; "
+        "target: detail >= 2,000 req/s with p99 <= 25 ms"
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--postgres-port", type=int, default=5432, help="for its CPU share")
     parser.add_argument("--products", type=int, default=3000)
@@ -296,5 +372,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1000, help="the fixed rate of the second run")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--connections", type=int, default=16, help="per generator process")
-    parser.add_argument("--seed-only", action="store_true", help="seed the products, measure nothing")
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed the products, measure nothing"
+    )
     main(parser.parse_args())

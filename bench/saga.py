@@ -52,29 +52,51 @@ CONFIRMED_OR_LATER = ("confirmed", "shipped", "delivered", "completed")
 # on orders.events before anything else happens to them.
 FIRST_PARTICIPANT = "worker inventory-saga"
 LOAD_GENERATOR = "(this benchmark, not in `all`)"
-ADDRESS = {"name": "Bench", "line1": "1 Load St", "city": "Shanghai", "postal_code": "200000", "country": "CN"}
+ADDRESS = {
+    "name": "Bench",
+    "line1": "1 Load St",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 
 
 async def user(client: httpx.AsyncClient, role: str) -> dict[str, str]:
     email = f"bench-{role}-{uuid.uuid4().hex[:10]}@example.com"
-    created = await client.post("/v1/users", json={"email": email, "password": "bench-password",
-                                                    "display_name": role, "role": role})
+    created = await client.post(
+        "/v1/users",
+        json={"email": email, "password": "bench-password", "display_name": role, "role": role},
+    )
     created.raise_for_status()
     token = await client.post("/v1/auth/token", json={"email": email, "password": "bench-password"})
     token.raise_for_status()
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
-async def setup(client: httpx.AsyncClient, products: int, customers: int, stock: int) -> tuple[list[str], list[dict]]:
+async def setup(
+    client: httpx.AsyncClient, products: int, customers: int, stock: int
+) -> tuple[list[str], list[dict]]:
     seller = await user(client, "seller")
     product_ids = []
     for n in range(products):
-        answer = await client.post("/v1/products", headers=seller, json={
-            "sku": f"BENCH-{uuid.uuid4().hex[:10]}", "name": f"Bench item {n}", "description": "load",
-            "category": "bench", "price": {"amount": 100 + n, "currency": "CNY"}})
+        answer = await client.post(
+            "/v1/products",
+            headers=seller,
+            json={
+                "sku": f"BENCH-{uuid.uuid4().hex[:10]}",
+                "name": f"Bench item {n}",
+                "description": "load",
+                "category": "bench",
+                "price": {"amount": 100 + n, "currency": "CNY"},
+            },
+        )
         answer.raise_for_status()
         product_id = answer.json()["product_id"]
-        (await client.post(f"/v1/products/{product_id}/stock", headers=seller, json={"quantity": stock})).raise_for_status()
+        (
+            await client.post(
+                f"/v1/products/{product_id}/stock", headers=seller, json={"quantity": stock}
+            )
+        ).raise_for_status()
         product_ids.append(product_id)
     buyers = [await user(client, "customer") for _ in range(customers)]
     return product_ids, buyers
@@ -98,7 +120,8 @@ class ProjectionWatch:
                     cursor = await conn.execute(
                         "SELECT order_id::text FROM orders_view "
                         "WHERE order_id = ANY(%s::uuid[]) AND status = ANY(%s)",
-                        (pending, list(CONFIRMED_OR_LATER)))
+                        (pending, list(CONFIRMED_OR_LATER)),
+                    )
                     now = datetime.now(UTC)
                     for (order_id,) in await cursor.fetchall():
                         self.seen[order_id] = now
@@ -116,8 +139,13 @@ class Timeline:
         self.confirmed: dict[str, datetime] = {}
 
     async def follow(self, bootstrap: str, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer("orders.events", bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                    enable_auto_commit=False, group_id=f"bench-{uuid.uuid4().hex[:6]}")
+        consumer = AIOKafkaConsumer(
+            "orders.events",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        )
         await consumer.start()
         try:
             while not stop.is_set():
@@ -135,8 +163,14 @@ class Timeline:
 
 
 def listener(port: int) -> psutil.Process | None:
-    pid = next((conn.pid for conn in psutil.net_connections("tcp")
-                if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid), None)
+    pid = next(
+        (
+            conn.pid
+            for conn in psutil.net_connections("tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid
+        ),
+        None,
+    )
     return None if pid is None else psutil.Process(pid)
 
 
@@ -202,8 +236,9 @@ class Placer:
     """Places one-line orders through the API on at most `concurrency` keep-alive
     connections (raw HTTP/1.1, see rawhttp: httpx would cost more CPU than the API)."""
 
-    def __init__(self, api: str, product_ids: list[str], buyers: list[dict],
-                 concurrency: int) -> None:
+    def __init__(
+        self, api: str, product_ids: list[str], buyers: list[dict], concurrency: int
+    ) -> None:
         parts = urlsplit(api)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.product_ids, self.buyers = product_ids, buyers
@@ -215,16 +250,23 @@ class Placer:
     @property
     def errors(self) -> str:
         return f"{sum(self.failures.values())}" + (
-            f" ({', '.join(f'{what} x{n}' for what, n in self.failures.most_common())})" if self.failures else "")
+            f" ({', '.join(f'{what} x{n}' for what, n in self.failures.most_common())})"
+            if self.failures
+            else ""
+        )
 
     async def place(self) -> str | None:
         async with self.semaphore:
-            body = {"lines": [{"product_id": random.choice(self.product_ids), "quantity": 1}],
-                    "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
+            body = {
+                "lines": [{"product_id": random.choice(self.product_ids), "quantity": 1}],
+                "shipping_address": ADDRESS,
+                "payment": {"method": "card", "token": "tok_ok"},
+            }
             connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
             try:
-                status, answer = await connection.request("POST", "/v1/orders", orjson.dumps(body),
-                                                          random.choice(self.buyers))
+                status, answer = await connection.request(
+                    "POST", "/v1/orders", orjson.dumps(body), random.choice(self.buyers)
+                )
             except (OSError, asyncio.IncompleteReadError, ValueError) as error:
                 connection.close()
                 self.failures[type(error).__name__] += 1
@@ -241,9 +283,16 @@ class Placer:
         for connection in self.idle:
             connection.close()
 
-    async def at_rate(self, rate: float, seconds: float, progress: Progress, label: str,
-                      on_placed: Callable[[str], None] = lambda order_id: None) -> float:
+    async def at_rate(
+        self,
+        rate: float,
+        seconds: float,
+        progress: Progress,
+        label: str,
+        on_placed: Callable[[str], None] = lambda order_id: None,
+    ) -> float:
         """Offer `rate` orders/s for `seconds` (open loop); the seconds it took them all."""
+
         async def one() -> None:
             order_id = await self.place()
             if order_id is not None:
@@ -263,8 +312,9 @@ class Placer:
         return time.monotonic() - started
 
 
-async def wait_for(progress: Progress, label: str, orders: list[str], seen: dict[str, datetime],
-                   timeout: float) -> None:
+async def wait_for(
+    progress: Progress, label: str, orders: list[str], seen: dict[str, datetime], timeout: float
+) -> None:
     """Until every order in `orders` is in `seen`, or `timeout` seconds have passed."""
     bar = progress.add_task(label, total=len(orders))
     deadline = time.monotonic() + timeout
@@ -282,7 +332,9 @@ def cpu_table(title: str, used: dict[str, float], wall: float, orders: int) -> T
     cpu.add_column("cpu", justify="right")
     cpu.add_column("CPU ms per order", justify="right")
     for name in sorted(set(used) - {LOAD_GENERATOR}):
-        cpu.add_row(name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / max(orders, 1) * 1000:.1f}")
+        cpu.add_row(
+            name, f"{used[name] / wall * 100:.0f}%", f"{used[name] / max(orders, 1) * 1000:.1f}"
+        )
     total = stack_seconds(used)
     cpu.add_row("all", f"{total / wall * 100:.0f}%", f"{total / max(orders, 1) * 1000:.1f}")
     if LOAD_GENERATOR in used:
@@ -306,8 +358,9 @@ def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with httpx.AsyncClient(base_url=args.api, timeout=30,
-                                 limits=httpx.Limits(max_connections=args.concurrency)) as client:
+    async with httpx.AsyncClient(
+        base_url=args.api, timeout=30, limits=httpx.Limits(max_connections=args.concurrency)
+    ) as client:
         if (await client.get("/readyz")).status_code != 200:
             raise SystemExit(f"the stack at {args.api} is not ready; start it with ./run up")
         console.print("setting up sellers, products and customers…")
@@ -328,8 +381,13 @@ async def main(args: argparse.Namespace) -> None:
                     placers.append(warm)
                     await warm.at_rate(args.rate, args.warmup, progress, "warming up with")
                     if args.backlog:  # the backlog is timed on a quiet saga
-                        await wait_for(progress, "warm-up orders confirming", warm.placed,
-                                       timeline.confirmed, timeout=120)
+                        await wait_for(
+                            progress,
+                            "warm-up orders confirming",
+                            warm.placed,
+                            timeline.confirmed,
+                            timeout=120,
+                        )
                 placer = Placer(args.api, product_ids, buyers, args.concurrency)
                 placers.append(placer)
                 if args.backlog:
@@ -343,8 +401,14 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.gather(follower, watcher)
 
 
-async def rate_run(args: argparse.Namespace, placer: Placer, procs: dict[str, list[psutil.Process]],
-                   timeline: Timeline, watch: ProjectionWatch, progress: Progress) -> None:
+async def rate_run(
+    args: argparse.Namespace,
+    placer: Placer,
+    procs: dict[str, list[psutil.Process]],
+    timeline: Timeline,
+    watch: ProjectionWatch,
+    progress: Progress,
+) -> None:
     total = int(args.rate * args.seconds)
     every = max(1, total // max(1, args.lag_samples))
 
@@ -359,41 +423,70 @@ async def rate_run(args: argparse.Namespace, placer: Placer, procs: dict[str, li
     wall = time.monotonic() - wall_before
     used = spent(cpu_before, cpu_seconds(procs))
 
-    latencies = [(timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
-                 for o in placed if o in timeline.confirmed and o in timeline.placed]
+    latencies = [
+        (timeline.confirmed[o] - timeline.placed[o]).total_seconds() * 1000
+        for o in placed
+        if o in timeline.confirmed and o in timeline.placed
+    ]
     confirmed_times = sorted(timeline.confirmed[o] for o in placed if o in timeline.confirmed)
-    span = (confirmed_times[-1] - confirmed_times[0]).total_seconds() if len(confirmed_times) > 1 else float("nan")
+    span = (
+        (confirmed_times[-1] - confirmed_times[0]).total_seconds()
+        if len(confirmed_times) > 1
+        else float("nan")
+    )
 
     # The sampled orders that were confirmed: wait (bounded) for the read model to show them.
     lag_deadline = time.monotonic() + 30
     while time.monotonic() < lag_deadline and any(
-            o not in watch.seen for o in watch.watched if o in timeline.confirmed):
+        o not in watch.seen for o in watch.watched if o in timeline.confirmed
+    ):
         await asyncio.sleep(0.1)
     lag_samples = watch.lags(timeline.confirmed)
 
-    table = Table(title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s"
-                        + (f" after {args.warmup:.0f}s of warm-up" if args.warmup > 0 else ""))
+    table = Table(
+        title=f"saga benchmark: {len(placed)} orders offered at {args.rate}/s for {args.seconds}s"
+        + (f" after {args.warmup:.0f}s of warm-up" if args.warmup > 0 else "")
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("orders placed (202) / errors", f"{len(placed)} / {placer.errors}")
     table.add_row("placement rate achieved", f"{len(placed) / place_seconds:.0f}/s")
     table.add_row("orders confirmed", f"{len(latencies)}")
-    table.add_row("confirmed throughput (first..last confirm)", f"{len(confirmed_times) / span:.0f}/s" if not math.isnan(span) else "n/a")
+    table.add_row(
+        "confirmed throughput (first..last confirm)",
+        f"{len(confirmed_times) / span:.0f}/s" if not math.isnan(span) else "n/a",
+    )
     for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         table.add_row(f"placed->confirmed {label}", f"{percentile(latencies, fraction):.0f} ms")
     for label, fraction in (("p50", 0.5), ("p99", 0.99)):
-        table.add_row(f"projection lag {label} ({len(lag_samples)} orders: confirmed -> read model)",
-                      f"{percentile(lag_samples, fraction) * 1000:.0f} ms" if lag_samples else "n/a")
+        table.add_row(
+            f"projection lag {label} ({len(lag_samples)} orders: confirmed -> read model)",
+            f"{percentile(lag_samples, fraction) * 1000:.0f} ms" if lag_samples else "n/a",
+        )
     console.print(table)
-    console.print(cpu_table(f"CPU share over {wall:.0f}s (100% = one core), per order placed", used, wall, len(placed)))
-    console.print(f"{stack_seconds(used) / max(len(placed), 1) * 1000:.0f} ms "
-                  "of CPU per order at this rate. Idle cores let every process wake for each event, so "
-                  "CPU per order falls as the rate rises and batches fill: find the ceiling by raising "
-                  "--rate until confirmations fall behind, or bound it with --backlog.")
+    console.print(
+        cpu_table(
+            f"CPU share over {wall:.0f}s (100% = one core), per order placed",
+            used,
+            wall,
+            len(placed),
+        )
+    )
+    console.print(
+        f"{stack_seconds(used) / max(len(placed), 1) * 1000:.0f} ms "
+        "of CPU per order at this rate. Idle cores let every process wake for each event, so "
+        "CPU per order falls as the rate rises and batches fill: find the ceiling by raising "
+        "--rate until confirmations fall behind, or bound it with --backlog."
+    )
 
 
-async def backlog_run(args: argparse.Namespace, placer: Placer, procs: dict[str, list[psutil.Process]],
-                      timeline: Timeline, progress: Progress) -> None:
+async def backlog_run(
+    args: argparse.Namespace,
+    placer: Placer,
+    procs: dict[str, list[psutil.Process]],
+    timeline: Timeline,
+    progress: Progress,
+) -> None:
     """The saga's ceiling with full batches: `--backlog` orders are placed while the first
     participant (inventory) is suspended, then it is resumed and the stack drains them."""
     held = procs.get(FIRST_PARTICIPANT)
@@ -403,7 +496,9 @@ async def backlog_run(args: argparse.Namespace, placer: Placer, procs: dict[str,
         process.suspend()
     try:
         cpu_before, started = cpu_seconds(procs), time.monotonic()
-        bar = progress.add_task(f"placing {args.backlog} orders, {FIRST_PARTICIPANT} suspended", total=args.backlog)
+        bar = progress.add_task(
+            f"placing {args.backlog} orders, {FIRST_PARTICIPANT} suspended", total=args.backlog
+        )
 
         async def one() -> None:
             await placer.place()
@@ -413,12 +508,16 @@ async def backlog_run(args: argparse.Namespace, placer: Placer, procs: dict[str,
         place_seconds = time.monotonic() - started
         placing = spent(cpu_before, cpu_seconds(procs))
         # Everything placed is on orders.events before the clock starts.
-        await wait_for(progress, "relaying order.placed", placer.placed, timeline.placed, timeout=120)
+        await wait_for(
+            progress, "relaying order.placed", placer.placed, timeline.placed, timeout=120
+        )
     finally:
         for process in held:
             process.resume()
     cpu_before, resumed, resumed_at = cpu_seconds(procs), time.monotonic(), datetime.now(UTC)
-    await wait_for(progress, "draining to confirmed", placer.placed, timeline.confirmed, timeout=600)
+    await wait_for(
+        progress, "draining to confirmed", placer.placed, timeline.confirmed, timeout=600
+    )
     wall = time.monotonic() - resumed
     draining = spent(cpu_before, cpu_seconds(procs))
     confirmed = sorted(timeline.confirmed[o] for o in placer.placed if o in timeline.confirmed)
@@ -427,45 +526,88 @@ async def backlog_run(args: argparse.Namespace, placer: Placer, procs: dict[str,
     from_resume = (confirmed[-1] - resumed_at).total_seconds()
     span = (confirmed[-1] - confirmed[0]).total_seconds()
 
-    table = Table(title=f"saga backlog: {len(placer.placed)} orders placed with {FIRST_PARTICIPANT} suspended, then drained")
+    table = Table(
+        title=f"saga backlog: {len(placer.placed)} orders placed with {FIRST_PARTICIPANT} suspended, then drained"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("orders placed (202) / errors", f"{len(placer.placed)} / {placer.errors}")
-    table.add_row(f"placement rate (API alone, {args.concurrency} in flight)", f"{len(placer.placed) / place_seconds:.0f}/s")
-    table.add_row("CPU per order placed: API / whole stack",
-                  f"{placing.get('api', 0) / max(len(placer.placed), 1) * 1000:.1f} / "
-                  f"{stack_seconds(placing) / max(len(placer.placed), 1) * 1000:.1f} ms")
+    table.add_row(
+        f"placement rate (API alone, {args.concurrency} in flight)",
+        f"{len(placer.placed) / place_seconds:.0f}/s",
+    )
+    table.add_row(
+        "CPU per order placed: API / whole stack",
+        f"{placing.get('api', 0) / max(len(placer.placed), 1) * 1000:.1f} / "
+        f"{stack_seconds(placing) / max(len(placer.placed), 1) * 1000:.1f} ms",
+    )
     table.add_row("orders confirmed", f"{len(confirmed)}")
-    table.add_row("drain: resume -> last confirmed", f"{from_resume:.1f} s ({len(confirmed) / from_resume:.0f}/s)")
-    table.add_row("drain: first..last confirmed", f"{span:.1f} s ({len(confirmed) / span:.0f}/s)" if span > 0 else "n/a")
+    table.add_row(
+        "drain: resume -> last confirmed",
+        f"{from_resume:.1f} s ({len(confirmed) / from_resume:.0f}/s)",
+    )
+    table.add_row(
+        "drain: first..last confirmed",
+        f"{span:.1f} s ({len(confirmed) / span:.0f}/s)" if span > 0 else "n/a",
+    )
     console.print(table)
-    console.print(cpu_table(f"CPU share while placing, {place_seconds:.0f}s (100% = one core), per order placed",
-                            placing, place_seconds, len(placer.placed)))
-    console.print(cpu_table(f"CPU share while draining, {wall:.0f}s (100% = one core), per order confirmed",
-                            draining, wall, len(confirmed)))
+    console.print(
+        cpu_table(
+            f"CPU share while placing, {place_seconds:.0f}s (100% = one core), per order placed",
+            placing,
+            place_seconds,
+            len(placer.placed),
+        )
+    )
+    console.print(
+        cpu_table(
+            f"CPU share while draining, {wall:.0f}s (100% = one core), per order confirmed",
+            draining,
+            wall,
+            len(confirmed),
+        )
+    )
     both = {name: placing[name] + draining[name] for name in draining}
-    console.print(ceiling(both, len(confirmed)) + " (placing and draining; shipping's work for "
-                  "these orders goes on after the window and counts partly)")
+    console.print(
+        ceiling(both, len(confirmed)) + " (placing and draining; shipping's work for "
+        "these orders goes on after the window and counts partly)"
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--postgres-port", type=int, default=5432, help="to count PostgreSQL's CPU")
     parser.add_argument("--rate", type=float, default=175, help="orders offered per second")
     parser.add_argument("--seconds", type=float, default=20, help="how long to offer them")
-    parser.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight at most")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="HTTP requests in flight at most"
+    )
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--stock", type=int, default=100000)
-    parser.add_argument("--lag-samples", type=int, default=200,
-                        help="orders placed during the run whose projection lag is measured")
-    parser.add_argument("--warmup", type=float, default=10,
-                        help="seconds of orders at --rate before measuring: a fresh broker spends "
-                             "much of its CPU compiling (JIT) at first; 0 to measure a cold stack")
-    parser.add_argument("--backlog", type=int, default=0,
-                        help="instead of a rate: place this many orders with the inventory saga "
-                             "suspended, then time the stack draining them (its ceiling with "
-                             "full batches)")
+    parser.add_argument(
+        "--lag-samples",
+        type=int,
+        default=200,
+        help="orders placed during the run whose projection lag is measured",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10,
+        help="seconds of orders at --rate before measuring: a fresh broker spends "
+        "much of its CPU compiling (JIT) at first; 0 to measure a cold stack",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="instead of a rate: place this many orders with the inventory saga "
+        "suspended, then time the stack draining them (its ceiling with "
+        "full batches)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -33,8 +33,20 @@ from eventmart.contracts.envelope import EVENT_NAMESPACE
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CITIES = ["Shanghai", "Beijing", "Shenzhen", "Hangzhou", "Chengdu", "Wuhan", "Xi'an", "Nanjing"]
-CATEGORIES = ["kitchen", "books", "toys", "garden", "electronics", "sports", "beauty", "office",
-              "pets", "music", "shoes", "tools"]
+CATEGORIES = [
+    "kitchen",
+    "books",
+    "toys",
+    "garden",
+    "electronics",
+    "sports",
+    "beauty",
+    "office",
+    "pets",
+    "music",
+    "shoes",
+    "tools",
+]
 EVENTS_PER_ORDER = 19  # about, with 1.5 lines per order and the outcome mix below
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
@@ -85,18 +97,30 @@ class Shop:
             self.sequence += 1
             heapq.heappush(self.queue, (when, self.sequence, step))
 
-    def emit(self, type_: str, aggregate_id: Id, when: float, payload: dict[str, Any], *,
-             correlation_id: Id | None = None, causation_id: Id | None = None) -> Id:
+    def emit(
+        self,
+        type_: str,
+        aggregate_id: Id,
+        when: float,
+        payload: dict[str, Any],
+        *,
+        correlation_id: Id | None = None,
+        causation_id: Id | None = None,
+    ) -> Id:
         """Append the aggregate's next event; returns its event id (the next one's cause)."""
         contract = CONTRACTS[type_]
         version = self.versions.get(aggregate_id, 0) + 1
         self.versions[aggregate_id] = version
         this_id = event_id(aggregate_id, version)
         envelope = {
-            "event_id": this_id, "type": type_, "schema_version": contract.schema_version,
-            "aggregate_id": aggregate_id, "aggregate_version": version,
+            "event_id": this_id,
+            "type": type_,
+            "schema_version": contract.schema_version,
+            "aggregate_id": aggregate_id,
+            "aggregate_version": version,
             "occurred_at": _time(START + timedelta(seconds=when)),
-            "correlation_id": correlation_id or this_id, "causation_id": causation_id,
+            "correlation_id": correlation_id or this_id,
+            "causation_id": causation_id,
             "payload": payload,
         }
         message = (contract.topic, aggregate_id.encode(), orjson.dumps(envelope))
@@ -123,13 +147,23 @@ class Shop:
 
     # --- stock -----------------------------------------------------------------
 
-    def stock_event(self, type_: str, product_id: Id, when: float, quantity: int,
-                    order_id: Id | None = None, reason: str | None = None) -> Id:
+    def stock_event(
+        self,
+        type_: str,
+        product_id: Id,
+        when: float,
+        quantity: int,
+        order_id: Id | None = None,
+        reason: str | None = None,
+    ) -> Id:
         """Counts after the change; fields in the order the payload models declare them."""
         level = self.stock[product_id]
-        payload: dict[str, Any] = {"product_id": product_id, "on_hand": level.on_hand,
-                                   "reserved": level.reserved,
-                                   "available": level.on_hand - level.reserved}
+        payload: dict[str, Any] = {
+            "product_id": product_id,
+            "on_hand": level.on_hand,
+            "reserved": level.reserved,
+            "available": level.on_hand - level.reserved,
+        }
         if order_id is not None:
             payload["order_id"] = order_id
         payload["quantity"] = quantity
@@ -156,9 +190,20 @@ def _users(shop: Shop, count: int, sellers: int) -> tuple[list[Id], list[tuple[f
             seller_ids.append(user_id)
         else:
             customers.append((when, user_id))
-        shop.at(when, partial(shop.emit, "user.registered", user_id, payload={
-            "user_id": user_id, "email": f"user{n}@example.com", "display_name": f"User {n}",
-            "role": role}))
+        shop.at(
+            when,
+            partial(
+                shop.emit,
+                "user.registered",
+                user_id,
+                payload={
+                    "user_id": user_id,
+                    "email": f"user{n}@example.com",
+                    "display_name": f"User {n}",
+                    "role": role,
+                },
+            ),
+        )
     return seller_ids, sorted(customers)
 
 
@@ -173,18 +218,31 @@ def _products(shop: Shop, count: int, seller_ids: list[Id]) -> list[Id]:
         shop.prices[product_id] = price
         shop.stock[product_id] = StockLevel(str(Stock.create_id(UUID(product_id))))
 
-        def create(t: float, p: Id = product_id, s: Id = seller_id, n: int = n,
-                   price: int = price) -> None:
-            shop.emit("product.created", p, t, {
-                "product_id": p, "seller_id": s, "sku": f"SKU-{n:06d}",
-                "name": f"Product {n}", "description": f"Synthetic product number {n}",
-                "category": CATEGORIES[n % len(CATEGORIES)], "price_amount": price,
-                "currency": "CNY"})
+        def create(
+            t: float, p: Id = product_id, s: Id = seller_id, n: int = n, price: int = price
+        ) -> None:
+            shop.emit(
+                "product.created",
+                p,
+                t,
+                {
+                    "product_id": p,
+                    "seller_id": s,
+                    "sku": f"SKU-{n:06d}",
+                    "name": f"Product {n}",
+                    "description": f"Synthetic product number {n}",
+                    "category": CATEGORIES[n % len(CATEGORIES)],
+                    "price_amount": price,
+                    "currency": "CNY",
+                },
+            )
             shop.skip_version(shop.stock[p].stock_id)  # Stock.Registered
             shop.receive(p, t + 60, rng.randint(50, 500))
 
         shop.at(created, create)
-        for when in sorted(rng.uniform(created + 3600, shop.seconds) for _ in range(rng.randint(0, 3))):
+        for when in sorted(
+            rng.uniform(created + 3600, shop.seconds) for _ in range(rng.randint(0, 3))
+        ):
             shop.at(when, partial(_change_product, shop, product_id))
     return product_ids
 
@@ -195,12 +253,19 @@ def _change_product(shop: Shop, product_id: Id, when: float) -> None:
         new = max(99, old + shop.rng.choice([-500, -100, 100, 300]))
         if new != old:
             shop.prices[product_id] = new
-            shop.emit("product.price_changed", product_id, when, {
-                "product_id": product_id, "old_amount": old, "new_amount": new})
+            shop.emit(
+                "product.price_changed",
+                product_id,
+                when,
+                {"product_id": product_id, "old_amount": old, "new_amount": new},
+            )
     else:
-        shop.emit("product.updated", product_id, when, {
-            "product_id": product_id,
-            "changes": {"description": f"Now improved ({int(when)})"}})
+        shop.emit(
+            "product.updated",
+            product_id,
+            when,
+            {"product_id": product_id, "changes": {"description": f"Now improved ({int(when)})"}},
+        )
 
 
 class OrderLife:
@@ -216,45 +281,82 @@ class OrderLife:
         self.shipment_id = str(Shipment.create_id(order_uuid))
         self.total = 0
         self.cause: Id | None = None
-        self.address = {"name": f"Buyer {buyer_id[:8]}", "line1": f"{self.rng.randint(1, 999)} Road",
-                        "city": self.rng.choice(CITIES), "postal_code": "200000", "country": "CN"}
+        self.address = {
+            "name": f"Buyer {buyer_id[:8]}",
+            "line1": f"{self.rng.randint(1, 999)} Road",
+            "city": self.rng.choice(CITIES),
+            "postal_code": "200000",
+            "country": "CN",
+        }
 
     def emit(self, type_: str, aggregate_id: Id, when: float, payload: dict[str, Any]) -> None:
-        self.cause = self.shop.emit(type_, aggregate_id, when, {"order_id": self.order_id, **payload},
-                                    correlation_id=self.order_id, causation_id=self.cause)
+        self.cause = self.shop.emit(
+            type_,
+            aggregate_id,
+            when,
+            {"order_id": self.order_id, **payload},
+            correlation_id=self.order_id,
+            causation_id=self.cause,
+        )
 
     def place(self, when: float) -> None:
         prices = {product_id: self.shop.prices[product_id] for product_id, _ in self.lines}
         self.total = sum(prices[p] * q for p, q in self.lines)
         outcome = self.rng.random()
         token = "tok_declined" if outcome < 0.05 else "tok_timeout" if outcome < 0.06 else "tok_ok"
-        self.cause = self.shop.emit("order.placed", self.order_id, when, {
-            "order_id": self.order_id, "buyer_id": self.buyer_id,
-            "lines": [{"product_id": p, "quantity": q, "unit_price": prices[p]}
-                      for p, q in self.lines],
-            "total": self.total, "currency": "CNY", "shipping_address": self.address,
-            "payment": {"method": self.rng.choice(["card", "alipay", "wechat"]), "token": token},
-            "payment_deadline": _time(START + timedelta(seconds=when + 900))},
-            correlation_id=self.order_id)
+        self.cause = self.shop.emit(
+            "order.placed",
+            self.order_id,
+            when,
+            {
+                "order_id": self.order_id,
+                "buyer_id": self.buyer_id,
+                "lines": [
+                    {"product_id": p, "quantity": q, "unit_price": prices[p]} for p, q in self.lines
+                ],
+                "total": self.total,
+                "currency": "CNY",
+                "shipping_address": self.address,
+                "payment": {
+                    "method": self.rng.choice(["card", "alipay", "wechat"]),
+                    "token": token,
+                },
+                "payment_deadline": _time(START + timedelta(seconds=when + 900)),
+            },
+            correlation_id=self.order_id,
+        )
         self.shop.at(when + 0.05, lambda t: self.reserve(t, token))
 
     def reserve(self, when: float, token: str) -> None:
         shop = self.shop
         shop.skip_version(self.reservation_id)  # Reservation.Opened
-        short = next((p for p, q in self.lines
-                      if shop.stock[p].on_hand - shop.stock[p].reserved < q), None)
+        short = next(
+            (p for p, q in self.lines if shop.stock[p].on_hand - shop.stock[p].reserved < q), None
+        )
         if short is not None:
-            self.emit("reservation.failed", self.reservation_id, when,
-                      {"reason": "insufficient_stock", "product_id": short})
-            self.emit("order.rejected", self.order_id, when + 0.05, {"reason": "insufficient_stock"})
+            self.emit(
+                "reservation.failed",
+                self.reservation_id,
+                when,
+                {"reason": "insufficient_stock", "product_id": short},
+            )
+            self.emit(
+                "order.rejected", self.order_id, when + 0.05, {"reason": "insufficient_stock"}
+            )
             return
         for product_id, quantity in self.lines:
             shop.stock[product_id].reserved += quantity
             shop.stock_event("stock.reserved", product_id, when, quantity, order_id=self.order_id)
             self._restock_if_low(product_id, when)
-        self.emit("reservation.confirmed", self.reservation_id, when, {
-            "lines": [{"product_id": p, "quantity": q} for p, q in self.lines],
-            "expires_at": _time(START + timedelta(seconds=when + 1800))})
+        self.emit(
+            "reservation.confirmed",
+            self.reservation_id,
+            when,
+            {
+                "lines": [{"product_id": p, "quantity": q} for p, q in self.lines],
+                "expires_at": _time(START + timedelta(seconds=when + 1800)),
+            },
+        )
         self.emit("order.reserved", self.order_id, when + 0.03, {})
         self.shop.at(when + 0.2, lambda t: self.pay(t, token))
 
@@ -268,15 +370,32 @@ class OrderLife:
             self.emit("payment.pending", self.payment_id, when, {})
             self.shop.at(when + 900, self.time_out)
             return
-        self.emit("payment.captured", self.payment_id, when, {
-            "amount": self.total, "currency": "CNY", "method": "card",
-            "reference": f"sbx_ch_{self.rng.getrandbits(96):024x}"})
+        self.emit(
+            "payment.captured",
+            self.payment_id,
+            when,
+            {
+                "amount": self.total,
+                "currency": "CNY",
+                "method": "card",
+                "reference": f"sbx_ch_{self.rng.getrandbits(96):024x}",
+            },
+        )
         self.emit("order.paid", self.order_id, when + 0.05, {"amount": self.total})
         self.emit("order.confirmed", self.order_id, when + 0.06, {"total": self.total})
-        self.shop.emit("shipment.created", self.shipment_id, when + 0.2, {
-            "order_id": self.order_id, "shipment_id": self.shipment_id,
-            "address": self.address, "created_at": _time(START + timedelta(seconds=when + 0.2))},
-            correlation_id=self.order_id, causation_id=self.cause)
+        self.shop.emit(
+            "shipment.created",
+            self.shipment_id,
+            when + 0.2,
+            {
+                "order_id": self.order_id,
+                "shipment_id": self.shipment_id,
+                "address": self.address,
+                "created_at": _time(START + timedelta(seconds=when + 0.2)),
+            },
+            correlation_id=self.order_id,
+            causation_id=self.cause,
+        )
         if self.rng.random() < 0.04:
             self.shop.at(when + self.rng.uniform(60, 3000), self.buyer_cancels)
         else:
@@ -288,16 +407,28 @@ class OrderLife:
 
     def buyer_cancels(self, when: float) -> None:
         self.cancel(when, "cancelled_by_buyer", refund_due=True)
-        self.emit("payment.refunded", self.payment_id, when + 0.1, {
-            "amount": self.total, "reference": f"sbx_re_{self.rng.getrandbits(96):024x}"})
+        self.emit(
+            "payment.refunded",
+            self.payment_id,
+            when + 0.1,
+            {"amount": self.total, "reference": f"sbx_re_{self.rng.getrandbits(96):024x}"},
+        )
 
     def cancel(self, when: float, reason: str, *, refund_due: bool) -> None:
-        self.emit("order.cancelled", self.order_id, when, {"reason": reason, "refund_due": refund_due})
+        self.emit(
+            "order.cancelled", self.order_id, when, {"reason": reason, "refund_due": refund_due}
+        )
         self.emit("reservation.released", self.reservation_id, when + 0.02, {"reason": "cancelled"})
         for product_id, quantity in self.lines:
             self.shop.stock[product_id].reserved -= quantity
-            self.shop.stock_event("stock.released", product_id, when + 0.02, quantity,
-                                  order_id=self.order_id, reason="cancelled")
+            self.shop.stock_event(
+                "stock.released",
+                product_id,
+                when + 0.02,
+                quantity,
+                order_id=self.order_id,
+                reason="cancelled",
+            )
 
     def pick_up(self, when: float) -> None:
         tracked = {"shipment_id": self.shipment_id}
@@ -306,35 +437,50 @@ class OrderLife:
             level = self.shop.stock[product_id]
             level.reserved -= quantity
             level.on_hand -= quantity
-            self.shop.stock_event("stock.committed", product_id, when, quantity,
-                                  order_id=self.order_id)
+            self.shop.stock_event(
+                "stock.committed", product_id, when, quantity, order_id=self.order_id
+            )
         self.emit("reservation.committed", self.reservation_id, when, {})
         self.emit("order.shipped", self.order_id, when + 0.05, tracked)
         day = 86400.0
-        steps = [("shipment.in_transit", day * 0.5), ("shipment.out_for_delivery", day * 2),
-                 ("shipment.delivered", day * 2.3)]
+        steps = [
+            ("shipment.in_transit", day * 0.5),
+            ("shipment.out_for_delivery", day * 2),
+            ("shipment.delivered", day * 2.3),
+        ]
         for type_, after in steps:
             self.shop.at(when + after, partial(self.emit, type_, self.shipment_id, payload=tracked))
         self.shop.at(when + day * 2.3 + 1, self.deliver)
 
     def deliver(self, when: float) -> None:
-        self.emit("order.delivered", self.order_id, when, {
-            "shipment_id": self.shipment_id,
-            "delivered_at": _time(START + timedelta(seconds=when - 1))})
+        self.emit(
+            "order.delivered",
+            self.order_id,
+            when,
+            {
+                "shipment_id": self.shipment_id,
+                "delivered_at": _time(START + timedelta(seconds=when - 1)),
+            },
+        )
         automatic = self.rng.random() < 0.5
-        self.shop.at(when + (7 * 86400 if automatic else self.rng.uniform(600, 3 * 86400)),
-                     lambda t: self.emit("order.completed", self.order_id, t, {"automatic": automatic}))
+        self.shop.at(
+            when + (7 * 86400 if automatic else self.rng.uniform(600, 3 * 86400)),
+            lambda t: self.emit("order.completed", self.order_id, t, {"automatic": automatic}),
+        )
 
     def _restock_if_low(self, product_id: Id, when: float) -> None:
         level = self.shop.stock[product_id]
         if level.on_hand - level.reserved < 10 and not level.restock_due:
             level.restock_due = True
-            self.shop.at(when + self.rng.uniform(3600, 86400),
-                         lambda t: self.shop.receive(product_id, t, self.rng.randint(100, 400)))
+            self.shop.at(
+                when + self.rng.uniform(3600, 86400),
+                lambda t: self.shop.receive(product_id, t, self.rng.randint(100, 400)),
+            )
 
 
-def shop_history(events: int, *, seed: int = 7, duplicate_share: float = 0.002,
-                 days: float = 90) -> Iterator[Message]:
+def shop_history(
+    events: int, *, seed: int = 7, duplicate_share: float = 0.002, days: float = 90
+) -> Iterator[Message]:
     """About `events` envelopes (a little more), in the order the relay would publish them."""
     shop = Shop(random.Random(seed), duplicate_share, days * 86400)
     users = max(1000, events // 20)
@@ -349,7 +495,11 @@ def shop_history(events: int, *, seed: int = 7, duplicate_share: float = 0.002,
     for _ in range(orders):
         when = shop.rng.uniform(first_order, shop.seconds)
         buyer = customers[shop.rng.randrange(max(1, bisect.bisect(registered_at, when)))][1]
-        chosen = {shop.rng.choice(popular if shop.rng.random() < 0.6 else product_ids): shop.rng.randint(1, 3)
-                  for _ in range(shop.rng.choice([1, 1, 1, 2, 2, 3]))}
+        chosen = {
+            shop.rng.choice(popular if shop.rng.random() < 0.6 else product_ids): shop.rng.randint(
+                1, 3
+            )
+            for _ in range(shop.rng.choice([1, 1, 1, 2, 2, 3]))
+        }
         shop.at(when, OrderLife(shop, buyer, list(chosen.items())).place)
     yield from shop.run()

@@ -34,7 +34,11 @@ class IdempotencyKey(Aggregate):
 
     @event("Used")
     def __init__(
-        self, scope: str, key: str, fingerprint: str, result_id: UUID,
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        result_id: UUID,
         result_version: int | None = None,
     ) -> None:
         self.scope = scope

@@ -100,8 +100,11 @@ class Stock(Aggregate):
             raise NotProductOwner(f"product {self.product_id} belongs to another seller")
         check_quantity(quantity)
         self._receive(
-            product_id=self.product_id, quantity=quantity,
-            on_hand=self.on_hand + quantity, reserved=self.reserved, received_at=received_at,
+            product_id=self.product_id,
+            quantity=quantity,
+            on_hand=self.on_hand + quantity,
+            reserved=self.reserved,
+            received_at=received_at,
         )
 
     @event("Received")
@@ -110,9 +113,7 @@ class Stock(Aggregate):
     ) -> None:
         self.on_hand = on_hand
 
-    def reserve(
-        self, order_id: UUID, quantity: int, causation_id: UUID | None = None
-    ) -> None:
+    def reserve(self, order_id: UUID, quantity: int, causation_id: UUID | None = None) -> None:
         """Reserving twice for one order is a no-op, so redelivered events hold nothing twice."""
         if str(order_id) in self.reservations:
             return
@@ -120,15 +121,25 @@ class Stock(Aggregate):
         if quantity > self.available:
             raise InsufficientStock(f"{self.available} of {self.product_id} available")
         self._reserve(
-            product_id=self.product_id, order_id=order_id, quantity=quantity,
-            on_hand=self.on_hand, reserved=self.reserved + quantity,
-            correlation_id=order_id, causation_id=causation_id,
+            product_id=self.product_id,
+            order_id=order_id,
+            quantity=quantity,
+            on_hand=self.on_hand,
+            reserved=self.reserved + quantity,
+            correlation_id=order_id,
+            causation_id=causation_id,
         )
 
     @event("Reserved")
     def _reserve(
-        self, product_id: UUID, order_id: UUID, quantity: int, on_hand: int, reserved: int,
-        correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        product_id: UUID,
+        order_id: UUID,
+        quantity: int,
+        on_hand: int,
+        reserved: int,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.reserved = reserved
         self.reservations[str(order_id)] = quantity
@@ -139,15 +150,25 @@ class Stock(Aggregate):
         if quantity is None:
             return
         self._commit(
-            product_id=self.product_id, order_id=order_id, quantity=quantity,
-            on_hand=self.on_hand - quantity, reserved=self.reserved - quantity,
-            correlation_id=order_id, causation_id=causation_id,
+            product_id=self.product_id,
+            order_id=order_id,
+            quantity=quantity,
+            on_hand=self.on_hand - quantity,
+            reserved=self.reserved - quantity,
+            correlation_id=order_id,
+            causation_id=causation_id,
         )
 
     @event("Committed")
     def _commit(
-        self, product_id: UUID, order_id: UUID, quantity: int, on_hand: int, reserved: int,
-        correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        product_id: UUID,
+        order_id: UUID,
+        quantity: int,
+        on_hand: int,
+        reserved: int,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.on_hand = on_hand
         self.reserved = reserved
@@ -159,15 +180,27 @@ class Stock(Aggregate):
         if quantity is None:
             return
         self._release(
-            product_id=self.product_id, order_id=order_id, quantity=quantity, reason=reason,
-            on_hand=self.on_hand, reserved=self.reserved - quantity,
-            correlation_id=order_id, causation_id=causation_id,
+            product_id=self.product_id,
+            order_id=order_id,
+            quantity=quantity,
+            reason=reason,
+            on_hand=self.on_hand,
+            reserved=self.reserved - quantity,
+            correlation_id=order_id,
+            causation_id=causation_id,
         )
 
     @event("Released")
     def _release(
-        self, product_id: UUID, order_id: UUID, quantity: int, reason: str, on_hand: int,
-        reserved: int, correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        product_id: UUID,
+        order_id: UUID,
+        quantity: int,
+        reason: str,
+        on_hand: int,
+        reserved: int,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.reserved = reserved
         del self.reservations[str(order_id)]
@@ -195,8 +228,12 @@ class Reservation(Aggregate):
 
     @event("Confirmed")
     def _confirm(
-        self, order_id: UUID, lines: list[dict[str, Any]], expires_at: datetime,
-        correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        order_id: UUID,
+        lines: list[dict[str, Any]],
+        expires_at: datetime,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.status = "confirmed"
         self.lines = [ReservationLine.coerce(line) for line in lines]
@@ -204,8 +241,12 @@ class Reservation(Aggregate):
 
     @event("Failed")
     def _fail(
-        self, order_id: UUID, reason: str, product_id: UUID | None,
-        correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        order_id: UUID,
+        reason: str,
+        product_id: UUID | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.status = "failed"
         self.reason = reason
@@ -231,8 +272,10 @@ class Reservation(Aggregate):
         if self.status != "confirmed":
             return False
         self._release(
-            order_id=self.order_id, reason=reason,
-            correlation_id=self.order_id, causation_id=causation_id,
+            order_id=self.order_id,
+            reason=reason,
+            correlation_id=self.order_id,
+            causation_id=causation_id,
         )
         return True
 
@@ -262,8 +305,14 @@ class Inventory(Application[UUID]):
         return stock
 
     def receive_stock(
-        self, product_id: UUID, seller_id: UUID, quantity: int, now: datetime | None = None,
-        *, idempotency_key: str | None = None, fingerprint: str = "",
+        self,
+        product_id: UUID,
+        seller_id: UUID,
+        quantity: int,
+        now: datetime | None = None,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
     ) -> int:
         """Answers the new on-hand count. With an Idempotency-Key, the same request again
         receives nothing and answers the count the first one left."""
@@ -313,8 +362,11 @@ class Inventory(Application[UUID]):
             stock.reserve(order_id, line.quantity, causation_id=caused_by)
             stocks.append(stock)
         reservation._confirm(
-            order_id=order_id, lines=[line.as_dict() for line in merged], expires_at=expires_at,
-            correlation_id=order_id, causation_id=caused_by,
+            order_id=order_id,
+            lines=[line.as_dict() for line in merged],
+            expires_at=expires_at,
+            correlation_id=order_id,
+            causation_id=caused_by,
         )
         self._save(*stocks, reservation)
         return reservation
@@ -371,12 +423,18 @@ class Inventory(Application[UUID]):
         return reservation
 
     def _fail(
-        self, reservation: Reservation, reason: str, product_id: UUID | None,
+        self,
+        reservation: Reservation,
+        reason: str,
+        product_id: UUID | None,
         caused_by: UUID | None,
     ) -> Reservation:
         reservation._fail(
-            order_id=reservation.order_id, reason=reason, product_id=product_id,
-            correlation_id=reservation.order_id, causation_id=caused_by,
+            order_id=reservation.order_id,
+            reason=reason,
+            product_id=product_id,
+            correlation_id=reservation.order_id,
+            causation_id=caused_by,
         )
         self._save(reservation)
         return reservation

@@ -9,8 +9,15 @@ from typing import Literal
 from domain.errors import Conflict, DomainError
 
 STATUSES = (
-    "pending", "reserved", "paid", "confirmed", "shipped",
-    "delivered", "completed", "cancelled", "rejected",
+    "pending",
+    "reserved",
+    "paid",
+    "confirmed",
+    "shipped",
+    "delivered",
+    "completed",
+    "cancelled",
+    "rejected",
 )
 
 
@@ -49,16 +56,29 @@ TRANSITIONS: dict[str, dict[str, Outcome]] = {
     ),
     "mark_paid_and_confirm": _row(SKIP, pending=APPLY, reserved=APPLY, paid=APPLY),
     "cancel": _row(
-        OrderNotCancellable, pending=APPLY, reserved=APPLY, paid=APPLY, confirmed=APPLY,
-        cancelled=SKIP, rejected=SKIP,
+        OrderNotCancellable,
+        pending=APPLY,
+        reserved=APPLY,
+        paid=APPLY,
+        confirmed=APPLY,
+        cancelled=SKIP,
+        rejected=SKIP,
     ),
     "mark_shipped": _row(
-        InvalidOrderTransition, confirmed=APPLY, shipped=SKIP, delivered=SKIP,
-        completed=SKIP, cancelled=SKIP,
+        InvalidOrderTransition,
+        confirmed=APPLY,
+        shipped=SKIP,
+        delivered=SKIP,
+        completed=SKIP,
+        cancelled=SKIP,
     ),
     "mark_delivered": _row(
-        InvalidOrderTransition, confirmed=APPLY, shipped=APPLY, delivered=SKIP,
-        completed=SKIP, cancelled=SKIP,
+        InvalidOrderTransition,
+        confirmed=APPLY,
+        shipped=APPLY,
+        delivered=SKIP,
+        completed=SKIP,
+        cancelled=SKIP,
     ),
     "confirm_receipt": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),
     "complete": _row(OrderNotDelivered, delivered=APPLY, completed=SKIP),

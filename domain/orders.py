@@ -61,8 +61,11 @@ class OrderLine:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"product_id": self.product_id, "quantity": self.quantity,
-                "unit_price": self.unit_price}
+        return {
+            "product_id": self.product_id,
+            "quantity": self.quantity,
+            "unit_price": self.unit_price,
+        }
 
 
 def _positive_int(value: object) -> bool:
@@ -111,9 +114,16 @@ class Order(Aggregate):
 
     @event("Placed")
     def __init__(
-        self, order_id: UUID, buyer_id: UUID, lines: list[dict[str, Any]], total: int,
-        currency: str, shipping_address: dict[str, str], payment: dict[str, str],
-        payment_deadline: datetime, correlation_id: UUID | None,
+        self,
+        order_id: UUID,
+        buyer_id: UUID,
+        lines: list[dict[str, Any]],
+        total: int,
+        currency: str,
+        shipping_address: dict[str, str],
+        payment: dict[str, str],
+        payment_deadline: datetime,
+        correlation_id: UUID | None,
     ) -> None:
         self.order_id = order_id
         self.buyer_id = buyer_id
@@ -131,19 +141,29 @@ class Order(Aggregate):
 
     @staticmethod
     def place(
-        buyer_id: UUID, lines: Iterable[OrderLine | Mapping[str, Any]],
-        shipping_address: Mapping[str, str], payment: Mapping[str, str], currency: str,
-        now: datetime, payment_timeout: timedelta, order_id: UUID | None = None,
+        buyer_id: UUID,
+        lines: Iterable[OrderLine | Mapping[str, Any]],
+        shipping_address: Mapping[str, str],
+        payment: Mapping[str, str],
+        currency: str,
+        now: datetime,
+        payment_timeout: timedelta,
+        order_id: UUID | None = None,
     ) -> Order:
         checked = check_lines(lines)
         if now.tzinfo is None:
             raise InvalidInput("now must be timezone-aware")
         order_id = order_id or uuid4()
         return Order(
-            order_id=order_id, buyer_id=buyer_id, lines=[line.as_dict() for line in checked],
-            total=sum(line.line_total for line in checked), currency=currency,
-            shipping_address=check_address(shipping_address), payment=check_payment(payment),
-            payment_deadline=now + payment_timeout, correlation_id=order_id,
+            order_id=order_id,
+            buyer_id=buyer_id,
+            lines=[line.as_dict() for line in checked],
+            total=sum(line.line_total for line in checked),
+            currency=currency,
+            shipping_address=check_address(shipping_address),
+            payment=check_payment(payment),
+            payment_deadline=now + payment_timeout,
+            correlation_id=order_id,
         )
 
     def _may(self, command: str) -> bool:
@@ -160,8 +180,11 @@ class Order(Aggregate):
         return self.status in ("pending", "reserved") and now >= self.payment_deadline
 
     def is_completion_due(self, now: datetime, after: timedelta) -> bool:
-        return (self.status == "delivered" and self.delivered_at is not None
-                and now >= self.delivered_at + after)
+        return (
+            self.status == "delivered"
+            and self.delivered_at is not None
+            and now >= self.delivered_at + after
+        )
 
     def mark_reserved(self, causation_id: UUID | None = None) -> bool:
         if not self._may("mark_reserved"):
@@ -172,8 +195,9 @@ class Order(Aggregate):
     def reject(self, reason: str, causation_id: UUID | None = None) -> bool:
         if not self._may("reject"):
             return False
-        self._rejected(order_id=self.id, reason=reason, correlation_id=self.id,
-                       causation_id=causation_id)
+        self._rejected(
+            order_id=self.id, reason=reason, correlation_id=self.id, causation_id=causation_id
+        )
         return True
 
     def mark_paid_and_confirm(self, amount: int, causation_id: UUID | None = None) -> bool:
@@ -185,26 +209,35 @@ class Order(Aggregate):
         if self.status == "pending":
             self._reserved(order_id=self.id, correlation_id=self.id, causation_id=causation_id)
         if self.status == "reserved":
-            self._paid(order_id=self.id, amount=amount, correlation_id=self.id,
-                       causation_id=causation_id)
-        self._confirmed(order_id=self.id, total=self.total, correlation_id=self.id,
-                        causation_id=causation_id)
+            self._paid(
+                order_id=self.id, amount=amount, correlation_id=self.id, causation_id=causation_id
+            )
+        self._confirmed(
+            order_id=self.id, total=self.total, correlation_id=self.id, causation_id=causation_id
+        )
         return True
 
     def cancel(self, reason: str, causation_id: UUID | None = None) -> bool:
         if not self._may("cancel"):
             return False
         self._cancelled(
-            order_id=self.id, reason=reason, refund_due=self.status in ("paid", "confirmed"),
-            correlation_id=self.id, causation_id=causation_id,
+            order_id=self.id,
+            reason=reason,
+            refund_due=self.status in ("paid", "confirmed"),
+            correlation_id=self.id,
+            causation_id=causation_id,
         )
         return True
 
     def mark_shipped(self, shipment_id: UUID, causation_id: UUID | None = None) -> bool:
         if not self._may("mark_shipped"):
             return False
-        self._shipped(order_id=self.id, shipment_id=shipment_id, correlation_id=self.id,
-                      causation_id=causation_id)
+        self._shipped(
+            order_id=self.id,
+            shipment_id=shipment_id,
+            correlation_id=self.id,
+            causation_id=causation_id,
+        )
         return True
 
     def mark_delivered(
@@ -218,8 +251,13 @@ class Order(Aggregate):
             if shipment_id is None:
                 raise InvalidOrderTransition(f"order {self.id} was never shipped")
             self.mark_shipped(shipment_id, causation_id)
-        self._delivered(order_id=self.id, shipment_id=shipment_id, delivered_at=delivered_at,
-                        correlation_id=self.id, causation_id=causation_id)
+        self._delivered(
+            order_id=self.id,
+            shipment_id=shipment_id,
+            delivered_at=delivered_at,
+            correlation_id=self.id,
+            causation_id=causation_id,
+        )
         return True
 
     def confirm_receipt(self, buyer_id: UUID) -> bool:
@@ -227,55 +265,83 @@ class Order(Aggregate):
             raise OrderNotFound(str(self.id))
         if not self._may("confirm_receipt"):
             return False
-        self._completed(order_id=self.id, automatic=False, correlation_id=self.id,
-                        causation_id=None)
+        self._completed(
+            order_id=self.id, automatic=False, correlation_id=self.id, causation_id=None
+        )
         return True
 
     def complete(self, causation_id: UUID | None = None) -> bool:
         if not self._may("complete"):
             return False
-        self._completed(order_id=self.id, automatic=True, correlation_id=self.id,
-                        causation_id=causation_id)
+        self._completed(
+            order_id=self.id, automatic=True, correlation_id=self.id, causation_id=causation_id
+        )
         return True
 
     @event("Reserved")
-    def _reserved(self, order_id: UUID, correlation_id: UUID | None,
-                  causation_id: UUID | None) -> None:
+    def _reserved(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "reserved"
 
     @event("Rejected")
-    def _rejected(self, order_id: UUID, reason: str, correlation_id: UUID | None,
-                  causation_id: UUID | None) -> None:
+    def _rejected(
+        self, order_id: UUID, reason: str, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status, self.reason = "rejected", reason
 
     @event("Paid")
-    def _paid(self, order_id: UUID, amount: int, correlation_id: UUID | None,
-              causation_id: UUID | None) -> None:
+    def _paid(
+        self, order_id: UUID, amount: int, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status, self.paid_amount = "paid", amount
 
     @event("Confirmed")
-    def _confirmed(self, order_id: UUID, total: int, correlation_id: UUID | None,
-                   causation_id: UUID | None) -> None:
+    def _confirmed(
+        self, order_id: UUID, total: int, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "confirmed"
 
     @event("Cancelled")
-    def _cancelled(self, order_id: UUID, reason: str, refund_due: bool,
-                   correlation_id: UUID | None, causation_id: UUID | None) -> None:
+    def _cancelled(
+        self,
+        order_id: UUID,
+        reason: str,
+        refund_due: bool,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.reason = "cancelled", reason
 
     @event("Shipped")
-    def _shipped(self, order_id: UUID, shipment_id: UUID, correlation_id: UUID | None,
-                 causation_id: UUID | None) -> None:
+    def _shipped(
+        self,
+        order_id: UUID,
+        shipment_id: UUID,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.shipment_id = "shipped", shipment_id
 
     @event("Delivered")
-    def _delivered(self, order_id: UUID, shipment_id: UUID | None, delivered_at: datetime,
-                   correlation_id: UUID | None, causation_id: UUID | None) -> None:
+    def _delivered(
+        self,
+        order_id: UUID,
+        shipment_id: UUID | None,
+        delivered_at: datetime,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.delivered_at = "delivered", delivered_at
 
     @event("Completed")
-    def _completed(self, order_id: UUID, automatic: bool, correlation_id: UUID | None,
-                   causation_id: UUID | None) -> None:
+    def _completed(
+        self,
+        order_id: UUID,
+        automatic: bool,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status = "completed"
 
 
@@ -285,18 +351,25 @@ class Orders(Application[UUID]):
     name = "Orders"
 
     def place_order(
-        self, buyer_id: UUID, lines: Iterable[OrderLine | Mapping[str, Any]],
-        shipping_address: Mapping[str, str], payment: Mapping[str, str],
-        idempotency_key: str | None, request_fingerprint: str, now: datetime,
-        payment_timeout: timedelta, currency: str = "CNY",
+        self,
+        buyer_id: UUID,
+        lines: Iterable[OrderLine | Mapping[str, Any]],
+        shipping_address: Mapping[str, str],
+        payment: Mapping[str, str],
+        idempotency_key: str | None,
+        request_fingerprint: str,
+        now: datetime,
+        payment_timeout: timedelta,
+        currency: str = "CNY",
     ) -> tuple[UUID, bool]:
         """Returns (order_id, created); a repeated key with the same body creates nothing."""
         scope = _key_scope(buyer_id)
         earlier = find_key(self, scope, idempotency_key)
         if earlier is not None:
             return earlier.replay(request_fingerprint), False
-        order = Order.place(buyer_id, lines, shipping_address, payment, currency, now,
-                            payment_timeout)
+        order = Order.place(
+            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout
+        )
         claim = claim_key(scope, idempotency_key, request_fingerprint, order)
         try:
             earlier = save_with_key(self, claim, order)
@@ -319,7 +392,10 @@ class Orders(Application[UUID]):
         return self._command(order_id, lambda order: order.mark_paid_and_confirm(amount, caused_by))
 
     def cancel(
-        self, order_id: UUID, reason: str, by_buyer_id: UUID | None = None,
+        self,
+        order_id: UUID,
+        reason: str,
+        by_buyer_id: UUID | None = None,
         caused_by: UUID | None = None,
     ) -> bool:
         """By the buyer (by_buyer_id set: another buyer's order is not found) or by the saga."""
@@ -332,7 +408,10 @@ class Orders(Application[UUID]):
         return self._command(order_id, lambda order: order.mark_shipped(shipment_id, caused_by))
 
     def mark_delivered(
-        self, order_id: UUID, shipment_id: UUID | None = None, now: datetime | None = None,
+        self,
+        order_id: UUID,
+        shipment_id: UUID | None = None,
+        now: datetime | None = None,
         caused_by: UUID | None = None,
     ) -> bool:
         delivered_at = now or datetime.now(UTC)

@@ -92,7 +92,11 @@ class Payment(Aggregate):
         return self.status == "new"
 
     def record_charge(
-        self, result: ChargeResult, amount: int, currency: str, method: str,
+        self,
+        result: ChargeResult,
+        amount: int,
+        currency: str,
+        method: str,
         causation_id: UUID | None = None,
     ) -> None:
         if not self.may_charge:
@@ -101,16 +105,32 @@ class Payment(Aggregate):
         if result.status == "approved":
             if not result.reference:
                 raise InvalidInput("an approved charge needs a reference")
-            self._captured(amount=amount, currency=currency, method=method,
-                           reference=result.reference, order_id=order_id,
-                           correlation_id=order_id, causation_id=causation_id)
+            self._captured(
+                amount=amount,
+                currency=currency,
+                method=method,
+                reference=result.reference,
+                order_id=order_id,
+                correlation_id=order_id,
+                causation_id=causation_id,
+            )
         elif result.status == "pending":
-            self._pending(amount=amount, currency=currency, method=method,
-                          reference=result.reference, order_id=order_id,
-                          correlation_id=order_id, causation_id=causation_id)
+            self._pending(
+                amount=amount,
+                currency=currency,
+                method=method,
+                reference=result.reference,
+                order_id=order_id,
+                correlation_id=order_id,
+                causation_id=causation_id,
+            )
         else:
-            self._declined(reason=result.reason or "declined", order_id=order_id,
-                           correlation_id=order_id, causation_id=causation_id)
+            self._declined(
+                reason=result.reason or "declined",
+                order_id=order_id,
+                correlation_id=order_id,
+                causation_id=causation_id,
+            )
 
     def cancel(self, gateway: PaymentGateway, causation_id: UUID | None = None) -> bool:
         """Refund a capture, void anything not yet captured; False when nothing is left to do."""
@@ -118,8 +138,13 @@ class Payment(Aggregate):
         if self.status == "captured":
             assert self.reference is not None
             refund_reference = gateway.refund(self.reference, self.amount)
-            self._refunded(amount=self.amount, reference=refund_reference, order_id=order_id,
-                           correlation_id=order_id, causation_id=causation_id)
+            self._refunded(
+                amount=self.amount,
+                reference=refund_reference,
+                order_id=order_id,
+                correlation_id=order_id,
+                causation_id=causation_id,
+            )
             return True
         if self.status in ("new", "pending"):
             self._voided(order_id=order_id, correlation_id=order_id, causation_id=causation_id)
@@ -127,32 +152,54 @@ class Payment(Aggregate):
         return False
 
     @event("Captured")
-    def _captured(self, order_id: UUID, amount: int, currency: str, method: str,
-                  reference: str, correlation_id: UUID | None,
-                  causation_id: UUID | None) -> None:
+    def _captured(
+        self,
+        order_id: UUID,
+        amount: int,
+        currency: str,
+        method: str,
+        reference: str,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.amount, self.currency = "captured", amount, currency
         self.method, self.reference = method, reference
 
     @event("Pending")
-    def _pending(self, order_id: UUID, amount: int, currency: str, method: str,
-                 reference: str | None, correlation_id: UUID | None,
-                 causation_id: UUID | None) -> None:
+    def _pending(
+        self,
+        order_id: UUID,
+        amount: int,
+        currency: str,
+        method: str,
+        reference: str | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.amount, self.currency = "pending", amount, currency
         self.method, self.reference = method, reference
 
     @event("Declined")
-    def _declined(self, order_id: UUID, reason: str, correlation_id: UUID | None,
-                  causation_id: UUID | None) -> None:
+    def _declined(
+        self, order_id: UUID, reason: str, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status, self.reason = "declined", reason
 
     @event("Refunded")
-    def _refunded(self, order_id: UUID, amount: int, reference: str,
-                  correlation_id: UUID | None, causation_id: UUID | None) -> None:
+    def _refunded(
+        self,
+        order_id: UUID,
+        amount: int,
+        reference: str,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
         self.status, self.refund_reference = "refunded", reference
 
     @event("Voided")
-    def _voided(self, order_id: UUID, correlation_id: UUID | None,
-                causation_id: UUID | None) -> None:
+    def _voided(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "voided"
 
 
@@ -162,8 +209,14 @@ class Payments(Application[UUID]):
     name = "Payments"
 
     def charge_order(
-        self, order_id: UUID, amount: int, currency: str, method: str, token: str,
-        gateway: PaymentGateway, caused_by: UUID | None = None,
+        self,
+        order_id: UUID,
+        amount: int,
+        currency: str,
+        method: str,
+        token: str,
+        gateway: PaymentGateway,
+        caused_by: UUID | None = None,
     ) -> Payment:
         """Charges once: a payment already attempted, or voided, is returned untouched."""
         payment = self.find_payment(order_id) or Payment(order_id=order_id)

@@ -45,9 +45,7 @@ class SandboxCarrier:
     step_seconds: float = 60.0
     delay_seconds: float = 0.0
 
-    def statuses_due(
-        self, shipment_id: UUID, created_at: datetime, now: datetime
-    ) -> Sequence[str]:
+    def statuses_due(self, shipment_id: UUID, created_at: datetime, now: datetime) -> Sequence[str]:
         elapsed = now - created_at - timedelta(seconds=self.delay_seconds)
         steps = max(0, int(elapsed.total_seconds() // self.step_seconds))
         return TRACKING_STATUSES[: min(steps, len(TRACKING_STATUSES))]
@@ -62,8 +60,12 @@ class Shipment(Aggregate):
 
     @event("Created")
     def __init__(
-        self, order_id: UUID, address: dict[str, str], created_at: datetime,
-        correlation_id: UUID | None, causation_id: UUID | None,
+        self,
+        order_id: UUID,
+        address: dict[str, str],
+        created_at: datetime,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.order_id = order_id
         self.address = address
@@ -80,30 +82,36 @@ class Shipment(Aggregate):
         if target != current + 1:
             raise TrackingOutOfOrder(f"shipment {self.id} is {self.status}, not ready for {status}")
         record = {
-            "picked_up": self._picked_up, "in_transit": self._in_transit,
-            "out_for_delivery": self._out_for_delivery, "delivered": self._delivered,
+            "picked_up": self._picked_up,
+            "in_transit": self._in_transit,
+            "out_for_delivery": self._out_for_delivery,
+            "delivered": self._delivered,
         }[status]
         record(order_id=self.order_id, correlation_id=self.order_id, causation_id=causation_id)
         return True
 
     @event("PickedUp")
-    def _picked_up(self, order_id: UUID, correlation_id: UUID | None,
-                   causation_id: UUID | None) -> None:
+    def _picked_up(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "picked_up"
 
     @event("InTransit")
-    def _in_transit(self, order_id: UUID, correlation_id: UUID | None,
-                    causation_id: UUID | None) -> None:
+    def _in_transit(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "in_transit"
 
     @event("OutForDelivery")
-    def _out_for_delivery(self, order_id: UUID, correlation_id: UUID | None,
-                          causation_id: UUID | None) -> None:
+    def _out_for_delivery(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "out_for_delivery"
 
     @event("Delivered")
-    def _delivered(self, order_id: UUID, correlation_id: UUID | None,
-                   causation_id: UUID | None) -> None:
+    def _delivered(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
         self.status = "delivered"
 
 
@@ -121,7 +129,10 @@ class Shipping(Application[UUID]):
     name = "Shipping"
 
     def create_shipment(
-        self, order_id: UUID, address: Mapping[str, str], now: datetime | None = None,
+        self,
+        order_id: UUID,
+        address: Mapping[str, str],
+        now: datetime | None = None,
         caused_by: UUID | None = None,
     ) -> UUID:
         """On `order.confirmed`; idempotent, the shipment id is derived from the order id."""
@@ -129,9 +140,11 @@ class Shipping(Application[UUID]):
         if existing is not None:
             return existing.id
         shipment = Shipment(
-            order_id=order_id, address=check_address(address),
+            order_id=order_id,
+            address=check_address(address),
             created_at=now or datetime.now(UTC),
-            correlation_id=order_id, causation_id=caused_by,
+            correlation_id=order_id,
+            causation_id=caused_by,
         )
         try:
             self.save(shipment)

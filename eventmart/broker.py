@@ -46,14 +46,28 @@ def fetch_broker(settings: Settings, console: Console | None = None) -> Path:
         raise BrokerUnavailable("Java 17 and Maven are needed to fetch and run the Kafka broker")
     console = console or Console(stderr=True)
     libs.mkdir(parents=True, exist_ok=True)
-    with console.status(f"Fetching Apache Kafka {pinned_version()} from Maven Central (first run only)…"):
+    with console.status(
+        f"Fetching Apache Kafka {pinned_version()} from Maven Central (first run only)…"
+    ):
         done = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
-             f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_DIR / "pom.xml"),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if done.returncode != 0:
-        raise BrokerUnavailable(f"mvn could not resolve the broker:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        raise BrokerUnavailable(
+            f"mvn could not resolve the broker:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
     marker.touch()
     console.print(f"[green]✓[/] Kafka {pinned_version()} cached in {libs}")
     return libs
@@ -65,9 +79,16 @@ def kafka_state_dir(settings: Settings) -> Path:
 
 def _java(settings: Settings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
     return [
-        "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "java",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
-        "-cp", f"{libs_dir(settings)}/*", main_class, *args,
+        "-cp",
+        f"{libs_dir(settings)}/*",
+        main_class,
+        *args,
     ]
 
 
@@ -92,8 +113,19 @@ def format_storage(settings: Settings) -> None:
         return
     cluster_id = uuid.uuid4().hex[:22]
     done = subprocess.run(
-        _java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
-        capture_output=True, text=True, check=False,
+        _java(
+            settings,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+            "--standalone",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise BrokerUnavailable(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
@@ -105,8 +137,12 @@ def start_embedded(settings: Settings, *, heap: str = "768m") -> subprocess.Pope
     format_storage(settings)
     log = open(kafka_state_dir(settings) / "server.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen(
-        _java(settings, "kafka.Kafka", str(kafka_state_dir(settings) / "server.properties"), heap=heap),
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        _java(
+            settings, "kafka.Kafka", str(kafka_state_dir(settings) / "server.properties"), heap=heap
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_for_broker(settings.bootstrap_servers, timeout=90, process=process)
@@ -122,11 +158,15 @@ def port_open(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def wait_for_broker(bootstrap: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_broker(
+    bootstrap: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise BrokerUnavailable(f"the broker exited with {process.returncode}; see its server.log")
+            raise BrokerUnavailable(
+                f"the broker exited with {process.returncode}; see its server.log"
+            )
         host, _, port = bootstrap.split(",")[0].rpartition(":")
         if not port_open(host, int(port)):
             time.sleep(0.2)
@@ -185,9 +225,12 @@ def topic_specs() -> list[TopicSpec]:
     for group in consumer_groups():
         specs.append(
             TopicSpec(
-                name=f"{group}.dlq", partitions=1, key="original key",
+                name=f"{group}.dlq",
+                partitions=1,
+                key="original key",
                 replication_factor=defaults["replication_factor"],
-                retention_ms=data["dlq"]["retention_ms"], schema_version=1,  # type: ignore[index]
+                retention_ms=data["dlq"]["retention_ms"],
+                schema_version=1,  # type: ignore[index]
             )
         )
     return specs
@@ -206,11 +249,17 @@ async def create_topics(bootstrap: str, specs: list[TopicSpec] | None = None) ->
         missing = [spec for spec in specs if spec.name not in existing]
         if missing:
             try:
-                await admin.create_topics([
-                    NewTopic(spec.name, spec.partitions, spec.replication_factor,
-                             topic_configs={"retention.ms": str(spec.retention_ms)})
-                    for spec in missing
-                ])
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            spec.replication_factor,
+                            topic_configs={"retention.ms": str(spec.retention_ms)},
+                        )
+                        for spec in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # another process created them meanwhile
         return [spec.name for spec in missing]

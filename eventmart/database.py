@@ -104,7 +104,9 @@ def ensure_database(dsn: str, *, timeout: float = 30.0) -> None:
     while True:
         try:
             with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
                 if not exists:
                     conn.execute(f'CREATE DATABASE "{name}"')
                 return
@@ -112,7 +114,9 @@ def ensure_database(dsn: str, *, timeout: float = 30.0) -> None:
             return
         except psycopg.OperationalError as error:
             if time.monotonic() > deadline:
-                raise DatabaseUnavailable(f"PostgreSQL at {parts.hostname}:{parts.port} does not answer: {error}") from error
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {parts.hostname}:{parts.port} does not answer: {error}"
+                ) from error
             time.sleep(0.2)
 
 
@@ -124,7 +128,9 @@ def drop_database(dsn: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def eventsourcing_env(dsn: str, *, pool_size: int = 5, create_table: bool = False) -> dict[str, str]:
+def eventsourcing_env(
+    dsn: str, *, pool_size: int = 5, create_table: bool = False
+) -> dict[str, str]:
     """The eventsourcing library reads its PostgreSQL settings from an env mapping.
 
     Tables are created once, by `prepare_database` at start; processes that create

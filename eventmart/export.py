@@ -22,20 +22,22 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from eventmart.contracts import Envelope, MalformedEvent, parse
 
 FORMATS = ("parquet", "jsonl")
-SCHEMA = pa.schema([
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("offset", pa.int64()),
-    ("event_id", pa.string()),
-    ("type", pa.string()),
-    ("schema_version", pa.int32()),
-    ("aggregate_id", pa.string()),
-    ("aggregate_version", pa.int64()),
-    ("occurred_at", pa.timestamp("us", tz="UTC")),
-    ("correlation_id", pa.string()),
-    ("causation_id", pa.string()),
-    ("payload", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("event_id", pa.string()),
+        ("type", pa.string()),
+        ("schema_version", pa.int32()),
+        ("aggregate_id", pa.string()),
+        ("aggregate_version", pa.int64()),
+        ("occurred_at", pa.timestamp("us", tz="UTC")),
+        ("correlation_id", pa.string()),
+        ("causation_id", pa.string()),
+        ("payload", pa.string()),
+    ]
+)
 COLUMNS = tuple(SCHEMA.names)
 ROWS_PER_GROUP = 10_000
 
@@ -67,8 +69,11 @@ class EventFilter:
 def row_of(topic: str, partition: int, offset: int, envelope: Envelope) -> dict[str, Any]:
     """One exported row: the envelope flattened, payload kept as JSON text."""
     return {
-        "topic": topic, "partition": partition, "offset": offset,
-        "event_id": str(envelope.event_id), "type": envelope.type,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event_id": str(envelope.event_id),
+        "type": envelope.type,
         "schema_version": envelope.schema_version,
         "aggregate_id": str(envelope.aggregate_id),
         "aggregate_version": envelope.aggregate_version,
@@ -89,9 +94,13 @@ def jsonl_of(rows: Iterable[dict[str, Any]]) -> bytes:
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
     """Every partition of the topics, asking the broker for metadata if not yet known."""
+
     def known() -> list[TopicPartition]:
-        return [TopicPartition(topic, p) for topic in topics
-                for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
 
     if len(found := known()) == 0 or {tp.topic for tp in found} != set(topics):
         await consumer._client.force_metadata_update()  # first look at a topic
@@ -132,8 +141,9 @@ class _Sink:
         if topic not in self.writers:
             path = self.out / f"{topic}.{self.fmt}"
             self.paths.append(path)
-            self.writers[topic] = (pq.ParquetWriter(path, SCHEMA) if self.fmt == "parquet"
-                                   else open(path, "wb"))  # noqa: SIM115 - closed in close()
+            self.writers[topic] = (
+                pq.ParquetWriter(path, SCHEMA) if self.fmt == "parquet" else open(path, "wb")  # noqa: SIM115 - closed in close()
+            )
         if rows:
             writer = self.writers[topic]
             if self.fmt == "parquet":
@@ -157,15 +167,23 @@ class ExportResult:
 
 
 async def export_events(
-    bootstrap: str, topics: list[str], out: Path, *, event_filter: EventFilter = EventFilter(),
-    fmt: str = "parquet", on_progress: Callable[[int, int], None] | None = None,
+    bootstrap: str,
+    topics: list[str],
+    out: Path,
+    *,
+    event_filter: EventFilter = EventFilter(),
+    fmt: str = "parquet",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Export what is on `topics` now; on_progress(read, total) after every fetch."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await consumer.start()
     sink = _Sink(out, fmt)
     read = written = malformed = 0

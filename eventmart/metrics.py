@@ -34,39 +34,68 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.http_request_duration = Histogram(
-            "eventmart_http_request_duration_seconds", "API request latency",
-            ["method", "route", "status"], registry=self.registry)
+            "eventmart_http_request_duration_seconds",
+            "API request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.events_processed = Counter(
-            "eventmart_events_processed", "Events a consumer group handled", ["group"],
-            registry=self.registry)
+            "eventmart_events_processed",
+            "Events a consumer group handled",
+            ["group"],
+            registry=self.registry,
+        )
         self.events_failed = Counter(
-            "eventmart_events_failed", "Failed attempts at handling an event (retried or parked)",
-            ["group"], registry=self.registry)
+            "eventmart_events_failed",
+            "Failed attempts at handling an event (retried or parked)",
+            ["group"],
+            registry=self.registry,
+        )
         self.events_parked = Counter(
-            "eventmart_events_parked", "Events a consumer group parked on its dead-letter topic",
-            ["group"], registry=self.registry)
+            "eventmart_events_parked",
+            "Events a consumer group parked on its dead-letter topic",
+            ["group"],
+            registry=self.registry,
+        )
         self.consumer_lag = Gauge(
-            "eventmart_consumer_lag", "Messages past the group's committed offset",
-            ["group", "topic", "partition"], registry=self.registry)
+            "eventmart_consumer_lag",
+            "Messages past the group's committed offset",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
         self.consumer_group_members = Gauge(
-            "eventmart_consumer_group_members", "Live members of the consumer group", ["group"],
-            registry=self.registry)
+            "eventmart_consumer_group_members",
+            "Live members of the consumer group",
+            ["group"],
+            registry=self.registry,
+        )
         self.dlq_messages = Gauge(
-            "eventmart_dlq_messages", "Messages retained on the group's dead-letter topic",
-            ["group"], registry=self.registry)
+            "eventmart_dlq_messages",
+            "Messages retained on the group's dead-letter topic",
+            ["group"],
+            registry=self.registry,
+        )
         self.dlq_pending = Gauge(
-            "eventmart_dlq_pending", "Dead letters not yet redriven", ["group"],
-            registry=self.registry)
+            "eventmart_dlq_pending",
+            "Dead letters not yet redriven",
+            ["group"],
+            registry=self.registry,
+        )
         self.saga_outcomes = Gauge(
-            "eventmart_saga_outcomes", "Orders per terminal status (orders_view)", ["status"],
-            registry=self.registry)
+            "eventmart_saga_outcomes",
+            "Orders per terminal status (orders_view)",
+            ["status"],
+            registry=self.registry,
+        )
 
     def record_lag(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Replace the lag gauges with these rows (partitions that vanished disappear)."""
         self.consumer_lag.clear()
         self.consumer_group_members.clear()
         for row in rows:
-            self.consumer_lag.labels(row["group"], row["topic"], str(row["partition"])).set(row["lag"])
+            self.consumer_lag.labels(row["group"], row["topic"], str(row["partition"])).set(
+                row["lag"]
+            )
             self.consumer_group_members.labels(row["group"]).set(row["members"])
 
     def record_dead_letters(self, summaries: Iterable[Mapping[str, Any]]) -> None:

@@ -58,8 +58,11 @@ async def _clients(bootstrap: str) -> AsyncIterator[tuple[AIOKafkaAdminClient, A
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
     def known() -> list[TopicPartition]:
-        return [TopicPartition(topic, partition) for topic in topics
-                for partition in sorted(consumer.partitions_for_topic(topic) or [])]
+        return [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
 
     found = known()
     if len(found) == 0 or {tp.topic for tp in found} != set(topics):
@@ -81,12 +84,15 @@ async def _retrying(call: Callable[[], Awaitable[Any]]) -> Any:
             await asyncio.sleep(0.2)
 
 
-async def _committed(admin: AIOKafkaAdminClient, group: str,
-                     partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def _committed(
+    admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
     """The group's committed offset per partition; -1 where it has committed nothing."""
     if not partitions:
         return {}
-    offsets = await _retrying(lambda: admin.list_consumer_group_offsets(group, partitions=partitions))
+    offsets = await _retrying(
+        lambda: admin.list_consumer_group_offsets(group, partitions=partitions)
+    )
     return {tp: offsets[tp].offset if tp in offsets else -1 for tp in partitions}
 
 
@@ -114,9 +120,17 @@ async def consumer_group_lag(bootstrap: str, groups: dict[str, list[str]]) -> li
             committed = await _committed(admin, group, mine)
             for tp in mine:
                 position = committed[tp] if committed[tp] >= 0 else beginnings[tp]
-                rows.append({"group": group, "topic": tp.topic, "partition": tp.partition,
-                             "committed": committed[tp], "end": ends[tp],
-                             "lag": max(0, ends[tp] - position), "members": members[group]})
+                rows.append(
+                    {
+                        "group": group,
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "committed": committed[tp],
+                        "end": ends[tp],
+                        "lag": max(0, ends[tp] - position),
+                        "members": members[group],
+                    }
+                )
         return rows
 
 
@@ -136,12 +150,16 @@ def describe_dead_letter(record: Any, redriven_below: int, *, full: bool = False
         return int(value) if value is not None and value.lstrip("-").isdigit() else None
 
     described: dict[str, Any] = {
-        "offset": record.offset, "partition": record.partition, "key": _text(record.key),
+        "offset": record.offset,
+        "partition": record.partition,
+        "key": _text(record.key),
         "original_topic": header("x-original-topic"),
         "original_partition": number("x-original-partition"),
         "original_offset": number("x-original-offset"),
-        "error_type": header("x-error-type"), "error_message": header("x-error-message"),
-        "tries": number("x-tries"), "parked_at": header("x-parked-at"),
+        "error_type": header("x-error-type"),
+        "error_message": header("x-error-message"),
+        "tries": number("x-tries"),
+        "parked_at": header("x-parked-at"),
         "redriven": record.offset < redriven_below,
     }
     if full:
@@ -183,13 +201,15 @@ async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
 
 
 async def _redriven_to(conn: psycopg.AsyncConnection[Any], group: str) -> dict[int, int]:
-    cursor = await conn.execute("SELECT dlq_partition, next_offset FROM dlq_redrives "
-                                "WHERE consumer_group = %s", (group,))
+    cursor = await conn.execute(
+        "SELECT dlq_partition, next_offset FROM dlq_redrives WHERE consumer_group = %s", (group,)
+    )
     return {partition: offset for partition, offset in await cursor.fetchall()}
 
 
-async def _dlq_state(consumer: AIOKafkaConsumer, conn: psycopg.AsyncConnection[Any],
-                     group: str) -> list[tuple[TopicPartition, int, int, int]]:
+async def _dlq_state(
+    consumer: AIOKafkaConsumer, conn: psycopg.AsyncConnection[Any], group: str
+) -> list[tuple[TopicPartition, int, int, int]]:
     """(partition, first retained, end, redriven up to) for each DLQ partition."""
     partitions = await _partitions(consumer, [dead_letter_topic(group)])
     if not partitions:
@@ -197,18 +217,31 @@ async def _dlq_state(consumer: AIOKafkaConsumer, conn: psycopg.AsyncConnection[A
     beginnings = await consumer.beginning_offsets(partitions)
     ends = await consumer.end_offsets(partitions)
     redriven = await _redriven_to(conn, group)
-    return [(tp, beginnings[tp], ends[tp], min(ends[tp], max(redriven.get(tp.partition, 0), beginnings[tp])))
-            for tp in partitions]
+    return [
+        (
+            tp,
+            beginnings[tp],
+            ends[tp],
+            min(ends[tp], max(redriven.get(tp.partition, 0), beginnings[tp])),
+        )
+        for tp in partitions
+    ]
 
 
-async def dead_letter_summaries(bootstrap: str, dsn: str, groups: list[str], *,
-                                messages: int = 0) -> list[dict[str, Any]]:
+async def dead_letter_summaries(
+    bootstrap: str, dsn: str, groups: list[str], *, messages: int = 0
+) -> list[dict[str, Any]]:
     """Per group: parked (retained), redriven, pending, and the newest `messages` records."""
     summaries = []
     async with _clients(bootstrap) as (_, consumer), await _connect(dsn) as conn:
         for group in groups:
-            summary: dict[str, Any] = {"group": group, "parked": 0, "redriven": 0, "pending": 0,
-                                       "messages": []}
+            summary: dict[str, Any] = {
+                "group": group,
+                "parked": 0,
+                "redriven": 0,
+                "pending": 0,
+                "messages": [],
+            }
             for tp, first, end, redriven_to in await _dlq_state(consumer, conn, group):
                 summary["parked"] += end - first
                 summary["redriven"] += redriven_to - first
@@ -220,8 +253,9 @@ async def dead_letter_summaries(bootstrap: str, dsn: str, groups: list[str], *,
     return summaries
 
 
-async def dead_letter(bootstrap: str, dsn: str, group: str, offset: int,
-                      partition: int = 0) -> dict[str, Any] | None:
+async def dead_letter(
+    bootstrap: str, dsn: str, group: str, offset: int, partition: int = 0
+) -> dict[str, Any] | None:
     """One parked record with its value and stack trace, or None if it is not retained."""
     async with _clients(bootstrap) as (_, consumer), await _connect(dsn) as conn:
         for tp, first, end, redriven_to in await _dlq_state(consumer, conn, group):
@@ -243,15 +277,25 @@ async def redrive_dead_letters(bootstrap: str, dsn: str, group: str) -> int:
                 async with conn.transaction():
                     await conn.execute(
                         "INSERT INTO dlq_redrives (consumer_group, dlq_partition, next_offset) "
-                        "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (group, tp.partition))
-                    await conn.execute("SELECT 1 FROM dlq_redrives WHERE consumer_group = %s AND "
-                                       "dlq_partition = %s FOR UPDATE", (group, tp.partition))
+                        "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING",
+                        (group, tp.partition),
+                    )
+                    await conn.execute(
+                        "SELECT 1 FROM dlq_redrives WHERE consumer_group = %s AND "
+                        "dlq_partition = %s FOR UPDATE",
+                        (group, tp.partition),
+                    )
                     [(_, _, end, redriven_to)] = [
-                        state for state in await _dlq_state(consumer, conn, group) if state[0] == tp]
-                    redriven += await _republish(producer, await _read(consumer, tp, redriven_to, end))
-                    await conn.execute("UPDATE dlq_redrives SET next_offset = %s, redriven_at = now() "
-                                       "WHERE consumer_group = %s AND dlq_partition = %s",
-                                       (end, group, tp.partition))
+                        state for state in await _dlq_state(consumer, conn, group) if state[0] == tp
+                    ]
+                    redriven += await _republish(
+                        producer, await _read(consumer, tp, redriven_to, end)
+                    )
+                    await conn.execute(
+                        "UPDATE dlq_redrives SET next_offset = %s, redriven_at = now() "
+                        "WHERE consumer_group = %s AND dlq_partition = %s",
+                        (end, group, tp.partition),
+                    )
             return redriven
     finally:
         await producer.stop()
@@ -264,12 +308,22 @@ async def _republish(producer: AIOKafkaProducer, records: list[Any]) -> int:
     for record in records:
         origin = dict(record.headers or []).get("x-original-topic")
         if origin is None:
-            log.warning("%s[%d]@%d has no x-original-topic; left parked", record.topic,
-                        record.partition, record.offset)
+            log.warning(
+                "%s[%d]@%d has no x-original-topic; left parked",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
             continue
         source = f"{record.topic}:{record.partition}:{record.offset}".encode()
-        acks.append(await producer.send(origin.decode(), key=record.key, value=record.value,
-                                        headers=[(REDRIVEN_FROM, source), ("x-redriven-at", at)]))
+        acks.append(
+            await producer.send(
+                origin.decode(),
+                key=record.key,
+                value=record.value,
+                headers=[(REDRIVEN_FROM, source), ("x-redriven-at", at)],
+            )
+        )
     for ack in acks:
         await ack
     return len(acks)

@@ -39,15 +39,23 @@ class ReplayResult:
 
 
 async def replay(
-    bootstrap: str, group: str, topics: list[str], *, from_beginning: bool = False,
+    bootstrap: str,
+    group: str,
+    topics: list[str],
+    *,
+    from_beginning: bool = False,
     handle: Callable[[Envelope], None] | None = None,
     on_progress: Callable[[int, int, Counter[str]], None] | None = None,
 ) -> ReplayResult:
     """Feed every event to `handle` (a new projection's code) and count them by type."""
     if group in live_groups() or group.endswith(".dlq"):
         raise LiveGroup(f"{group!r} is a live consumer group; replay into a new one")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     result = ReplayResult()
     try:
@@ -84,8 +92,9 @@ async def replay(
     return result
 
 
-async def _start_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                         from_beginning: bool) -> dict[TopicPartition, int]:
+async def _start_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], from_beginning: bool
+) -> dict[TopicPartition, int]:
     if from_beginning:
         starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
         return starts
@@ -97,8 +106,9 @@ async def _start_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicParti
     return starts
 
 
-async def _commit(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                  result: ReplayResult) -> None:
+async def _commit(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], result: ReplayResult
+) -> None:
     """Commit every partition's position (empty ones too) for this group only."""
     positions = {tp: await consumer.position(tp) for tp in partitions}
     await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in positions.items()})

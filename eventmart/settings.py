@@ -25,7 +25,9 @@ class Settings(BaseSettings):
         None, validation_alias="DATABASE_URL", description="external PostgreSQL; embedded if unset"
     )
     kafka_bootstrap_servers: str | None = Field(
-        None, validation_alias="KAFKA_BOOTSTRAP_SERVERS", description="external Kafka; embedded if unset"
+        None,
+        validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="external Kafka; embedded if unset",
     )
     postgres_port: int = 5432
     database_name: str = "eventmart"
@@ -33,8 +35,11 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_workers: int = Field(1, ge=1, description="API processes; login throttling and the "
-                                                 "request histogram are per process")
+    api_workers: int = Field(
+        1,
+        ge=1,
+        description="API processes; login throttling and the request histogram are per process",
+    )
 
     secret_key: str = DEV_SECRET
     token_ttl_seconds: int = 3600
@@ -42,18 +47,28 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = 10
     currency: str = "CNY"
 
-    payment_timeout_seconds: float = Field(900, description="unpaid orders are cancelled after this")
+    payment_timeout_seconds: float = Field(
+        900, description="unpaid orders are cancelled after this"
+    )
     reservation_ttl_seconds: float = Field(1800, description="stock holds expire after this")
-    auto_complete_seconds: float = Field(7 * 24 * 3600, description="delivered -> completed after this")
-    carrier_step_seconds: float = Field(60, description="sandbox carrier: time between tracking updates")
+    auto_complete_seconds: float = Field(
+        7 * 24 * 3600, description="delivered -> completed after this"
+    )
+    carrier_step_seconds: float = Field(
+        60, description="sandbox carrier: time between tracking updates"
+    )
     saga_timer_seconds: float = Field(1.0, description="how often workers look for due deadlines")
 
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     worker_max_tries: int = 3
     projection_fetch_wait_ms: int = Field(
-        100, ge=0, le=5000, description="how long a projection's fetch waits for events to "
-        "gather: read models lag by up to this much more, and apply fewer, fuller batches")
+        100,
+        ge=0,
+        le=5000,
+        description="how long a projection's fetch waits for events to "
+        "gather: read models lag by up to this much more, and apply fewer, fuller batches",
+    )
 
     @model_validator(mode="after")
     def refuse_dev_secret_outside_dev(self) -> Settings:

@@ -27,8 +27,6 @@ from projections.registry import install as install_read_models
 console = Console(stderr=True)
 
 
-
-
 @dataclass
 class Child:
     name: str
@@ -161,8 +159,13 @@ class Stack:
     def _spawn(self, child: Child) -> None:
         assert child.log_path is not None
         log = open(child.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        child.process = subprocess.Popen(child.args, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.infrastructure.child_env(), start_new_session=True)
+        child.process = subprocess.Popen(
+            child.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.infrastructure.child_env(),
+            start_new_session=True,
+        )
 
     def _wait_until_ready(self, timeout: float = 120) -> None:
         url = f"http://{self.settings.api_host}:{self.settings.api_port}/readyz"
@@ -177,7 +180,9 @@ class Stack:
                 self._restart_dead_children()
                 time.sleep(0.3)
         if not self.stopping:
-            raise RuntimeError(f"the API did not become ready; see {self.settings.state_dir / 'logs'}")
+            raise RuntimeError(
+                f"the API did not become ready; see {self.settings.state_dir / 'logs'}"
+            )
 
     def _print_where(self, took: float) -> None:
         s = self.settings
@@ -189,8 +194,10 @@ class Stack:
         table.add_row("Kafka", s.bootstrap_servers)
         for child in self.children:
             if child.name != "api":
-                table.add_row(child.name, f"pid {child.process.pid if child.process else '-'}, "
-                                          f"log {child.log_path}")
+                table.add_row(
+                    child.name,
+                    f"pid {child.process.pid if child.process else '-'}, log {child.log_path}",
+                )
         console.print(table)
 
     def _supervise(self) -> None:
@@ -202,8 +209,10 @@ class Stack:
         for child in self.children:
             if child.process is not None and child.process.poll() is not None and not self.stopping:
                 child.restarts += 1
-                console.print(f"[yellow]{child.name} exited ({child.process.returncode}); "
-                              f"restarting (#{child.restarts})[/]")
+                console.print(
+                    f"[yellow]{child.name} exited ({child.process.returncode}); "
+                    f"restarting (#{child.restarts})[/]"
+                )
                 time.sleep(min(5, child.restarts))
                 self._spawn(child)
 

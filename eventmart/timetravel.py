@@ -42,8 +42,10 @@ class Moment:
 def history(app: Application[UUID], aggregate_id: UUID) -> list[Moment]:
     """Every stored event of the aggregate: version, time and event class name."""
     events: list[Any] = list(app.events.get(aggregate_id))
-    return [Moment(event.originator_version, event.timestamp, type(event).__qualname__)
-            for event in events]
+    return [
+        Moment(event.originator_version, event.timestamp, type(event).__qualname__)
+        for event in events
+    ]
 
 
 def version_at(moments: list[Moment], at: datetime) -> int | None:
@@ -57,10 +59,18 @@ def version_at(moments: list[Moment], at: datetime) -> int | None:
 
 def state_of(aggregate: Any) -> dict[str, Any]:
     """The aggregate's public attributes, plus its identity and version."""
-    state: dict[str, Any] = {"id": aggregate.id, "version": aggregate.version,
-                             "modified_on": aggregate.modified_on}
-    state.update({name: value for name, value in vars(aggregate).items()
-                  if not name.startswith("_") and name not in PRIVATE_FIELDS})
+    state: dict[str, Any] = {
+        "id": aggregate.id,
+        "version": aggregate.version,
+        "modified_on": aggregate.modified_on,
+    }
+    state.update(
+        {
+            name: value
+            for name, value in vars(aggregate).items()
+            if not name.startswith("_") and name not in PRIVATE_FIELDS
+        }
+    )
     if isinstance(aggregate, Stock):
         state["available"] = aggregate.available
     return state
@@ -73,7 +83,11 @@ def as_of(app: Application[UUID], kind: str, known_id: UUID, at: datetime) -> di
     moments = history(app, aggregate_id)
     version = version_at(moments, at)
     if version is None:
-        first = f"its first event is at {moments[0].timestamp.isoformat()}" if moments else "it has no events"
+        first = (
+            f"its first event is at {moments[0].timestamp.isoformat()}"
+            if moments
+            else "it has no events"
+        )
         raise NotYetExisting(f"{kind} {known_id} did not exist at {at.isoformat()} ({first})")
     state = state_of(app.repository.get(aggregate_id, version=version))
     state["events_applied"] = [m.event for m in moments if m.version <= version]

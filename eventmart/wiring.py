@@ -49,8 +49,14 @@ def build_applications(settings: Settings, *, pool_size: int = 5) -> Application
     def build(cls: type[Application]) -> Any:
         return build_application(cls, settings, pool_size=pool_size)
 
-    return Applications(users=build(Users), catalog=build(Catalog), inventory=build(Inventory),
-                        orders=build(Orders), payments=build(Payments), shipping=build(Shipping))
+    return Applications(
+        users=build(Users),
+        catalog=build(Catalog),
+        inventory=build(Inventory),
+        orders=build(Orders),
+        payments=build(Payments),
+        shipping=build(Shipping),
+    )
 
 
 def events_table(application: Application) -> str:

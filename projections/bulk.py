@@ -66,9 +66,12 @@ FOLDS: dict[str, type[Fold]] = {
 }
 
 
-def copy_rows(cursor: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], rows: Rows) -> None:
+def copy_rows(
+    cursor: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], rows: Rows
+) -> None:
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
     with cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
@@ -81,8 +84,14 @@ class BulkLoad:
     waits for the server without the GIL), one chunk at a time, so PostgreSQL ingests a
     chunk while the next one is folded."""
 
-    def __init__(self, conn: psycopg.Connection[Any], group: str, handled: frozenset[str],
-                 fold: Fold, chunk: int = CHUNK) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        group: str,
+        handled: frozenset[str],
+        fold: Fold,
+        chunk: int = CHUNK,
+    ) -> None:
         self.conn, self.group, self.fold, self.chunk = conn, group, fold, chunk
         self.decode = Decoder(handled)
         self.seen: set[tuple[str, int]] = set()
@@ -103,8 +112,9 @@ class BulkLoad:
             return  # a type this model ignores (the live worker skips it too)
         self.apply(event)
 
-    def add_decoded(self, reached: dict[tuple[str, int], int], malformed: int,
-                    events: list[Event]) -> None:
+    def add_decoded(
+        self, reached: dict[tuple[str, int], int], malformed: int, events: list[Event]
+    ) -> None:
         """What `add` would have done with records another process decoded
         (projections.decode_shard): `events` in their partitions' order."""
         self.reached.update(reached)
@@ -127,8 +137,13 @@ class BulkLoad:
     def flush(self) -> None:
         """Hand the append-only rows so far to the writer (after the chunk before them)."""
         self._wait_for_writer()
-        chunk: Chunk = [("applied_events", ("consumer_group", "aggregate_id", "aggregate_version"),
-                         self.identities)]
+        chunk: Chunk = [
+            (
+                "applied_events",
+                ("consumer_group", "aggregate_id", "aggregate_version"),
+                self.identities,
+            )
+        ]
         chunk += [(table, self.fold.columns[table], rows) for table, rows in self.fold.appended()]
         self.identities = []
         self.writing = self.writer.submit(self._write, chunk)

@@ -106,9 +106,19 @@ def product_created(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
         "created_at = EXCLUDED.created_at, catalog_version = EXCLUDED.catalog_version, "
         "updated_at = GREATEST(products_view.updated_at, EXCLUDED.updated_at) "
         "WHERE products_view.catalog_version < EXCLUDED.catalog_version",
-        (p["product_id"], p["seller_id"], p["sku"], p["name"], p["description"], p["category"],
-         p["price_amount"], p["currency"], event.occurred_at, event.occurred_at,
-         event.aggregate_version),
+        (
+            p["product_id"],
+            p["seller_id"],
+            p["sku"],
+            p["name"],
+            p["description"],
+            p["category"],
+            p["price_amount"],
+            p["currency"],
+            event.occurred_at,
+            event.occurred_at,
+            event.aggregate_version,
+        ),
     )
 
 
@@ -117,11 +127,18 @@ def _update_catalog(cursor: psycopg.Cursor[Any], event: Envelope, changes: dict[
         sql.SQL("{} = %s").format(sql.Identifier(column)) for column in changes
     )
     cursor.execute(
-        sql.SQL("UPDATE products_view SET {}, catalog_version = %s, "
-                "updated_at = GREATEST(updated_at, %s) "
-                "WHERE product_id = %s AND catalog_version < %s").format(assignments),
-        (*changes.values(), event.aggregate_version, event.occurred_at,
-         event.payload["product_id"], event.aggregate_version),
+        sql.SQL(
+            "UPDATE products_view SET {}, catalog_version = %s, "
+            "updated_at = GREATEST(updated_at, %s) "
+            "WHERE product_id = %s AND catalog_version < %s"
+        ).format(assignments),
+        (
+            *changes.values(),
+            event.aggregate_version,
+            event.occurred_at,
+            event.payload["product_id"],
+            event.aggregate_version,
+        ),
     )
 
 
@@ -146,8 +163,14 @@ def stock_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
         "stock_version = EXCLUDED.stock_version, "
         "updated_at = GREATEST(products_view.updated_at, EXCLUDED.updated_at) "
         "WHERE products_view.stock_version < EXCLUDED.stock_version",
-        (p["product_id"], p["on_hand"], p["reserved"], p["available"], event.aggregate_version,
-         event.occurred_at),
+        (
+            p["product_id"],
+            p["on_hand"],
+            p["reserved"],
+            p["available"],
+            event.aggregate_version,
+            event.occurred_at,
+        ),
     )
 
 
@@ -161,9 +184,25 @@ HANDLERS = {
     "stock.released": stock_changed,
 }
 
-STORED = ("product_id", "seller_id", "sku", "name", "description", "category", "price_amount",
-          "currency", "on_hand", "reserved", "available", "rating_average", "rating_count",
-          "created_at", "updated_at", "catalog_version", "stock_version")
+STORED = (
+    "product_id",
+    "seller_id",
+    "sku",
+    "name",
+    "description",
+    "category",
+    "price_amount",
+    "currency",
+    "on_hand",
+    "reserved",
+    "available",
+    "rating_average",
+    "rating_count",
+    "created_at",
+    "updated_at",
+    "catalog_version",
+    "stock_version",
+)
 CATALOG_FIELDS = ("seller_id", "sku", "name", "description", "category", "price_amount", "currency")
 
 
@@ -178,8 +217,16 @@ class Fold:
 
     def _new(self, product_id: str, event: Event) -> dict[str, Any]:
         row = dict.fromkeys(STORED)
-        row.update(product_id=product_id, on_hand=0, reserved=0, available=0, rating_count=0,
-                   catalog_version=0, stock_version=0, updated_at=event.occurred_at)
+        row.update(
+            product_id=product_id,
+            on_hand=0,
+            reserved=0,
+            available=0,
+            rating_count=0,
+            catalog_version=0,
+            stock_version=0,
+            updated_at=event.occurred_at,
+        )
         self.products[product_id] = row
         return row
 
@@ -193,7 +240,9 @@ class Fold:
             elif row["catalog_version"] >= version:
                 return
             row.update({field: p[field] for field in CATALOG_FIELDS})
-            row.update(created_at=at, catalog_version=version, updated_at=max(row["updated_at"], at))
+            row.update(
+                created_at=at, catalog_version=version, updated_at=max(row["updated_at"], at)
+            )
         elif event.type in ("product.updated", "product.price_changed"):
             if event.type == "product.updated":
                 changes = {k: v for k, v in p["changes"].items() if k in EDITABLE_COLUMNS}
@@ -207,8 +256,13 @@ class Fold:
                 row = self._new(p["product_id"], event)
             elif row["stock_version"] >= version:
                 return
-            row.update(on_hand=p["on_hand"], reserved=p["reserved"], available=p["available"],
-                       stock_version=version, updated_at=max(row["updated_at"], at))
+            row.update(
+                on_hand=p["on_hand"],
+                reserved=p["reserved"],
+                available=p["available"],
+                stock_version=version,
+                updated_at=max(row["updated_at"], at),
+            )
 
     def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         return iter(())
@@ -217,9 +271,23 @@ class Fold:
         yield "products_view", (tuple(row.values()) for row in self.products.values())
 
 
-COLUMNS = ("product_id", "sku", "name", "description", "category", "seller_id", "price_amount",
-           "currency", "on_hand", "reserved", "available", "rating_average", "rating_count",
-           "created_at", "updated_at")
+COLUMNS = (
+    "product_id",
+    "sku",
+    "name",
+    "description",
+    "category",
+    "seller_id",
+    "price_amount",
+    "currency",
+    "on_hand",
+    "reserved",
+    "available",
+    "rating_average",
+    "rating_count",
+    "created_at",
+    "updated_at",
+)
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM products_view WHERE sku IS NOT NULL"
 
 # sort -> (key expression, direction, how a cursor's key is cast back)
@@ -235,13 +303,20 @@ def _view(row: tuple[Any, ...]) -> dict[str, Any]:
     r = dict(zip(COLUMNS, row, strict=True))
     average = r["rating_average"]
     return {
-        "product_id": r["product_id"], "sku": r["sku"], "name": r["name"],
-        "description": r["description"], "category": r["category"], "seller_id": r["seller_id"],
+        "product_id": r["product_id"],
+        "sku": r["sku"],
+        "name": r["name"],
+        "description": r["description"],
+        "category": r["category"],
+        "seller_id": r["seller_id"],
         "price": {"amount": r["price_amount"], "currency": r["currency"]},
         "stock": {"on_hand": r["on_hand"], "reserved": r["reserved"], "available": r["available"]},
-        "rating": {"average": float(average) if average is not None else None,
-                   "count": r["rating_count"]},
-        "created_at": r["created_at"], "updated_at": r["updated_at"],
+        "rating": {
+            "average": float(average) if average is not None else None,
+            "count": r["rating_count"],
+        },
+        "created_at": r["created_at"],
+        "updated_at": r["updated_at"],
     }
 
 
@@ -265,8 +340,14 @@ def _sort_key(row: tuple[Any, ...], sort: str) -> Any:
 
 
 async def list_products(
-    conn: psycopg.AsyncConnection[Any], *, category: str | None = None, seller_id: str | None = None,
-    q: str | None = None, sort: str = "newest", limit: int = 20, cursor: str | None = None,
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    category: str | None = None,
+    seller_id: str | None = None,
+    q: str | None = None,
+    sort: str = "newest",
+    limit: int = 20,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of products and the cursor of the next page (None on the last)."""
     if sort not in ORDERINGS:
@@ -287,8 +368,7 @@ async def list_products(
         compare = ">" if direction == "ASC" else "<"
         where.append(f"({key}, product_id) {compare} (%s::{cast}, %s::uuid)")
         params.extend([last_key, last_id])
-    query = (" AND ".join(where)
-             + f" ORDER BY {key} {direction}, product_id {direction} LIMIT %s")
+    query = " AND ".join(where) + f" ORDER BY {key} {direction}, product_id {direction} LIMIT %s"
     rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
     page = rows[:limit]
     next_cursor = None

@@ -37,8 +37,12 @@ Frame = tuple[dict[tuple[str, int], int], int, int, list[Event] | None]
 
 def log_reader(bootstrap: str) -> AIOKafkaConsumer:
     """A consumer outside any group, with large fetches, for reading a log through."""
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100)
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=100,
+    )
 
 
 def write_frame(out: BinaryIO, frame: Frame) -> None:
@@ -47,7 +51,9 @@ def write_frame(out: BinaryIO, frame: Frame) -> None:
     out.flush()
 
 
-async def decode_share(bootstrap: str, types: list[str], share: list[list[Any]], out: BinaryIO) -> None:
+async def decode_share(
+    bootstrap: str, types: list[str], share: list[list[Any]], out: BinaryIO
+) -> None:
     decode = Decoder(types)
     targets = {TopicPartition(topic, partition): target for topic, partition, _, target in share}
     consumer = log_reader(bootstrap)

@@ -29,8 +29,19 @@ STATUSES = ("pending", "reserved", "paid", "confirmed", "shipped", "delivered", 
 # A saga step that should move on within seconds; idle this long means something is wrong.
 STALE_AFTER = timedelta(minutes=10)
 # Only these payload fields reach the timeline (never addresses or payment tokens).
-DETAIL_FIELDS = ("reason", "amount", "total", "currency", "method", "refund_due", "automatic",
-                 "shipment_id", "expires_at", "delivered_at", "product_id")
+DETAIL_FIELDS = (
+    "reason",
+    "amount",
+    "total",
+    "currency",
+    "method",
+    "refund_due",
+    "automatic",
+    "shipment_id",
+    "expires_at",
+    "delivered_at",
+    "product_id",
+)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS orders_view (
@@ -65,9 +76,15 @@ CREATE INDEX IF NOT EXISTS order_timeline_order ON order_timeline (order_id, at)
 """
 
 STATUS_OF = {
-    "order.placed": "pending", "order.reserved": "reserved", "order.paid": "paid",
-    "order.confirmed": "confirmed", "order.shipped": "shipped", "order.delivered": "delivered",
-    "order.completed": "completed", "order.cancelled": "cancelled", "order.rejected": "rejected",
+    "order.placed": "pending",
+    "order.reserved": "reserved",
+    "order.paid": "paid",
+    "order.confirmed": "confirmed",
+    "order.shipped": "shipped",
+    "order.delivered": "delivered",
+    "order.completed": "completed",
+    "order.cancelled": "cancelled",
+    "order.rejected": "rejected",
 }
 COMPENSATION_OF = {
     "reservation.released": "stock_released",
@@ -79,14 +96,22 @@ COMPENSATION_OF = {
 def order_columns(event: Envelope | Event) -> dict[str, Any]:
     """What an order.* event sets on its row (`lines` as a list: callers adapt it)."""
     p = event.payload
-    columns: dict[str, Any] = {"status": STATUS_OF[event.type],
-                               "order_version": event.aggregate_version}
+    columns: dict[str, Any] = {
+        "status": STATUS_OF[event.type],
+        "order_version": event.aggregate_version,
+    }
     if event.type == "order.placed":
-        lines = [{**line, "line_total": line["quantity"] * line["unit_price"]}
-                 for line in p["lines"]]
-        columns.update(buyer_id=p["buyer_id"], lines=lines, total=p["total"],
-                       currency=p["currency"], created_at=event.occurred_at,
-                       payment_deadline=p["payment_deadline"])
+        lines = [
+            {**line, "line_total": line["quantity"] * line["unit_price"]} for line in p["lines"]
+        ]
+        columns.update(
+            buyer_id=p["buyer_id"],
+            lines=lines,
+            total=p["total"],
+            currency=p["currency"],
+            created_at=event.occurred_at,
+            payment_deadline=p["payment_deadline"],
+        )
     if event.type in ("order.cancelled", "order.rejected"):
         columns["reason"] = p["reason"]
     if p.get("shipment_id") is not None:
@@ -120,8 +145,9 @@ def _record(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     )
 
 
-def _upsert(cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any],
-            guard: str | None) -> None:
+def _upsert(
+    cursor: psycopg.Cursor[Any], event: Envelope, columns: dict[str, Any], guard: str | None
+) -> None:
     """Insert or update the order's row with `columns`, plus updated_at and saga_step."""
     values = [event.payload["order_id"], event.occurred_at, event.type, *columns.values()]
     cursor.execute(_upsert_query(tuple(columns), guard), values)
@@ -132,24 +158,33 @@ def _upsert_query(columns: tuple[str, ...], guard: str | None) -> str:
     """One query per set of columns (a handful), composed once: composing it per event
     was a third of the projection's Python time."""
     names = ["order_id", "updated_at", "saga_step", *columns]
-    updates: list[sql.Composable] = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in columns]
-    updates.append(sql.SQL(
-        # The latest event names the step; on a tie (hand-set clocks, one millisecond) the
-        # greater type does, so arrival order between topics never decides.
-        "saga_step = CASE WHEN EXCLUDED.updated_at > orders_view.updated_at THEN EXCLUDED.saga_step "
-        "WHEN EXCLUDED.updated_at = orders_view.updated_at "
-        "THEN GREATEST(EXCLUDED.saga_step COLLATE \"C\", orders_view.saga_step COLLATE \"C\") "
-        "ELSE orders_view.saga_step END"))
+    updates: list[sql.Composable] = [
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in columns
+    ]
+    updates.append(
+        sql.SQL(
+            # The latest event names the step; on a tie (hand-set clocks, one millisecond) the
+            # greater type does, so arrival order between topics never decides.
+            "saga_step = CASE WHEN EXCLUDED.updated_at > orders_view.updated_at THEN EXCLUDED.saga_step "
+            "WHEN EXCLUDED.updated_at = orders_view.updated_at "
+            'THEN GREATEST(EXCLUDED.saga_step COLLATE "C", orders_view.saga_step COLLATE "C") '
+            "ELSE orders_view.saga_step END"
+        )
+    )
     updates.append(sql.SQL("updated_at = GREATEST(orders_view.updated_at, EXCLUDED.updated_at)"))
-    return sql.SQL(
-        "INSERT INTO orders_view ({names}) VALUES ({values}) "
-        "ON CONFLICT (order_id) DO UPDATE SET {updates}{guard}"
-    ).format(
-        names=sql.SQL(", ").join(map(sql.Identifier, names)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
-        updates=sql.SQL(", ").join(updates),
-        guard=sql.SQL(" WHERE " + guard) if guard else sql.SQL(""),
-    ).as_string()
+    return (
+        sql.SQL(
+            "INSERT INTO orders_view ({names}) VALUES ({values}) "
+            "ON CONFLICT (order_id) DO UPDATE SET {updates}{guard}"
+        )
+        .format(
+            names=sql.SQL(", ").join(map(sql.Identifier, names)),
+            values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+            updates=sql.SQL(", ").join(updates),
+            guard=sql.SQL(" WHERE " + guard) if guard else sql.SQL(""),
+        )
+        .as_string()
+    )
 
 
 def order_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
@@ -170,7 +205,7 @@ def saga_step(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
             # Kept sorted: inventory and payments events arrive in no fixed order between
             # topics, and a rebuild must give the same row as the live worker.
             "UPDATE orders_view SET compensations = ARRAY(SELECT c FROM unnest(array_append("
-            "compensations, %s)) AS c ORDER BY c COLLATE \"C\") "
+            'compensations, %s)) AS c ORDER BY c COLLATE "C") '
             "WHERE order_id = %s AND NOT (%s = ANY(compensations))",
             (compensation, event.payload["order_id"], compensation),
         )
@@ -178,27 +213,54 @@ def saga_step(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
 
 
 SAGA_EVENTS = (
-    "reservation.confirmed", "reservation.failed", "reservation.committed",
-    "reservation.released", "payment.captured", "payment.declined", "payment.pending",
-    "payment.refunded", "payment.voided", "shipment.created", "shipment.picked_up",
-    "shipment.in_transit", "shipment.out_for_delivery", "shipment.delivered",
+    "reservation.confirmed",
+    "reservation.failed",
+    "reservation.committed",
+    "reservation.released",
+    "payment.captured",
+    "payment.declined",
+    "payment.pending",
+    "payment.refunded",
+    "payment.voided",
+    "shipment.created",
+    "shipment.picked_up",
+    "shipment.in_transit",
+    "shipment.out_for_delivery",
+    "shipment.delivered",
 )
 HANDLERS = {
     **{event_type: order_changed for event_type in STATUS_OF},
     **{event_type: saga_step for event_type in SAGA_EVENTS},
 }
 
-STORED = ("order_id", "buyer_id", "status", "reason", "lines", "total", "currency", "created_at",
-          "updated_at", "payment_deadline", "reservation_expires_at", "delivered_at",
-          "shipment_id", "compensations", "saga_step", "order_version")
+STORED = (
+    "order_id",
+    "buyer_id",
+    "status",
+    "reason",
+    "lines",
+    "total",
+    "currency",
+    "created_at",
+    "updated_at",
+    "payment_deadline",
+    "reservation_expires_at",
+    "delivered_at",
+    "shipment_id",
+    "compensations",
+    "saga_step",
+    "order_version",
+)
 
 
 class Fold:
     """The handlers above as an in-memory fold, for bulk loads (projections.bulk): the same
     columns per event type, the same version guard, saga_step and updated_at rules."""
 
-    columns: ClassVar[dict[str, tuple[str, ...]]] = {"orders_view": STORED,
-               "order_timeline": ("event_id", "order_id", "type", "at", "detail")}
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {
+        "orders_view": STORED,
+        "order_timeline": ("event_id", "order_id", "type", "at", "detail"),
+    }
 
     def __init__(self) -> None:
         self.orders: dict[str, dict[str, Any]] = {}
@@ -215,21 +277,36 @@ class Fold:
             compensation = COMPENSATION_OF.get(event.type)
             if compensation is not None and compensation not in row["compensations"]:
                 row["compensations"] = sorted([*row["compensations"], compensation])
-        self.timeline.append((event.event_id, event.payload["order_id"], event.type,
-                              event.occurred_at, orjson.dumps(timeline_detail(event.payload)).decode()))
+        self.timeline.append(
+            (
+                event.event_id,
+                event.payload["order_id"],
+                event.type,
+                event.occurred_at,
+                orjson.dumps(timeline_detail(event.payload)).decode(),
+            )
+        )
 
     def _upsert(self, event: Event, columns: dict[str, Any], *, guarded: bool) -> dict[str, Any]:
         order_id, at = event.payload["order_id"], event.occurred_at
         row = self.orders.get(order_id)
         if row is None:
             row = dict.fromkeys(STORED)
-            row.update(order_id=order_id, lines="[]", compensations=[], order_version=0,
-                       updated_at=at, saga_step=event.type)
+            row.update(
+                order_id=order_id,
+                lines="[]",
+                compensations=[],
+                order_version=0,
+                updated_at=at,
+                saga_step=event.type,
+            )
             row.update(columns)
             self.orders[order_id] = row
         elif not guarded or row["order_version"] < columns["order_version"]:
             row.update(columns)
-            if at > row["updated_at"] or (at == row["updated_at"] and event.type > row["saga_step"]):
+            if at > row["updated_at"] or (
+                at == row["updated_at"] and event.type > row["saga_step"]
+            ):
                 row["saga_step"] = event.type
             row["updated_at"] = max(row["updated_at"], at)
         return row
@@ -242,9 +319,23 @@ class Fold:
         yield "orders_view", (tuple(row.values()) for row in self.orders.values())
 
 
-COLUMNS = ("order_id", "buyer_id", "status", "reason", "lines", "total", "currency",
-           "created_at", "updated_at", "payment_deadline", "reservation_expires_at",
-           "delivered_at", "shipment_id", "compensations", "saga_step")
+COLUMNS = (
+    "order_id",
+    "buyer_id",
+    "status",
+    "reason",
+    "lines",
+    "total",
+    "currency",
+    "created_at",
+    "updated_at",
+    "payment_deadline",
+    "reservation_expires_at",
+    "delivered_at",
+    "shipment_id",
+    "compensations",
+    "saga_step",
+)
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM orders_view WHERE status IS NOT NULL"
 
 
@@ -262,15 +353,20 @@ def get_order(conn: psycopg.Connection[Any], order_id: str) -> dict[str, Any] | 
         {"event_id": event_id, "type": type_, "at": at, "detail": detail}
         for event_id, type_, at, detail in conn.execute(
             "SELECT event_id, type, at, detail FROM order_timeline WHERE order_id = %s "
-            "ORDER BY at, type", (order_id,),
+            "ORDER BY at, type",
+            (order_id,),
         ).fetchall()
     ]
     return order
 
 
 def list_orders(
-    conn: psycopg.Connection[Any], buyer_id: str, *, status: str | None = None,
-    limit: int = 20, cursor: str | None = None,
+    conn: psycopg.Connection[Any],
+    buyer_id: str,
+    *,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The buyer's orders, newest first; returns a page and the next page's cursor."""
     query, params = SELECT + " AND buyer_id = %s", [buyer_id]
@@ -292,8 +388,12 @@ def list_orders(
 
 
 def stuck_sagas(
-    conn: psycopg.Connection[Any], now: datetime, *, stale_after: timedelta = STALE_AFTER,
-    auto_complete_after: timedelta = timedelta(days=7), limit: int = 100,
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    *,
+    stale_after: timedelta = STALE_AFTER,
+    auto_complete_after: timedelta = timedelta(days=7),
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Non-terminal orders past a deadline their timers should already have acted on:
     pending/reserved past payment_deadline (should be cancelled), delivered past
@@ -318,4 +418,3 @@ def stuck_sagas(
             order["stuck_because"] = "no_progress"
         stuck.append(order)
     return stuck
-

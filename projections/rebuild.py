@@ -94,19 +94,32 @@ def shadow_schema(model: ReadModel) -> str:
     return "rebuild_" + re.sub(r"\W", "_", model.group)
 
 
-def live_positions(conn: psycopg.Connection[Any], group: str, schema: str = "public") -> dict[TopicPartition, int]:
+def live_positions(
+    conn: psycopg.Connection[Any], group: str, schema: str = "public"
+) -> dict[TopicPartition, int]:
     rows = conn.execute(
-        sql.SQL("SELECT topic, partition, next_offset FROM {}.consumer_positions "
-                "WHERE consumer_group = %s").format(sql.Identifier(schema)), (group,)).fetchall()
+        sql.SQL(
+            "SELECT topic, partition, next_offset FROM {}.consumer_positions "
+            "WHERE consumer_group = %s"
+        ).format(sql.Identifier(schema)),
+        (group,),
+    ).fetchall()
     return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
 
 
 class ShadowRebuild:
     """One rebuild: `build()` fills the shadow while traffic continues, `swap()` installs it."""
 
-    def __init__(self, model: ReadModel, dsn: str, bootstrap: str, *,
-                 batch_size: int = BATCH_SIZE, on_progress: Progress | None = None,
-                 decoders: int | None = None) -> None:
+    def __init__(
+        self,
+        model: ReadModel,
+        dsn: str,
+        bootstrap: str,
+        *,
+        batch_size: int = BATCH_SIZE,
+        on_progress: Progress | None = None,
+        decoders: int | None = None,
+    ) -> None:
         """`decoders`: processes decoding for a bulk load; None: one per core on a log
         of SHARDED_FROM records or more, else none (this process decodes)."""
         self.model, self.dsn, self.bootstrap = model, dsn, bootstrap
@@ -174,8 +187,11 @@ class ShadowRebuild:
             try:
                 await self._bulk_load(ends, fold())
             except (psycopg.IntegrityError, psycopg.DataError) as error:
-                log.warning("bulk load of %s failed (%s); rebuilding event by event",
-                            self.model.group, error)
+                log.warning(
+                    "bulk load of %s failed (%s); rebuilding event by event",
+                    self.model.group,
+                    error,
+                )
                 self._create_shadow()
                 await self.consumer.seek_to_beginning(*partitions)
                 self.positions, self.read, self.applied, self.malformed = dict(starts), 0, 0, 0
@@ -186,15 +202,22 @@ class ShadowRebuild:
         with self._phase("analyze"):
             # Statistics now, outside the swap's locks, so that the swap's anti-joins plan
             # as merge or hash joins instead of one index lookup per event identity.
-            self.conn.execute(sql.SQL("ANALYZE {}.applied_events").format(sql.Identifier(self.schema)))
+            self.conn.execute(
+                sql.SQL("ANALYZE {}.applied_events").format(sql.Identifier(self.schema))
+            )
 
     async def _bulk_load(self, targets: dict[TopicPartition, int], fold: Fold) -> None:
         """The empty shadow up to `targets` by folding in memory and COPY (projections.bulk)."""
         assert self.consumer is not None and self.conn is not None
         behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
         records = sum(targets[tp] - self.positions.get(tp, 0) for tp in behind)
-        load = BulkLoad(self.conn, self.model.group, frozenset(self.model.handlers), fold,
-                        chunk=chunk_for(records))
+        load = BulkLoad(
+            self.conn,
+            self.model.group,
+            frozenset(self.model.handlers),
+            fold,
+            chunk=chunk_for(records),
+        )
         try:
             decoders = self._decoders_for(records)
             with paused_garbage_collector(), self._phase("read and fold"):
@@ -210,12 +233,14 @@ class ShadowRebuild:
         self.applied += load.applied
         self.malformed += load.malformed
 
-    async def _bulk_fetch(self, load: BulkLoad, targets: dict[TopicPartition, int],
-                          behind: set[TopicPartition]) -> None:
+    async def _bulk_fetch(
+        self, load: BulkLoad, targets: dict[TopicPartition, int], behind: set[TopicPartition]
+    ) -> None:
         assert self.consumer is not None
         while behind:
-            batches = await self.consumer.getmany(*behind, timeout_ms=1000,
-                                                  max_records=BULK_FETCH_RECORDS)
+            batches = await self.consumer.getmany(
+                *behind, timeout_ms=1000, max_records=BULK_FETCH_RECORDS
+            )
             for tp, records in batches.items():
                 for record in records:
                     load.add(tp.topic, tp.partition, record.offset, record.value)
@@ -231,8 +256,13 @@ class ShadowRebuild:
             return self.decoders
         return (os.cpu_count() or 1) if records >= SHARDED_FROM else 1
 
-    async def _bulk_fetch_sharded(self, load: BulkLoad, targets: dict[TopicPartition, int],
-                                  behind: set[TopicPartition], decoders: int) -> None:
+    async def _bulk_fetch_sharded(
+        self,
+        load: BulkLoad,
+        targets: dict[TopicPartition, int],
+        behind: set[TopicPartition],
+        decoders: int,
+    ) -> None:
         """`_bulk_fetch`, with the records decoded by `decoders` processes, each reading a
         share of the partitions (balanced by record count); folded here as they arrive."""
         assert self.consumer is not None
@@ -240,13 +270,28 @@ class ShadowRebuild:
         sizes = [0] * len(shares)
         for tp in sorted(behind, key=lambda tp: (self.positions.get(tp, 0) - targets[tp], tp)):
             lightest = sizes.index(min(sizes))
-            shares[lightest].append([tp.topic, tp.partition, self.positions.get(tp, 0), targets[tp]])
+            shares[lightest].append(
+                [tp.topic, tp.partition, self.positions.get(tp, 0), targets[tp]]
+            )
             sizes[lightest] += targets[tp] - self.positions.get(tp, 0)
         self.decoding_processes = len(shares)
-        processes = [await asyncio.create_subprocess_exec(
-            sys.executable, "-m", DECODER_MODULE,
-            json.dumps({"bootstrap": self.bootstrap, "types": sorted(self.model.handlers), "share": share}),
-            stdout=asyncio.subprocess.PIPE, limit=FRAME_BUFFER) for share in shares]
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                DECODER_MODULE,
+                json.dumps(
+                    {
+                        "bootstrap": self.bootstrap,
+                        "types": sorted(self.model.handlers),
+                        "share": share,
+                    }
+                ),
+                stdout=asyncio.subprocess.PIPE,
+                limit=FRAME_BUFFER,
+            )
+            for share in shares
+        ]
         frames: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=2 * len(processes))
         pumps = [asyncio.create_task(_pump(process, frames)) for process in processes]
         try:
@@ -255,7 +300,9 @@ class ShadowRebuild:
                 frame = await frames.get()
                 if frame is None:
                     codes = [process.returncode for process in processes]
-                    raise RuntimeError(f"a decoding process (projections.decode_shard) failed: exit codes {codes}")
+                    raise RuntimeError(
+                        f"a decoding process (projections.decode_shard) failed: exit codes {codes}"
+                    )
                 reached, read, malformed, events = frame
                 if events is None:
                     running -= 1
@@ -281,16 +328,21 @@ class ShadowRebuild:
         """Consume and apply until every partition's position reaches its target."""
         assert self.consumer is not None and self.conn is not None
         behind = {tp for tp, target in targets.items() if self.positions.get(tp, 0) < target}
-        self.total = max(self.total, self.read + sum(
-            targets[tp] - self.positions.get(tp, 0) for tp in behind))
+        self.total = max(
+            self.total, self.read + sum(targets[tp] - self.positions.get(tp, 0) for tp in behind)
+        )
         pending: list[Delivery] = []
         while behind:
-            batches = await self.consumer.getmany(*behind, timeout_ms=1000, max_records=self.batch_size)
+            batches = await self.consumer.getmany(
+                *behind, timeout_ms=1000, max_records=self.batch_size
+            )
             for tp, records in batches.items():
                 for record in records:
                     self.read += 1
                     try:
-                        pending.append(Delivery(tp.topic, tp.partition, record.offset, parse(record.value)))
+                        pending.append(
+                            Delivery(tp.topic, tp.partition, record.offset, parse(record.value))
+                        )
                     except MalformedEvent:
                         self.malformed += 1
                 self.positions[tp] = await self.consumer.position(tp)
@@ -305,14 +357,24 @@ class ShadowRebuild:
     def _apply(self, deliveries: list[Delivery]) -> None:
         assert self.conn is not None
         if deliveries:
-            self.applied += apply_deliveries(self.conn, self.model.group, self.model.handlers, deliveries)
+            self.applied += apply_deliveries(
+                self.conn, self.model.group, self.model.handlers, deliveries
+            )
 
     def rows(self, schema: str) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every model table in `schema`, in a stable order, for comparison."""
         assert self.conn is not None
-        return {table: sorted(self.conn.execute(
-            sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        ).fetchall(), key=repr) for table in self.tables}
+        return {
+            table: sorted(
+                self.conn.execute(
+                    sql.SQL("SELECT * FROM {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                ).fetchall(),
+                key=repr,
+            )
+            for table in self.tables
+        }
 
     async def swap(self) -> None:
         """In one transaction: catch up with the live worker under lock, then replace."""
@@ -321,22 +383,35 @@ class ShadowRebuild:
         public = sql.Identifier("public")
         with self._phase("swap (live tables locked)"), self.conn.transaction():
             # Tracking first, then the model: the order a worker's transaction takes them.
-            self.conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.SQL(", ").join(
-                sql.Identifier("public", table) for table in TRACKING_TABLES)))
-            self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(
-                sql.Identifier("public", table) for table in self.tables)))
+            self.conn.execute(
+                sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier("public", table) for table in TRACKING_TABLES)
+                )
+            )
+            self.conn.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier("public", table) for table in self.tables)
+                )
+            )
             await self._catch_up(live_positions(self.conn, group))
             self._replace_applied_events()
-            self.conn.execute(sql.SQL(
-                "INSERT INTO public.consumer_positions (consumer_group, topic, partition, next_offset) "
-                "SELECT consumer_group, topic, partition, next_offset FROM {}.consumer_positions "
-                "WHERE consumer_group = %s ON CONFLICT (consumer_group, topic, partition) DO UPDATE "
-                "SET next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
-                "updated_at = now()").format(shadow), (group,))
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO public.consumer_positions (consumer_group, topic, partition, next_offset) "
+                    "SELECT consumer_group, topic, partition, next_offset FROM {}.consumer_positions "
+                    "WHERE consumer_group = %s ON CONFLICT (consumer_group, topic, partition) DO UPDATE "
+                    "SET next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
+                    "updated_at = now()"
+                ).format(shadow),
+                (group,),
+            )
             for table in self.tables:
                 self.conn.execute(sql.SQL("DROP TABLE {}.{}").format(public, sql.Identifier(table)))
-                self.conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
-                    shadow, sql.Identifier(table)))
+                self.conn.execute(
+                    sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
+                        shadow, sql.Identifier(table)
+                    )
+                )
             self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(shadow))
             for table in self.tables:
                 # Whoever caches a table's rows (api.product_cache) hears, on commit, that
@@ -352,18 +427,26 @@ class ShadowRebuild:
         order, what the live set lacks: two anti-joins, not a conflict check per row."""
         assert self.conn is not None
         group, shadow = self.model.group, sql.Identifier(self.schema)
-        self.conn.execute(sql.SQL(
-            "DELETE FROM public.applied_events AS live WHERE live.consumer_group = %(group)s "
-            "AND NOT EXISTS (SELECT 1 FROM {}.applied_events AS rebuilt "
-            "WHERE rebuilt.consumer_group = %(group)s AND rebuilt.aggregate_id = live.aggregate_id "
-            "AND rebuilt.aggregate_version = live.aggregate_version)").format(shadow), {"group": group})
-        self.conn.execute(sql.SQL(
-            "INSERT INTO public.applied_events SELECT * FROM {}.applied_events AS rebuilt "
-            "WHERE rebuilt.consumer_group = %(group)s AND NOT EXISTS (SELECT 1 FROM "
-            "public.applied_events AS live WHERE live.consumer_group = %(group)s "
-            "AND live.aggregate_id = rebuilt.aggregate_id "
-            "AND live.aggregate_version = rebuilt.aggregate_version) "
-            "ORDER BY consumer_group, aggregate_id, aggregate_version").format(shadow), {"group": group})
+        self.conn.execute(
+            sql.SQL(
+                "DELETE FROM public.applied_events AS live WHERE live.consumer_group = %(group)s "
+                "AND NOT EXISTS (SELECT 1 FROM {}.applied_events AS rebuilt "
+                "WHERE rebuilt.consumer_group = %(group)s AND rebuilt.aggregate_id = live.aggregate_id "
+                "AND rebuilt.aggregate_version = live.aggregate_version)"
+            ).format(shadow),
+            {"group": group},
+        )
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO public.applied_events SELECT * FROM {}.applied_events AS rebuilt "
+                "WHERE rebuilt.consumer_group = %(group)s AND NOT EXISTS (SELECT 1 FROM "
+                "public.applied_events AS live WHERE live.consumer_group = %(group)s "
+                "AND live.aggregate_id = rebuilt.aggregate_id "
+                "AND live.aggregate_version = rebuilt.aggregate_version) "
+                "ORDER BY consumer_group, aggregate_id, aggregate_version"
+            ).format(shadow),
+            {"group": group},
+        )
 
     @property
     def rate(self) -> float:
@@ -375,8 +458,10 @@ async def _pump(process: asyncio.subprocess.Process, frames: asyncio.Queue[Frame
     assert process.stdout is not None
     try:
         while True:
-            size, = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
-            frame: Frame = pickle.loads(await process.stdout.readexactly(size))  # from our own child
+            (size,) = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
+            frame: Frame = pickle.loads(
+                await process.stdout.readexactly(size)
+            )  # from our own child
             await frames.put(frame)
             if frame[3] is None:
                 return
@@ -385,8 +470,9 @@ async def _pump(process: asyncio.subprocess.Process, frames: asyncio.Queue[Frame
         await frames.put(None)
 
 
-async def rebuild(model: ReadModel, dsn: str, bootstrap: str, *,
-                  on_progress: Progress | None = None) -> ShadowRebuild:
+async def rebuild(
+    model: ReadModel, dsn: str, bootstrap: str, *, on_progress: Progress | None = None
+) -> ShadowRebuild:
     """Build the shadow and swap it in; returns the finished rebuild for its counts."""
     async with ShadowRebuild(model, dsn, bootstrap, on_progress=on_progress) as job:
         await job.build()

@@ -86,8 +86,17 @@ def order_placed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     cursor.executemany(
         "INSERT INTO sale_lines (order_id, product_id, quantity, unit_price, currency, placed_at) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id, product_id) DO NOTHING",
-        [(p["order_id"], line["product_id"], line["quantity"], line["unit_price"], p["currency"],
-          event.occurred_at) for line in p["lines"]],
+        [
+            (
+                p["order_id"],
+                line["product_id"],
+                line["quantity"],
+                line["unit_price"],
+                p["currency"],
+                event.occurred_at,
+            )
+            for line in p["lines"]
+        ],
     )
 
 
@@ -111,8 +120,10 @@ def order_cancelled(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
 
 
 def order_rejected(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
-    cursor.execute("DELETE FROM sale_lines WHERE order_id = %s AND sold_at IS NULL",
-                   (event.payload["order_id"],))
+    cursor.execute(
+        "DELETE FROM sale_lines WHERE order_id = %s AND sold_at IS NULL",
+        (event.payload["order_id"],),
+    )
 
 
 HANDLERS = {
@@ -125,14 +136,21 @@ HANDLERS = {
 }
 
 
-
 class Fold:
     """The handlers above as an in-memory fold, for bulk loads (projections.bulk)."""
 
     columns: ClassVar[dict[str, tuple[str, ...]]] = {
         "sales_products": ("product_id", "seller_id", "name", "catalog_version"),
-        "sale_lines": ("order_id", "product_id", "quantity", "unit_price", "currency", "placed_at",
-                       "sold_at", "refunded_at"),
+        "sale_lines": (
+            "order_id",
+            "product_id",
+            "quantity",
+            "unit_price",
+            "currency",
+            "placed_at",
+            "sold_at",
+            "refunded_at",
+        ),
     }
 
     def __init__(self) -> None:
@@ -144,8 +162,12 @@ class Fold:
         if event.type == "product.created":
             row = self.products.get(p["product_id"])
             if row is None or row[3] < event.aggregate_version:
-                self.products[p["product_id"]] = [p["product_id"], p["seller_id"], p["name"],
-                                                  event.aggregate_version]
+                self.products[p["product_id"]] = [
+                    p["product_id"],
+                    p["seller_id"],
+                    p["name"],
+                    event.aggregate_version,
+                ]
         elif event.type == "product.updated":
             row = self.products.get(p["product_id"])
             name = p["changes"].get("name")
@@ -154,9 +176,19 @@ class Fold:
         elif event.type == "order.placed":
             lines = self.lines.setdefault(p["order_id"], {})
             for line in p["lines"]:
-                lines.setdefault(line["product_id"], [
-                    p["order_id"], line["product_id"], line["quantity"], line["unit_price"],
-                    p["currency"], at, None, None])
+                lines.setdefault(
+                    line["product_id"],
+                    [
+                        p["order_id"],
+                        line["product_id"],
+                        line["quantity"],
+                        line["unit_price"],
+                        p["currency"],
+                        at,
+                        None,
+                        None,
+                    ],
+                )
         else:
             self._order_moved(event)
 
@@ -185,10 +217,14 @@ class Fold:
 # ---- queries --------------------------------------------------------------------------
 
 # `from` inclusive, `to` exclusive; None is open-ended.
-SOLD = ("l.sold_at >= coalesce(%(since)s::timestamptz, '-infinity') "
-        "AND l.sold_at < coalesce(%(until)s::timestamptz, 'infinity')")
-REFUNDED = ("l.refunded_at >= coalesce(%(since)s::timestamptz, '-infinity') "
-            "AND l.refunded_at < coalesce(%(until)s::timestamptz, 'infinity')")
+SOLD = (
+    "l.sold_at >= coalesce(%(since)s::timestamptz, '-infinity') "
+    "AND l.sold_at < coalesce(%(until)s::timestamptz, 'infinity')"
+)
+REFUNDED = (
+    "l.refunded_at >= coalesce(%(since)s::timestamptz, '-infinity') "
+    "AND l.refunded_at < coalesce(%(until)s::timestamptz, 'infinity')"
+)
 MEASURES = f"""
     count(DISTINCT l.order_id) FILTER (WHERE {SOLD}) AS orders,
     coalesce(sum(l.quantity) FILTER (WHERE {SOLD}), 0)::bigint AS units,
@@ -198,8 +234,10 @@ MEASURES = f"""
     coalesce(sum(l.quantity * l.unit_price) FILTER (WHERE {REFUNDED}), 0)::bigint AS refunds
 """
 MEASURE_NAMES = ("orders", "units", "gross", "refunded_orders", "refunded_units", "refunds")
-SELLERS_LINES = (f"FROM sale_lines l JOIN sales_products p USING (product_id) "
-                 f"WHERE p.seller_id = %(seller)s AND (({SOLD}) OR ({REFUNDED}))")
+SELLERS_LINES = (
+    f"FROM sale_lines l JOIN sales_products p USING (product_id) "
+    f"WHERE p.seller_id = %(seller)s AND (({SOLD}) OR ({REFUNDED}))"
+)
 
 
 def _measures(row: tuple[Any, ...]) -> dict[str, int]:
@@ -208,8 +246,13 @@ def _measures(row: tuple[Any, ...]) -> dict[str, int]:
     return measures
 
 
-def sales_summary(conn: psycopg.Connection[Any], seller_id: str, *,
-                  since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+def sales_summary(
+    conn: psycopg.Connection[Any],
+    seller_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
     """Totals and a per-product breakdown (largest gross first) over [since, until): sales
     counted when confirmed, refunds when the sale was reversed, net = gross - refunds."""
     params = {"seller": seller_id, "since": since, "until": until}
@@ -217,45 +260,72 @@ def sales_summary(conn: psycopg.Connection[Any], seller_id: str, *,
     assert totals is not None  # an aggregate without GROUP BY always answers one row
     products = conn.execute(
         f"SELECT l.product_id, p.name, {MEASURES} {SELLERS_LINES} GROUP BY l.product_id, p.name "
-        "ORDER BY gross DESC, l.product_id", params).fetchall()
+        "ORDER BY gross DESC, l.product_id",
+        params,
+    ).fetchall()
     return {
         "totals": _measures(totals),
-        "products": [{"product_id": product_id, "name": name, **_measures(measures)}
-                     for product_id, name, *measures in products],
+        "products": [
+            {"product_id": product_id, "name": name, **_measures(measures)}
+            for product_id, name, *measures in products
+        ],
     }
 
 
-LINE_COLUMNS = ("order_id", "product_id", "name", "quantity", "unit_price", "currency",
-                "sold_at", "refunded_at")
+LINE_COLUMNS = (
+    "order_id",
+    "product_id",
+    "name",
+    "quantity",
+    "unit_price",
+    "currency",
+    "sold_at",
+    "refunded_at",
+)
 
 
 def list_sale_lines(
-    conn: psycopg.Connection[Any], seller_id: str, *, since: datetime | None = None,
-    until: datetime | None = None, limit: int = 20, cursor: str | None = None,
+    conn: psycopg.Connection[Any],
+    seller_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The seller's lines sold in [since, until), newest sale first, each with its refund
     time if reversed (whenever that was); a page and the next page's cursor."""
-    query = ("SELECT l.order_id, l.product_id, p.name, l.quantity, l.unit_price, l.currency, "
-             "l.sold_at, l.refunded_at FROM sale_lines l JOIN sales_products p USING (product_id) "
-             f"WHERE p.seller_id = %(seller)s AND {SOLD}")
-    params: dict[str, Any] = {"seller": seller_id, "since": since, "until": until,
-                              "limit": limit + 1}
+    query = (
+        "SELECT l.order_id, l.product_id, p.name, l.quantity, l.unit_price, l.currency, "
+        "l.sold_at, l.refunded_at FROM sale_lines l JOIN sales_products p USING (product_id) "
+        f"WHERE p.seller_id = %(seller)s AND {SOLD}"
+    )
+    params: dict[str, Any] = {
+        "seller": seller_id,
+        "since": since,
+        "until": until,
+        "limit": limit + 1,
+    }
     if cursor is not None:
         key, product_id = decode_cursor(cursor, "sales")
         try:
             sold_at, order_id = key
         except (TypeError, ValueError) as error:
             raise InvalidCursor("cursor is not one this list handed out") from error
-        query += (" AND (l.sold_at, l.order_id, l.product_id) < "
-                  "(%(sold_at)s::timestamptz, %(order_id)s::uuid, %(product_id)s::uuid)")
+        query += (
+            " AND (l.sold_at, l.order_id, l.product_id) < "
+            "(%(sold_at)s::timestamptz, %(order_id)s::uuid, %(product_id)s::uuid)"
+        )
         params.update(sold_at=sold_at, order_id=order_id, product_id=product_id)
     query += " ORDER BY l.sold_at DESC, l.order_id DESC, l.product_id DESC LIMIT %(limit)s"
-    rows = [dict(zip(LINE_COLUMNS, row, strict=True))
-            for row in conn.execute(query, params).fetchall()]
+    rows = [
+        dict(zip(LINE_COLUMNS, row, strict=True)) for row in conn.execute(query, params).fetchall()
+    ]
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = encode_cursor("sales", [last["sold_at"].isoformat(), str(last["order_id"])],
-                                    last["product_id"])
+        next_cursor = encode_cursor(
+            "sales", [last["sold_at"].isoformat(), str(last["order_id"])], last["product_id"]
+        )
     return page, next_cursor

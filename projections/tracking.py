@@ -47,7 +47,9 @@ class Delivery:
     envelope: Envelope
 
 
-def claim(cursor: psycopg.Cursor[Any], group: str, envelopes: list[Envelope]) -> set[tuple[UUID, int]]:
+def claim(
+    cursor: psycopg.Cursor[Any], group: str, envelopes: list[Envelope]
+) -> set[tuple[UUID, int]]:
     """The identities (aggregate id, version) of the events this group sees for the first
     time, in one statement; every copy after the first is left out."""
     if not envelopes:
@@ -69,7 +71,9 @@ def advance(cursor: psycopg.Cursor[Any], group: str, deliveries: list[Delivery])
     save_positions(cursor, group, reached)
 
 
-def save_positions(cursor: psycopg.Cursor[Any], group: str, reached: dict[tuple[str, int], int]) -> None:
+def save_positions(
+    cursor: psycopg.Cursor[Any], group: str, reached: dict[tuple[str, int], int]
+) -> None:
     """The next offset per (topic, partition); a position never moves back."""
     if not reached:
         return
@@ -80,8 +84,12 @@ def save_positions(cursor: psycopg.Cursor[Any], group: str, reached: dict[tuple[
         "ON CONFLICT (consumer_group, topic, partition) DO UPDATE "
         "SET next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
         "updated_at = now()",
-        (group, [topic for topic, _ in keys], [partition for _, partition in keys],
-         [reached[key] for key in keys]),
+        (
+            group,
+            [topic for topic, _ in keys],
+            [partition for _, partition in keys],
+            [reached[key] for key in keys],
+        ),
     )
 
 

@@ -29,8 +29,14 @@ def user_registered(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     cursor.execute(
         "INSERT INTO users_view (user_id, email, display_name, role, created_at, version) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
-        (payload["user_id"], payload["email"], payload["display_name"], payload["role"],
-         event.occurred_at, event.aggregate_version),
+        (
+            payload["user_id"],
+            payload["email"],
+            payload["display_name"],
+            payload["role"],
+            event.occurred_at,
+            event.aggregate_version,
+        ),
     )
 
 
@@ -44,7 +50,8 @@ class Fold:
     row never changes once inserted, so rows go out as they come."""
 
     columns: ClassVar[dict[str, tuple[str, ...]]] = {
-        "users_view": ("user_id", "email", "display_name", "role", "created_at", "version")}
+        "users_view": ("user_id", "email", "display_name", "role", "created_at", "version")
+    }
 
     def __init__(self) -> None:
         self.user_ids: set[str] = set()
@@ -54,8 +61,16 @@ class Fold:
         payload = event.payload
         if payload["user_id"] not in self.user_ids:  # ON CONFLICT (user_id) DO NOTHING
             self.user_ids.add(payload["user_id"])
-            self.rows.append((payload["user_id"], payload["email"], payload["display_name"],
-                              payload["role"], event.occurred_at, event.aggregate_version))
+            self.rows.append(
+                (
+                    payload["user_id"],
+                    payload["email"],
+                    payload["display_name"],
+                    payload["role"],
+                    event.occurred_at,
+                    event.aggregate_version,
+                )
+            )
 
     def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         rows, self.rows = self.rows, []

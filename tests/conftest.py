@@ -33,7 +33,9 @@ def _choose_slot() -> int:
     for slot in range(16):
         if ports_free(*_slot_ports(slot)):
             return slot
-    raise RuntimeError("no test slot has its PostgreSQL and Kafka ports free (55432 + 20n, 19092 + 20n)")
+    raise RuntimeError(
+        "no test slot has its PostgreSQL and Kafka ports free (55432 + 20n, 19092 + 20n)"
+    )
 
 
 SLOT = _choose_slot()
@@ -104,8 +106,12 @@ def users_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerPr
 
 
 @pytest.fixture(scope="session")
-def api(infrastructure: Infrastructure, settings: Settings, relay: WorkerProcess,
-        users_projection: WorkerProcess) -> Iterator[TestClient]:
+def api(
+    infrastructure: Infrastructure,
+    settings: Settings,
+    relay: WorkerProcess,
+    users_projection: WorkerProcess,
+) -> Iterator[TestClient]:
     """The HTTP API in-process (ASGI), with the relay and the users projection running."""
     from api.main import create_app
 
@@ -121,7 +127,9 @@ def db(infrastructure: Infrastructure, settings: Settings) -> Iterator[psycopg.C
 
 @pytest.fixture(scope="session")
 def catalog_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
-    yield from _worker("catalog-projection", ["worker", "catalog-projection"], settings, worker_logs)
+    yield from _worker(
+        "catalog-projection", ["worker", "catalog-projection"], settings, worker_logs
+    )
 
 
 @pytest.fixture(scope="session")

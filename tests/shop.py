@@ -10,8 +10,13 @@ from fastapi.testclient import TestClient
 from tests.support import wait_until
 
 TERMINAL = {"completed", "cancelled", "rejected"}
-ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical Row", "city": "London",
-           "postal_code": "N1 7AA", "country": "GB"}
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "1 Analytical Row",
+    "city": "London",
+    "postal_code": "N1 7AA",
+    "country": "GB",
+}
 
 
 class Shopper:
@@ -20,8 +25,15 @@ class Shopper:
     def __init__(self, api: TestClient, role: str) -> None:
         self.api = api
         self.email = f"{role}-{uuid.uuid4().hex[:12]}@example.com"
-        answer = api.post("/v1/users", json={"email": self.email, "password": "correct horse",
-                                             "display_name": role.title(), "role": role})
+        answer = api.post(
+            "/v1/users",
+            json={
+                "email": self.email,
+                "password": "correct horse",
+                "display_name": role.title(),
+                "role": role,
+            },
+        )
         assert answer.status_code == 201, answer.text
         self.user_id = answer.json()["user_id"]
         token = api.post("/v1/auth/token", json={"email": self.email, "password": "correct horse"})
@@ -39,11 +51,24 @@ class Seller(Shopper):
     def __init__(self, api: TestClient) -> None:
         super().__init__(api, "seller")
 
-    def product(self, *, price: int = 1250, stock: int = 10, category: str = "kitchen",
-                name: str = "Enamel mug") -> str:
-        answer = self.post("/v1/products", {
-            "sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": name, "description": f"A fine {name.lower()}",
-            "category": category, "price": {"amount": price, "currency": "CNY"}})
+    def product(
+        self,
+        *,
+        price: int = 1250,
+        stock: int = 10,
+        category: str = "kitchen",
+        name: str = "Enamel mug",
+    ) -> str:
+        answer = self.post(
+            "/v1/products",
+            {
+                "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+                "name": name,
+                "description": f"A fine {name.lower()}",
+                "category": category,
+                "price": {"amount": price, "currency": "CNY"},
+            },
+        )
         assert answer.status_code == 201, answer.text
         product_id = answer.json()["product_id"]
         if stock:
@@ -56,17 +81,31 @@ class Customer(Shopper):
     def __init__(self, api: TestClient) -> None:
         super().__init__(api, "customer")
 
-    def order(self, lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card",
-              idempotency_key: str | None = None) -> Any:
+    def order(
+        self,
+        lines: list[tuple[str, int]],
+        token: str = "tok_ok",
+        method: str = "card",
+        idempotency_key: str | None = None,
+    ) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.post("/v1/orders", self.order_body(lines, token, method), **headers)
 
     @staticmethod
-    def order_body(lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card") -> dict[str, Any]:
-        return {"lines": [{"product_id": product_id, "quantity": quantity} for product_id, quantity in lines],
-                "shipping_address": ADDRESS, "payment": {"method": method, "token": token}}
+    def order_body(
+        lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card"
+    ) -> dict[str, Any]:
+        return {
+            "lines": [
+                {"product_id": product_id, "quantity": quantity} for product_id, quantity in lines
+            ],
+            "shipping_address": ADDRESS,
+            "payment": {"method": method, "token": token},
+        }
 
-    def place(self, lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card") -> str:
+    def place(
+        self, lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card"
+    ) -> str:
         answer = self.order(lines, token, method)
         assert answer.status_code == 202, answer.text
         assert answer.json()["status"] == "pending"
@@ -77,9 +116,12 @@ class Customer(Shopper):
         return answer.json() if answer.status_code == 200 else None
 
     def wait_for(self, order_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
-        return wait_until(lambda: (view := self.view(order_id)) and view["status"] in statuses and view,
-                          timeout=timeout, interval=0.1,
-                          message=f"order {order_id} to reach {' or '.join(statuses)}")
+        return wait_until(
+            lambda: (view := self.view(order_id)) and view["status"] in statuses and view,
+            timeout=timeout,
+            interval=0.1,
+            message=f"order {order_id} to reach {' or '.join(statuses)}",
+        )
 
 
 def product_view(api: TestClient, product_id: str) -> dict[str, Any]:

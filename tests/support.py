@@ -25,8 +25,13 @@ from eventmart.settings import PROJECT_ROOT, Settings
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
-               message: str = "condition") -> T:
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
     """Poll `condition` until it returns something truthy; fail with `message` at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -48,8 +53,13 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen([sys.executable, "-m", "eventmart", *self.args], env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "eventmart", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
         return self
 
     @property
@@ -99,23 +109,30 @@ def child_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is not None and name not in ("database_url", "kafka_bootstrap_servers"):
             env[f"EVENTMART_{name.upper()}"] = str(value)
-    env.update({
-        "DATABASE_URL": settings.dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.dsn,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
         if not partitions:
             await consumer._client.force_metadata_update()  # first look at a topic
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -170,14 +187,23 @@ async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in (consumer.partitions_for_topic(topic) or [])]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in (consumer.partitions_for_topic(topic) or [])
+        ]
         if not partitions:
             await consumer._client.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for topic in topics
-                          for p in (consumer.partitions_for_topic(topic) or [])]
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in (consumer.partitions_for_topic(topic) or [])
+            ]
         ends = await consumer.end_offsets(partitions)
-        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+        return sum(
+            max(0, end - (committed[tp].offset if tp in committed else 0))
+            for tp, end in ends.items()
+        )
     finally:
         await consumer.stop()
         await admin.close()
@@ -192,10 +218,16 @@ def _caught_up(bootstrap: str, group: str, topics: list[str]) -> bool:
     return group_lag(bootstrap, group, topics) == 0
 
 
-def wait_for_groups_to_catch_up(bootstrap: str, groups: dict[str, list[str]], timeout: float = 60) -> None:
+def wait_for_groups_to_catch_up(
+    bootstrap: str, groups: dict[str, list[str]], timeout: float = 60
+) -> None:
     for group, topics in groups.items():
-        wait_until(partial(_caught_up, bootstrap, group, topics), timeout=timeout, interval=0.3,
-                   message=f"consumer group {group} to catch up")
+        wait_until(
+            partial(_caught_up, bootstrap, group, topics),
+            timeout=timeout,
+            interval=0.3,
+            message=f"consumer group {group} to catch up",
+        )
 
 
 def relay_backlog(dsn: str) -> int:
@@ -208,9 +240,12 @@ def relay_backlog(dsn: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for application in APPLICATION_TOPICS:
             name = application.name
-            newest = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {name.lower()}_events").fetchone()[0]
-            row = conn.execute("SELECT notification_id FROM relay_positions WHERE application = %s",
-                               (name,)).fetchone()
+            newest = conn.execute(
+                f"SELECT coalesce(max(notification_id), 0) FROM {name.lower()}_events"
+            ).fetchone()[0]
+            row = conn.execute(
+                "SELECT notification_id FROM relay_positions WHERE application = %s", (name,)
+            ).fetchone()
             backlog += newest - (row[0] if row else 0)
     return backlog
 
@@ -218,12 +253,19 @@ def relay_backlog(dsn: str) -> int:
 def wait_for_quiet(settings: Settings, groups: dict[str, list[str]], timeout: float = 120) -> None:
     """Until the relay has published everything and the groups have consumed it, twice in a
     row (a consumed event may cause new ones)."""
+
     def quiet() -> bool:
         return relay_backlog(settings.dsn) == 0 and all(
-            group_lag(settings.bootstrap_servers, group, topics) == 0 for group, topics in groups.items())
+            group_lag(settings.bootstrap_servers, group, topics) == 0
+            for group, topics in groups.items()
+        )
 
-    wait_until(lambda: quiet() and quiet(), timeout=timeout, interval=0.5,
-               message="the relay and the consumer groups to go quiet")
+    wait_until(
+        lambda: quiet() and quiet(),
+        timeout=timeout,
+        interval=0.5,
+        message="the relay and the consumer groups to go quiet",
+    )
 
 
 async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
@@ -234,7 +276,9 @@ async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
     await admin.start()
     try:
         for response in await admin.describe_consumer_groups([group]):
-            for description in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
+            for (
+                description
+            ) in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
                 return description[2], len(description[5])
         return "Dead", 0
     except KafkaError:  # no coordinator yet, for a new group or a fresh broker
@@ -252,19 +296,28 @@ def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
 def wait_for_members(bootstrap: str, group: str, members: int, *, timeout: float = 90) -> None:
     """Until the group is stable with exactly `members` members: every one of them has
     joined and been handed its partitions."""
-    wait_until(lambda: group_membership(bootstrap, group) == ("Stable", members), timeout=timeout,
-               interval=0.3, message=f"consumer group {group} to be stable with {members} members")
+    wait_until(
+        lambda: group_membership(bootstrap, group) == ("Stable", members),
+        timeout=timeout,
+        interval=0.3,
+        message=f"consumer group {group} to be stable with {members} members",
+    )
 
 
 def wait_for_groups_to_join(bootstrap: str, groups: list[str], *, timeout: float = 90) -> None:
     """Until each group is stable with at least one member: its workers are consuming."""
+
     def joined(group: str) -> bool:
         state, members = group_membership(bootstrap, group)
         return state == "Stable" and members >= 1
 
     for group in groups:
-        wait_until(partial(joined, group), timeout=timeout, interval=0.3,
-                   message=f"consumer group {group} to be joined")
+        wait_until(
+            partial(joined, group),
+            timeout=timeout,
+            interval=0.3,
+            message=f"consumer group {group} to be joined",
+        )
 
 
 def ports_free(*ports: int) -> bool:

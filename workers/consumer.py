@@ -65,7 +65,9 @@ def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
     app = faust.App(group, **options)
     # The group's consumer and dead-letter producer are GroupConsumer's own (see the module
     # docstring); Faust hosts the process: services, timers, signals, logging.
-    app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False, enable_kafka_producer=False)
+    app.boot_strategy = app.BootStrategy(
+        app, enable_kafka_consumer=False, enable_kafka_producer=False
+    )
     return app
 
 
@@ -76,9 +78,19 @@ class GroupConsumer(Service):
     commit_interval = 0.5  # seconds between offset commits while the group is busy
     poll_timeout_ms = 500
 
-    def __init__(self, app: faust.App, group: str, topics: list[str], process: BatchProcessor,
-                 *, bootstrap: str, max_tries: int = 3, retry_backoff: float = 0.2,
-                 wanted: frozenset[str] | None = None, gather_ms: int = 0) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        group: str,
+        topics: list[str],
+        process: BatchProcessor,
+        *,
+        bootstrap: str,
+        max_tries: int = 3,
+        retry_backoff: float = 0.2,
+        wanted: frozenset[str] | None = None,
+        gather_ms: int = 0,
+    ) -> None:
         super().__init__()
         self.bootstrap = bootstrap
         self.group = group
@@ -109,14 +121,26 @@ class GroupConsumer(Service):
         app.task(start_with_app)
 
     async def on_start(self) -> None:
-        gather = {"fetch_max_wait_ms": self.gather_ms, "fetch_min_bytes": 1024 * 1024} if self.gather_ms else {}
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          enable_idempotence=True, client_id=f"{self.group}-dlq")
+        gather = (
+            {"fetch_max_wait_ms": self.gather_ms, "fetch_min_bytes": 1024 * 1024}
+            if self.gather_ms
+            else {}
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id=f"{self.group}-dlq",
+        )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group, client_id=self.group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
             # A killed replica's partitions move to the others after this, not after a minute.
-            session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             **gather,
         )
@@ -138,8 +162,9 @@ class GroupConsumer(Service):
         assert self._consumer is not None
         while not self.should_stop:
             try:
-                fetched = await self._consumer.getmany(timeout_ms=self.poll_timeout_ms,
-                                                       max_records=self.batch_size)
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_size
+                )
             except ConsumerStoppedError:
                 return
             # Partitions interleaved by record time, each one's order kept: a batch is
@@ -165,12 +190,16 @@ class GroupConsumer(Service):
         if not due or self._consumer is None:
             return
         try:
-            await self._consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in due.items()})
+            await self._consumer.commit(
+                {tp: OffsetAndMetadata(offset, "") for tp, offset in due.items()}
+            )
             self._committed.update(due)
         except KafkaError as error:
             # The group moved on without us (e.g. a stalled member was evicted): the next
             # owner starts from the last commit and deduplication absorbs the repeats.
-            log.warning("%s: offsets not committed (%s: %s)", self.group, type(error).__name__, error)
+            log.warning(
+                "%s: offsets not committed (%s: %s)", self.group, type(error).__name__, error
+            )
 
     async def _hand_over(self, revoked: set[TopicPartition]) -> None:
         async with self._batch:
@@ -187,7 +216,9 @@ class GroupConsumer(Service):
                 await asyncio.to_thread(self.process, deliveries)
                 METRICS.events_processed.labels(self.group).inc(len(deliveries))
             except Exception:  # noqa: BLE001 - find the culprit one message at a time
-                log.warning("%s: batch of %d failed; retrying one by one", self.group, len(deliveries))
+                log.warning(
+                    "%s: batch of %d failed; retrying one by one", self.group, len(deliveries)
+                )
                 for message, delivery in decoded:
                     await self._one_by_one(message, delivery)
         for message, error in malformed:
@@ -211,7 +242,9 @@ class GroupConsumer(Service):
             except MalformedEvent as error:
                 malformed.append((message, error))
                 continue
-            decoded.append((message, Delivery(message.topic, message.partition, message.offset, envelope)))
+            decoded.append(
+                (message, Delivery(message.topic, message.partition, message.offset, envelope))
+            )
         return decoded, malformed
 
     def _passed_over(self, raw: Any) -> bool:
@@ -248,11 +281,19 @@ class GroupConsumer(Service):
             "x-parked-at": datetime.now(UTC).isoformat().encode(),
         }
         assert self._producer is not None
-        await self._producer.send_and_wait(self.dead_letters, key=message.key, value=message.value,
-                                           headers=list(headers.items()))
+        await self._producer.send_and_wait(
+            self.dead_letters, key=message.key, value=message.value, headers=list(headers.items())
+        )
         METRICS.events_parked.labels(self.group).inc()
-        log.error("%s: parked %s[%d]@%d after %d tries: %s", self.group, message.topic,
-                  message.partition, message.offset, tries, error)
+        log.error(
+            "%s: parked %s[%d]@%d after %d tries: %s",
+            self.group,
+            message.topic,
+            message.partition,
+            message.offset,
+            tries,
+            error,
+        )
 
 
 class _HandOver(ConsumerRebalanceListener):
@@ -266,7 +307,9 @@ class _HandOver(ConsumerRebalanceListener):
         await self.owner._hand_over(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("%s: assigned %s", self.owner.group, sorted((tp.topic, tp.partition) for tp in assigned))
+        log.info(
+            "%s: assigned %s", self.owner.group, sorted((tp.topic, tp.partition) for tp in assigned)
+        )
 
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:

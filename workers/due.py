@@ -25,8 +25,12 @@ def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> 
     return [row[0] for row in rows]
 
 
-def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID], object],
-                touches: Callable[[UUID], Iterable[UUID]] = lambda order_id: ()) -> int:
+def act_on_each(
+    context: Context,
+    order_ids: list[UUID],
+    command: Callable[[UUID], object],
+    touches: Callable[[UUID], Iterable[UUID]] = lambda order_id: (),
+) -> int:
     """Run the command per order, all in one unit of work (one transaction: a busy tick
     is hundreds of orders), the aggregates each order `touches` loaded first with one
     query. If that cannot be saved — a saga event or a buyer changed one of them
@@ -36,8 +40,10 @@ def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID
         try:
             application = context.application
             application.repository.prefetch(
-                unit, [aggregate_id for order_id in order_ids for aggregate_id in touches(order_id)],
-                application.mapper)
+                unit,
+                [aggregate_id for order_id in order_ids for aggregate_id in touches(order_id)],
+                application.mapper,
+            )
             with unit_of_work_context(unit):
                 done = sum(1 for order_id in order_ids if _attempt(command, order_id))
             if unit.aggregates:
@@ -48,7 +54,9 @@ def act_on_each(context: Context, order_ids: list[UUID], command: Callable[[UUID
     return sum(1 for order_id in order_ids if _attempt(command, order_id, conflicts_skip=True))
 
 
-def _attempt(command: Callable[[UUID], object], order_id: UUID, *, conflicts_skip: bool = False) -> bool:
+def _attempt(
+    command: Callable[[UUID], object], order_id: UUID, *, conflicts_skip: bool = False
+) -> bool:
     """An order the aggregate refuses to act on is skipped: the read model that found it
     lags (already shipped, say), or the event store never had it (a hand-made event).
     One by one, a conflict leaves the order for the next tick. Either way the tick goes

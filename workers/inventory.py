@@ -17,8 +17,12 @@ def reserve_stock(ctx: Context, event: Envelope) -> None:
     expires_at = ctx.now() + timedelta(seconds=ctx.settings.reservation_ttl_seconds)
     ctx.application.reserve_order(
         event.aggregate_id,
-        [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in event.payload["lines"]],
-        expires_at, caused_by=event.event_id,
+        [
+            {"product_id": line["product_id"], "quantity": line["quantity"]}
+            for line in event.payload["lines"]
+        ],
+        expires_at,
+        caused_by=event.event_id,
     )
 
 
@@ -40,7 +44,9 @@ def expire_reservations(ctx: Context) -> int:
     candidates; the orders event store (strongly consistent) has the last word, because a
     lagging read model still says `reserved` for an order already paid — releasing its
     stock then would ship units that were never taken off the shelf."""
-    overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND reservation_expires_at < now()")
+    overdue = due_orders(
+        ctx, "status IN ('pending', 'reserved') AND reservation_expires_at < now()"
+    )
 
     def release_if_unpaid(order_id: UUID) -> object:
         if ctx.reads["orders"].get_order(order_id).status not in ("pending", "reserved"):

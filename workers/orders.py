@@ -17,17 +17,22 @@ def mark_reserved(ctx: Context, event: Envelope) -> None:
 
 
 def reject(ctx: Context, event: Envelope) -> None:
-    ctx.application.reject(event.payload["order_id"], event.payload["reason"], caused_by=event.event_id)
+    ctx.application.reject(
+        event.payload["order_id"], event.payload["reason"], caused_by=event.event_id
+    )
 
 
 def cancel_on_expiry(ctx: Context, event: Envelope) -> None:
     if event.payload["reason"] == "expired":
-        ctx.application.cancel(event.payload["order_id"], "reservation_expired", caused_by=event.event_id)
+        ctx.application.cancel(
+            event.payload["order_id"], "reservation_expired", caused_by=event.event_id
+        )
 
 
 def confirm_paid(ctx: Context, event: Envelope) -> None:
-    ctx.application.mark_paid_and_confirm(event.payload["order_id"], event.payload["amount"],
-                                          caused_by=event.event_id)
+    ctx.application.mark_paid_and_confirm(
+        event.payload["order_id"], event.payload["amount"], caused_by=event.event_id
+    )
 
 
 def cancel_declined(ctx: Context, event: Envelope) -> None:
@@ -35,20 +40,29 @@ def cancel_declined(ctx: Context, event: Envelope) -> None:
 
 
 def mark_shipped(ctx: Context, event: Envelope) -> None:
-    ctx.application.mark_shipped(event.payload["order_id"], event.payload["shipment_id"],
-                                 caused_by=event.event_id)
+    ctx.application.mark_shipped(
+        event.payload["order_id"], event.payload["shipment_id"], caused_by=event.event_id
+    )
 
 
 def mark_delivered(ctx: Context, event: Envelope) -> None:
-    ctx.application.mark_delivered(event.payload["order_id"], event.payload["shipment_id"],
-                                   now=event.occurred_at, caused_by=event.event_id)
+    ctx.application.mark_delivered(
+        event.payload["order_id"],
+        event.payload["shipment_id"],
+        now=event.occurred_at,
+        caused_by=event.event_id,
+    )
 
 
 def cancel_unpaid(ctx: Context) -> int:
     """The payment deadline passed (e.g. the gateway never answered): cancel, compensate."""
     overdue = due_orders(ctx, "status IN ('pending', 'reserved') AND payment_deadline < now()")
-    return act_on_each(ctx, overdue, lambda order_id: ctx.application.cancel(order_id, "payment_timeout"),
-                       touches=touches_order)
+    return act_on_each(
+        ctx,
+        overdue,
+        lambda order_id: ctx.application.cancel(order_id, "payment_timeout"),
+        touches=touches_order,
+    )
 
 
 def complete_delivered(ctx: Context) -> int:

@@ -20,13 +20,20 @@ def charge_for_order(ctx: Context, event: Envelope) -> None:
     if order.status in ("cancelled", "rejected"):
         return  # cancelled while stock was being reserved: nothing to charge
     ctx.application.charge_order(
-        order.id, order.total, order.currency, order.payment["method"], order.payment["token"],
-        ctx.adapters["gateway"], caused_by=event.event_id,
+        order.id,
+        order.total,
+        order.currency,
+        order.payment["method"],
+        order.payment["token"],
+        ctx.adapters["gateway"],
+        caused_by=event.event_id,
     )
 
 
 def refund_or_void(ctx: Context, event: Envelope) -> None:
-    ctx.application.cancel_payment(event.aggregate_id, ctx.adapters["gateway"], caused_by=event.event_id)
+    ctx.application.cancel_payment(
+        event.aggregate_id, ctx.adapters["gateway"], caused_by=event.event_id
+    )
 
 
 def adapters(settings: Settings) -> dict[str, Any]:

@@ -29,7 +29,13 @@ def build_projection_worker(name: str, settings: Settings) -> faust.App:
     with pool.connection() as conn:
         install(conn)
     app = build_app(model.group, settings)
-    GroupConsumer(app, model.group, model.topics, ProjectionProcessor(model, pool),
-                  bootstrap=settings.bootstrap_servers, max_tries=settings.worker_max_tries,
-                  gather_ms=settings.projection_fetch_wait_ms)
+    GroupConsumer(
+        app,
+        model.group,
+        model.topics,
+        ProjectionProcessor(model, pool),
+        bootstrap=settings.bootstrap_servers,
+        max_tries=settings.worker_max_tries,
+        gather_ms=settings.projection_fetch_wait_ms,
+    )
     return app

@@ -150,7 +150,10 @@ class Relay:
                     for outbox in self.outboxes:
                         if outbox.table in self.dirty:
                             self.dirty.discard(outbox.table)  # a commit from now on marks it again
-                            if await self._drain(producer, conn, outbox) == self.settings.relay_batch_size:
+                            if (
+                                await self._drain(producer, conn, outbox)
+                                == self.settings.relay_batch_size
+                            ):
                                 self.dirty.add(outbox.table)  # a full batch: there may be more
                     if not self.dirty:
                         self.wakeup.clear()
@@ -160,7 +163,9 @@ class Relay:
             listener.cancel()
             await producer.stop()
 
-    async def _drain(self, producer: AIOKafkaProducer, conn: psycopg.Connection, outbox: Outbox) -> int:
+    async def _drain(
+        self, producer: AIOKafkaProducer, conn: psycopg.Connection, outbox: Outbox
+    ) -> int:
         batch = await asyncio.to_thread(outbox.pending, self.settings.relay_batch_size)
         if not batch:
             return 0
@@ -178,8 +183,9 @@ class Relay:
         """Until a commit is announced (True), the relay is stopped, or the poll interval
         passes (False: a lost notification or LISTEN connection must not stall the log)."""
         waits = [asyncio.create_task(self.wakeup.wait()), asyncio.create_task(self.stopping.wait())]
-        done, _ = await asyncio.wait(waits, timeout=self.settings.relay_poll_seconds,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            waits, timeout=self.settings.relay_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in waits:
             task.cancel()
         return bool(done)

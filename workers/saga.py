@@ -97,8 +97,13 @@ class PolicyProcessor:
                 return
             except Exception as error:  # noqa: BLE001 - redone one event at a time below
                 self.batches_split += 1
-                log.info("%s: batch of %d not saved (%s: %s); one event at a time",
-                         self.participant.group, len(relevant), type(error).__name__, error)
+                log.info(
+                    "%s: batch of %d not saved (%s: %s); one event at a time",
+                    self.participant.group,
+                    len(relevant),
+                    type(error).__name__,
+                    error,
+                )
         failures: list[Exception] = []
         for delivery in relevant:
             try:
@@ -113,12 +118,16 @@ class PolicyProcessor:
         trackings = [tracking_for(delivery.envelope) for delivery in deliveries]
         applied = applied_versions(application, trackings)
         unit = UnitOfWork()
-        application.repository.prefetch(unit, [
-            aggregate_id
-            for delivery, tracking in zip(deliveries, trackings, strict=True)
-            if applied.get(tracking.application_name, 0) < tracking.notification_id
-            for aggregate_id in self.participant.touches(delivery.envelope)
-        ], application.mapper)
+        application.repository.prefetch(
+            unit,
+            [
+                aggregate_id
+                for delivery, tracking in zip(deliveries, trackings, strict=True)
+                if applied.get(tracking.application_name, 0) < tracking.notification_id
+                for aggregate_id in self.participant.touches(delivery.envelope)
+            ],
+            application.mapper,
+        )
         with unit_of_work_context(unit):
             for delivery, tracking in zip(deliveries, trackings, strict=True):
                 name, version = tracking.application_name, tracking.notification_id
@@ -145,20 +154,30 @@ class PolicyProcessor:
                 return
             except (ConcurrentUpdate, IntegrityError):
                 continue  # another writer won the race, or the copy was applied meanwhile
-        raise ConcurrentUpdate(f"{delivery.envelope.type} {delivery.envelope.event_id} kept conflicting")
+        raise ConcurrentUpdate(
+            f"{delivery.envelope.type} {delivery.envelope.event_id} kept conflicting"
+        )
 
 
 def build_context(participant: Participant, settings: Settings) -> Context:
-    env = {**eventsourcing_env(settings.dsn, pool_size=4),
-           "PROCESS_RECORDER_TOPIC": "workers.tracking:BatchProcessRecorder",
-           # Hot aggregates (a best-selling product's stock) are fast-forwarded, not replayed.
-           "AGGREGATE_CACHE_MAXSIZE": "10000"}
+    env = {
+        **eventsourcing_env(settings.dsn, pool_size=4),
+        "PROCESS_RECORDER_TOPIC": "workers.tracking:BatchProcessRecorder",
+        # Hot aggregates (a best-selling product's stock) are fast-forwarded, not replayed.
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+    }
     return Context(
         settings=settings,
         application=tracked(participant.application)(env=env),
-        reads={name: cls(env={**eventsourcing_env(settings.dsn, pool_size=2),
-                              "AGGREGATE_CACHE_MAXSIZE": "10000"})
-               for name, cls in participant.reads.items()},
+        reads={
+            name: cls(
+                env={
+                    **eventsourcing_env(settings.dsn, pool_size=2),
+                    "AGGREGATE_CACHE_MAXSIZE": "10000",
+                }
+            )
+            for name, cls in participant.reads.items()
+        },
         pool=make_pool(settings.dsn, max_size=4),
         adapters=participant.adapters(settings),
     )
@@ -167,17 +186,23 @@ def build_context(participant: Participant, settings: Settings) -> Context:
 def build_participant_worker(participant: Participant, settings: Settings) -> faust.App:
     context = build_context(participant, settings)
     app = build_app(participant.group, settings)
-    GroupConsumer(app, participant.group, participant.topics,
-                  PolicyProcessor(participant, context), bootstrap=settings.bootstrap_servers,
-                  max_tries=settings.worker_max_tries,
-                  wanted=frozenset(participant.policies))
+    GroupConsumer(
+        app,
+        participant.group,
+        participant.topics,
+        PolicyProcessor(participant, context),
+        bootstrap=settings.bootstrap_servers,
+        max_tries=settings.worker_max_tries,
+        wanted=frozenset(participant.policies),
+    )
     for name, timer in participant.timers.items():
         _install_timer(app, participant.group, name, timer, context, settings.saga_timer_seconds)
     return app
 
 
-def _install_timer(app: faust.App, group: str, name: str, timer: Timer, context: Context,
-                   interval: float) -> None:
+def _install_timer(
+    app: faust.App, group: str, name: str, timer: Timer, context: Context, interval: float
+) -> None:
     async def tick() -> None:
         try:
             done = await asyncio.to_thread(timer, context)

@@ -18,8 +18,9 @@ from workers.saga import Context, Participant
 
 def create_shipment(ctx: Context, event: Envelope) -> None:
     order = ctx.reads["orders"].get_order(event.aggregate_id)
-    ctx.application.create_shipment(order.id, order.shipping_address, now=ctx.now(),
-                                    caused_by=event.event_id)
+    ctx.application.create_shipment(
+        order.id, order.shipping_address, now=ctx.now(), caused_by=event.event_id
+    )
 
 
 def track_shipments(ctx: Context) -> int:
@@ -30,11 +31,17 @@ def track_shipments(ctx: Context) -> int:
     step = timedelta(seconds=ctx.settings.carrier_step_seconds)
     asked: dict[UUID, float] = ctx.memory.setdefault("carrier_asked", {})
     clock = time.monotonic()
-    for order_id in [order_id for order_id, at in asked.items() if clock - at >= step.total_seconds()]:
+    for order_id in [
+        order_id for order_id, at in asked.items() if clock - at >= step.total_seconds()
+    ]:
         del asked[order_id]
     in_flight = due_orders(
-        ctx, "status IN ('confirmed', 'shipped') AND updated_at <= now() - %s "
-        "AND NOT (order_id = ANY(%s))", step, list(asked))
+        ctx,
+        "status IN ('confirmed', 'shipped') AND updated_at <= now() - %s "
+        "AND NOT (order_id = ANY(%s))",
+        step,
+        list(asked),
+    )
     carrier, now = ctx.adapters["carrier"], ctx.now()
 
     def advance(order_id: UUID) -> bool:

@@ -38,7 +38,9 @@ from psycopg.sql import SQL, Identifier
 from eventmart.contracts import Envelope
 
 CURRENT_TRACKING: ContextVar[Tracking | None] = ContextVar("current_tracking", default=None)
-CURRENT_UNIT_OF_WORK: ContextVar[UnitOfWork | None] = ContextVar("current_unit_of_work", default=None)
+CURRENT_UNIT_OF_WORK: ContextVar[UnitOfWork | None] = ContextVar(
+    "current_unit_of_work", default=None
+)
 
 A = TypeVar("A", bound=Application)
 
@@ -83,10 +85,15 @@ class BatchProcessRecorder(PostgresProcessRecorder):
         ids = list(versions)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, (ids, [versions[i] for i in ids]), prepare=True)
-            return [StoredEvent(originator_id=row["originator_id"],
-                                originator_version=row["originator_version"],
-                                topic=row["topic"], state=bytes(row["state"]))
-                    for row in curs.fetchall()]
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
 
 class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
@@ -110,7 +117,9 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 raise AggregateNotFoundError(aggregate_id)
         return super().get(aggregate_id, version=version, **kwargs)
 
-    def prefetch(self, unit: UnitOfWork, aggregate_ids: Iterable[UUID], mapper: Mapper[Any]) -> None:
+    def prefetch(
+        self, unit: UnitOfWork, aggregate_ids: Iterable[UUID], mapper: Mapper[Any]
+    ) -> None:
         """Load (or fast-forward from the cache) every aggregate a batch is about to touch,
         with one query, into the unit of work: a participant's policies each loaded their
         aggregate with a query of its own, half of a saga worker's time.
@@ -121,14 +130,20 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
         cached: dict[UUID, Any] = {}
         for aggregate_id in set(aggregate_ids) - unit.aggregates.keys() - unit.absent:
             try:
-                cached[aggregate_id] = self.cache.get(aggregate_id) if self.cache is not None else None
+                cached[aggregate_id] = (
+                    self.cache.get(aggregate_id) if self.cache is not None else None
+                )
             except KeyError:
                 cached[aggregate_id] = None
         if not cached:
             return
         recorder: BatchProcessRecorder = self.event_store.recorder  # type: ignore[assignment]
         stored = recorder.select_events_after(
-            {aggregate_id: 0 if start is None else start.version for aggregate_id, start in cached.items()})
+            {
+                aggregate_id: 0 if start is None else start.version
+                for aggregate_id, start in cached.items()
+            }
+        )
         newer: dict[Any, list[Any]] = {}
         for event in stored:
             newer.setdefault(event.originator_id, []).append(mapper.to_domain_event(event))
@@ -148,7 +163,8 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 try:
                     with lock:
                         aggregate = project_aggregate(
-                            start, [e for e in events if e.originator_version > start.version])
+                            start, [e for e in events if e.originator_version > start.version]
+                        )
                         aggregate = deepcopy(aggregate)
                 finally:
                     self._disuse_fastforward_lock(aggregate_id)
@@ -171,7 +187,8 @@ class TrackedMixin:
     def construct_repository(self) -> Repository:  # type: ignore[type-arg]
         maxsize = self.env.get(Application.AGGREGATE_CACHE_MAXSIZE)
         return UnitOfWorkRepository(
-            event_store=self.events, snapshot_store=self.snapshots,
+            event_store=self.events,
+            snapshot_store=self.snapshots,
             cache_maxsize=int(maxsize) if maxsize else None,
             fastforward=strtobool(self.env.get(Application.AGGREGATE_CACHE_FASTFORWARD, "y")),
         )
@@ -199,20 +216,25 @@ class TrackedMixin:
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
         processing_event.collect_events(*unit.aggregates.values())
         recordings: list[Recording[Any]] = self.events.put(
-            processing_event.events, trackings=unit.trackings)
+            processing_event.events, trackings=unit.trackings
+        )
         self._notify(recordings)  # type: ignore[attr-defined]
         return recordings
 
 
 def tracked(application_class: type[A]) -> type[A]:
     """The same application (same tables) with a process recorder."""
-    return type(f"Tracked{application_class.__name__}", (TrackedMixin, application_class),
-                {"name": application_class.name})
+    return type(
+        f"Tracked{application_class.__name__}",
+        (TrackedMixin, application_class),
+        {"name": application_class.name},
+    )
 
 
 def tracking_for(envelope: Envelope) -> Tracking:
-    return Tracking(application_name=str(envelope.aggregate_id),
-                    notification_id=envelope.aggregate_version)
+    return Tracking(
+        application_name=str(envelope.aggregate_id), notification_id=envelope.aggregate_version
+    )
 
 
 def already_applied(application: Application, tracking: Tracking) -> bool:

@@ -38,5 +38,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         except Exception as error:  # noqa: BLE001 - reported, not raised
             checks[name] = f"unavailable: {type(error).__name__}"
     ready = all(state == "ok" for state in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )

@@ -52,7 +52,8 @@ class RequestLatency:
             # Unmatched paths share one label, so scanners cannot blow up the series count.
             template = getattr(route, "path", None) or _documentation_path(scope) or "unmatched"
             METRICS.http_request_duration.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
 
 
 def _documentation_path(scope: Scope) -> str | None:
@@ -65,8 +66,10 @@ def _documentation_path(scope: Scope) -> str | None:
 
 def _saga_outcomes(services: Any) -> dict[str, int]:
     with services.pool.connection() as conn:
-        rows = conn.execute("SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) "
-                            "GROUP BY status", (list(SAGA_TERMINAL_STATUSES),)).fetchall()
+        rows = conn.execute(
+            "SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) GROUP BY status",
+            (list(SAGA_TERMINAL_STATUSES),),
+        ).fetchall()
     return {status: count for status, count in rows}
 
 
@@ -75,7 +78,9 @@ async def refresh_operational_gauges(services: Any) -> None:
     groups = consumer_groups()
     bootstrap = services.settings.bootstrap_servers
     METRICS.record_lag(await consumer_group_lag(bootstrap, groups))
-    METRICS.record_dead_letters(await dead_letter_summaries(bootstrap, services.settings.dsn, list(groups)))
+    METRICS.record_dead_letters(
+        await dead_letter_summaries(bootstrap, services.settings.dsn, list(groups))
+    )
     METRICS.record_saga_outcomes(await asyncio.to_thread(_saga_outcomes, services))
 
 
@@ -90,7 +95,9 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         async with lock:
             if getattr(state, "metrics_refreshed_at", None) == refreshed_at:
                 try:
-                    await asyncio.wait_for(refresh_operational_gauges(services), REFRESH_TIMEOUT_SECONDS)
+                    await asyncio.wait_for(
+                        refresh_operational_gauges(services), REFRESH_TIMEOUT_SECONDS
+                    )
                     state.metrics_refreshed_at = time.monotonic()
                 except Exception as error:  # noqa: BLE001 - stale gauges beat a failed scrape
                     log.warning("could not refresh operational metrics: %r", error)

@@ -51,13 +51,16 @@ class StuckSagaPage(BaseModel):
 
 @router.get("/sagas", response_model=StuckSagaPage)
 def sagas(
-    _: Admin, db: Db, services: ServicesDep,
+    _: Admin,
+    db: Db,
+    services: ServicesDep,
     state: Literal["stuck"] = "stuck",
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> StuckSagaPage:
     """Orders not terminal past a deadline their timers should have acted on (oldest first)."""
     found = stuck_sagas(
-        db, datetime.now(UTC),
+        db,
+        datetime.now(UTC),
         auto_complete_after=timedelta(seconds=services.settings.auto_complete_seconds),
         limit=limit,
     )
@@ -118,7 +121,9 @@ async def _broker() -> AsyncIterator[None]:
 
 def _known_group(group: str) -> str:
     if group not in consumer_groups():
-        raise ApiError(404, "unknown_consumer_group", f"no consumer group {group!r} in the catalogue")
+        raise ApiError(
+            404, "unknown_consumer_group", f"no consumer group {group!r} in the catalogue"
+        )
     return group
 
 
@@ -131,25 +136,33 @@ async def consumer_group_positions(_: Admin, services: ServicesDep) -> list[dict
 
 @router.get("/dlq", response_model=DeadLetterList)
 async def dead_letters(
-    _: Admin, services: ServicesDep,
+    _: Admin,
+    services: ServicesDep,
     group: str | None = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 20,
 ) -> DeadLetterList:
     """Parked messages per group: counts, and the newest `limit` with their error headers."""
     groups = [_known_group(group)] if group else list(consumer_groups())
     async with _broker():
-        summaries = await dead_letter_summaries(services.settings.bootstrap_servers, services.settings.dsn,
-                                                groups, messages=limit)
+        summaries = await dead_letter_summaries(
+            services.settings.bootstrap_servers, services.settings.dsn, groups, messages=limit
+        )
     return DeadLetterList.model_validate({"items": summaries})
 
 
 @router.get("/dlq/{group}/{offset}", response_model=DeadLetter)
-async def dead_letter_detail(_: Admin, services: ServicesDep, group: str, offset: int,
-                             partition: int = 0) -> dict[str, Any]:
+async def dead_letter_detail(
+    _: Admin, services: ServicesDep, group: str, offset: int, partition: int = 0
+) -> dict[str, Any]:
     """One parked message with its value and stack trace."""
     async with _broker():
-        found = await dead_letter(services.settings.bootstrap_servers, services.settings.dsn,
-                                  _known_group(group), offset, partition)
+        found = await dead_letter(
+            services.settings.bootstrap_servers,
+            services.settings.dsn,
+            _known_group(group),
+            offset,
+            partition,
+        )
     if found is None:
         raise ApiError(404, "dead_letter_not_found", f"{group}.dlq has no retained offset {offset}")
     return found
@@ -159,6 +172,7 @@ async def dead_letter_detail(_: Admin, services: ServicesDep, group: str, offset
 async def redrive(_: Admin, services: ServicesDep, group: str) -> Redriven:
     """Re-publish the group's pending dead letters to their original topics, each once."""
     async with _broker():
-        count = await redrive_dead_letters(services.settings.bootstrap_servers, services.settings.dsn,
-                                             _known_group(group))
+        count = await redrive_dead_letters(
+            services.settings.bootstrap_servers, services.settings.dsn, _known_group(group)
+        )
     return Redriven(group=group, redriven=count)

@@ -19,8 +19,17 @@ from projections.orders import get_order, list_orders
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 Customer = Annotated[Principal, require_role("customer")]
-Status = Literal["pending", "reserved", "paid", "confirmed", "shipped", "delivered",
-                 "completed", "cancelled", "rejected"]
+Status = Literal[
+    "pending",
+    "reserved",
+    "paid",
+    "confirmed",
+    "shipped",
+    "delivered",
+    "completed",
+    "cancelled",
+    "rejected",
+]
 CANCELLED_BY_BUYER = "cancelled_by_buyer"
 
 
@@ -101,8 +110,12 @@ class OrderPage(BaseModel):
 
 
 @router.post("/orders", status_code=202, response_model=OrderAccepted)
-def place_order(body: PlaceOrder, user: Customer, services: ServicesDep,
-                idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
+def place_order(
+    body: PlaceOrder,
+    user: Customer,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> OrderAccepted:
     """Price each line from the catalogue now and store the order; reservation, payment
     and shipping continue in the saga workers."""
     catalog = services.applications.catalog
@@ -112,10 +125,18 @@ def place_order(body: PlaceOrder, user: Customer, services: ServicesDep,
             product = catalog.get_product(line.product_id)
         except ProductNotFound as error:
             raise ApiError(422, "unknown_product", f"no product {line.product_id}") from error
-        lines.append({"product_id": line.product_id, "quantity": line.quantity,
-                      "unit_price": product.price_amount})
+        lines.append(
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": product.price_amount,
+            }
+        )
     order_id, _ = services.applications.orders.place_order(
-        user.user_id, lines, body.shipping_address.model_dump(), body.payment.model_dump(),
+        user.user_id,
+        lines,
+        body.shipping_address.model_dump(),
+        body.payment.model_dump(),
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint(services.settings.secret_key, body),
         now=datetime.now(UTC),
@@ -137,25 +158,35 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
         raise ApiError(404, "order_not_found", str(order_id))
     # Raises OrderNotFound (404) if unknown or another buyer's.
     services.applications.orders.get_order(order_id, buyer_id=None if is_admin else user.user_id)
-    raise ApiError(503, "not_yet_visible",
-                   "the order is placed but the read model has not caught up; retry shortly",
-                   {"Retry-After": "1"})
+    raise ApiError(
+        503,
+        "not_yet_visible",
+        "the order is placed but the read model has not caught up; retry shortly",
+        {"Retry-After": "1"},
+    )
 
 
 @router.get("/orders", response_model=OrderPage)
 def my_orders(
-    user: CurrentUser, db: Db, status: Status | None = None,
+    user: CurrentUser,
+    db: Db,
+    status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> OrderPage:
     """The caller's own orders, newest first."""
-    items, next_cursor = list_orders(db, str(user.user_id), status=status, limit=limit,
-                                     cursor=cursor)
+    items, next_cursor = list_orders(
+        db, str(user.user_id), status=status, limit=limit, cursor=cursor
+    )
     return OrderPage(items=[OrderSummary(**item) for item in items], next_cursor=next_cursor)
 
 
-@router.post("/orders/{order_id}/cancel", status_code=202, response_model=OrderAccepted,
-             dependencies=[Depends(accept_idempotency_key)])
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=OrderAccepted,
+    dependencies=[Depends(accept_idempotency_key)],
+)
 def cancel_order(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
     """Cancel before shipping (409 `order_not_cancellable` after); the saga releases stock
     and refunds. Answers the status stored now; once cancelled, again changes nothing."""
@@ -165,8 +196,12 @@ def cancel_order(order_id: UUID, user: CurrentUser, services: ServicesDep) -> Or
     return OrderAccepted.model_validate({"order_id": order_id, "status": order.status})
 
 
-@router.post("/orders/{order_id}/confirm-receipt", status_code=202, response_model=OrderAccepted,
-             dependencies=[Depends(accept_idempotency_key)])
+@router.post(
+    "/orders/{order_id}/confirm-receipt",
+    status_code=202,
+    response_model=OrderAccepted,
+    dependencies=[Depends(accept_idempotency_key)],
+)
 def confirm_receipt(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
     """The buyer has the goods: the order completes (409 `order_not_delivered` before);
     once completed, again changes nothing."""

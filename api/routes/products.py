@@ -29,8 +29,7 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     detail cache (api.product_cache), which the fast path in front of the routes answers
     from; the route below serves what it passes on."""
     dsn = app.state.services.settings.dsn
-    pool = AsyncConnectionPool(dsn, min_size=2, max_size=8, kwargs={"autocommit": True},
-                               open=False)
+    pool = AsyncConnectionPool(dsn, min_size=2, max_size=8, kwargs={"autocommit": True}, open=False)
     await pool.open(wait=True, timeout=30)
     app.state.catalog_reads = pool
     cache = ProductCache(dsn)
@@ -139,8 +138,11 @@ def _check_currency(money: Money | None, currency: str) -> None:
 
 def _stored(product: Product) -> ProductStored:
     return ProductStored(
-        product_id=product.id, sku=product.sku, name=product.name,
-        description=product.description, category=product.category,
+        product_id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        category=product.category,
         seller_id=product.seller_id,
         price=Money(amount=product.price_amount, currency=product.currency),
         version=product.version,
@@ -148,15 +150,25 @@ def _stored(product: Product) -> ProductStored:
 
 
 @router.post("/products", status_code=201, response_model=ProductCreated)
-def create_product(body: CreateProduct, user: Seller, services: ServicesDep,
-                   idempotency_key: IdempotencyKeyHeader = None) -> ProductCreated:
+def create_product(
+    body: CreateProduct,
+    user: Seller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ProductCreated:
     """List a product (409 `sku_taken`); its stock exists at once, so it can be received.
     With an Idempotency-Key, repeating the same listing answers with the same product."""
     _check_currency(body.price, services.settings.currency)
     applications = services.applications
     product_id = applications.catalog.create_product(
-        user.user_id, body.sku, body.name, body.description, body.category,
-        body.price.amount, body.price.currency, idempotency_key=idempotency_key,
+        user.user_id,
+        body.sku,
+        body.name,
+        body.description,
+        body.category,
+        body.price.amount,
+        body.price.currency,
+        idempotency_key=idempotency_key,
         fingerprint=fingerprint(services.settings.secret_key, body),
     )
     applications.inventory.register_product(product_id, user.user_id)
@@ -164,8 +176,13 @@ def create_product(body: CreateProduct, user: Seller, services: ServicesDep,
 
 
 @router.patch("/products/{product_id}", response_model=ProductStored)
-def update_product(product_id: UUID, body: UpdateProduct, user: Seller, services: ServicesDep,
-                   idempotency_key: IdempotencyKeyHeader = None) -> ProductStored:
+def update_product(
+    product_id: UUID,
+    body: UpdateProduct,
+    user: Seller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ProductStored:
     """Change any of name, description, category, price; only the owning seller may (403).
     With an Idempotency-Key, repeating the same change answers the product as it left it."""
     _check_currency(body.price, services.settings.currency)
@@ -176,7 +193,10 @@ def update_product(product_id: UUID, body: UpdateProduct, user: Seller, services
     request = fingerprint(services.settings.secret_key, body, product_id)
     product = retry_concurrent(
         lambda: services.applications.catalog.update_product(
-            product_id, user.user_id, idempotency_key=idempotency_key, fingerprint=request,
+            product_id,
+            user.user_id,
+            idempotency_key=idempotency_key,
+            fingerprint=request,
             **changes,
         )
     )
@@ -184,8 +204,13 @@ def update_product(product_id: UUID, body: UpdateProduct, user: Seller, services
 
 
 @router.post("/products/{product_id}/stock", response_model=StockReceived)
-def receive_stock(product_id: UUID, body: ReceiveStock, user: Seller, services: ServicesDep,
-                  idempotency_key: IdempotencyKeyHeader = None) -> StockReceived:
+def receive_stock(
+    product_id: UUID,
+    body: ReceiveStock,
+    user: Seller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> StockReceived:
     """Record units received into stock; answers the new on-hand count. With an
     Idempotency-Key, repeating the same receipt receives nothing and answers the same count."""
     applications = services.applications
@@ -195,7 +220,10 @@ def receive_stock(product_id: UUID, body: ReceiveStock, user: Seller, services: 
     request = fingerprint(services.settings.secret_key, body, product_id)
     on_hand = retry_concurrent(
         lambda: applications.inventory.receive_stock(
-            product_id, user.user_id, body.quantity, idempotency_key=idempotency_key,
+            product_id,
+            user.user_id,
+            body.quantity,
+            idempotency_key=idempotency_key,
             fingerprint=request,
         )
     )
@@ -215,8 +243,13 @@ async def browse_products(
     """Browse and search the catalogue read model, one page at a time."""
     async with request.app.state.catalog_reads.connection() as conn:
         items, next_cursor = await list_products(
-            conn, category=category, seller_id=str(seller_id) if seller_id else None, q=q,
-            sort=sort, limit=limit, cursor=cursor,
+            conn,
+            category=category,
+            seller_id=str(seller_id) if seller_id else None,
+            q=q,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
         )
     return _json({"items": items, "next_cursor": next_cursor})
 
@@ -232,9 +265,12 @@ async def product_detail(product_id: UUID, request: Request) -> Response:
     services = request.app.state.services
     # 404 product_not_found if unknown
     await run_in_threadpool(services.applications.catalog.get_product, product_id)
-    raise ApiError(503, "not_yet_visible",
-                   "the product is listed but the read model has not caught up; retry shortly",
-                   {"Retry-After": "1"})
+    raise ApiError(
+        503,
+        "not_yet_visible",
+        "the product is listed but the read model has not caught up; retry shortly",
+        {"Retry-After": "1"},
+    )
 
 
 def _json(content: dict[str, Any]) -> Response:

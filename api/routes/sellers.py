@@ -74,7 +74,9 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+def _range(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
     since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since >= until:
         raise ApiError(422, "invalid_range", "`from` must be before `to`")
@@ -82,44 +84,78 @@ def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | N
 
 
 def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
-    return {**{name: measures[name] for name in ("orders", "units", "refunded_orders", "refunded_units")},
-            **{name: Amount(amount=measures[name], currency=currency)
-               for name in ("gross", "refunds", "net")}}
+    return {
+        **{
+            name: measures[name]
+            for name in ("orders", "units", "refunded_orders", "refunded_units")
+        },
+        **{
+            name: Amount(amount=measures[name], currency=currency)
+            for name in ("gross", "refunds", "net")
+        },
+    }
 
 
 @router.get("/me/sales", response_model=SalesSummary)
-def my_sales(user: Seller, db: Db, services: ServicesDep, since: Since = None,
-             until: Until = None) -> SalesSummary:
+def my_sales(
+    user: Seller, db: Db, services: ServicesDep, since: Since = None, until: Until = None
+) -> SalesSummary:
     """Totals and per-product figures over [from, to): a line is sold when its order is
     confirmed (paid) and refunded when that order is cancelled afterwards; each counts in
     the range its own moment falls in, and net = gross - refunds."""
     since, until = _range(since, until)
     currency = services.settings.currency
     summary = sales_summary(db, str(user.user_id), since=since, until=until)
-    return SalesSummary.model_validate({
-        "seller_id": user.user_id, "from": since, "to": until, "currency": currency,
-        "totals": _figures(summary["totals"], currency),
-        "products": [{"product_id": product["product_id"], "name": product["name"],
-                      **_figures(product, currency)} for product in summary["products"]],
-    })
+    return SalesSummary.model_validate(
+        {
+            "seller_id": user.user_id,
+            "from": since,
+            "to": until,
+            "currency": currency,
+            "totals": _figures(summary["totals"], currency),
+            "products": [
+                {
+                    "product_id": product["product_id"],
+                    "name": product["name"],
+                    **_figures(product, currency),
+                }
+                for product in summary["products"]
+            ],
+        }
+    )
 
 
 @router.get("/me/sales/lines", response_model=SaleLinePage)
 def my_sale_lines(
-    user: Seller, db: Db, since: Since = None, until: Until = None,
+    user: Seller,
+    db: Db,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> SaleLinePage:
     """The caller's order lines sold in [from, to), newest sale first; a refunded line
     shows when it was refunded."""
     since, until = _range(since, until)
-    lines, next_cursor = list_sale_lines(db, str(user.user_id), since=since, until=until,
-                                         limit=limit, cursor=cursor)
-    return SaleLinePage(items=[SaleLine(
-        order_id=line["order_id"], product_id=line["product_id"], name=line["name"],
-        quantity=line["quantity"],
-        unit_price=Amount(amount=line["unit_price"], currency=line["currency"]),
-        line_total=Amount(amount=line["quantity"] * line["unit_price"], currency=line["currency"]),
-        status="refunded" if line["refunded_at"] is not None else "sold",
-        sold_at=line["sold_at"], refunded_at=line["refunded_at"],
-    ) for line in lines], next_cursor=next_cursor)
+    lines, next_cursor = list_sale_lines(
+        db, str(user.user_id), since=since, until=until, limit=limit, cursor=cursor
+    )
+    return SaleLinePage(
+        items=[
+            SaleLine(
+                order_id=line["order_id"],
+                product_id=line["product_id"],
+                name=line["name"],
+                quantity=line["quantity"],
+                unit_price=Amount(amount=line["unit_price"], currency=line["currency"]),
+                line_total=Amount(
+                    amount=line["quantity"] * line["unit_price"], currency=line["currency"]
+                ),
+                status="refunded" if line["refunded_at"] is not None else "sold",
+                sold_at=line["sold_at"],
+                refunded_at=line["refunded_at"],
+            )
+            for line in lines
+        ],
+        next_cursor=next_cursor,
+    )

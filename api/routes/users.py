@@ -61,11 +61,16 @@ class UserView(BaseModel):
 
 
 @router.post("/users", status_code=201, response_model=UserCreated)
-def register(body: RegisterUser, services: ServicesDep, idempotency_key: IdempotencyKeyHeader = None) -> UserCreated:
+def register(
+    body: RegisterUser, services: ServicesDep, idempotency_key: IdempotencyKeyHeader = None
+) -> UserCreated:
     """Register a customer or a seller; the e-mail is unique (409 `email_taken`)."""
     password_hash = services.hasher.hash(body.password)
     user_id = services.applications.users.register_user(
-        body.email, password_hash, body.display_name, body.role,
+        body.email,
+        password_hash,
+        body.display_name,
+        body.role,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint(services.settings.secret_key, body),
     )
@@ -78,12 +83,19 @@ def issue_token(body: Credentials, request: Request, services: ServicesDep) -> A
     get the same answer in about the same time."""
     client = request.client.host if request.client else "unknown"
     if not services.login_throttle.allow(f"email:{body.email.strip().lower()}", f"ip:{client}"):
-        raise ApiError(429, "too_many_attempts", "too many login attempts; wait a minute",
-                       {"Retry-After": "60"})
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            "too many login attempts; wait a minute",
+            {"Retry-After": "60"},
+        )
     users = services.applications.users
     user_id = users.find_user_id(body.email)
     user = users.get_user(user_id) if user_id is not None else None
-    if not services.hasher.verify(body.password, user.password_hash if user else None) or user is None:
+    if (
+        not services.hasher.verify(body.password, user.password_hash if user else None)
+        or user is None
+    ):
         raise ApiError(401, "invalid_credentials", "e-mail or password is wrong")
     token = services.tokens.issue(user.id, user.role)
     return AccessToken(access_token=token, expires_in=services.settings.token_ttl_seconds)
@@ -95,7 +107,10 @@ def me(user: CurrentUser, db: Db, response: Response) -> UserView:
     read model may not have caught up: 503 with Retry-After, retry then."""
     found = find_user(db, str(user.user_id))
     if found is None:
-        raise ApiError(503, "not_yet_visible",
-                       "the user is registered but the read model has not caught up; retry shortly",
-                       {"Retry-After": "1"})
+        raise ApiError(
+            503,
+            "not_yet_visible",
+            "the user is registered but the read model has not caught up; retry shortly",
+            {"Retry-After": "1"},
+        )
     return UserView(**found)

@@ -23,7 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-topics_app = typer.Typer(help="The Kafka topic catalogue (kafka/topics.yaml).", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="The Kafka topic catalogue (kafka/topics.yaml).", no_args_is_help=True
+)
 schemas_app = typer.Typer(help="Public event schemas.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -35,7 +37,9 @@ PROCESS_COMMANDS = ["api", "relay", "worker"]
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -76,8 +80,12 @@ def api(
     from api.main import create_app
 
     settings = get_settings()
-    options: dict[str, Any] = {"host": host or settings.api_host, "port": port or settings.api_port,
-                               "log_level": "warning", "access_log": False}
+    options: dict[str, Any] = {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        "log_level": "warning",
+        "access_log": False,
+    }
     workers = workers or settings.api_workers
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
@@ -96,13 +104,25 @@ def relay(log_level: Annotated[str, typer.Option()] = "info") -> None:
 
 @app.command()
 def worker(
-    name: Annotated[str, typer.Argument(help="The worker, which is also its consumer group: "
-                                             "a saga participant (inventory-saga, payments-saga, "
-                                             "orders-saga, shipping-saga) or a projection "
-                                             "(users-projection, …).")],
-    log_level: Annotated[str, typer.Option(help="Faust log level: debug, info, warn, error.")] = "warn",
-    replicas: Annotated[int, typer.Option(min=1, help="Run N child processes in the group and "
-                                                      "supervise them; Ctrl-C/SIGTERM stops all.")] = 1,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="The worker, which is also its consumer group: "
+            "a saga participant (inventory-saga, payments-saga, "
+            "orders-saga, shipping-saga) or a projection "
+            "(users-projection, …)."
+        ),
+    ],
+    log_level: Annotated[
+        str, typer.Option(help="Faust log level: debug, info, warn, error.")
+    ] = "warn",
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Run N child processes in the group and supervise them; Ctrl-C/SIGTERM stops all.",
+        ),
+    ] = 1,
 ) -> None:
     """Run one worker in its consumer group. N replicas split the partitions (6 per topic,
     so at most 6 replicas get work). EVENTMART_WORKER_METRICS_PORT=P serves the worker's
@@ -137,8 +157,9 @@ def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
         env = dict(os.environ)
         if base_port:
             env["EVENTMART_WORKER_METRICS_PORT"] = str(int(base_port) + index)
-        return subprocess.Popen([sys.executable, "-m", "eventmart", "worker", name,
-                                 "--log-level", log_level], env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "eventmart", "worker", name, "--log-level", log_level], env=env
+        )
 
     def stop(signum: int, _: object) -> None:
         stopping.set()
@@ -150,8 +171,10 @@ def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
         while not stopping.wait(0.5):
             for index, child in enumerate(children):
                 if child.poll() is not None:
-                    console.print(f"[yellow]{name} replica {index} exited with {child.returncode}; "
-                                  "restarting[/]")
+                    console.print(
+                        f"[yellow]{name} replica {index} exited with {child.returncode}; "
+                        "restarting[/]"
+                    )
                     children[index] = spawn(index)
     finally:
         for child in children:
@@ -186,7 +209,13 @@ def topics_list() -> None:
 
     table = Table("topic", "partitions", "key", "retention ms", "schema version")
     for spec in topic_specs():
-        table.add_row(spec.name, str(spec.partitions), spec.key, str(spec.retention_ms), str(spec.schema_version))
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.key,
+            str(spec.retention_ms),
+            str(spec.schema_version),
+        )
     Console().print(table)
 
 

@@ -13,7 +13,9 @@ from rich.console import Console
 from eventmart.cli.shared import console, event_topics, progress_bar
 from eventmart.settings import get_settings
 
-app = typer.Typer(help="For analysts: rebuild read models, export, replay, time travel.", no_args_is_help=True)
+app = typer.Typer(
+    help="For analysts: rebuild read models, export, replay, time travel.", no_args_is_help=True
+)
 
 
 @app.command("rebuild")
@@ -31,18 +33,32 @@ def analyst_rebuild(
     settings = get_settings()
     with progress_bar() as progress:
         task = progress.add_task(f"rebuilding {read_model.group}", total=None)
-        job = asyncio.run(rebuild(read_model, settings.dsn, settings.bootstrap_servers,
-                                  on_progress=lambda done, total: progress.update(task, completed=done, total=total)))
-    console.print(f"swapped in {read_model.group}: {job.read:,} events read, {job.applied:,} applied, "
-                  f"{job.malformed} malformed skipped, {job.rate:,.0f} events/s")
-    console.print("phases: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in job.phases.items()))
+        job = asyncio.run(
+            rebuild(
+                read_model,
+                settings.dsn,
+                settings.bootstrap_servers,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        )
+    console.print(
+        f"swapped in {read_model.group}: {job.read:,} events read, {job.applied:,} applied, "
+        f"{job.malformed} malformed skipped, {job.rate:,.0f} events/s"
+    )
+    console.print(
+        "phases: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in job.phases.items())
+    )
 
 
 @app.command("export")
 def analyst_export(
     out: Annotated[Path, typer.Option(help="Directory for one file per topic.")] = Path("exports"),
-    topics: Annotated[str | None, typer.Option(help="Comma-separated; default every *.events topic.")] = None,
-    types: Annotated[str | None, typer.Option(help="Comma-separated event types; default all.")] = None,
+    topics: Annotated[
+        str | None, typer.Option(help="Comma-separated; default every *.events topic.")
+    ] = None,
+    types: Annotated[
+        str | None, typer.Option(help="Comma-separated event types; default all.")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="ISO time, inclusive (occurred_at).")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time, exclusive (occurred_at).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
@@ -55,18 +71,31 @@ def analyst_export(
     settings = get_settings()
     with progress_bar() as progress:
         task = progress.add_task("exporting", total=None)
-        result = asyncio.run(export_events(
-            settings.bootstrap_servers, event_topics(topics), out, event_filter=event_filter, fmt=output_format,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total)))
-    console.print(f"{result.written:,} of {result.read:,} events written "
-                  f"({result.malformed} malformed skipped): {', '.join(map(str, result.paths))}")
+        result = asyncio.run(
+            export_events(
+                settings.bootstrap_servers,
+                event_topics(topics),
+                out,
+                event_filter=event_filter,
+                fmt=output_format,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        )
+    console.print(
+        f"{result.written:,} of {result.read:,} events written "
+        f"({result.malformed} malformed skipped): {', '.join(map(str, result.paths))}"
+    )
 
 
 @app.command("replay")
 def analyst_replay(
     group: Annotated[str, typer.Option(help="A NEW consumer group id (live groups are refused).")],
-    topics: Annotated[str | None, typer.Option(help="Comma-separated; default every *.events topic.")] = None,
-    from_beginning: Annotated[bool, typer.Option(help="Start at offset zero, not where the group left off.")] = False,
+    topics: Annotated[
+        str | None, typer.Option(help="Comma-separated; default every *.events topic.")
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option(help="Start at offset zero, not where the group left off.")
+    ] = False,
 ) -> None:
     """Replay topics into a new consumer group and count events by type."""
     from rich.table import Table
@@ -77,9 +106,17 @@ def analyst_replay(
     with progress_bar() as progress:
         task = progress.add_task(f"replaying into {group}", total=None)
         try:
-            result = asyncio.run(replay(
-                settings.bootstrap_servers, group, event_topics(topics), from_beginning=from_beginning,
-                on_progress=lambda done, total, _: progress.update(task, completed=done, total=total)))
+            result = asyncio.run(
+                replay(
+                    settings.bootstrap_servers,
+                    group,
+                    event_topics(topics),
+                    from_beginning=from_beginning,
+                    on_progress=lambda done, total, _: progress.update(
+                        task, completed=done, total=total
+                    ),
+                )
+            )
         except LiveGroup as error:
             console.print(f"[red]{error}[/]")
             raise typer.Exit(2) from error
@@ -87,7 +124,9 @@ def analyst_replay(
     for event_type, count in sorted(result.counts.items()):
         table.add_row(event_type, f"{count:,}")
     Console().print(table)
-    console.print(f"{result.read:,} events, {result.malformed} malformed; offsets committed for {group}")
+    console.print(
+        f"{result.read:,} events, {result.malformed} malformed; offsets committed for {group}"
+    )
 
 
 @app.command("as-of")

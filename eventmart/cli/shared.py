@@ -25,8 +25,14 @@ def progress_bar() -> Any:
         def render(self, task: Any) -> Text:
             return Text(f"{task.speed or 0:,.0f} events/s", style="cyan")
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    EventsPerSecond(), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        EventsPerSecond(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def event_topics(topics: str | None) -> list[str]:

@@ -21,6 +21,13 @@ from eventmart.contracts.envelope import (
 )
 
 __all__ = [
-    "CONTRACTS", "Decoder", "Envelope", "Event", "MalformedEvent", "envelope_from_domain",
-    "event_id_for", "json_schemas", "parse",
+    "CONTRACTS",
+    "Decoder",
+    "Envelope",
+    "Event",
+    "MalformedEvent",
+    "envelope_from_domain",
+    "event_id_for",
+    "json_schemas",
+    "parse",
 ]

@@ -37,77 +37,90 @@ class ProductPriceChanged(Payload):
     new_amount: int = Field(gt=0)
 
 
-register(EventContract(
-    type="product.created",
-    topic=TOPIC,
-    schema_version=1,
-    payload=ProductCreated,
-    domain_event=Product.Created,
-    to_payload=lambda e: {
-        "product_id": e.originator_id, "seller_id": e.seller_id, "sku": e.sku, "name": e.name,
-        "description": e.description, "category": e.category,
-        "price_amount": e.price_amount, "currency": e.currency,
-    },
-    example={
-        "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a51",
-        "type": "product.created",
-        "schema_version": 1,
-        "aggregate_id": PRODUCT_ID,
-        "aggregate_version": 1,
-        "occurred_at": "2026-11-25T10:00:00+00:00",
-        "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a51",
-        "causation_id": None,
-        "payload": {
-            "product_id": PRODUCT_ID,
-            "seller_id": SELLER_ID,
-            "sku": "MUG-001",
-            "name": "Blue mug",
-            "description": "Stoneware, 350 ml",
-            "category": "kitchen",
-            "price_amount": 4900,
-            "currency": "CNY",
+register(
+    EventContract(
+        type="product.created",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ProductCreated,
+        domain_event=Product.Created,
+        to_payload=lambda e: {
+            "product_id": e.originator_id,
+            "seller_id": e.seller_id,
+            "sku": e.sku,
+            "name": e.name,
+            "description": e.description,
+            "category": e.category,
+            "price_amount": e.price_amount,
+            "currency": e.currency,
         },
-    },
-))
+        example={
+            "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a51",
+            "type": "product.created",
+            "schema_version": 1,
+            "aggregate_id": PRODUCT_ID,
+            "aggregate_version": 1,
+            "occurred_at": "2026-11-25T10:00:00+00:00",
+            "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a51",
+            "causation_id": None,
+            "payload": {
+                "product_id": PRODUCT_ID,
+                "seller_id": SELLER_ID,
+                "sku": "MUG-001",
+                "name": "Blue mug",
+                "description": "Stoneware, 350 ml",
+                "category": "kitchen",
+                "price_amount": 4900,
+                "currency": "CNY",
+            },
+        },
+    )
+)
 
-register(EventContract(
-    type="product.updated",
-    topic=TOPIC,
-    schema_version=1,
-    payload=ProductUpdated,
-    domain_event=Product.Updated,
-    to_payload=lambda e: {"product_id": e.originator_id, "changes": e.changes},
-    example={
-        "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a52",
-        "type": "product.updated",
-        "schema_version": 1,
-        "aggregate_id": PRODUCT_ID,
-        "aggregate_version": 2,
-        "occurred_at": "2026-11-25T10:05:00+00:00",
-        "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a52",
-        "causation_id": None,
-        "payload": {"product_id": PRODUCT_ID, "changes": {"name": "Big blue mug"}},
-    },
-))
+register(
+    EventContract(
+        type="product.updated",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ProductUpdated,
+        domain_event=Product.Updated,
+        to_payload=lambda e: {"product_id": e.originator_id, "changes": e.changes},
+        example={
+            "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a52",
+            "type": "product.updated",
+            "schema_version": 1,
+            "aggregate_id": PRODUCT_ID,
+            "aggregate_version": 2,
+            "occurred_at": "2026-11-25T10:05:00+00:00",
+            "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a52",
+            "causation_id": None,
+            "payload": {"product_id": PRODUCT_ID, "changes": {"name": "Big blue mug"}},
+        },
+    )
+)
 
-register(EventContract(
-    type="product.price_changed",
-    topic=TOPIC,
-    schema_version=1,
-    payload=ProductPriceChanged,
-    domain_event=Product.PriceChanged,
-    to_payload=lambda e: {
-        "product_id": e.originator_id, "old_amount": e.old_amount, "new_amount": e.new_amount,
-    },
-    example={
-        "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a53",
-        "type": "product.price_changed",
-        "schema_version": 1,
-        "aggregate_id": PRODUCT_ID,
-        "aggregate_version": 3,
-        "occurred_at": "2026-11-25T10:10:00+00:00",
-        "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a53",
-        "causation_id": None,
-        "payload": {"product_id": PRODUCT_ID, "old_amount": 4900, "new_amount": 3900},
-    },
-))
+register(
+    EventContract(
+        type="product.price_changed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ProductPriceChanged,
+        domain_event=Product.PriceChanged,
+        to_payload=lambda e: {
+            "product_id": e.originator_id,
+            "old_amount": e.old_amount,
+            "new_amount": e.new_amount,
+        },
+        example={
+            "event_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a53",
+            "type": "product.price_changed",
+            "schema_version": 1,
+            "aggregate_id": PRODUCT_ID,
+            "aggregate_version": 3,
+            "occurred_at": "2026-11-25T10:10:00+00:00",
+            "correlation_id": "a1c3e5f7-1b2d-5e4f-8a6b-0c1d2e3f4a53",
+            "causation_id": None,
+            "payload": {"product_id": PRODUCT_ID, "old_amount": 4900, "new_amount": 3900},
+        },
+    )
+)

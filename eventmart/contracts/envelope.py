@@ -116,7 +116,9 @@ def parse(raw: bytes | str | dict[str, Any]) -> Envelope:
         raise MalformedEvent(f"unknown event type {envelope.type!r}")
     payload, version = dict(envelope.payload), envelope.schema_version
     if version > contract.schema_version:
-        raise MalformedEvent(f"{envelope.type} v{version} is newer than this code (v{contract.schema_version})")
+        raise MalformedEvent(
+            f"{envelope.type} v{version} is newer than this code (v{contract.schema_version})"
+        )
     while version < contract.schema_version:
         upcast = contract.upcasters.get(version)
         if upcast is None:
@@ -143,14 +145,22 @@ class Event(NamedTuple):
 
     @classmethod
     def of(cls, envelope: Envelope) -> Event:
-        return cls(str(envelope.event_id), envelope.type, str(envelope.aggregate_id),
-                   envelope.aggregate_version, envelope.occurred_at, envelope.payload)
+        return cls(
+            str(envelope.event_id),
+            envelope.type,
+            str(envelope.aggregate_id),
+            envelope.aggregate_version,
+            envelope.occurred_at,
+            envelope.payload,
+        )
 
 
 # The exact text str(UUID) gives; every such string is a UUID, so validating ids as these
 # strings accepts a subset of what `Envelope` accepts, with the same values.
-CanonicalUuid = Annotated[str, StringConstraints(
-    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+CanonicalUuid = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
 
 
 class _CanonicalEnvelope(BaseModel):
@@ -173,8 +183,9 @@ def _typed_envelope(name: str) -> type[BaseModel]:
         "schema_version": (Literal[contract.schema_version], ...),
         "payload": (contract.payload, ...),
     }
-    return create_model("Envelope_" + re.sub(r"\W", "_", name), __base__=_CanonicalEnvelope,
-                        **fields)
+    return create_model(
+        "Envelope_" + re.sub(r"\W", "_", name), __base__=_CanonicalEnvelope, **fields
+    )
 
 
 def _peek_type(raw: bytes) -> str | None:
@@ -201,8 +212,11 @@ class Decoder:
     def __init__(self, types: Iterable[str]) -> None:
         self.types = frozenset(types)
         models = [_typed_envelope(name) for name in sorted(self.types)]
-        shape: Any = models[0] if len(models) == 1 else Annotated[
-            Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007 - built at run time
+        # A union built at run time: Union[...] takes a tuple, the | operator does not.
+        union = Union[tuple(models)]  # noqa: UP007
+        shape: Any = (
+            models[0] if len(models) == 1 else Annotated[union, Field(discriminator="type")]
+        )
         self.adapter: TypeAdapter[Any] = TypeAdapter(shape)
 
     def __call__(self, raw: bytes) -> Event | None:
@@ -214,8 +228,14 @@ class Decoder:
             typed = self.adapter.validate_json(raw)
         except ValueError:
             return self._slowly(raw)
-        return Event(typed.event_id, typed.type, typed.aggregate_id, typed.aggregate_version,
-                     typed.occurred_at, typed.payload.model_dump(mode="json"))
+        return Event(
+            typed.event_id,
+            typed.type,
+            typed.aggregate_id,
+            typed.aggregate_version,
+            typed.occurred_at,
+            typed.payload.model_dump(mode="json"),
+        )
 
     def _slowly(self, raw: bytes) -> Event | None:
         try:

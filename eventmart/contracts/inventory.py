@@ -28,8 +28,11 @@ def _example(
 ) -> dict[str, Any]:
     event_id = str(event_id_for(UUID(aggregate_id), version))
     return {
-        "event_id": event_id, "type": type_, "schema_version": 1,
-        "aggregate_id": aggregate_id, "aggregate_version": version,
+        "event_id": event_id,
+        "type": type_,
+        "schema_version": 1,
+        "aggregate_id": aggregate_id,
+        "aggregate_version": version,
         "occurred_at": "2026-11-25T10:20:00+00:00",
         "correlation_id": ORDER_ID if saga else event_id,
         "causation_id": PLACED_EVENT_ID if saga else None,
@@ -91,78 +94,157 @@ class ReservationReleased(Payload):
 
 
 def _counts(e: Any) -> dict[str, Any]:
-    return {"product_id": e.product_id, "on_hand": e.on_hand, "reserved": e.reserved,
-            "available": e.on_hand - e.reserved, "quantity": e.quantity}
+    return {
+        "product_id": e.product_id,
+        "on_hand": e.on_hand,
+        "reserved": e.reserved,
+        "available": e.on_hand - e.reserved,
+        "quantity": e.quantity,
+    }
 
 
 def _counts_example(on_hand: int, reserved: int, quantity: int, **extra: Any) -> dict[str, Any]:
-    return {"product_id": PRODUCT_ID, "on_hand": on_hand, "reserved": reserved,
-            "available": on_hand - reserved, "quantity": quantity, **extra}
+    return {
+        "product_id": PRODUCT_ID,
+        "on_hand": on_hand,
+        "reserved": reserved,
+        "available": on_hand - reserved,
+        "quantity": quantity,
+        **extra,
+    }
 
 
-register(EventContract(
-    type="stock.received", topic=TOPIC, schema_version=1, payload=StockReceived,
-    domain_event=Stock.Received,
-    to_payload=_counts,
-    example=_example("stock.received", STOCK_ID, 2, _counts_example(10, 0, 10), saga=False),
-))
+register(
+    EventContract(
+        type="stock.received",
+        topic=TOPIC,
+        schema_version=1,
+        payload=StockReceived,
+        domain_event=Stock.Received,
+        to_payload=_counts,
+        example=_example("stock.received", STOCK_ID, 2, _counts_example(10, 0, 10), saga=False),
+    )
+)
 
-register(EventContract(
-    type="stock.reserved", topic=TOPIC, schema_version=1, payload=StockReserved,
-    domain_event=Stock.Reserved,
-    to_payload=lambda e: {**_counts(e), "order_id": e.order_id},
-    example=_example("stock.reserved", STOCK_ID, 3, _counts_example(10, 2, 2, order_id=ORDER_ID)),
-))
+register(
+    EventContract(
+        type="stock.reserved",
+        topic=TOPIC,
+        schema_version=1,
+        payload=StockReserved,
+        domain_event=Stock.Reserved,
+        to_payload=lambda e: {**_counts(e), "order_id": e.order_id},
+        example=_example(
+            "stock.reserved", STOCK_ID, 3, _counts_example(10, 2, 2, order_id=ORDER_ID)
+        ),
+    )
+)
 
-register(EventContract(
-    type="stock.committed", topic=TOPIC, schema_version=1, payload=StockCommitted,
-    domain_event=Stock.Committed,
-    to_payload=lambda e: {**_counts(e), "order_id": e.order_id},
-    example=_example("stock.committed", STOCK_ID, 4, _counts_example(8, 0, 2, order_id=ORDER_ID)),
-))
+register(
+    EventContract(
+        type="stock.committed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=StockCommitted,
+        domain_event=Stock.Committed,
+        to_payload=lambda e: {**_counts(e), "order_id": e.order_id},
+        example=_example(
+            "stock.committed", STOCK_ID, 4, _counts_example(8, 0, 2, order_id=ORDER_ID)
+        ),
+    )
+)
 
-register(EventContract(
-    type="stock.released", topic=TOPIC, schema_version=1, payload=StockReleased,
-    domain_event=Stock.Released,
-    to_payload=lambda e: {**_counts(e), "order_id": e.order_id, "reason": e.reason},
-    example=_example(
-        "stock.released", STOCK_ID, 4,
-        _counts_example(10, 0, 2, order_id=ORDER_ID, reason="cancelled"),
-    ),
-))
+register(
+    EventContract(
+        type="stock.released",
+        topic=TOPIC,
+        schema_version=1,
+        payload=StockReleased,
+        domain_event=Stock.Released,
+        to_payload=lambda e: {**_counts(e), "order_id": e.order_id, "reason": e.reason},
+        example=_example(
+            "stock.released",
+            STOCK_ID,
+            4,
+            _counts_example(10, 0, 2, order_id=ORDER_ID, reason="cancelled"),
+        ),
+    )
+)
 
-register(EventContract(
-    type="reservation.confirmed", topic=TOPIC, schema_version=1, payload=ReservationConfirmed,
-    domain_event=Reservation.Confirmed,
-    to_payload=lambda e: {"order_id": e.order_id, "lines": e.lines, "expires_at": e.expires_at},
-    example=_example("reservation.confirmed", RESERVATION_ID, 2, {
-        "order_id": ORDER_ID,
-        "lines": [{"product_id": PRODUCT_ID, "quantity": 2}],
-        "expires_at": "2026-11-25T10:35:00+00:00",
-    }),
-))
+register(
+    EventContract(
+        type="reservation.confirmed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ReservationConfirmed,
+        domain_event=Reservation.Confirmed,
+        to_payload=lambda e: {"order_id": e.order_id, "lines": e.lines, "expires_at": e.expires_at},
+        example=_example(
+            "reservation.confirmed",
+            RESERVATION_ID,
+            2,
+            {
+                "order_id": ORDER_ID,
+                "lines": [{"product_id": PRODUCT_ID, "quantity": 2}],
+                "expires_at": "2026-11-25T10:35:00+00:00",
+            },
+        ),
+    )
+)
 
-register(EventContract(
-    type="reservation.failed", topic=TOPIC, schema_version=1, payload=ReservationFailed,
-    domain_event=Reservation.Failed,
-    to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason, "product_id": e.product_id},
-    example=_example("reservation.failed", RESERVATION_ID, 2, {
-        "order_id": ORDER_ID, "reason": "insufficient_stock", "product_id": PRODUCT_ID,
-    }),
-))
+register(
+    EventContract(
+        type="reservation.failed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ReservationFailed,
+        domain_event=Reservation.Failed,
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "reason": e.reason,
+            "product_id": e.product_id,
+        },
+        example=_example(
+            "reservation.failed",
+            RESERVATION_ID,
+            2,
+            {
+                "order_id": ORDER_ID,
+                "reason": "insufficient_stock",
+                "product_id": PRODUCT_ID,
+            },
+        ),
+    )
+)
 
-register(EventContract(
-    type="reservation.committed", topic=TOPIC, schema_version=1, payload=ReservationCommitted,
-    domain_event=Reservation.Committed,
-    to_payload=lambda e: {"order_id": e.order_id},
-    example=_example("reservation.committed", RESERVATION_ID, 3, {"order_id": ORDER_ID}),
-))
+register(
+    EventContract(
+        type="reservation.committed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ReservationCommitted,
+        domain_event=Reservation.Committed,
+        to_payload=lambda e: {"order_id": e.order_id},
+        example=_example("reservation.committed", RESERVATION_ID, 3, {"order_id": ORDER_ID}),
+    )
+)
 
-register(EventContract(
-    type="reservation.released", topic=TOPIC, schema_version=1, payload=ReservationReleased,
-    domain_event=Reservation.Released,
-    to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason},
-    example=_example("reservation.released", RESERVATION_ID, 3, {
-        "order_id": ORDER_ID, "reason": "expired",
-    }),
-))
+register(
+    EventContract(
+        type="reservation.released",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ReservationReleased,
+        domain_event=Reservation.Released,
+        to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason},
+        example=_example(
+            "reservation.released",
+            RESERVATION_ID,
+            3,
+            {
+                "order_id": ORDER_ID,
+                "reason": "expired",
+            },
+        ),
+    )
+)

@@ -25,9 +25,13 @@ CAUSE_EVENT_ID = "5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e"
 
 def _example(type_: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
     return {
-        "event_id": str(event_id_for(UUID(ORDER_ID), version)), "type": type_,
-        "schema_version": 1, "aggregate_id": ORDER_ID, "aggregate_version": version,
-        "occurred_at": "2026-11-25T10:30:00+00:00", "correlation_id": ORDER_ID,
+        "event_id": str(event_id_for(UUID(ORDER_ID), version)),
+        "type": type_,
+        "schema_version": 1,
+        "aggregate_id": ORDER_ID,
+        "aggregate_version": version,
+        "occurred_at": "2026-11-25T10:30:00+00:00",
+        "correlation_id": ORDER_ID,
         "causation_id": None if version == 1 else CAUSE_EVENT_ID,
         "payload": {"order_id": ORDER_ID, **payload},
     }
@@ -104,82 +108,152 @@ class OrderRejected(Payload):
     reason: str
 
 
-register(EventContract(
-    type="order.placed", topic=TOPIC, schema_version=1, payload=OrderPlaced,
-    domain_event=Order.Placed,
-    to_payload=lambda e: {
-        "order_id": e.order_id, "buyer_id": e.buyer_id, "lines": e.lines, "total": e.total,
-        "currency": e.currency, "shipping_address": e.shipping_address, "payment": e.payment,
-        "payment_deadline": e.payment_deadline,
-    },
-    example=_example("order.placed", 1, {
-        "buyer_id": BUYER_ID,
-        "lines": [{"product_id": PRODUCT_ID, "quantity": 2, "unit_price": 4900}],
-        "total": 9800,
-        "currency": "CNY",
-        "shipping_address": {"name": "Ada", "line1": "1 Analytical Way", "city": "Shanghai",
-                             "postal_code": "200000", "country": "CN"},
-        "payment": {"method": "card", "token": "tok_ok"},
-        "payment_deadline": "2026-11-25T10:45:00+00:00",
-    }),
-))
+register(
+    EventContract(
+        type="order.placed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderPlaced,
+        domain_event=Order.Placed,
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "buyer_id": e.buyer_id,
+            "lines": e.lines,
+            "total": e.total,
+            "currency": e.currency,
+            "shipping_address": e.shipping_address,
+            "payment": e.payment,
+            "payment_deadline": e.payment_deadline,
+        },
+        example=_example(
+            "order.placed",
+            1,
+            {
+                "buyer_id": BUYER_ID,
+                "lines": [{"product_id": PRODUCT_ID, "quantity": 2, "unit_price": 4900}],
+                "total": 9800,
+                "currency": "CNY",
+                "shipping_address": {
+                    "name": "Ada",
+                    "line1": "1 Analytical Way",
+                    "city": "Shanghai",
+                    "postal_code": "200000",
+                    "country": "CN",
+                },
+                "payment": {"method": "card", "token": "tok_ok"},
+                "payment_deadline": "2026-11-25T10:45:00+00:00",
+            },
+        ),
+    )
+)
 
-register(EventContract(
-    type="order.reserved", topic=TOPIC, schema_version=1, payload=OrderReserved,
-    domain_event=Order.Reserved,
-    to_payload=lambda e: {"order_id": e.order_id},
-    example=_example("order.reserved", 2, {}),
-))
+register(
+    EventContract(
+        type="order.reserved",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderReserved,
+        domain_event=Order.Reserved,
+        to_payload=lambda e: {"order_id": e.order_id},
+        example=_example("order.reserved", 2, {}),
+    )
+)
 
-register(EventContract(
-    type="order.paid", topic=TOPIC, schema_version=1, payload=OrderPaid,
-    domain_event=Order.Paid,
-    to_payload=lambda e: {"order_id": e.order_id, "amount": e.amount},
-    example=_example("order.paid", 3, {"amount": 9800}),
-))
+register(
+    EventContract(
+        type="order.paid",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderPaid,
+        domain_event=Order.Paid,
+        to_payload=lambda e: {"order_id": e.order_id, "amount": e.amount},
+        example=_example("order.paid", 3, {"amount": 9800}),
+    )
+)
 
-register(EventContract(
-    type="order.confirmed", topic=TOPIC, schema_version=1, payload=OrderConfirmed,
-    domain_event=Order.Confirmed,
-    to_payload=lambda e: {"order_id": e.order_id, "total": e.total},
-    example=_example("order.confirmed", 4, {"total": 9800}),
-))
+register(
+    EventContract(
+        type="order.confirmed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderConfirmed,
+        domain_event=Order.Confirmed,
+        to_payload=lambda e: {"order_id": e.order_id, "total": e.total},
+        example=_example("order.confirmed", 4, {"total": 9800}),
+    )
+)
 
-register(EventContract(
-    type="order.shipped", topic=TOPIC, schema_version=1, payload=OrderShipped,
-    domain_event=Order.Shipped,
-    to_payload=lambda e: {"order_id": e.order_id, "shipment_id": e.shipment_id},
-    example=_example("order.shipped", 5, {"shipment_id": SHIPMENT_ID}),
-))
+register(
+    EventContract(
+        type="order.shipped",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderShipped,
+        domain_event=Order.Shipped,
+        to_payload=lambda e: {"order_id": e.order_id, "shipment_id": e.shipment_id},
+        example=_example("order.shipped", 5, {"shipment_id": SHIPMENT_ID}),
+    )
+)
 
-register(EventContract(
-    type="order.delivered", topic=TOPIC, schema_version=1, payload=OrderDelivered,
-    domain_event=Order.Delivered,
-    to_payload=lambda e: {
-        "order_id": e.order_id, "shipment_id": e.shipment_id, "delivered_at": e.delivered_at,
-    },
-    example=_example("order.delivered", 6, {
-        "shipment_id": SHIPMENT_ID, "delivered_at": "2026-11-26T15:00:00+00:00",
-    }),
-))
+register(
+    EventContract(
+        type="order.delivered",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderDelivered,
+        domain_event=Order.Delivered,
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "shipment_id": e.shipment_id,
+            "delivered_at": e.delivered_at,
+        },
+        example=_example(
+            "order.delivered",
+            6,
+            {
+                "shipment_id": SHIPMENT_ID,
+                "delivered_at": "2026-11-26T15:00:00+00:00",
+            },
+        ),
+    )
+)
 
-register(EventContract(
-    type="order.completed", topic=TOPIC, schema_version=1, payload=OrderCompleted,
-    domain_event=Order.Completed,
-    to_payload=lambda e: {"order_id": e.order_id, "automatic": e.automatic},
-    example=_example("order.completed", 7, {"automatic": False}),
-))
+register(
+    EventContract(
+        type="order.completed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderCompleted,
+        domain_event=Order.Completed,
+        to_payload=lambda e: {"order_id": e.order_id, "automatic": e.automatic},
+        example=_example("order.completed", 7, {"automatic": False}),
+    )
+)
 
-register(EventContract(
-    type="order.cancelled", topic=TOPIC, schema_version=1, payload=OrderCancelled,
-    domain_event=Order.Cancelled,
-    to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason, "refund_due": e.refund_due},
-    example=_example("order.cancelled", 4, {"reason": "payment_declined", "refund_due": False}),
-))
+register(
+    EventContract(
+        type="order.cancelled",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderCancelled,
+        domain_event=Order.Cancelled,
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "reason": e.reason,
+            "refund_due": e.refund_due,
+        },
+        example=_example("order.cancelled", 4, {"reason": "payment_declined", "refund_due": False}),
+    )
+)
 
-register(EventContract(
-    type="order.rejected", topic=TOPIC, schema_version=1, payload=OrderRejected,
-    domain_event=Order.Rejected,
-    to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason},
-    example=_example("order.rejected", 2, {"reason": "insufficient_stock"}),
-))
+register(
+    EventContract(
+        type="order.rejected",
+        topic=TOPIC,
+        schema_version=1,
+        payload=OrderRejected,
+        domain_event=Order.Rejected,
+        to_payload=lambda e: {"order_id": e.order_id, "reason": e.reason},
+        example=_example("order.rejected", 2, {"reason": "insufficient_stock"}),
+    )
+)

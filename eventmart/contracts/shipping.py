@@ -19,9 +19,13 @@ CAUSE_EVENT_ID = "7d8e9f0a-1b2c-5d3e-8f4a-5b6c7d8e9f0a"
 
 def _example(type_: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
     return {
-        "event_id": str(event_id_for(UUID(SHIPMENT_ID), version)), "type": type_,
-        "schema_version": 1, "aggregate_id": SHIPMENT_ID, "aggregate_version": version,
-        "occurred_at": "2026-11-25T11:00:00+00:00", "correlation_id": ORDER_ID,
+        "event_id": str(event_id_for(UUID(SHIPMENT_ID), version)),
+        "type": type_,
+        "schema_version": 1,
+        "aggregate_id": SHIPMENT_ID,
+        "aggregate_version": version,
+        "occurred_at": "2026-11-25T11:00:00+00:00",
+        "correlation_id": ORDER_ID,
         "causation_id": CAUSE_EVENT_ID,
         "payload": {"order_id": ORDER_ID, "shipment_id": SHIPMENT_ID, **payload},
     }
@@ -41,19 +45,35 @@ class ShipmentTracked(Payload):
     shipment_id: UUID
 
 
-register(EventContract(
-    type="shipment.created", topic=TOPIC, schema_version=1, payload=ShipmentCreated,
-    domain_event=Shipment.Created,
-    to_payload=lambda e: {
-        "order_id": e.order_id, "shipment_id": e.originator_id, "address": e.address,
-        "created_at": e.created_at,
-    },
-    example=_example("shipment.created", 1, {
-        "address": {"name": "Ada", "line1": "1 Analytical Way", "city": "Shanghai",
-                    "postal_code": "200000", "country": "CN"},
-        "created_at": "2026-11-25T11:00:00+00:00",
-    }),
-))
+register(
+    EventContract(
+        type="shipment.created",
+        topic=TOPIC,
+        schema_version=1,
+        payload=ShipmentCreated,
+        domain_event=Shipment.Created,
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "shipment_id": e.originator_id,
+            "address": e.address,
+            "created_at": e.created_at,
+        },
+        example=_example(
+            "shipment.created",
+            1,
+            {
+                "address": {
+                    "name": "Ada",
+                    "line1": "1 Analytical Way",
+                    "city": "Shanghai",
+                    "postal_code": "200000",
+                    "country": "CN",
+                },
+                "created_at": "2026-11-25T11:00:00+00:00",
+            },
+        ),
+    )
+)
 
 for _version, (_type, _event) in enumerate(
     [
@@ -64,9 +84,14 @@ for _version, (_type, _event) in enumerate(
     ],
     start=2,
 ):
-    register(EventContract(
-        type=_type, topic=TOPIC, schema_version=1, payload=ShipmentTracked,
-        domain_event=_event,
-        to_payload=lambda e: {"order_id": e.order_id, "shipment_id": e.originator_id},
-        example=_example(_type, _version, {}),
-    ))
+    register(
+        EventContract(
+            type=_type,
+            topic=TOPIC,
+            schema_version=1,
+            payload=ShipmentTracked,
+            domain_event=_event,
+            to_payload=lambda e: {"order_id": e.order_id, "shipment_id": e.originator_id},
+            example=_example(_type, _version, {}),
+        )
+    )

@@ -34,8 +34,14 @@ GROUPS = {model.group: model.topics for model in READ_MODELS.values()}
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, settings: Settings, saga_workers, catalog_projection, orders_projection,
-         sales_projection) -> TestClient:
+def shop(
+    api: TestClient,
+    settings: Settings,
+    saga_workers,
+    catalog_projection,
+    orders_projection,
+    sales_projection,
+) -> TestClient:
     wait_for_groups_to_join(settings.bootstrap_servers, worker_names())
     return api
 
@@ -44,17 +50,30 @@ def shop(api: TestClient, settings: Settings, saga_workers, catalog_projection, 
 def traffic(shop: TestClient, settings: Settings) -> dict:
     """Users registered through the API and orders run through the whole saga."""
     seller, customers = Seller(shop), [Customer(shop) for _ in range(3)]
-    mug, plate = seller.product(price=1250, stock=20), seller.product(price=800, stock=1, name="Plate")
+    mug, plate = (
+        seller.product(price=1250, stock=20),
+        seller.product(price=800, stock=1, name="Plate"),
+    )
     orders = [customer.place([(mug, 2)]) for customer in customers]
     orders.append(customers[0].place([(plate, 5)]))  # rejected: not enough stock
     buyers = dict(zip(orders, [*customers, customers[0]], strict=True))
-    statuses = {order_id: buyers[order_id].wait_for(order_id, *TERMINAL)["status"] for order_id in orders}
+    statuses = {
+        order_id: buyers[order_id].wait_for(order_id, *TERMINAL)["status"] for order_id in orders
+    }
     completed = [order_id for order_id, status in statuses.items() if status == "completed"]
     assert completed, f"no order completed (payment timeout is short): {statuses}"
     wait_for_quiet(settings, GROUPS)
-    return {"seller": seller, "customers": customers, "orders": orders, "mug": mug, "plate": plate,
-            "buyers": buyers, "statuses": statuses, "completed": completed[0],
-            "mug_on_hand": product_view(shop, mug)["stock"]["on_hand"]}
+    return {
+        "seller": seller,
+        "customers": customers,
+        "orders": orders,
+        "mug": mug,
+        "plate": plate,
+        "buyers": buyers,
+        "statuses": statuses,
+        "completed": completed[0],
+        "mug_on_hand": product_view(shop, mug)["stock"]["on_hand"],
+    }
 
 
 def api_answers(shop: TestClient, traffic: dict) -> None:
@@ -73,8 +92,12 @@ def test_rebuild_matches_the_live_model_then_swaps_in(name, shop, traffic, setti
     progress: list[tuple[int, int]] = []
 
     async def scenario() -> tuple[dict, dict, dict]:
-        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers,
-                                 on_progress=lambda done, total: progress.append((done, total))) as job:
+        async with ShadowRebuild(
+            model,
+            settings.dsn,
+            settings.bootstrap_servers,
+            on_progress=lambda done, total: progress.append((done, total)),
+        ) as job:
             await job.build()
             shadow, live = job.rows(job.schema), job.rows("public")
             await job.swap()
@@ -85,8 +108,11 @@ def test_rebuild_matches_the_live_model_then_swaps_in(name, shop, traffic, setti
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(table)))
         shadow, live, swapped = asyncio.run(scenario())
         # Caches of the tables' rows (api.product_cache) hear that every row may have changed.
-        announced = {(note.channel, note.payload) for note in listener.notifies(timeout=2)
-                     if note.payload == "*"}
+        announced = {
+            (note.channel, note.payload)
+            for note in listener.notifies(timeout=2)
+            if note.payload == "*"
+        }
     assert announced == {(table, "*") for table in tables_of(model)}
     assert all(rows for rows in live.values()), f"no traffic reached {name}"
     assert shadow == live
@@ -117,15 +143,22 @@ def test_export_to_parquet_keeps_the_filtered_events(traffic, settings, tmp_path
     topics = ["orders.events", "payments.events"]
     since = datetime.now(UTC) - timedelta(hours=1)
     event_filter = EventFilter(frozenset({"order.placed", "payment.captured"}), since, None)
-    result = asyncio.run(export_events(settings.bootstrap_servers, topics, tmp_path,
-                                       event_filter=event_filter))
-    expected = {topic: [e for e in read_envelopes(settings.bootstrap_servers, topic)
-                        if event_filter.accepts(e)] for topic in topics}
+    result = asyncio.run(
+        export_events(settings.bootstrap_servers, topics, tmp_path, event_filter=event_filter)
+    )
+    expected = {
+        topic: [
+            e for e in read_envelopes(settings.bootstrap_servers, topic) if event_filter.accepts(e)
+        ]
+        for topic in topics
+    }
     for topic in topics:
         table = pq.read_table(tmp_path / f"{topic}.parquet")
         assert table.column_names == list(COLUMNS)
         assert table.num_rows == len(expected[topic]) > 0
-        assert set(table.column("event_id").to_pylist()) == {str(e.event_id) for e in expected[topic]}
+        assert set(table.column("event_id").to_pylist()) == {
+            str(e.event_id) for e in expected[topic]
+        }
     assert result.written == sum(map(len, expected.values()))
     placed = pq.read_table(tmp_path / "orders.events.parquet").to_pylist()
     assert {row["aggregate_id"] for row in placed} >= set(traffic["orders"])
@@ -135,8 +168,13 @@ async def committed_offsets(bootstrap: str, groups: list[str]) -> dict[str, dict
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        return {group: {tp: meta.offset for tp, meta in
-                        (await admin.list_consumer_group_offsets(group)).items()} for group in groups}
+        return {
+            group: {
+                tp: meta.offset
+                for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
+            }
+            for group in groups
+        }
     finally:
         await admin.close()
 
@@ -192,26 +230,53 @@ def inventory_stock_id(product_id: UUID) -> UUID:
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "eventmart", "analyst", *args], env=child_env(settings),
-                          capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "eventmart", "analyst", *args],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
 def test_the_cli_commands(shop, traffic, settings, tmp_path: Path):
-    run_cli(settings, "export", "--topics", "orders.events", "--types", "order.placed",
-            "--format", "jsonl", "--out", str(tmp_path))
-    exported = [orjson.loads(line) for line in (tmp_path / "orders.events.jsonl").read_bytes().splitlines()]
+    run_cli(
+        settings,
+        "export",
+        "--topics",
+        "orders.events",
+        "--types",
+        "order.placed",
+        "--format",
+        "jsonl",
+        "--out",
+        str(tmp_path),
+    )
+    exported = [
+        orjson.loads(line) for line in (tmp_path / "orders.events.jsonl").read_bytes().splitlines()
+    ]
     assert {row["type"] for row in exported} == {"order.placed"}
     assert {row["aggregate_id"] for row in exported} >= set(traffic["orders"])
 
     order_id = traffic["completed"]
-    state = json.loads(run_cli(settings, "as-of", "order", order_id, "--at",
-                               datetime.now(UTC).isoformat()).stdout)
+    state = json.loads(
+        run_cli(settings, "as-of", "order", order_id, "--at", datetime.now(UTC).isoformat()).stdout
+    )
     assert state["status"] == "completed" and "payment" not in state
 
-    replayed = run_cli(settings, "replay", "--group", f"analyst-cli-{uuid4().hex[:8]}",
-                       "--topics", "orders.events", "--from-beginning")
+    replayed = run_cli(
+        settings,
+        "replay",
+        "--group",
+        f"analyst-cli-{uuid4().hex[:8]}",
+        "--topics",
+        "orders.events",
+        "--from-beginning",
+    )
     assert "order.placed" in replayed.stdout
 
     rebuilt = run_cli(settings, "rebuild", "users")

@@ -28,8 +28,15 @@ class Headers(dict[str, str]):
 
 def user_headers(api: TestClient, role: str) -> Headers:
     email = f"{role}-{uuid.uuid4().hex[:12]}@example.com"
-    answer = api.post("/v1/users", json={"email": email, "password": "correct horse",
-                                         "display_name": role.title(), "role": role})
+    answer = api.post(
+        "/v1/users",
+        json={
+            "email": email,
+            "password": "correct horse",
+            "display_name": role.title(),
+            "role": role,
+        },
+    )
     assert answer.status_code == 201, answer.text
     token = api.post("/v1/auth/token", json={"email": email, "password": "correct horse"})
     headers = Headers(Authorization=f"Bearer {token.json()['access_token']}")
@@ -38,9 +45,13 @@ def user_headers(api: TestClient, role: str) -> Headers:
 
 
 def product_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Blue mug",
-                            "description": "Stoneware, 350 ml", "category": "kitchen",
-                            "price": {"amount": 4900, "currency": "CNY"}}
+    body: dict[str, Any] = {
+        "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+        "name": "Blue mug",
+        "description": "Stoneware, 350 ml",
+        "category": "kitchen",
+        "price": {"amount": 4900, "currency": "CNY"},
+    }
     body.update(overrides)
     return body
 
@@ -67,27 +78,42 @@ def test_seller_lists_changes_and_restocks_a_product(api: TestClient):
     product_id = answer.json()["product_id"]
 
     shown = detail_when(api, product_id, lambda p: True, "product.created in the read model")
-    assert shown == {**shown, "product_id": product_id, "sku": body["sku"].upper(),
-                     "name": "Blue mug", "description": "Stoneware, 350 ml", "category": "kitchen",
-                     "seller_id": seller.user_id, "price": {"amount": 4900, "currency": "CNY"},
-                     "stock": {"on_hand": 0, "reserved": 0, "available": 0},
-                     "rating": {"average": None, "count": 0}}
+    assert shown == {
+        **shown,
+        "product_id": product_id,
+        "sku": body["sku"].upper(),
+        "name": "Blue mug",
+        "description": "Stoneware, 350 ml",
+        "category": "kitchen",
+        "seller_id": seller.user_id,
+        "price": {"amount": 4900, "currency": "CNY"},
+        "stock": {"on_hand": 0, "reserved": 0, "available": 0},
+        "rating": {"average": None, "count": 0},
+    }
 
-    changed = api.patch(f"/v1/products/{product_id}", headers=seller,
-                        json={"name": "Big blue mug", "price": {"amount": 3900, "currency": "CNY"}})
+    changed = api.patch(
+        f"/v1/products/{product_id}",
+        headers=seller,
+        json={"name": "Big blue mug", "price": {"amount": 3900, "currency": "CNY"}},
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["price"] == {"amount": 3900, "currency": "CNY"}
     assert changed.json()["name"] == "Big blue mug"
-    detail_when(api, product_id,
-                lambda p: p["price"]["amount"] == 3900 and p["name"] == "Big blue mug",
-                "the new price and name in the read model")
+    detail_when(
+        api,
+        product_id,
+        lambda p: p["price"]["amount"] == 3900 and p["name"] == "Big blue mug",
+        "the new price and name in the read model",
+    )
 
     received = api.post(f"/v1/products/{product_id}/stock", json={"quantity": 5}, headers=seller)
     assert received.status_code == 200, received.text
     assert received.json() == {"on_hand": 5}
     again = api.post(f"/v1/products/{product_id}/stock", json={"quantity": 3}, headers=seller)
     assert again.json() == {"on_hand": 8}
-    shown = detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 8, "stock in the read model")
+    shown = detail_when(
+        api, product_id, lambda p: p["stock"]["on_hand"] == 8, "stock in the read model"
+    )
     assert shown["stock"] == {"on_hand": 8, "reserved": 0, "available": 8}
     assert shown["price"]["amount"] == 3900  # stock events do not touch catalogue columns
 
@@ -96,8 +122,11 @@ def test_sku_is_unique_and_only_sellers_list(api: TestClient):
     seller = user_headers(api, "seller")
     body = product_body()
     assert api.post("/v1/products", json=body, headers=seller).status_code == 201
-    duplicate = api.post("/v1/products", json={**body, "sku": body["sku"].lower()},
-                         headers=user_headers(api, "seller"))
+    duplicate = api.post(
+        "/v1/products",
+        json={**body, "sku": body["sku"].lower()},
+        headers=user_headers(api, "seller"),
+    )
     assert duplicate.status_code == 409
     assert duplicate.json()["error"]["code"] == "sku_taken"
 
@@ -124,8 +153,9 @@ def test_only_the_owning_seller_changes_a_product_or_its_stock(api: TestClient):
     assert patched.json()["error"]["code"] == "not_product_owner"
     stocked = api.post(f"/v1/products/{product_id}/stock", json={"quantity": 1}, headers=other)
     assert stocked.status_code == 403
-    by_customer = api.patch(f"/v1/products/{product_id}", json={"name": "X"},
-                            headers=user_headers(api, "customer"))
+    by_customer = api.patch(
+        f"/v1/products/{product_id}", json={"name": "X"}, headers=user_headers(api, "customer")
+    )
     assert by_customer.status_code == 403
     unknown = api.patch(f"/v1/products/{uuid.uuid4()}", json={"name": "X"}, headers=owner)
     assert unknown.status_code == 404
@@ -148,10 +178,14 @@ def test_bad_input_is_422(api: TestClient):
     assert api.post("/v1/products", json={"sku": "X"}, headers=seller).status_code == 422
     product_id = create(api, seller)
     for quantity in (0, -1, 1.5, "3"):
-        answer = api.post(f"/v1/products/{product_id}/stock", json={"quantity": quantity},
-                          headers=seller)
+        answer = api.post(
+            f"/v1/products/{product_id}/stock", json={"quantity": quantity}, headers=seller
+        )
         assert answer.status_code == 422, (quantity, answer.text)
-    assert api.patch(f"/v1/products/{product_id}", json={"sku": "NEW"}, headers=seller).status_code == 422
+    assert (
+        api.patch(f"/v1/products/{product_id}", json={"sku": "NEW"}, headers=seller).status_code
+        == 422
+    )
     assert api.get("/v1/products", params={"sort": "cheapest"}).status_code == 422
     assert api.get("/v1/products", params={"limit": 101}).status_code == 422
     bad_cursor = api.get("/v1/products", params={"cursor": "not-a-cursor"})
@@ -164,10 +198,20 @@ def test_browse_filters_searches_sorts_and_pages(api: TestClient):
     word = f"word{uuid.uuid4().hex[:8]}"
     alice, bob = user_headers(api, "seller"), user_headers(api, "seller")
     cheap = create(api, alice, category=category, price={"amount": 1000, "currency": "CNY"})
-    middle = create(api, bob, category=category, price={"amount": 2000, "currency": "CNY"},
-                    description=f"hand thrown {word} glaze")
-    dear = create(api, alice, category=category, price={"amount": 3000, "currency": "CNY"},
-                  name=f"Teapot {word}")
+    middle = create(
+        api,
+        bob,
+        category=category,
+        price={"amount": 2000, "currency": "CNY"},
+        description=f"hand thrown {word} glaze",
+    )
+    dear = create(
+        api,
+        alice,
+        category=category,
+        price={"amount": 3000, "currency": "CNY"},
+        name=f"Teapot {word}",
+    )
 
     def ids(**params: Any) -> list[str]:
         answer = api.get("/v1/products", params={"category": category, **params})
@@ -184,26 +228,37 @@ def test_browse_filters_searches_sorts_and_pages(api: TestClient):
     assert ids(q=f"{word} teapot") == [dear]
     assert ids(category=f"{category}-none") == []
 
-    for sort, expected in (("price", [cheap, middle, dear]), ("-price", [dear, middle, cheap]),
-                           ("newest", [dear, middle, cheap])):
-        first = api.get("/v1/products", params={"category": category, "sort": sort, "limit": 2}).json()
+    for sort, expected in (
+        ("price", [cheap, middle, dear]),
+        ("-price", [dear, middle, cheap]),
+        ("newest", [dear, middle, cheap]),
+    ):
+        first = api.get(
+            "/v1/products", params={"category": category, "sort": sort, "limit": 2}
+        ).json()
         assert [item["product_id"] for item in first["items"]] == expected[:2]
         assert first["next_cursor"]
-        second = api.get("/v1/products", params={"category": category, "sort": sort, "limit": 2,
-                                                 "cursor": first["next_cursor"]}).json()
+        second = api.get(
+            "/v1/products",
+            params={"category": category, "sort": sort, "limit": 2, "cursor": first["next_cursor"]},
+        ).json()
         assert [item["product_id"] for item in second["items"]] == expected[2:]
         assert second["next_cursor"] is None
-    price_cursor = api.get("/v1/products", params={"category": category, "sort": "price",
-                                                   "limit": 1}).json()["next_cursor"]
+    price_cursor = api.get(
+        "/v1/products", params={"category": category, "sort": "price", "limit": 1}
+    ).json()["next_cursor"]
     wrong_sort = api.get("/v1/products", params={"sort": "newest", "cursor": price_cursor})
     assert wrong_sort.status_code == 422
 
 
-def stored_event_names(db: psycopg.Connection, table: str,
-                       aggregate_id: uuid.UUID | str) -> list[str]:
+def stored_event_names(
+    db: psycopg.Connection, table: str, aggregate_id: uuid.UUID | str
+) -> list[str]:
     """What the event store holds for one aggregate, oldest first."""
-    rows = db.execute(f"SELECT topic FROM {table} WHERE originator_id = %s "
-                      "ORDER BY originator_version", (str(aggregate_id),)).fetchall()
+    rows = db.execute(
+        f"SELECT topic FROM {table} WHERE originator_id = %s ORDER BY originator_version",
+        (str(aggregate_id),),
+    ).fetchall()
     return [topic.rsplit(".", 1)[-1] for (topic,) in rows]
 
 
@@ -262,19 +317,22 @@ def test_same_key_receives_stock_once(api: TestClient, db: psycopg.Connection):
     assert api.post(stock, json={"quantity": 3}, headers=seller).json() == {"on_hand": 8}
     late_retry = api.post(stock, json={"quantity": 5}, headers=key)
     assert late_retry.json() == {"on_hand": 5}  # the first answer, stored nothing
-    shown = detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 8,
-                        "5 and 3 received, the retries not")
+    shown = detail_when(
+        api, product_id, lambda p: p["stock"]["on_hand"] == 8, "5 and 3 received, the retries not"
+    )
     assert shown["stock"] == {"on_hand": 8, "reserved": 0, "available": 8}
     assert stock_events(db, product_id) == ["Registered", "Received", "Received"]
 
 
-def test_same_key_with_another_receipt_is_422_and_stores_nothing(api: TestClient,
-                                                                  db: psycopg.Connection):
+def test_same_key_with_another_receipt_is_422_and_stores_nothing(
+    api: TestClient, db: psycopg.Connection
+):
     seller = user_headers(api, "seller")
     product_id, other_product = create(api, seller), create(api, seller)
     key = {**seller, "Idempotency-Key": f"receive-{uuid.uuid4()}"}
-    assert api.post(f"/v1/products/{product_id}/stock", json={"quantity": 5},
-                    headers=key).json() == {"on_hand": 5}
+    assert api.post(
+        f"/v1/products/{product_id}/stock", json={"quantity": 5}, headers=key
+    ).json() == {"on_hand": 5}
     for path, quantity in ((product_id, 6), (other_product, 5)):
         answer = api.post(f"/v1/products/{path}/stock", json={"quantity": quantity}, headers=key)
         assert answer.status_code == 422, answer.text
@@ -289,8 +347,9 @@ def test_racing_receipts_with_one_key_receive_once(api: TestClient, db: psycopg.
     seller = user_headers(api, "seller")
     product_id = create(api, seller)
     key = {**seller, "Idempotency-Key": f"receive-{uuid.uuid4()}"}
-    answers = all_at_once(4, lambda: api.post(f"/v1/products/{product_id}/stock",
-                                              json={"quantity": 7}, headers=key))
+    answers = all_at_once(
+        4, lambda: api.post(f"/v1/products/{product_id}/stock", json={"quantity": 7}, headers=key)
+    )
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"on_hand": 7})] * 4
     assert stock_events(db, product_id) == ["Registered", "Received"]
     detail_when(api, product_id, lambda p: p["stock"]["on_hand"] == 7, "one receipt of 7")
@@ -318,21 +377,33 @@ def test_idempotency_keys_are_1_to_255_characters(api: TestClient):
     seller = user_headers(api, "seller")
     product_id = create(api, seller)
     for key in ("", "k" * 256):
-        answer = api.post(f"/v1/products/{product_id}/stock", json={"quantity": 1},
-                          headers={**seller, "Idempotency-Key": key})
+        answer = api.post(
+            f"/v1/products/{product_id}/stock",
+            json={"quantity": 1},
+            headers={**seller, "Idempotency-Key": key},
+        )
         assert answer.status_code == 422, answer.text
     longest = {**seller, "Idempotency-Key": "k" * 255}
-    assert api.post(f"/v1/products/{product_id}/stock", json={"quantity": 1},
-                    headers=longest).json() == {"on_hand": 1}
+    assert api.post(
+        f"/v1/products/{product_id}/stock", json={"quantity": 1}, headers=longest
+    ).json() == {"on_hand": 1}
 
 
 def test_every_command_declares_the_idempotency_key(api: TestClient):
     paths = api.get("/openapi.json").json()["paths"]
-    commands = [("/v1/users", "post"), ("/v1/products", "post"),
-                ("/v1/products/{product_id}", "patch"), ("/v1/products/{product_id}/stock", "post"),
-                ("/v1/orders", "post"), ("/v1/orders/{order_id}/cancel", "post"),
-                ("/v1/orders/{order_id}/confirm-receipt", "post")]
+    commands = [
+        ("/v1/users", "post"),
+        ("/v1/products", "post"),
+        ("/v1/products/{product_id}", "patch"),
+        ("/v1/products/{product_id}/stock", "post"),
+        ("/v1/orders", "post"),
+        ("/v1/orders/{order_id}/cancel", "post"),
+        ("/v1/orders/{order_id}/confirm-receipt", "post"),
+    ]
     for path, method in commands:
-        headers = [parameter["name"] for parameter in paths[path][method].get("parameters", [])
-                   if parameter["in"] == "header"]
+        headers = [
+            parameter["name"]
+            for parameter in paths[path][method].get("parameters", [])
+            if parameter["in"] == "header"
+        ]
         assert "Idempotency-Key" in headers, (method, path)

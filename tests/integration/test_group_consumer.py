@@ -77,25 +77,47 @@ def loop() -> Iterator[Loop]:
 @pytest.fixture
 def topic(infrastructure: Infrastructure, settings: Settings) -> str:
     name = f"test.consumer.{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_topics(settings.bootstrap_servers, [TopicSpec(
-        name=name, partitions=PARTITIONS, replication_factor=1, retention_ms=3_600_000,
-        key="test", schema_version=1)]))
+    asyncio.run(
+        create_topics(
+            settings.bootstrap_servers,
+            [
+                TopicSpec(
+                    name=name,
+                    partitions=PARTITIONS,
+                    replication_factor=1,
+                    retention_ms=3_600_000,
+                    key="test",
+                    schema_version=1,
+                )
+            ],
+        )
+    )
     return name
 
 
 def publish_events(settings: Settings, topic: str, count: int) -> None:
     example = CONTRACTS["user.registered"].example
-    publish(settings.bootstrap_servers, topic,
-            [(f"key-{n}".encode(), orjson.dumps(example)) for n in range(count)])
+    publish(
+        settings.bootstrap_servers,
+        topic,
+        [(f"key-{n}".encode(), orjson.dumps(example)) for n in range(count)],
+    )
 
 
-def begin_consumer(loop: Loop, settings: Settings, group: str, topic: str,
-                   recorder: Recorder) -> Future[GroupConsumer]:
+def begin_consumer(
+    loop: Loop, settings: Settings, group: str, topic: str, recorder: Recorder
+) -> Future[GroupConsumer]:
     """Starting a member returns once it has joined the group, which may need the other
     members to hand over first: the caller waits on the future when it can."""
+
     async def start() -> GroupConsumer:
-        consumer = GroupConsumer(build_app(group, settings), group, [topic], recorder,
-                                 bootstrap=settings.bootstrap_servers)
+        consumer = GroupConsumer(
+            build_app(group, settings),
+            group,
+            [topic],
+            recorder,
+            bootstrap=settings.bootstrap_servers,
+        )
         loop.consumers.append(consumer)
         await consumer.start()
         return consumer
@@ -103,13 +125,15 @@ def begin_consumer(loop: Loop, settings: Settings, group: str, topic: str,
     return asyncio.run_coroutine_threadsafe(start(), loop.loop)
 
 
-def start_consumer(loop: Loop, settings: Settings, group: str, topic: str,
-                   recorder: Recorder) -> GroupConsumer:
+def start_consumer(
+    loop: Loop, settings: Settings, group: str, topic: str, recorder: Recorder
+) -> GroupConsumer:
     return begin_consumer(loop, settings, group, topic, recorder).result(timeout=60)
 
 
-def holding_member(loop: Loop, settings: Settings, topic: str,
-                   events: int) -> tuple[str, Recorder, GroupConsumer]:
+def holding_member(
+    loop: Loop, settings: Settings, topic: str, events: int
+) -> tuple[str, Recorder, GroupConsumer]:
     """A new group's first member, holding its first batch of `events` published events."""
     group = f"test-group-{uuid.uuid4().hex[:8]}"
     publish_events(settings, topic, events)
@@ -120,7 +144,8 @@ def holding_member(loop: Loop, settings: Settings, topic: str,
 
 
 def test_a_worker_stopped_mid_batch_finishes_it_and_commits_exactly_past_it(
-        settings: Settings, loop: Loop, topic: str) -> None:
+    settings: Settings, loop: Loop, topic: str
+) -> None:
     group, recorder, consumer = holding_member(loop, settings, topic, 10)
 
     stopping = asyncio.run_coroutine_threadsafe(consumer.stop(), loop.loop)
@@ -135,16 +160,24 @@ def test_a_worker_stopped_mid_batch_finishes_it_and_commits_exactly_past_it(
     # A successor starts exactly there: it applies the rest, and nothing a second time.
     successor = Recorder()
     start_consumer(loop, settings, group, topic, successor)
-    wait_until(lambda: len(recorder.applied) + len(successor.applied) >= 10, timeout=60,
-               message="the successor to apply the rest")
+    wait_until(
+        lambda: len(recorder.applied) + len(successor.applied) >= 10,
+        timeout=60,
+        message="the successor to apply the rest",
+    )
     assert sorted(recorder.applied + successor.applied) == sorted(
-        {(p, o) for p, o in recorder.applied + successor.applied})
-    wait_until(lambda: group_lag(settings.bootstrap_servers, group, [topic]) == 0, timeout=30,
-               message="the successor to commit")
+        {(p, o) for p, o in recorder.applied + successor.applied}
+    )
+    wait_until(
+        lambda: group_lag(settings.bootstrap_servers, group, [topic]) == 0,
+        timeout=30,
+        message="the successor to commit",
+    )
 
 
 def test_partitions_move_only_after_the_batch_in_flight_is_applied_and_committed(
-        settings: Settings, loop: Loop, topic: str) -> None:
+    settings: Settings, loop: Loop, topic: str
+) -> None:
     group, first, first_consumer = holding_member(loop, settings, topic, 20)
 
     # A second member joins while the first holds a batch: the rebalance has to wait for it.
@@ -163,10 +196,16 @@ def test_partitions_move_only_after_the_batch_in_flight_is_applied_and_committed
     joining.result(timeout=60)
 
     publish_events(settings, topic, 20)
-    wait_until(lambda: len(first.applied) + len(second.applied) >= 40, timeout=90,
-               message="both members to apply all 40 events")
-    wait_until(lambda: group_lag(settings.bootstrap_servers, group, [topic]) == 0, timeout=30,
-               message="the group to commit everything")
+    wait_until(
+        lambda: len(first.applied) + len(second.applied) >= 40,
+        timeout=90,
+        message="both members to apply all 40 events",
+    )
+    wait_until(
+        lambda: group_lag(settings.bootstrap_servers, group, [topic]) == 0,
+        timeout=30,
+        message="the group to commit everything",
+    )
     every = first.applied + second.applied
     duplicates = [key for key, count in Counter(every).items() if count > 1]
     assert not duplicates, f"applied twice across the hand-over: {duplicates}"

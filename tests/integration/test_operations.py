@@ -40,7 +40,9 @@ def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -
 def admin(shop: TestClient) -> dict[str, str]:
     services = shop.app.state.services
     email, password = f"admin-{uuid.uuid4().hex[:12]}@example.com", "operator password"
-    services.applications.users.register_user(email, services.hasher.hash(password), "Admin", "admin")
+    services.applications.users.register_user(
+        email, services.hasher.hash(password), "Admin", "admin"
+    )
 
     def login() -> Any:
         answer = shop.post("/v1/auth/token", json={"email": email, "password": password})
@@ -67,7 +69,9 @@ def cli(settings: Settings) -> Iterator[Any]:
 
 
 def saga_groups() -> dict[str, list[str]]:
-    return {group: topics for group, topics in consumer_groups().items() if group in SAGA_PARTICIPANTS}
+    return {
+        group: topics for group, topics in consumer_groups().items() if group in SAGA_PARTICIPANTS
+    }
 
 
 def positions(shop: TestClient, admin: dict[str, str]) -> list[dict[str, Any]]:
@@ -85,8 +89,12 @@ def test_lag_lists_every_saga_group_and_reaches_zero_once_caught_up(shop, admin,
         saga_rows = [row for row in rows if row["group"] in SAGA_PARTICIPANTS]
         return rows if saga_rows and all(row["members"] >= 1 for row in saga_rows) else None
 
-    wait_until(every_saga_group_has_members, timeout=60, interval=0.5,
-               message="every saga group to report members")
+    wait_until(
+        every_saga_group_has_members,
+        timeout=60,
+        interval=0.5,
+        message="every saga group to report members",
+    )
     seller, customer = Seller(shop), Customer(shop)
     # Any terminal outcome will do: the order is here to put traffic on the saga's topics.
     customer.wait_for(customer.place([(seller.product(), 1)]), *TERMINAL)
@@ -100,13 +108,18 @@ def test_lag_lists_every_saga_group_and_reaches_zero_once_caught_up(shop, admin,
             assert row["lag"] >= 0 and row["members"] >= 1 and row["end"] >= 0
 
     wait_for_groups_to_catch_up(settings.bootstrap_servers, saga_groups())
-    assert all(row["lag"] == 0 for row in positions(shop, admin) if row["group"] in SAGA_PARTICIPANTS)
+    assert all(
+        row["lag"] == 0 for row in positions(shop, admin) if row["group"] in SAGA_PARTICIPANTS
+    )
 
 
 def test_operations_are_for_admins_only(shop):
     customer = Customer(shop)
-    for method, path in [("GET", "/v1/ops/consumer-groups"), ("GET", "/v1/ops/dlq"),
-                         ("POST", "/v1/ops/dlq/inventory-saga/redrive")]:
+    for method, path in [
+        ("GET", "/v1/ops/consumer-groups"),
+        ("GET", "/v1/ops/dlq"),
+        ("POST", "/v1/ops/dlq/inventory-saga/redrive"),
+    ]:
         assert shop.request(method, path, headers=customer.headers).status_code == 403
         assert shop.request(method, path).status_code == 401
 
@@ -118,7 +131,9 @@ def test_unknown_group_cannot_be_redriven(shop, admin):
 
 
 def inventory_dead_letters(shop: TestClient, admin: dict[str, str]) -> dict[str, Any]:
-    answer = shop.get("/v1/ops/dlq", params={"group": "inventory-saga", "limit": 100}, headers=admin)
+    answer = shop.get(
+        "/v1/ops/dlq", params={"group": "inventory-saga", "limit": 100}, headers=admin
+    )
     assert answer.status_code == 200, answer.text
     [summary] = answer.json()["items"]
     return summary
@@ -130,9 +145,13 @@ def test_poison_is_listed_then_redriven_exactly_once(shop, admin, settings, cli)
     publish(settings.bootstrap_servers, "orders.events", [(key.encode(), garbage)])
 
     def parked() -> dict[str, Any] | None:
-        return next((m for m in inventory_dead_letters(shop, admin)["messages"] if m["key"] == key), None)
+        return next(
+            (m for m in inventory_dead_letters(shop, admin)["messages"] if m["key"] == key), None
+        )
 
-    message = wait_until(parked, timeout=30, interval=0.3, message="the poison in inventory-saga's DLQ")
+    message = wait_until(
+        parked, timeout=30, interval=0.3, message="the poison in inventory-saga's DLQ"
+    )
     assert message["error_type"] == "MalformedEvent" and message["error_message"]
     assert message["original_topic"] == "orders.events" and message["original_offset"] >= 0
     assert message["tries"] == 1 and message["parked_at"] and message["redriven"] is False
@@ -151,24 +170,48 @@ def test_poison_is_listed_then_redriven_exactly_once(shop, admin, settings, cli)
     cli("ops", "dlq", "redrive", "inventory-saga")
 
     source = f"inventory-saga.dlq:{message['partition']}:{message['offset']}".encode()
-    copies = [record for record in read_topic(settings.bootstrap_servers, "orders.events")
-              if record.value == garbage and dict(record.headers).get(REDRIVEN_FROM) == source]
+    copies = [
+        record
+        for record in read_topic(settings.bootstrap_servers, "orders.events")
+        if record.value == garbage and dict(record.headers).get(REDRIVEN_FROM) == source
+    ]
     assert len(copies) == 1
     assert copies[0].key == key.encode()
-    after = next(m for m in inventory_dead_letters(shop, admin)["messages"] if m["offset"] == message["offset"])
+    after = next(
+        m
+        for m in inventory_dead_letters(shop, admin)["messages"]
+        if m["offset"] == message["offset"]
+    )
     assert after["redriven"] is True
 
 
 def test_metrics_exposes_latency_lag_dead_letters_and_saga_outcomes(shop, admin):
     positions(shop, admin)  # one observed request on a templated route
-    text = wait_until(lambda: (answer := shop.get("/metrics")).status_code == 200
-                      and "eventmart_consumer_lag{" in answer.text and answer.text,
-                      timeout=30, interval=0.5, message="/metrics with the lag gauge")
-    assert 'eventmart_http_request_duration_seconds_bucket{le="0.1",method="GET",' \
-           'route="/v1/ops/consumer-groups",status="200"}' in text
-    assert 'eventmart_consumer_lag{group="inventory-saga",partition="0",topic="orders.events"}' in text
+    text = wait_until(
+        lambda: (
+            (answer := shop.get("/metrics")).status_code == 200
+            and "eventmart_consumer_lag{" in answer.text
+            and answer.text
+        ),
+        timeout=30,
+        interval=0.5,
+        message="/metrics with the lag gauge",
+    )
+    assert (
+        'eventmart_http_request_duration_seconds_bucket{le="0.1",method="GET",'
+        'route="/v1/ops/consumer-groups",status="200"}' in text
+    )
+    assert (
+        'eventmart_consumer_lag{group="inventory-saga",partition="0",topic="orders.events"}' in text
+    )
     assert metric_value(text, 'eventmart_dlq_messages{group="inventory-saga"}') >= 1
-    assert sum(metric_value(text, f'eventmart_saga_outcomes{{status="{status}"}}') for status in TERMINAL) >= 1
+    assert (
+        sum(
+            metric_value(text, f'eventmart_saga_outcomes{{status="{status}"}}')
+            for status in TERMINAL
+        )
+        >= 1
+    )
     assert 'route="unmatched"' not in text
 
 
@@ -181,12 +224,20 @@ def test_ops_lag_command_prints_rows_and_a_table(shop, cli):
 def test_replicas_run_as_children_serving_metrics_and_stop_together(shop, settings, worker_logs):
     port = free_port(count=3)
     env = {**child_env(settings), "EVENTMART_WORKER_METRICS_PORT": str(port)}
-    supervisor = WorkerProcess("catalog-projection-replicas",
-                               ["worker", "catalog-projection", "--replicas", "2"], env, worker_logs).start()
+    supervisor = WorkerProcess(
+        "catalog-projection-replicas",
+        ["worker", "catalog-projection", "--replicas", "2"],
+        env,
+        worker_logs,
+    ).start()
     try:
         for replica_port in (port, port + 1):  # replica i serves on port + i
-            body = wait_until(lambda replica_port=replica_port: scrape(replica_port), timeout=60, interval=0.2,
-                              message=f"a replica's metrics on :{replica_port}")
+            body = wait_until(
+                lambda replica_port=replica_port: scrape(replica_port),
+                timeout=60,
+                interval=0.2,
+                message=f"a replica's metrics on :{replica_port}",
+            )
             assert b"eventmart_events_processed_total" in body
     finally:
         assert supervisor.stop(timeout=40), "the replicas' supervisor did not stop on SIGTERM"

@@ -18,9 +18,15 @@ def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -
 
 
 def stock_settles(api: TestClient, product_id: str, **expected: int) -> dict:
-    return wait_until(lambda: (stock := product_view(api, product_id)["stock"])
-                      and all(stock[k] == v for k, v in expected.items()) and stock,
-                      timeout=30, message=f"stock of {product_id} to be {expected}")
+    return wait_until(
+        lambda: (
+            (stock := product_view(api, product_id)["stock"])
+            and all(stock[k] == v for k, v in expected.items())
+            and stock
+        ),
+        timeout=30,
+        message=f"stock of {product_id} to be {expected}",
+    )
 
 
 def types(view: dict) -> list[str]:
@@ -29,21 +35,34 @@ def types(view: dict) -> list[str]:
 
 def test_happy_path_to_completed(shop: TestClient):
     seller, customer = Seller(shop), Customer(shop)
-    mug, plate = seller.product(price=1250, stock=5), seller.product(price=800, stock=5, name="Plate")
+    mug, plate = (
+        seller.product(price=1250, stock=5),
+        seller.product(price=800, stock=5, name="Plate"),
+    )
     order_id = customer.place([(mug, 2), (plate, 1)])
 
     confirmed = customer.wait_for(order_id, "confirmed", "shipped", "delivered", "completed")
     assert confirmed["total"] == 2 * 1250 + 800
-    assert {(line["product_id"], line["quantity"], line["unit_price"], line["line_total"])
-            for line in confirmed["lines"]} == {(mug, 2, 1250, 2500), (plate, 1, 800, 800)}
+    assert {
+        (line["product_id"], line["quantity"], line["unit_price"], line["line_total"])
+        for line in confirmed["lines"]
+    } == {(mug, 2, 1250, 2500), (plate, 1, 800, 800)}
 
     delivered = customer.wait_for(order_id, "delivered", "completed")
     if delivered["status"] == "delivered":
         assert customer.post(f"/v1/orders/{order_id}/confirm-receipt").status_code in (202, 409)
     completed = customer.wait_for(order_id, "completed")
-    for expected in ("order.placed", "reservation.confirmed", "payment.captured", "order.confirmed",
-                     "shipment.created", "order.shipped", "shipment.delivered", "order.delivered",
-                     "order.completed"):
+    for expected in (
+        "order.placed",
+        "reservation.confirmed",
+        "payment.captured",
+        "order.confirmed",
+        "shipment.created",
+        "order.shipped",
+        "shipment.delivered",
+        "order.delivered",
+        "order.completed",
+    ):
         assert expected in types(completed), f"{expected} missing from {types(completed)}"
     stock_settles(shop, mug, on_hand=3, reserved=0, available=3)
 
@@ -84,10 +103,15 @@ def test_payment_that_never_answers_is_cancelled_at_the_deadline(shop: TestClien
     order_id = customer.place([(mug, 2)], token="tok_timeout", method="wechat")
     customer.wait_for(order_id, "reserved", "pending", timeout=30)
     stock_settles(shop, mug, reserved=2)
-    cancelled = customer.wait_for(order_id, "cancelled", timeout=settings.payment_timeout_seconds + 30)
+    cancelled = customer.wait_for(
+        order_id, "cancelled", timeout=settings.payment_timeout_seconds + 30
+    )
     assert cancelled["reason"] == "payment_timeout"
-    wait_until(lambda: "payment.voided" in types(customer.view(order_id)), timeout=30,
-               message="the pending payment to be voided")
+    wait_until(
+        lambda: "payment.voided" in types(customer.view(order_id)),
+        timeout=30,
+        message="the pending payment to be voided",
+    )
     stock_settles(shop, mug, on_hand=2, reserved=0, available=2)
 
 
@@ -98,9 +122,15 @@ def test_cancel_after_payment_refunds_and_releases(shop: TestClient):
     customer.wait_for(order_id, "paid", "confirmed")
     answer = customer.post(f"/v1/orders/{order_id}/cancel")
     assert answer.status_code == 202, answer.text
-    cancelled = wait_until(lambda: (view := customer.view(order_id))
-                           and {"payment_refunded", "stock_released"} <= set(view["compensations"]) and view,
-                           timeout=30, message="the refund and the release")
+    cancelled = wait_until(
+        lambda: (
+            (view := customer.view(order_id))
+            and {"payment_refunded", "stock_released"} <= set(view["compensations"])
+            and view
+        ),
+        timeout=30,
+        message="the refund and the release",
+    )
     assert cancelled["status"] == "cancelled" and cancelled["reason"] == "cancelled_by_buyer"
     assert "payment.refunded" in types(cancelled) and "reservation.released" in types(cancelled)
     stock_settles(shop, mug, on_hand=4, reserved=0, available=4)
@@ -143,10 +173,16 @@ def test_race_for_ten_units_confirms_exactly_ten(shop: TestClient):
     mug = seller.product(stock=10)
     customers = [Customer(shop) for _ in range(20)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        order_ids = list(pool.map(lambda n: (customers[n % 20], customers[n % 20].place([(mug, 1)])), range(200)))
-    finals = [customer.wait_for(order_id, *TERMINAL, "confirmed", "shipped", "delivered", timeout=120)
-              for customer, order_id in order_ids]
-    succeeded = [f for f in finals if f["status"] in ("confirmed", "shipped", "delivered", "completed")]
+        order_ids = list(
+            pool.map(lambda n: (customers[n % 20], customers[n % 20].place([(mug, 1)])), range(200))
+        )
+    finals = [
+        customer.wait_for(order_id, *TERMINAL, "confirmed", "shipped", "delivered", timeout=120)
+        for customer, order_id in order_ids
+    ]
+    succeeded = [
+        f for f in finals if f["status"] in ("confirmed", "shipped", "delivered", "completed")
+    ]
     rejected = [f for f in finals if f["status"] == "rejected"]
     assert len(succeeded) == 10
     assert len(rejected) == 190

@@ -23,8 +23,13 @@ from eventmart.settings import Settings
 from projections.orders import get_order, stuck_sagas
 from tests.support import publish, wait_until
 
-ADDRESS = {"name": "Ada", "line1": "1 Analytical Way", "city": "Shanghai",
-           "postal_code": "200000", "country": "CN"}
+ADDRESS = {
+    "name": "Ada",
+    "line1": "1 Analytical Way",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 
 
 # Every test here reads what the orders projection wrote.
@@ -45,12 +50,17 @@ class Saga:
         self.t0 = t0 or datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
         self.published: set[UUID] = set()
 
-    def event(self, type_: str, aggregate_id: UUID, version: int, minutes: float = 0,
-              **payload: Any) -> Envelope:
+    def event(
+        self, type_: str, aggregate_id: UUID, version: int, minutes: float = 0, **payload: Any
+    ) -> Envelope:
         return Envelope(
-            event_id=event_id_for(aggregate_id, version), type=type_, schema_version=1,
-            aggregate_id=aggregate_id, aggregate_version=version,
-            occurred_at=self.t0 + timedelta(minutes=minutes), correlation_id=self.order_id,
+            event_id=event_id_for(aggregate_id, version),
+            type=type_,
+            schema_version=1,
+            aggregate_id=aggregate_id,
+            aggregate_version=version,
+            occurred_at=self.t0 + timedelta(minutes=minutes),
+            correlation_id=self.order_id,
             payload={"order_id": str(self.order_id), **payload},
         )
 
@@ -59,9 +69,13 @@ class Saga:
 
     def placed(self, deadline: datetime | None = None) -> Envelope:
         return self.order(
-            "order.placed", 1, buyer_id=str(self.buyer_id),
+            "order.placed",
+            1,
+            buyer_id=str(self.buyer_id),
             lines=[{"product_id": str(uuid.uuid4()), "quantity": 2, "unit_price": 4900}],
-            total=9800, currency="CNY", shipping_address=ADDRESS,
+            total=9800,
+            currency="CNY",
+            shipping_address=ADDRESS,
             payment={"method": "card", "token": "tok_ok"},
             payment_deadline=(deadline or self.t0 + timedelta(minutes=15)).isoformat(),
         )
@@ -72,8 +86,9 @@ class Saga:
     def publish_with_key(self, topic: str, key: bytes | None, *events: Envelope) -> None:
         """Same key, same partition: the later events are consumed after the earlier ones."""
         self.published.update(e.event_id for e in events)
-        publish(self.settings.bootstrap_servers, topic,
-                [(key or e.key(), e.to_bytes()) for e in events])
+        publish(
+            self.settings.bootstrap_servers, topic, [(key or e.key(), e.to_bytes()) for e in events]
+        )
 
     def mine(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """The timeline entries of the events published here."""
@@ -81,58 +96,106 @@ class Saga:
 
 
 def row_when(db: psycopg.Connection, order_id: UUID, check: Any, message: str) -> dict[str, Any]:
-    return wait_until(lambda: (o := get_order(db, str(order_id))) is not None and check(o) and o,
-                      timeout=30, message=message)
+    return wait_until(
+        lambda: (o := get_order(db, str(order_id))) is not None and check(o) and o,
+        timeout=30,
+        message=message,
+    )
 
 
 def test_a_paid_order_is_projected_with_its_timeline(settings: Settings, db: psycopg.Connection):
     saga = Saga(settings)
     expires_at = saga.t0 + timedelta(minutes=30)
     saga.publish("orders.events", saga.placed())
-    saga.publish("inventory.events", saga.event(
-        "reservation.confirmed", saga.reservation_id, 2, minutes=1.5, expires_at=expires_at.isoformat(),
-        lines=[{"product_id": str(uuid.uuid4()), "quantity": 2}]))
-    saga.publish("payments.events", saga.event(
-        "payment.captured", saga.payment_id, 2, minutes=2.5, amount=9800, currency="CNY",
-        method="card", reference="sbx_ch_1"))
+    saga.publish(
+        "inventory.events",
+        saga.event(
+            "reservation.confirmed",
+            saga.reservation_id,
+            2,
+            minutes=1.5,
+            expires_at=expires_at.isoformat(),
+            lines=[{"product_id": str(uuid.uuid4()), "quantity": 2}],
+        ),
+    )
+    saga.publish(
+        "payments.events",
+        saga.event(
+            "payment.captured",
+            saga.payment_id,
+            2,
+            minutes=2.5,
+            amount=9800,
+            currency="CNY",
+            method="card",
+            reference="sbx_ch_1",
+        ),
+    )
     reserved = saga.order("order.reserved", 2)
-    saga.publish("orders.events", reserved, saga.order("order.paid", 3, amount=9800),
-                 saga.order("order.confirmed", 4, total=9800))
+    saga.publish(
+        "orders.events",
+        reserved,
+        saga.order("order.paid", 3, amount=9800),
+        saga.order("order.confirmed", 4, total=9800),
+    )
 
-    order = row_when(db, saga.order_id,
-                     lambda o: o["status"] == "confirmed" and len(saga.mine(o)) == 6,
-                     "the confirmed order with six timeline entries")
+    order = row_when(
+        db,
+        saga.order_id,
+        lambda o: o["status"] == "confirmed" and len(saga.mine(o)) == 6,
+        "the confirmed order with six timeline entries",
+    )
     assert order["buyer_id"] == saga.buyer_id
     assert order["total"] == 9800 and order["currency"] == "CNY"
-    assert order["lines"] == [{**order["lines"][0], "quantity": 2, "unit_price": 4900, "line_total": 9800}]
+    assert order["lines"] == [
+        {**order["lines"][0], "quantity": 2, "unit_price": 4900, "line_total": 9800}
+    ]
     assert order["reservation_expires_at"] == expires_at
     assert order["payment_deadline"] == saga.t0 + timedelta(minutes=15)
     assert order["saga_step"] == "order.confirmed"
     assert [entry["type"] for entry in saga.mine(order)] == [
-        "order.placed", "reservation.confirmed", "order.reserved", "payment.captured",
-        "order.paid", "order.confirmed"]
+        "order.placed",
+        "reservation.confirmed",
+        "order.reserved",
+        "payment.captured",
+        "order.paid",
+        "order.confirmed",
+    ]
     captured = saga.mine(order)[3]
     assert captured["detail"] == {"amount": 9800, "currency": "CNY", "method": "card"}
     assert "token" not in str(order["timeline"])
 
     # A re-published copy of an old event, then a new one behind it on the same partition.
-    saga.publish("orders.events", reserved, saga.order("order.shipped", 5, shipment_id=str(uuid.uuid4())))
+    saga.publish(
+        "orders.events", reserved, saga.order("order.shipped", 5, shipment_id=str(uuid.uuid4()))
+    )
     order = row_when(db, saga.order_id, lambda o: o["status"] == "shipped", "order.shipped")
     assert [entry["type"] for entry in saga.mine(order)].count("order.reserved") == 1
     assert len(saga.mine(order)) == 7
     assert order["shipment_id"] is not None
 
 
-def test_a_cancelled_order_records_its_compensations_once(settings: Settings, db: psycopg.Connection):
+def test_a_cancelled_order_records_its_compensations_once(
+    settings: Settings, db: psycopg.Connection
+):
     saga = Saga(settings)
-    released = saga.event("reservation.released", saga.reservation_id, 3, minutes=5, reason="cancelled")
-    saga.publish("orders.events", saga.placed(), saga.order("order.reserved", 2),
-                 saga.order("order.cancelled", 3, reason="payment_declined", refund_due=False))
+    released = saga.event(
+        "reservation.released", saga.reservation_id, 3, minutes=5, reason="cancelled"
+    )
+    saga.publish(
+        "orders.events",
+        saga.placed(),
+        saga.order("order.reserved", 2),
+        saga.order("order.cancelled", 3, reason="payment_declined", refund_due=False),
+    )
     saga.publish("inventory.events", released)
     saga.publish("payments.events", saga.event("payment.voided", saga.payment_id, 3, minutes=5))
-    order = row_when(db, saga.order_id,
-                     lambda o: o["status"] == "cancelled" and len(saga.mine(o)) == 5,
-                     "the cancelled order with its compensations")
+    order = row_when(
+        db,
+        saga.order_id,
+        lambda o: o["status"] == "cancelled" and len(saga.mine(o)) == 5,
+        "the cancelled order with its compensations",
+    )
     assert order["reason"] == "payment_declined"
     assert {"payment_voided", "stock_released"} <= set(order["compensations"])
     assert len(set(order["compensations"])) == len(order["compensations"])
@@ -143,8 +206,12 @@ def test_a_cancelled_order_records_its_compensations_once(settings: Settings, db
     other = Saga(settings)
     marker = other.event("reservation.released", other.reservation_id, 3, reason="expired")
     saga.publish_with_key("inventory.events", released.key(), released, marker)
-    wait_until(lambda: db.execute("SELECT 1 FROM order_timeline WHERE event_id = %s",
-                                  (marker.event_id,)).fetchone(), message="the marker event")
+    wait_until(
+        lambda: db.execute(
+            "SELECT 1 FROM order_timeline WHERE event_id = %s", (marker.event_id,)
+        ).fetchone(),
+        message="the marker event",
+    )
     again = get_order(db, str(saga.order_id))
     assert again is not None
     assert {"payment_voided", "stock_released"} <= set(again["compensations"])
@@ -153,12 +220,20 @@ def test_a_cancelled_order_records_its_compensations_once(settings: Settings, db
     assert get_order(db, str(other.order_id)) is None  # no order.placed: a hidden placeholder
 
 
-def test_saga_events_before_the_order_wait_in_a_hidden_row(settings: Settings, db: psycopg.Connection):
+def test_saga_events_before_the_order_wait_in_a_hidden_row(
+    settings: Settings, db: psycopg.Connection
+):
     saga = Saga(settings)
-    saga.publish("payments.events", saga.event(
-        "payment.declined", saga.payment_id, 2, minutes=1.5, reason="card_declined"))
-    wait_until(lambda: db.execute("SELECT status IS NULL FROM orders_view WHERE order_id = %s",
-                                  (saga.order_id,)).fetchone(), message="a placeholder row")
+    saga.publish(
+        "payments.events",
+        saga.event("payment.declined", saga.payment_id, 2, minutes=1.5, reason="card_declined"),
+    )
+    wait_until(
+        lambda: db.execute(
+            "SELECT status IS NULL FROM orders_view WHERE order_id = %s", (saga.order_id,)
+        ).fetchone(),
+        message="a placeholder row",
+    )
     assert get_order(db, str(saga.order_id)) is None
     saga.publish("orders.events", saga.placed())
     order = row_when(db, saga.order_id, lambda o: o["status"] == "pending", "order.placed")
@@ -171,8 +246,15 @@ def test_saga_events_before_the_order_wait_in_a_hidden_row(settings: Settings, d
 
 def account(api: TestClient, role: str) -> tuple[dict[str, str], str]:
     email = f"{role}-{uuid.uuid4().hex[:12]}@example.com"
-    created = api.post("/v1/users", json={"email": email, "password": "correct horse",
-                                          "display_name": role.title(), "role": role})
+    created = api.post(
+        "/v1/users",
+        json={
+            "email": email,
+            "password": "correct horse",
+            "display_name": role.title(),
+            "role": role,
+        },
+    )
     assert created.status_code == 201, created.text
     token = api.post("/v1/auth/token", json={"email": email, "password": "correct horse"})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}, created.json()["user_id"]
@@ -181,29 +263,46 @@ def account(api: TestClient, role: str) -> tuple[dict[str, str], str]:
 def admin(api: TestClient) -> dict[str, str]:
     services = api.app.state.services  # type: ignore[attr-defined]
     email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    services.applications.users.register_user(email, services.hasher.hash("correct horse"),
-                                               "Admin", "admin")
+    services.applications.users.register_user(
+        email, services.hasher.hash("correct horse"), "Admin", "admin"
+    )
     token = api.post("/v1/auth/token", json={"email": email, "password": "correct horse"})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def order_body(product_id: str, quantity: int = 2) -> dict[str, Any]:
-    return {"lines": [{"product_id": product_id, "quantity": quantity}],
-            "shipping_address": ADDRESS, "payment": {"method": "card", "token": "tok_ok"}}
+    return {
+        "lines": [{"product_id": product_id, "quantity": quantity}],
+        "shipping_address": ADDRESS,
+        "payment": {"method": "card", "token": "tok_ok"},
+    }
 
 
 def test_buyers_see_only_their_own_orders(api: TestClient):
     seller, _ = account(api, "seller")
-    product = api.post("/v1/products", headers=seller, json={
-        "sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Mug", "description": "", "category": "kitchen",
-        "price": {"amount": 4900, "currency": "CNY"}}).json()["product_id"]
+    product = api.post(
+        "/v1/products",
+        headers=seller,
+        json={
+            "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+            "name": "Mug",
+            "description": "",
+            "category": "kitchen",
+            "price": {"amount": 4900, "currency": "CNY"},
+        },
+    ).json()["product_id"]
     alice, _ = account(api, "customer")
     bob, _ = account(api, "customer")
 
     assert api.post("/v1/orders", json=order_body(product), headers=seller).status_code == 403
     unknown = api.post("/v1/orders", json=order_body(str(uuid.uuid4())), headers=alice)
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_product"
-    assert api.post("/v1/orders", json={**order_body(product), "coupon": "X"}, headers=alice).status_code == 422
+    assert (
+        api.post(
+            "/v1/orders", json={**order_body(product), "coupon": "X"}, headers=alice
+        ).status_code
+        == 422
+    )
 
     key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     placed = api.post("/v1/orders", json=order_body(product), headers={**alice, **key})
@@ -215,18 +314,28 @@ def test_buyers_see_only_their_own_orders(api: TestClient):
     reused = api.post("/v1/orders", json=order_body(product, 3), headers={**alice, **key})
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
 
-    seen = wait_until(lambda: (r := api.get(f"/v1/orders/{order_id}", headers=alice)).status_code == 200 and r,
-                      timeout=30, message="the order in the read model").json()
+    seen = wait_until(
+        lambda: (r := api.get(f"/v1/orders/{order_id}", headers=alice)).status_code == 200 and r,
+        timeout=30,
+        message="the order in the read model",
+    ).json()
     # Saga workers, if running, may already have rejected it (there is no stock).
     assert seen["status"] in ("pending", "rejected") and seen["total"] == 9800
-    assert seen["lines"][0] == {"product_id": product, "quantity": 2, "unit_price": 4900, "line_total": 9800}
+    assert seen["lines"][0] == {
+        "product_id": product,
+        "quantity": 2,
+        "unit_price": 4900,
+        "line_total": 9800,
+    }
     assert seen["timeline"][0]["type"] == "order.placed"
     assert api.get(f"/v1/orders/{order_id}", headers=bob).status_code == 404
     assert api.get(f"/v1/orders/{uuid.uuid4()}", headers=alice).status_code == 404
     assert api.get(f"/v1/orders/{order_id}", headers=admin(api)).status_code == 200
     mine = api.get("/v1/orders", headers=alice).json()
     assert [o["order_id"] for o in mine["items"]] == [order_id] and mine["next_cursor"] is None
-    assert api.get("/v1/orders", headers=alice, params={"status": "completed"}).json()["items"] == []
+    assert (
+        api.get("/v1/orders", headers=alice, params={"status": "completed"}).json()["items"] == []
+    )
     assert api.get("/v1/orders", headers=bob).json()["items"] == []
 
     assert api.post(f"/v1/orders/{order_id}/cancel", headers=bob).status_code == 404
@@ -236,34 +345,63 @@ def test_buyers_see_only_their_own_orders(api: TestClient):
     assert cancelled.status_code == 202
     stored = cancelled.json()["status"]
     assert stored in ("cancelled", "rejected")  # a rejection that came first stands
-    shown = wait_until(lambda: (r := api.get(f"/v1/orders/{order_id}", headers=alice)).json()["status"]
-                       == stored and r.json(), message="the final status in the read model")
+    shown = wait_until(
+        lambda: (
+            (r := api.get(f"/v1/orders/{order_id}", headers=alice)).json()["status"] == stored
+            and r.json()
+        ),
+        message="the final status in the read model",
+    )
     assert shown["reason"] in ("cancelled_by_buyer", "insufficient_stock")
 
 
 def test_list_pages_with_a_cursor(api: TestClient):
     seller, _ = account(api, "seller")
-    product = api.post("/v1/products", headers=seller, json={
-        "sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Cup", "description": "", "category": "kitchen",
-        "price": {"amount": 700, "currency": "CNY"}}).json()["product_id"]
+    product = api.post(
+        "/v1/products",
+        headers=seller,
+        json={
+            "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+            "name": "Cup",
+            "description": "",
+            "category": "kitchen",
+            "price": {"amount": 700, "currency": "CNY"},
+        },
+    ).json()["product_id"]
     buyer, _ = account(api, "customer")
-    placed = [api.post("/v1/orders", json=order_body(product, n), headers=buyer).json()["order_id"]
-              for n in (1, 2, 3)]
-    wait_until(lambda: len(api.get("/v1/orders", headers=buyer).json()["items"]) == 3,
-               message="three orders in the read model")
+    placed = [
+        api.post("/v1/orders", json=order_body(product, n), headers=buyer).json()["order_id"]
+        for n in (1, 2, 3)
+    ]
+    wait_until(
+        lambda: len(api.get("/v1/orders", headers=buyer).json()["items"]) == 3,
+        message="three orders in the read model",
+    )
     first = api.get("/v1/orders", headers=buyer, params={"limit": 2}).json()
-    second = api.get("/v1/orders", headers=buyer,
-                     params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    second = api.get(
+        "/v1/orders", headers=buyer, params={"limit": 2, "cursor": first["next_cursor"]}
+    ).json()
     assert [o["order_id"] for o in first["items"] + second["items"]] == placed[::-1]
     assert second["next_cursor"] is None
 
 
 def test_a_shipped_order_cannot_be_cancelled(api: TestClient):
     seller, _ = account(api, "seller")
-    product = api.post("/v1/products", headers=seller, json={
-        "sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Mug", "description": "", "category": "kitchen",
-        "price": {"amount": 1500, "currency": "CNY"}}).json()["product_id"]
-    assert api.post(f"/v1/products/{product}/stock", json={"quantity": 5}, headers=seller).status_code == 200
+    product = api.post(
+        "/v1/products",
+        headers=seller,
+        json={
+            "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+            "name": "Mug",
+            "description": "",
+            "category": "kitchen",
+            "price": {"amount": 1500, "currency": "CNY"},
+        },
+    ).json()["product_id"]
+    assert (
+        api.post(f"/v1/products/{product}/stock", json={"quantity": 5}, headers=seller).status_code
+        == 200
+    )
     buyer, _ = account(api, "customer")
     body = {**order_body(product, 1), "payment": {"method": "card", "token": "tok_timeout"}}
     order_id = UUID(api.post("/v1/orders", json=body, headers=buyer).json()["order_id"])
@@ -295,7 +433,10 @@ def test_admins_see_stuck_sagas(api: TestClient, db: psycopg.Connection):
         assert found[0]["stuck_because"] == "no_progress" and found[0]["status"] == "paid"
         customer, _ = account(api, "customer")
         assert api.get("/v1/ops/sagas", headers=customer).status_code == 403
-        assert api.get("/v1/ops/sagas", headers=admin_headers, params={"state": "any"}).status_code == 422
+        assert (
+            api.get("/v1/ops/sagas", headers=admin_headers, params={"state": "any"}).status_code
+            == 422
+        )
     finally:  # not in the event log: a rebuild compared with live must not meet it
         db.execute("DELETE FROM orders_view WHERE order_id = %s", (order_id,))
 
@@ -315,7 +456,15 @@ def test_stuck_sagas_names_each_missed_deadline(db: psycopg.Connection):
             db.execute(
                 "INSERT INTO orders_view (order_id, buyer_id, status, total, currency, created_at, "
                 "updated_at, payment_deadline, delivered_at) VALUES (%s, %s, %s, 100, 'CNY', %s, %s, %s, %s)",
-                (ids[because], uuid.uuid4(), status, updated_at, updated_at, deadline, delivered_at),
+                (
+                    ids[because],
+                    uuid.uuid4(),
+                    status,
+                    updated_at,
+                    updated_at,
+                    deadline,
+                    delivered_at,
+                ),
             )
         found = {o["order_id"]: o["stuck_because"] for o in stuck_sagas(db, now, limit=100_000)}
     for because, order_id in ids.items():

@@ -44,11 +44,18 @@ def synthetic_log(events: int) -> list[tuple[str, int, int, bytes]]:
     for name, contract in sorted(CONTRACTS.items()):
         types_of[contract.topic].append(name)
     partitions: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-    for n, (topic, key, value) in enumerate(shoplog.shop_history(events, duplicate_share=0.05, days=20)):
+    for n, (topic, key, value) in enumerate(
+        shoplog.shop_history(events, duplicate_share=0.05, days=20)
+    ):
         partitions[(topic, hash(key) % 3)].append(value)
         if n % 97 == 0:  # a type of this topic, but not an envelope; or not JSON at all
-            partitions[(topic, n % 3)].append(b"\xff" if n % 2 else orjson.dumps(
-                {"type": types_of[topic][n % len(types_of[topic])], "payload": "junk"}))
+            partitions[(topic, n % 3)].append(
+                b"\xff"
+                if n % 2
+                else orjson.dumps(
+                    {"type": types_of[topic][n % len(types_of[topic])], "payload": "junk"}
+                )
+            )
     queues = {tp: list(enumerate(values)) for tp, values in partitions.items()}
     merged = []
     while queues:
@@ -69,14 +76,21 @@ def fresh_schema(conn: psycopg.Connection[Any], schema: str, ddl: str) -> None:
 
 
 def model_rows(conn: psycopg.Connection[Any], schema: str, tables: list[str]) -> dict[str, list]:
-    return {table: sorted(conn.execute(sql.SQL("SELECT * FROM {}.{}").format(
-        sql.Identifier(schema), sql.Identifier(table))).fetchall(), key=repr)
-        for table in [*tables, "applied_events"]}
+    return {
+        table: sorted(
+            conn.execute(
+                sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            ).fetchall(),
+            key=repr,
+        )
+        for table in [*tables, "applied_events"]
+    }
 
 
 @pytest.mark.parametrize("group", sorted(bulk.FOLDS))
-def test_the_fold_writes_what_the_handlers_write(group, settings: Settings, infrastructure,
-                                                 monkeypatch):
+def test_the_fold_writes_what_the_handlers_write(
+    group, settings: Settings, infrastructure, monkeypatch
+):
     model = READ_MODELS[group]
     records = [r for r in synthetic_log(6000) if r[0] in model.topics]
     monkeypatch.setattr(bulk, "CHUNK", 700)  # several COPY rounds
@@ -89,7 +103,7 @@ def test_the_fold_writes_what_the_handlers_write(group, settings: Settings, infr
             except MalformedEvent:
                 continue
         for start in range(0, len(deliveries), 200):
-            apply_deliveries(conn, group, model.handlers, deliveries[start:start + 200])
+            apply_deliveries(conn, group, model.handlers, deliveries[start : start + 200])
 
         fresh_schema(conn, "fold_in_bulk", model.ddl)
         load = bulk.BulkLoad(conn, group, frozenset(model.handlers), bulk.FOLDS[group]())
@@ -107,21 +121,32 @@ def test_the_fold_writes_what_the_handlers_write(group, settings: Settings, infr
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, saga_workers, catalog_projection, orders_projection,
-         sales_projection) -> TestClient:
+def shop(
+    api: TestClient, saga_workers, catalog_projection, orders_projection, sales_projection
+) -> TestClient:
     return api
 
 
 def republish_every_third_record(settings: Settings) -> None:
     """What a relay crash between producing and saving its position does: copies at new offsets."""
-    for topic in ("users.events", "catalog.events", "inventory.events", "orders.events",
-                  "payments.events", "shipping.events"):
+    for topic in (
+        "users.events",
+        "catalog.events",
+        "inventory.events",
+        "orders.events",
+        "payments.events",
+        "shipping.events",
+    ):
         records = read_topic(settings.bootstrap_servers, topic)[::3]
-        publish(settings.bootstrap_servers, topic, [(record.key, record.value) for record in records])
+        publish(
+            settings.bootstrap_servers, topic, [(record.key, record.value) for record in records]
+        )
 
 
 @pytest.mark.parametrize("name", ["users", "catalog", "orders", "sales"])
-def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient, settings: Settings):
+def test_bulk_rebuild_with_copies_and_traffic_equals_live(
+    name, shop: TestClient, settings: Settings
+):
     seller, customer = Seller(shop), Customer(shop)
     mug = seller.product(price=990, stock=5)
     customer.wait_for(customer.place([(mug, 1)]), *TERMINAL)
@@ -132,7 +157,9 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
         # Decoded in other processes (on a big log they are the default; one per partition
         # at most, and this test's few users may share one), and checked below against the
         # live model by a rebuild that decodes in its own process.
-        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers, decoders=2) as job:
+        async with ShadowRebuild(
+            model, settings.dsn, settings.bootstrap_servers, decoders=2
+        ) as job:
             await job.build()
             assert job.bulk, "the bulk path was not taken"
             assert job.decoding_processes > 0
@@ -146,7 +173,9 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     wait_for_quiet(settings, GROUPS)
 
     async def shadow_and_live() -> tuple[dict, dict]:
-        async with ShadowRebuild(model, settings.dsn, settings.bootstrap_servers, decoders=1) as job:
+        async with ShadowRebuild(
+            model, settings.dsn, settings.bootstrap_servers, decoders=1
+        ) as job:
             await job.build()
             assert job.bulk and job.decoding_processes == 0
             return job.rows(job.schema), job.rows("public")
@@ -156,8 +185,9 @@ def test_bulk_rebuild_with_copies_and_traffic_equals_live(name, shop: TestClient
     assert shadow == live
 
 
-def test_a_failed_bulk_load_starts_over_event_by_event(shop: TestClient, settings: Settings,
-                                                       monkeypatch):
+def test_a_failed_bulk_load_starts_over_event_by_event(
+    shop: TestClient, settings: Settings, monkeypatch
+):
     """A COPY that breaks a constraint (say two events sharing an event id) must not leave
     half a shadow: the rebuild starts over with the handlers."""
     seller, customer = Seller(shop), Customer(shop)
@@ -176,7 +206,9 @@ def test_a_failed_bulk_load_starts_over_event_by_event(shop: TestClient, setting
     monkeypatch.setattr(bulk, "copy_rows", breaks_once)
 
     async def shadow_and_live() -> tuple[bool, dict, dict]:
-        async with ShadowRebuild(find_model("orders"), settings.dsn, settings.bootstrap_servers) as job:
+        async with ShadowRebuild(
+            find_model("orders"), settings.dsn, settings.bootstrap_servers
+        ) as job:
             await job.build()
             return job.bulk, job.rows(job.schema), job.rows("public")
 
@@ -186,14 +218,16 @@ def test_a_failed_bulk_load_starts_over_event_by_event(shop: TestClient, setting
     assert shadow == live
 
 
-def test_a_decoding_process_that_dies_fails_the_rebuild_clearly(shop: TestClient, settings: Settings,
-                                                                monkeypatch):
+def test_a_decoding_process_that_dies_fails_the_rebuild_clearly(
+    shop: TestClient, settings: Settings, monkeypatch
+):
     """No hang and no half-read shadow swapped in: the rebuild stops with the reason."""
     monkeypatch.setattr(rebuild_module, "DECODER_MODULE", "projections.no_such_decoder")
 
     async def build() -> None:
-        async with ShadowRebuild(find_model("users"), settings.dsn, settings.bootstrap_servers,
-                                 decoders=2) as job:
+        async with ShadowRebuild(
+            find_model("users"), settings.dsn, settings.bootstrap_servers, decoders=2
+        ) as job:
             await job.build()
 
     with pytest.raises(RuntimeError, match="decoding process .* failed"):

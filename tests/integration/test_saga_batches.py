@@ -33,7 +33,13 @@ from workers.shipping import PARTICIPANT as SHIPPING
 from workers.shipping import touches_order
 
 SELLER = uuid.uuid4()
-ADDRESS = {"name": "Ada", "line1": "1 Test St", "city": "Shanghai", "postal_code": "200000", "country": "CN"}
+ADDRESS = {
+    "name": "Ada",
+    "line1": "1 Test St",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +84,26 @@ def product_with(inventory: Inventory, units: int) -> uuid.UUID:
 def placed(product_id: uuid.UUID, quantity: int, offset: int, **payload: Any) -> Delivery:
     order_id = uuid.uuid4()
     envelope = Envelope(
-        event_id=event_id_for(order_id, 1), type="order.placed", schema_version=1,
-        aggregate_id=order_id, aggregate_version=1, occurred_at=datetime.now(UTC),
+        event_id=event_id_for(order_id, 1),
+        type="order.placed",
+        schema_version=1,
+        aggregate_id=order_id,
+        aggregate_version=1,
+        occurred_at=datetime.now(UTC),
         correlation_id=order_id,
-        payload={"order_id": str(order_id),
-                 "lines": [{"product_id": str(product_id), "quantity": quantity}], **payload},
+        payload={
+            "order_id": str(order_id),
+            "lines": [{"product_id": str(product_id), "quantity": quantity}],
+            **payload,
+        },
     )
     return Delivery("orders.events", 0, offset, envelope)
 
 
 def stored(db: psycopg.Connection, originator_id: uuid.UUID) -> int:
-    return db.execute("SELECT count(*) FROM inventory_events WHERE originator_id = %s",
-                      (originator_id,)).fetchone()[0]
+    return db.execute(
+        "SELECT count(*) FROM inventory_events WHERE originator_id = %s", (originator_id,)
+    ).fetchone()[0]
 
 
 def reservation_status(inventory: Inventory, delivery: Delivery) -> str | None:
@@ -168,9 +182,14 @@ def test_another_writer_meanwhile_makes_the_batch_redo_event_by_event(own_settin
 
 def saga_event(type_name: str, aggregate_id: uuid.UUID, offset: int, **payload: Any) -> Delivery:
     envelope = Envelope(
-        event_id=event_id_for(aggregate_id, 2), type=type_name, schema_version=1,
-        aggregate_id=aggregate_id, aggregate_version=2, occurred_at=datetime.now(UTC),
-        correlation_id=uuid.UUID(payload["order_id"]), payload=payload,
+        event_id=event_id_for(aggregate_id, 2),
+        type=type_name,
+        schema_version=1,
+        aggregate_id=aggregate_id,
+        aggregate_version=2,
+        occurred_at=datetime.now(UTC),
+        correlation_id=uuid.UUID(payload["order_id"]),
+        payload=payload,
     )
     return Delivery(type_name.split(".")[0] + "s.events", 0, offset, envelope)
 
@@ -180,9 +199,21 @@ def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_orde
     one's changes in the unit of work, not the stored order (which it would overwrite)."""
     orders = Orders(env=eventsourcing_env(own_settings.dsn, pool_size=1))
     order_id, _ = orders.place_order(
-        uuid.uuid4(), [{"product_id": uuid.uuid4(), "quantity": 1, "unit_price": 500}],
-        {"name": "A", "line1": "1 Road", "city": "Shanghai", "postal_code": "200000", "country": "CN"},
-        {"method": "card", "token": "tok_ok"}, None, "", datetime.now(UTC), timedelta(minutes=15))
+        uuid.uuid4(),
+        [{"product_id": uuid.uuid4(), "quantity": 1, "unit_price": 500}],
+        {
+            "name": "A",
+            "line1": "1 Road",
+            "city": "Shanghai",
+            "postal_code": "200000",
+            "country": "CN",
+        },
+        {"method": "card", "token": "tok_ok"},
+        None,
+        "",
+        datetime.now(UTC),
+        timedelta(minutes=15),
+    )
     context = build_context(ORDERS, own_settings)
     processor = PolicyProcessor(ORDERS, context)
     captured = saga_event("payment.captured", uuid.uuid4(), 0, order_id=str(order_id), amount=500)
@@ -198,7 +229,8 @@ def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_orde
 
 
 def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
-        own_settings, inventory, db, monkeypatch):
+    own_settings, inventory, db, monkeypatch
+):
     """The participant names the aggregates each event will touch; the batch loads them
     (stock of every line, the new reservations known absent) with one query, fast-forwarding
     cached copies past what another writer saved since."""
@@ -210,8 +242,9 @@ def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
         inventory.receive_stock(shelf, SELLER, 2)  # another writer: 2 more units each
     recorder = context.application.recorder
     one_by_one: list[Any] = []
-    monkeypatch.setattr(recorder, "select_events",
-                        lambda *args, **kwargs: one_by_one.append(args) or [])
+    monkeypatch.setattr(
+        recorder, "select_events", lambda *args, **kwargs: one_by_one.append(args) or []
+    )
     batch = [placed(shelf, 2, 1) for shelf in shelves]
 
     processor(batch)
@@ -223,7 +256,9 @@ def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
     assert {(s.on_hand, s.reserved) for s in map(inventory.get_stock, shelves)} == {(3, 3)}
 
 
-def test_a_timer_tick_loads_the_aggregates_of_its_due_orders_in_one_query(own_settings, monkeypatch):
+def test_a_timer_tick_loads_the_aggregates_of_its_due_orders_in_one_query(
+    own_settings, monkeypatch
+):
     """The carrier's tick advances every due parcel in one unit of work, the shipments
     loaded with one query first; an order whose shipment is not made yet is skipped."""
     context = build_context(SHIPPING, own_settings)
@@ -234,12 +269,14 @@ def test_a_timer_tick_loads_the_aggregates_of_its_due_orders_in_one_query(own_se
         shipping.create_shipment(order_id, ADDRESS, now=an_hour_ago)
     not_shipped_yet = uuid.uuid4()
     one_by_one: list[Any] = []
-    monkeypatch.setattr(shipping.recorder, "select_events",
-                        lambda *args, **kwargs: one_by_one.append(args) or [])
+    monkeypatch.setattr(
+        shipping.recorder, "select_events", lambda *args, **kwargs: one_by_one.append(args) or []
+    )
 
     def advance(order_id: uuid.UUID) -> bool:
         return shipping.find_shipment(order_id) is not None and bool(
-            shipping.advance(order_id, datetime.now(UTC), carrier))
+            shipping.advance(order_id, datetime.now(UTC), carrier)
+        )
 
     advanced = act_on_each(context, [*parcels, not_shipped_yet], advance, touches=touches_order)
     monkeypatch.undo()

@@ -29,7 +29,10 @@ def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -
 
 
 def test_killing_saga_workers_loses_and_duplicates_nothing(
-    shop: TestClient, settings: Settings, saga_workers: dict[str, WorkerProcess], db: psycopg.Connection
+    shop: TestClient,
+    settings: Settings,
+    saga_workers: dict[str, WorkerProcess],
+    db: psycopg.Connection,
 ):
     seller = Seller(shop)
     products = [seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)]
@@ -54,8 +57,12 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
     killer.start()
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            placed = list(pool.map(lambda step: (step[0], step[0].place([(step[1], 1)], token=step[2]), step[1]),
-                                   plan))
+            placed = list(
+                pool.map(
+                    lambda step: (step[0], step[0].place([(step[1], 1)], token=step[2]), step[1]),
+                    plan,
+                )
+            )
         # Keep killing while the saga works through the backlog.
         wait_until(lambda: len(kills) >= 8, timeout=120, interval=0.5, message="several kills")
     finally:
@@ -65,7 +72,9 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
         if not worker.running:
             worker.start()
 
-    print(f"placed {len(placed)} orders at {time.monotonic() - started:.1f}s; kills so far: {len(kills)}")
+    print(
+        f"placed {len(placed)} orders at {time.monotonic() - started:.1f}s; kills so far: {len(kills)}"
+    )
     orders = [(order_id, product) for _, order_id, product in placed]
     finals = settle(settings, db, [order_id for order_id, _ in orders])
     print(f"all terminal and quiet at {time.monotonic() - started:.1f}s")

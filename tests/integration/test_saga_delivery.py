@@ -38,11 +38,14 @@ def stored_event_counts(db: psycopg.Connection, order_id: str) -> dict[str, int]
         counts[context] = db.execute(
             f"SELECT count(*) FROM {context}_events WHERE originator_id = %s "
             "OR convert_from(state, 'UTF8') LIKE %s",
-            (order_id, f"%{uuid.UUID(order_id).hex}%")).fetchone()[0]
+            (order_id, f"%{uuid.UUID(order_id).hex}%"),
+        ).fetchone()[0]
     return counts
 
 
-def test_republished_events_change_nothing(shop: TestClient, settings: Settings, db: psycopg.Connection):
+def test_republished_events_change_nothing(
+    shop: TestClient, settings: Settings, db: psycopg.Connection
+):
     seller, customer = Seller(shop), Customer(shop)
     mug = seller.product(stock=5)
     order_id = customer.place([(mug, 2)])
@@ -52,10 +55,16 @@ def test_republished_events_change_nothing(shop: TestClient, settings: Settings,
     before = stored_event_counts(db, order_id)
     assert before["orders"] >= 7 and before["payments"] >= 2 and before["shipping"] >= 5
 
-    copies = {topic: [(e.key(), e.to_bytes()) for e in read_envelopes(settings.bootstrap_servers, topic)
-                      if str(e.correlation_id) == order_id or str(e.aggregate_id) == order_id
-                      or e.payload.get("order_id") == order_id]
-              for topic in SAGA_TOPICS}
+    copies = {
+        topic: [
+            (e.key(), e.to_bytes())
+            for e in read_envelopes(settings.bootstrap_servers, topic)
+            if str(e.correlation_id) == order_id
+            or str(e.aggregate_id) == order_id
+            or e.payload.get("order_id") == order_id
+        ]
+        for topic in SAGA_TOPICS
+    }
     assert sum(len(batch) for batch in copies.values()) >= 15
     for topic, batch in copies.items():
         publish(settings.bootstrap_servers, topic, batch)
@@ -68,29 +77,48 @@ def test_republished_events_change_nothing(shop: TestClient, settings: Settings,
 def envelope(event_type: str, payload: dict) -> Envelope:
     aggregate_id = uuid.uuid4()
     event_id = event_id_for(aggregate_id, 1)
-    return Envelope(event_id=event_id, type=event_type, schema_version=1, aggregate_id=aggregate_id,
-                    aggregate_version=1, occurred_at=datetime.now(UTC), correlation_id=aggregate_id,
-                    payload=payload)
+    return Envelope(
+        event_id=event_id,
+        type=event_type,
+        schema_version=1,
+        aggregate_id=aggregate_id,
+        aggregate_version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id=aggregate_id,
+        payload=payload,
+    )
 
 
 def parked(settings: Settings, group: str, value: bytes) -> list:
     return [r for r in read_topic(settings.bootstrap_servers, f"{group}.dlq") if r.value == value]
 
 
-def test_poison_on_orders_events_is_parked_and_later_orders_complete(shop: TestClient, settings: Settings):
+def test_poison_on_orders_events_is_parked_and_later_orders_complete(
+    shop: TestClient, settings: Settings
+):
     garbage = b"\x00\x01 definitely not json"
     # Well-formed, but about an order that does not exist: the shipping policy fails every try.
     ghost = envelope("order.confirmed", {"order_id": str(uuid.uuid4()), "total": 100})
-    publish(settings.bootstrap_servers, "orders.events", [(b"poison", garbage), (ghost.key(), ghost.to_bytes())])
+    publish(
+        settings.bootstrap_servers,
+        "orders.events",
+        [(b"poison", garbage), (ghost.key(), ghost.to_bytes())],
+    )
 
     seller, customer = Seller(shop), Customer(shop)
     order_id = customer.place([(seller.product(), 1)])
 
-    undecodable = wait_until(lambda: parked(settings, "inventory-saga", garbage), timeout=30,
-                             message="the undecodable message on inventory-saga.dlq")
+    undecodable = wait_until(
+        lambda: parked(settings, "inventory-saga", garbage),
+        timeout=30,
+        message="the undecodable message on inventory-saga.dlq",
+    )
     assert dict(undecodable[0].headers)["x-error-type"] == b"MalformedEvent"
-    failing = wait_until(lambda: parked(settings, "shipping-saga", ghost.to_bytes()), timeout=60,
-                         message="the failing event on shipping-saga.dlq")
+    failing = wait_until(
+        lambda: parked(settings, "shipping-saga", ghost.to_bytes()),
+        timeout=60,
+        message="the failing event on shipping-saga.dlq",
+    )
     headers = dict(failing[0].headers)
     assert headers["x-tries"] == str(settings.worker_max_tries).encode()
     assert headers["x-error-type"] == b"OrderNotFound"

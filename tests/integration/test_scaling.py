@@ -36,9 +36,13 @@ from tests.support import (
 
 ORDERS = 2000
 GROUP = "inventory-saga"
-STOCK_PER_PRODUCT = 340  # 5 products: 1,700 units for 2,000 orders, so the last ones may be rejected
+STOCK_PER_PRODUCT = (
+    340  # 5 products: 1,700 units for 2,000 orders, so the last ones may be rejected
+)
 TOKENS = ["tok_ok"] * 9 + ["tok_declined"]
-CANCEL_EVERY = 25  # the buyer cancels every 25th order a little later: before payment, after, or too late
+CANCEL_EVERY = (
+    25  # the buyer cancels every 25th order a little later: before payment, after, or too late
+)
 # Orders placed and not yet past payment. The saga works through about 15 orders/s here;
 # placing faster only queues orders until their payment deadline (20 s in tests) cancels them.
 IN_FLIGHT = 60
@@ -49,10 +53,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, settings: Settings, saga_workers: dict[str, WorkerProcess],
-         catalog_projection: WorkerProcess, orders_projection: WorkerProcess) -> TestClient:
-    wait_for_groups_to_join(settings.bootstrap_servers,
-                            [*SAGA_PARTICIPANTS, "catalog-projection", "orders-projection"])
+def shop(
+    api: TestClient,
+    settings: Settings,
+    saga_workers: dict[str, WorkerProcess],
+    catalog_projection: WorkerProcess,
+    orders_projection: WorkerProcess,
+) -> TestClient:
+    wait_for_groups_to_join(
+        settings.bootstrap_servers, [*SAGA_PARTICIPANTS, "catalog-projection", "orders-projection"]
+    )
     wait_for_members(settings.bootstrap_servers, GROUP, 1)
     return api
 
@@ -63,7 +73,8 @@ def unpaid(db: psycopg.Connection[Any], order_ids: list[str]) -> int:
         "SELECT count(*) FROM unnest(%s::uuid[]) AS placed(order_id) "
         "LEFT JOIN orders_view USING (order_id) "
         "WHERE orders_view.status IS NULL OR orders_view.status IN ('pending', 'reserved')",
-        (order_ids,)).fetchone()
+        (order_ids,),
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -74,11 +85,15 @@ class Load:
 
     def __init__(self, shop: TestClient, settings: Settings) -> None:
         seller = Seller(shop)
-        self.products = [seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)]
+        self.products = [
+            seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)
+        ]
         customers = [Customer(shop) for _ in range(20)]
         rng = random.Random(4)
-        self.plan = [(customers[n % len(customers)], rng.choice(self.products), rng.choice(TOKENS))
-                     for n in range(ORDERS)]
+        self.plan = [
+            (customers[n % len(customers)], rng.choice(self.products), rng.choice(TOKENS))
+            for n in range(ORDERS)
+        ]
         self.settings = settings
         self.placed: list[tuple[Customer, str, str]] = []
         self.cancels: Counter[int] = Counter()
@@ -105,12 +120,18 @@ class Load:
 
     def _run(self) -> None:
         try:
-            with psycopg.connect(self.settings.dsn, autocommit=True) as db, \
-                    ThreadPoolExecutor(max_workers=8) as pool:
+            with (
+                psycopg.connect(self.settings.dsn, autocommit=True) as db,
+                ThreadPoolExecutor(max_workers=8) as pool,
+            ):
                 for start in range(0, ORDERS, CHUNK):
-                    wait_until(lambda: unpaid(db, [o for _, o, _ in self.placed]) <= IN_FLIGHT - CHUNK,
-                               timeout=120, interval=0.2, message="the saga to take the orders in flight")
-                    self.placed.extend(pool.map(self._place, self.plan[start:start + CHUNK]))
+                    wait_until(
+                        lambda: unpaid(db, [o for _, o, _ in self.placed]) <= IN_FLIGHT - CHUNK,
+                        timeout=120,
+                        interval=0.2,
+                        message="the saga to take the orders in flight",
+                    )
+                    self.placed.extend(pool.map(self._place, self.plan[start : start + CHUNK]))
                     for index in range(max(0, start - 2 * CHUNK), max(0, start - CHUNK)):
                         if index % CANCEL_EVERY == 0:
                             customer, order_id, _ = self.placed[index]
@@ -140,7 +161,10 @@ def replicas_processed(port: int) -> float:
 
 
 def test_scaling_the_inventory_group_up_and_down_under_load_loses_and_duplicates_nothing(
-    shop: TestClient, settings: Settings, db: psycopg.Connection[Any], worker_logs: Path,
+    shop: TestClient,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    worker_logs: Path,
     saga_workers: dict[str, WorkerProcess],
 ) -> None:
     bootstrap = settings.bootstrap_servers
@@ -155,18 +179,30 @@ def test_scaling_the_inventory_group_up_and_down_under_load_loses_and_duplicates
 
     load.start()
     port = free_port(count=3)
-    extra = WorkerProcess(f"{GROUP}-extra-replicas", ["worker", GROUP, "--replicas", "2"],
-                          {**child_env(settings), "EVENTMART_WORKER_METRICS_PORT": str(port)},
-                          worker_logs)
+    extra = WorkerProcess(
+        f"{GROUP}-extra-replicas",
+        ["worker", GROUP, "--replicas", "2"],
+        {**child_env(settings), "EVENTMART_WORKER_METRICS_PORT": str(port)},
+        worker_logs,
+    )
     try:
-        wait_until(lambda: placed_at_least(PHASE), timeout=300, interval=0.5, message=f"{PHASE} orders placed")
+        wait_until(
+            lambda: placed_at_least(PHASE),
+            timeout=300,
+            interval=0.5,
+            message=f"{PHASE} orders placed",
+        )
         marks["scale up"] = time.monotonic() - started
         extra.start()
         wait_for_members(bootstrap, GROUP, 3)
         marks["3 members"] = time.monotonic() - started
         at_three = len(load.placed)
-        wait_until(lambda: placed_at_least(at_three + PHASE), timeout=300, interval=0.5,
-                   message=f"{PHASE} orders placed with 3 members")
+        wait_until(
+            lambda: placed_at_least(at_three + PHASE),
+            timeout=300,
+            interval=0.5,
+            message=f"{PHASE} orders placed with 3 members",
+        )
         # The new members took partitions and handled events, not only joined.
         assert replicas_processed(port) > 0 and replicas_processed(port + 1) > 0
         marks["scale down"] = time.monotonic() - started
@@ -183,8 +219,10 @@ def test_scaling_the_inventory_group_up_and_down_under_load_loses_and_duplicates
     orders = [(order_id, product) for _, order_id, product in load.placed]
     finals = settle(settings, db, [order_id for order_id, _ in orders])
     marks["all terminal"] = time.monotonic() - started
-    print(f"timeline (s): {marks}; statuses: {Counter(v['status'] for v in finals.values())}; "
-          f"cancel answers: {dict(load.cancels)}")
+    print(
+        f"timeline (s): {marks}; statuses: {Counter(v['status'] for v in finals.values())}; "
+        f"cancel answers: {dict(load.cancels)}"
+    )
     assert len(finals) == ORDERS
     assert_saga_invariants(settings, db, orders, finals, STOCK_PER_PRODUCT)
     assert Counter(v["status"] for v in finals.values())["completed"] > ORDERS // 2

@@ -28,12 +28,20 @@ SOLD = ("confirmed", "shipped", "delivered", "completed")
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, settings: Settings, saga_workers: object, catalog_projection: object,
-         orders_projection: object, sales_projection: object) -> TestClient:
+def shop(
+    api: TestClient,
+    settings: Settings,
+    saga_workers: object,
+    catalog_projection: object,
+    orders_projection: object,
+    sales_projection: object,
+) -> TestClient:
     """The saga and the projections running, each group joined (else the first orders may
     outlive their payment deadline while the workers start)."""
-    wait_for_groups_to_join(settings.bootstrap_servers, [
-        *SAGA_PARTICIPANTS, "catalog-projection", "orders-projection", "sales-projection"])
+    wait_for_groups_to_join(
+        settings.bootstrap_servers,
+        [*SAGA_PARTICIPANTS, "catalog-projection", "orders-projection", "sales-projection"],
+    )
     return api
 
 
@@ -48,11 +56,23 @@ def money(amount: int) -> dict[str, Any]:
     return {"amount": amount, "currency": "CNY"}
 
 
-def figures(orders: int, units: int, gross: int, refunded_orders: int = 0, refunded_units: int = 0,
-            refunds: int = 0) -> dict[str, Any]:
-    return {"orders": orders, "units": units, "gross": money(gross),
-            "refunded_orders": refunded_orders, "refunded_units": refunded_units,
-            "refunds": money(refunds), "net": money(gross - refunds)}
+def figures(
+    orders: int,
+    units: int,
+    gross: int,
+    refunded_orders: int = 0,
+    refunded_units: int = 0,
+    refunds: int = 0,
+) -> dict[str, Any]:
+    return {
+        "orders": orders,
+        "units": units,
+        "gross": money(gross),
+        "refunded_orders": refunded_orders,
+        "refunded_units": refunded_units,
+        "refunds": money(refunds),
+        "net": money(gross - refunds),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +80,10 @@ def trade(shop: TestClient) -> dict[str, Any]:
     """Two sellers; orders confirmed, declined, and confirmed then cancelled, with the
     moments between them that the range tests cut at."""
     seller, other = Seller(shop), Seller(shop)
-    mug, plate = seller.product(price=1250, stock=20), seller.product(price=800, stock=20, name="Plate")
+    mug, plate = (
+        seller.product(price=1250, stock=20),
+        seller.product(price=800, stock=20, name="Plate"),
+    )
     cup = other.product(price=500, stock=20, name="Cup")
     alice, bob = Customer(shop), Customer(shop)
 
@@ -77,35 +100,69 @@ def trade(shop: TestClient) -> dict[str, Any]:
     reversed_ = bob.place([(mug, 4), (plate, 1)], token="tok_timeout")
     bob.wait_for(reversed_, "reserved")
     orders = shop.app.state.services.applications.orders  # type: ignore[attr-defined]
-    retry_concurrent(lambda: orders.mark_paid_and_confirm(UUID(reversed_), 4 * 1250 + 800), attempts=10)
+    retry_concurrent(
+        lambda: orders.mark_paid_and_confirm(UUID(reversed_), 4 * 1250 + 800), attempts=10
+    )
     before_cancel = datetime.now(UTC)
     cancelled = bob.post(f"/v1/orders/{reversed_}/cancel")
-    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled", cancelled.text
-    return {"seller": seller, "other": other, "mug": mug, "plate": plate, "cup": cup,
-            "first": first, "second": second, "reversed": reversed_,
-            "after_first": after_first, "before_cancel": before_cancel}
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled", (
+        cancelled.text
+    )
+    return {
+        "seller": seller,
+        "other": other,
+        "mug": mug,
+        "plate": plate,
+        "cup": cup,
+        "first": first,
+        "second": second,
+        "reversed": reversed_,
+        "after_first": after_first,
+        "before_cancel": before_cancel,
+    }
 
 
 def settled(seller: Seller, orders: int, refunded_orders: int) -> dict[str, Any]:
-    return wait_until(lambda: (s := sales(seller))["totals"]["orders"] == orders
-                      and s["totals"]["refunded_orders"] == refunded_orders and s,
-                      timeout=60, interval=0.2, message="the sales read model to settle")
+    return wait_until(
+        lambda: (
+            (s := sales(seller))["totals"]["orders"] == orders
+            and s["totals"]["refunded_orders"] == refunded_orders
+            and s
+        ),
+        timeout=60,
+        interval=0.2,
+        message="the sales read model to settle",
+    )
 
 
-def test_a_seller_sees_confirmed_sales_of_their_own_products_and_reversals(trade: dict[str, Any]) -> None:
+def test_a_seller_sees_confirmed_sales_of_their_own_products_and_reversals(
+    trade: dict[str, Any],
+) -> None:
     seller, other = trade["seller"], trade["other"]
     summary = settled(seller, orders=3, refunded_orders=1)
     assert summary["seller_id"] == seller.user_id and summary["currency"] == "CNY"
     assert summary["from"] is None and summary["to"] is None
     # Sold: 2 + 1 + 4 mugs and 1 plate; the last order (4 mugs, 1 plate) reversed.
-    assert summary["totals"] == figures(3, 8, 2 * 1250 + 1250 + 4 * 1250 + 800,
-                                        refunded_orders=1, refunded_units=5, refunds=4 * 1250 + 800)
+    assert summary["totals"] == figures(
+        3,
+        8,
+        2 * 1250 + 1250 + 4 * 1250 + 800,
+        refunded_orders=1,
+        refunded_units=5,
+        refunds=4 * 1250 + 800,
+    )
     by_product = {p["product_id"]: p for p in summary["products"]}
     assert set(by_product) == {trade["mug"], trade["plate"]}  # not the other seller's cup
-    assert by_product[trade["mug"]] == {"product_id": trade["mug"], "name": "Enamel mug",
-                                        **figures(3, 7, 7 * 1250, 1, 4, 4 * 1250)}
-    assert by_product[trade["plate"]] == {"product_id": trade["plate"], "name": "Plate",
-                                          **figures(1, 1, 800, 1, 1, 800)}
+    assert by_product[trade["mug"]] == {
+        "product_id": trade["mug"],
+        "name": "Enamel mug",
+        **figures(3, 7, 7 * 1250, 1, 4, 4 * 1250),
+    }
+    assert by_product[trade["plate"]] == {
+        "product_id": trade["plate"],
+        "name": "Plate",
+        **figures(1, 1, 800, 1, 1, 800),
+    }
     assert [p["product_id"] for p in summary["products"]] == [trade["mug"], trade["plate"]]
 
     theirs = settled(other, orders=1, refunded_orders=0)
@@ -116,12 +173,17 @@ def test_a_seller_sees_confirmed_sales_of_their_own_products_and_reversals(trade
 def test_from_and_to_count_sales_and_refunds_when_they_happened(trade: dict[str, Any]) -> None:
     seller = trade["seller"]
     settled(seller, orders=3, refunded_orders=1)
-    after_first, before_cancel = trade["after_first"].isoformat(), trade["before_cancel"].isoformat()
+    after_first, before_cancel = (
+        trade["after_first"].isoformat(),
+        trade["before_cancel"].isoformat(),
+    )
     assert sales(seller, to=after_first)["totals"] == figures(1, 2, 2500)
     later = sales(seller, **{"from": after_first})
     assert later["totals"] == figures(2, 6, 1250 + 5800, 1, 5, 5800)
     assert later["from"] is not None and later["to"] is None
-    assert sales(seller, **{"from": after_first, "to": before_cancel})["totals"] == figures(2, 6, 7050)
+    assert sales(seller, **{"from": after_first, "to": before_cancel})["totals"] == figures(
+        2, 6, 7050
+    )
     # The cancellation's own moment: no sale, only the refund, so the net is negative.
     assert sales(seller, **{"from": before_cancel})["totals"] == figures(0, 0, 0, 1, 5, 5800)
     # A zone-less time is UTC.
@@ -140,8 +202,12 @@ def test_sale_lines_page_newest_first_with_their_refunds(trade: dict[str, Any]) 
     assert second["next_cursor"] is None
     lines = first["items"] + second["items"]
     assert [(line["order_id"], line["product_id"]) for line in lines] == [
-        *sorted([(trade["reversed"], trade["mug"]), (trade["reversed"], trade["plate"])], reverse=True),
-        (trade["second"], trade["mug"]), (trade["first"], trade["mug"])]
+        *sorted(
+            [(trade["reversed"], trade["mug"]), (trade["reversed"], trade["plate"])], reverse=True
+        ),
+        (trade["second"], trade["mug"]),
+        (trade["first"], trade["mug"]),
+    ]
     assert [line["status"] for line in lines] == ["refunded", "refunded", "sold", "sold"]
     assert all(line["refunded_at"] for line in lines[:2]) and lines[2]["refunded_at"] is None
     mugs = next(line for line in lines if line["order_id"] == trade["first"])
@@ -150,10 +216,14 @@ def test_sale_lines_page_newest_first_with_their_refunds(trade: dict[str, Any]) 
     sold_at = [datetime.fromisoformat(line["sold_at"]) for line in lines]
     assert sold_at == sorted(sold_at, reverse=True)
 
-    since = seller.get("/v1/sellers/me/sales/lines", **{"from": trade["after_first"].isoformat()}).json()
+    since = seller.get(
+        "/v1/sellers/me/sales/lines", **{"from": trade["after_first"].isoformat()}
+    ).json()
     assert {line["order_id"] for line in since["items"]} == {trade["second"], trade["reversed"]}
     other = trade["other"].get("/v1/sellers/me/sales/lines").json()["items"]
-    assert [(line["order_id"], line["product_id"]) for line in other] == [(trade["first"], trade["cup"])]
+    assert [(line["order_id"], line["product_id"]) for line in other] == [
+        (trade["first"], trade["cup"])
+    ]
     bad = seller.get("/v1/sellers/me/sales/lines", cursor="not-a-cursor")
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor"
 
@@ -176,30 +246,79 @@ def test_order_events_before_the_product_event_still_count(db: psycopg.Connectio
     seller_id, product_id, order_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     at = datetime.now(UTC)
 
-    def delivery(topic: str, type_: str, aggregate_id: UUID, version: int, **payload: Any) -> Delivery:
-        return Delivery(topic, 0, version, Envelope(
-            event_id=event_id_for(aggregate_id, version), type=type_, schema_version=1,
-            aggregate_id=aggregate_id, aggregate_version=version, occurred_at=at,
-            correlation_id=aggregate_id, payload=payload))
+    def delivery(
+        topic: str, type_: str, aggregate_id: UUID, version: int, **payload: Any
+    ) -> Delivery:
+        return Delivery(
+            topic,
+            0,
+            version,
+            Envelope(
+                event_id=event_id_for(aggregate_id, version),
+                type=type_,
+                schema_version=1,
+                aggregate_id=aggregate_id,
+                aggregate_version=version,
+                occurred_at=at,
+                correlation_id=aggregate_id,
+                payload=payload,
+            ),
+        )
 
-    placed = delivery("orders.events", "order.placed", order_id, 1, order_id=str(order_id),
-                      buyer_id=str(uuid.uuid4()), currency="CNY", total=2100,
-                      lines=[{"product_id": str(product_id), "quantity": 3, "unit_price": 700}],
-                      shipping_address=ADDRESS, payment={"method": "card", "token": "tok_ok"},
-                      payment_deadline=at.isoformat())
-    confirmed = delivery("orders.events", "order.confirmed", order_id, 2, order_id=str(order_id),
-                         total=2100)
-    created = delivery("catalog.events", "product.created", product_id, 1, product_id=str(product_id),
-                       seller_id=str(seller_id), sku="SKU-TEAPOT", name="Teapot", description="",
-                       category="kitchen", price_amount=700, currency="CNY")
-    renamed = delivery("catalog.events", "product.updated", product_id, 2, product_id=str(product_id),
-                       changes={"name": "Blue teapot"})
+    placed = delivery(
+        "orders.events",
+        "order.placed",
+        order_id,
+        1,
+        order_id=str(order_id),
+        buyer_id=str(uuid.uuid4()),
+        currency="CNY",
+        total=2100,
+        lines=[{"product_id": str(product_id), "quantity": 3, "unit_price": 700}],
+        shipping_address=ADDRESS,
+        payment={"method": "card", "token": "tok_ok"},
+        payment_deadline=at.isoformat(),
+    )
+    confirmed = delivery(
+        "orders.events", "order.confirmed", order_id, 2, order_id=str(order_id), total=2100
+    )
+    created = delivery(
+        "catalog.events",
+        "product.created",
+        product_id,
+        1,
+        product_id=str(product_id),
+        seller_id=str(seller_id),
+        sku="SKU-TEAPOT",
+        name="Teapot",
+        description="",
+        category="kitchen",
+        price_amount=700,
+        currency="CNY",
+    )
+    renamed = delivery(
+        "catalog.events",
+        "product.updated",
+        product_id,
+        2,
+        product_id=str(product_id),
+        changes={"name": "Blue teapot"},
+    )
     with db.transaction(force_rollback=True):
         apply_deliveries(db, sales_model.GROUP, sales_model.HANDLERS, [placed, confirmed])
         assert sales_summary(db, str(seller_id))["totals"]["orders"] == 0
         # Then the product, its rename, and copies of the order's events.
-        apply_deliveries(db, sales_model.GROUP, sales_model.HANDLERS, [created, renamed, placed, confirmed])
+        apply_deliveries(
+            db, sales_model.GROUP, sales_model.HANDLERS, [created, renamed, placed, confirmed]
+        )
         summary = sales_summary(db, str(seller_id))
-        assert summary["totals"] == {"orders": 1, "units": 3, "gross": 2100, "refunded_orders": 0,
-                                     "refunded_units": 0, "refunds": 0, "net": 2100}
+        assert summary["totals"] == {
+            "orders": 1,
+            "units": 3,
+            "gross": 2100,
+            "refunded_orders": 0,
+            "refunded_units": 0,
+            "refunds": 0,
+            "net": 2100,
+        }
         assert [product["name"] for product in summary["products"]] == ["Blue teapot"]

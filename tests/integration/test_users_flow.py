@@ -17,8 +17,10 @@ def new_email() -> str:
 
 
 def register(api: TestClient, email: str, password: str = "correct horse", **extra: str):
-    return api.post("/v1/users", json={"email": email, "password": password,
-                                       "display_name": "Test User", **extra})
+    return api.post(
+        "/v1/users",
+        json={"email": email, "password": password, "display_name": "Test User", **extra},
+    )
 
 
 def login(api: TestClient, email: str, password: str = "correct horse") -> str:
@@ -29,27 +31,43 @@ def login(api: TestClient, email: str, password: str = "correct horse") -> str:
     return body["access_token"]
 
 
-def test_registered_user_travels_through_kafka_to_the_read_model(api: TestClient, settings: Settings):
+def test_registered_user_travels_through_kafka_to_the_read_model(
+    api: TestClient, settings: Settings
+):
     email = new_email()
     answer = register(api, email, role="seller")
     assert answer.status_code == 201, answer.text
     user_id = answer.json()["user_id"]
 
     published = wait_until(
-        lambda: [e for e in read_envelopes(settings.bootstrap_servers, "users.events")
-                 if str(e.aggregate_id) == user_id],
-        timeout=30, message="user.registered on users.events",
+        lambda: [
+            e
+            for e in read_envelopes(settings.bootstrap_servers, "users.events")
+            if str(e.aggregate_id) == user_id
+        ],
+        timeout=30,
+        message="user.registered on users.events",
     )
     event = published[0]
     assert event.type == "user.registered"
     assert event.schema_version == 1 and event.aggregate_version == 1
-    assert event.payload == {"user_id": user_id, "email": email, "display_name": "Test User", "role": "seller"}
+    assert event.payload == {
+        "user_id": user_id,
+        "email": email,
+        "display_name": "Test User",
+        "role": "seller",
+    }
     assert "password" not in str(event.payload)
 
     token = login(api, email)
     me = wait_until(
-        lambda: (r := api.get("/v1/users/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200 and r,
-        timeout=30, message="the users read model to have the user",
+        lambda: (
+            (r := api.get("/v1/users/me", headers={"Authorization": f"Bearer {token}"})).status_code
+            == 200
+            and r
+        ),
+        timeout=30,
+        message="the users read model to have the user",
     )
     body = me.json()
     assert body["user_id"] == user_id
@@ -89,10 +107,15 @@ def test_wrong_password_and_unknown_email_get_the_same_401(api: TestClient):
     email = new_email()
     assert register(api, email).status_code == 201
     wrong = api.post("/v1/auth/token", json={"email": email, "password": "not the password"})
-    unknown = api.post("/v1/auth/token", json={"email": new_email(), "password": "not the password"})
+    unknown = api.post(
+        "/v1/auth/token", json={"email": new_email(), "password": "not the password"}
+    )
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {
-        "error": {"code": "invalid_credentials", "message": "e-mail or password is wrong"}}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"error": {"code": "invalid_credentials", "message": "e-mail or password is wrong"}}
+    )
 
 
 def test_password_over_72_bytes_is_422_not_500(api: TestClient):
@@ -106,10 +129,20 @@ def test_password_over_72_bytes_is_422_not_500(api: TestClient):
 def test_bad_input_is_422_and_stores_nothing(api: TestClient):
     email = new_email()
     assert register(api, email, role="admin").status_code == 422
-    assert api.post("/v1/users", json={"email": "not-an-email", "password": "long enough",
-                                       "display_name": "X"}).status_code == 422
-    assert api.post("/v1/users", json={"email": email, "password": "long enough", "display_name": "X",
-                                       "unexpected": 1}).status_code == 422
+    assert (
+        api.post(
+            "/v1/users",
+            json={"email": "not-an-email", "password": "long enough", "display_name": "X"},
+        ).status_code
+        == 422
+    )
+    assert (
+        api.post(
+            "/v1/users",
+            json={"email": email, "password": "long enough", "display_name": "X", "unexpected": 1},
+        ).status_code
+        == 422
+    )
     assert register(api, email).status_code == 201  # nothing of the refused attempts was stored
 
 
@@ -136,8 +169,11 @@ def test_same_idempotency_key_registers_once(api: TestClient):
     second = api.post("/v1/users", json=body, headers={"Idempotency-Key": f"k-{email}"})
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
-    changed = api.post("/v1/users", json={**body, "display_name": "Other"},
-                       headers={"Idempotency-Key": f"k-{email}"})
+    changed = api.post(
+        "/v1/users",
+        json={**body, "display_name": "Other"},
+        headers={"Idempotency-Key": f"k-{email}"},
+    )
     assert changed.status_code == 422
     assert changed.json()["error"]["code"] == "idempotency_key_reused"
 

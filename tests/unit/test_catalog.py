@@ -22,8 +22,13 @@ SELLER = uuid4()
 
 def listed(**overrides: object) -> Product:
     fields: dict[str, object] = {
-        "seller_id": SELLER, "sku": "mug-001", "name": "Blue mug", "description": "350 ml",
-        "category": "kitchen", "price_amount": 4900, "currency": "cny",
+        "seller_id": SELLER,
+        "sku": "mug-001",
+        "name": "Blue mug",
+        "description": "350 ml",
+        "category": "kitchen",
+        "price_amount": 4900,
+        "currency": "cny",
     }
     fields.update(overrides)
     product = Product.create(**fields)

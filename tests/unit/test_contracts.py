@@ -49,17 +49,31 @@ def test_a_domain_event_becomes_an_envelope_that_parses_back():
 
 
 def test_private_events_are_not_published():
-    index = EmailIndex(email="ada@example.com", user_id=User.register("ada@example.com", "h", "A").id)
+    index = EmailIndex(
+        email="ada@example.com", user_id=User.register("ada@example.com", "h", "A").id
+    )
     assert envelope_from_domain(index.collect_events()[0]) is None
 
 
-@pytest.mark.parametrize("raw, problem", [
-    (b"not json", "not an EventMart envelope"),
-    (b'{"type": "user.registered"}', "not an EventMart envelope"),
-    (json.dumps({**CONTRACTS["user.registered"].example, "type": "user.exploded"}), "unknown event type"),
-    (json.dumps({**CONTRACTS["user.registered"].example, "schema_version": 99}), "newer than this code"),
-    (json.dumps({**CONTRACTS["user.registered"].example, "payload": {"user_id": "x"}}), "payload is invalid"),
-])
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        (b"not json", "not an EventMart envelope"),
+        (b'{"type": "user.registered"}', "not an EventMart envelope"),
+        (
+            json.dumps({**CONTRACTS["user.registered"].example, "type": "user.exploded"}),
+            "unknown event type",
+        ),
+        (
+            json.dumps({**CONTRACTS["user.registered"].example, "schema_version": 99}),
+            "newer than this code",
+        ),
+        (
+            json.dumps({**CONTRACTS["user.registered"].example, "payload": {"user_id": "x"}}),
+            "payload is invalid",
+        ),
+    ],
+)
 def test_malformed_messages_are_refused_with_a_reason(raw: Any, problem: str):
     with pytest.raises(MalformedEvent, match=problem):
         parse(raw)
@@ -70,13 +84,23 @@ def test_old_versions_are_upcast_on_read():
         full_name: str
         nickname: str
 
-    register(EventContract(
-        type="test.renamed", topic="users.events", schema_version=3, payload=Renamed, example={},
-        upcasters={1: lambda p: {"full_name": p["name"]}, 2: lambda p: {**p, "nickname": "-"}},
-    ))
+    register(
+        EventContract(
+            type="test.renamed",
+            topic="users.events",
+            schema_version=3,
+            payload=Renamed,
+            example={},
+            upcasters={1: lambda p: {"full_name": p["name"]}, 2: lambda p: {**p, "nickname": "-"}},
+        )
+    )
     try:
-        example = {**CONTRACTS["user.registered"].example, "type": "test.renamed",
-                   "schema_version": 1, "payload": {"name": "Ada"}}
+        example = {
+            **CONTRACTS["user.registered"].example,
+            "type": "test.renamed",
+            "schema_version": 1,
+            "payload": {"name": "Ada"},
+        }
         envelope = parse(example)
         assert envelope.schema_version == 3
         assert envelope.payload == {"full_name": "Ada", "nickname": "-"}

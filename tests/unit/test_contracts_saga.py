@@ -18,26 +18,49 @@ from domain.shipping import SandboxCarrier, Shipping
 from eventmart.contracts import CONTRACTS, envelope_from_domain, parse
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-ADDRESS = {"name": "Ada", "line1": "1 Way", "city": "Shanghai", "postal_code": "200000",
-           "country": "CN"}
+ADDRESS = {
+    "name": "Ada",
+    "line1": "1 Way",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 SAGA_TYPES = {
     "catalog.events": ["product.created", "product.updated", "product.price_changed"],
     "inventory.events": [
-        "stock.received", "stock.reserved", "stock.committed", "stock.released",
-        "reservation.confirmed", "reservation.failed", "reservation.committed",
+        "stock.received",
+        "stock.reserved",
+        "stock.committed",
+        "stock.released",
+        "reservation.confirmed",
+        "reservation.failed",
+        "reservation.committed",
         "reservation.released",
     ],
     "orders.events": [
-        "order.placed", "order.reserved", "order.paid", "order.confirmed", "order.shipped",
-        "order.delivered", "order.completed", "order.cancelled", "order.rejected",
+        "order.placed",
+        "order.reserved",
+        "order.paid",
+        "order.confirmed",
+        "order.shipped",
+        "order.delivered",
+        "order.completed",
+        "order.cancelled",
+        "order.rejected",
     ],
     "payments.events": [
-        "payment.captured", "payment.declined", "payment.pending", "payment.refunded",
+        "payment.captured",
+        "payment.declined",
+        "payment.pending",
+        "payment.refunded",
         "payment.voided",
     ],
     "shipping.events": [
-        "shipment.created", "shipment.picked_up", "shipment.in_transit",
-        "shipment.out_for_delivery", "shipment.delivered",
+        "shipment.created",
+        "shipment.picked_up",
+        "shipment.in_transit",
+        "shipment.out_for_delivery",
+        "shipment.delivered",
     ],
 }
 ALL_SAGA_TYPES = [(topic, t) for topic, types in SAGA_TYPES.items() for t in types]
@@ -73,14 +96,23 @@ def run_saga() -> dict[str, list[Any]]:
     lines = [OrderLine(product_id, 1, 3900)]
 
     def place(token: str) -> UUID:
-        order_id, _ = orders.place_order(buyer, lines, ADDRESS, {"method": "card", "token": token},
-                                         None, "fp", NOW, timedelta(minutes=15))
+        order_id, _ = orders.place_order(
+            buyer,
+            lines,
+            ADDRESS,
+            {"method": "card", "token": token},
+            None,
+            "fp",
+            NOW,
+            timedelta(minutes=15),
+        )
         return order_id
 
     def reserve(order_id: UUID, quantity: int = 1) -> None:
         cause = uuid4()
-        reservation = inventory.reserve_order(order_id, [ReservationLine(product_id, quantity)],
-                                              NOW + timedelta(minutes=15), cause)
+        reservation = inventory.reserve_order(
+            order_id, [ReservationLine(product_id, quantity)], NOW + timedelta(minutes=15), cause
+        )
         if reservation.status == "confirmed":
             orders.mark_reserved(order_id, cause)
         else:
@@ -115,8 +147,10 @@ def run_saga() -> dict[str, list[Any]]:
 
     reserve(place("tok_ok"), quantity=99)
     return {
-        "catalog.events": stored_events(catalog), "inventory.events": stored_events(inventory),
-        "orders.events": stored_events(orders), "payments.events": stored_events(payments),
+        "catalog.events": stored_events(catalog),
+        "inventory.events": stored_events(inventory),
+        "orders.events": stored_events(orders),
+        "payments.events": stored_events(payments),
         "shipping.events": stored_events(shipping),
     }
 

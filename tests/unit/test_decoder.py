@@ -37,7 +37,9 @@ def variants(example: dict[str, Any]) -> list[bytes]:
     relay = parse(orjson.dumps(example)).to_bytes()
     data = orjson.loads(relay)
     payload = data["payload"]
-    first_uuid_field = next((k for k, v in payload.items() if isinstance(v, str) and len(v) == 36), None)
+    first_uuid_field = next(
+        (k for k, v in payload.items() if isinstance(v, str) and len(v) == 36), None
+    )
     spelled: list[Any] = [
         {**data, "aggregate_id": data["aggregate_id"].upper()},
         {**data, "event_id": data["event_id"].replace("-", "")},
@@ -56,7 +58,9 @@ def variants(example: dict[str, Any]) -> list[bytes]:
         [data],
     ]
     if first_uuid_field:
-        spelled.append({**data, "payload": {**payload, first_uuid_field: payload[first_uuid_field].upper()}})
+        spelled.append(
+            {**data, "payload": {**payload, first_uuid_field: payload[first_uuid_field].upper()}}
+        )
     raws = [relay, *(orjson.dumps(value) for value in spelled)]
     raws.append(relay[:-1] + b',"type":"no.such_type"}')  # a second "type": the last one counts
     raws += [b"", b"not json", b"\xff", relay[:40]]

@@ -18,12 +18,17 @@ def compose() -> dict:
 
 def cli_commands() -> set[str]:
     return {command.name or command.callback.__name__ for command in app.registered_commands} | {
-        group.name for group in app.registered_groups}
+        group.name for group in app.registered_groups
+    }
 
 
 def test_compose_runs_the_cli_commands_the_stack_runs():
     services = compose()["services"]
-    ours = {name: service for name, service in services.items() if service.get("image") == "eventmart:latest"}
+    ours = {
+        name: service
+        for name, service in services.items()
+        if service.get("image") == "eventmart:latest"
+    }
     commands = {tuple(service["command"]) for service in ours.values()}
     for command in commands:
         assert command[0] in cli_commands(), f"{command} is not an eventmart command"
@@ -55,11 +60,14 @@ def test_the_catalogue_names_every_worker_with_the_topics_it_consumes():
     from eventmart.wiring import SAGA_PARTICIPANTS
     from projections.registry import READ_MODELS
 
-    consumed = {name: importlib.import_module(f"workers.{name.removesuffix('-saga')}").PARTICIPANT.topics
-                for name in SAGA_PARTICIPANTS}
+    consumed = {
+        name: importlib.import_module(f"workers.{name.removesuffix('-saga')}").PARTICIPANT.topics
+        for name in SAGA_PARTICIPANTS
+    }
     consumed.update({name: model.topics for name, model in READ_MODELS.items()})
-    assert {group: sorted(topics) for group, topics in consumer_groups().items()} == \
-        {group: sorted(topics) for group, topics in consumed.items()}
+    assert {group: sorted(topics) for group, topics in consumer_groups().items()} == {
+        group: sorted(topics) for group, topics in consumed.items()
+    }
 
 
 def test_workers_keep_their_faust_directories_in_the_state_dir(tmp_path):

@@ -46,10 +46,16 @@ def lookup_misses_once(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
     monkeypatch.setattr(module, "find_key", racing)
 
 
-def listed(catalog: Catalog, key: str | None = "k", fingerprint: str = "body-1",
-           sku: str = "mug-1", name: str = "Mug") -> UUID:
-    return catalog.create_product(SELLER, sku, name, "", "kitchen", 4900, "CNY",
-                                  idempotency_key=key, fingerprint=fingerprint)
+def listed(
+    catalog: Catalog,
+    key: str | None = "k",
+    fingerprint: str = "body-1",
+    sku: str = "mug-1",
+    name: str = "Mug",
+) -> UUID:
+    return catalog.create_product(
+        SELLER, sku, name, "", "kitchen", 4900, "CNY", idempotency_key=key, fingerprint=fingerprint
+    )
 
 
 def stocked(inventory: Inventory) -> UUID:
@@ -58,10 +64,16 @@ def stocked(inventory: Inventory) -> UUID:
     return product_id
 
 
-def receive(inventory: Inventory, product_id: UUID, quantity: int, key: str | None = "k",
-            fingerprint: str = "body-1") -> int:
-    return inventory.receive_stock(product_id, SELLER, quantity, NOW, idempotency_key=key,
-                                   fingerprint=fingerprint)
+def receive(
+    inventory: Inventory,
+    product_id: UUID,
+    quantity: int,
+    key: str | None = "k",
+    fingerprint: str = "body-1",
+) -> int:
+    return inventory.receive_stock(
+        product_id, SELLER, quantity, NOW, idempotency_key=key, fingerprint=fingerprint
+    )
 
 
 def test_a_claim_remembers_the_result_and_the_version_it_was_left_at() -> None:
@@ -145,18 +157,21 @@ def test_a_listing_racing_its_retry_is_stored_once(monkeypatch: pytest.MonkeyPat
 def test_a_change_repeated_with_its_key_answers_the_product_as_it_left_it() -> None:
     catalog = Catalog()
     product_id = listed(catalog, key=None)
-    first = catalog.update_product(product_id, SELLER, idempotency_key="k", fingerprint="f",
-                                   name="Mug II")
+    first = catalog.update_product(
+        product_id, SELLER, idempotency_key="k", fingerprint="f", name="Mug II"
+    )
     catalog.update_product(product_id, SELLER, name="Mug III")
     before = stored(catalog)
-    again = catalog.update_product(product_id, SELLER, idempotency_key="k", fingerprint="f",
-                                   name="Mug II")
+    again = catalog.update_product(
+        product_id, SELLER, idempotency_key="k", fingerprint="f", name="Mug II"
+    )
     assert (again.name, again.version) == ("Mug II", first.version) == ("Mug II", 2)
     assert stored(catalog) == before
     assert catalog.get_product(product_id).name == "Mug III"
     with pytest.raises(IdempotencyKeyReused):
-        catalog.update_product(product_id, SELLER, idempotency_key="k", fingerprint="g",
-                               name="Mug IV")
+        catalog.update_product(
+            product_id, SELLER, idempotency_key="k", fingerprint="g", name="Mug IV"
+        )
     assert stored(catalog) == before
 
 
@@ -202,5 +217,9 @@ def test_keys_are_per_seller() -> None:
     other_seller = uuid4()
     inventory.register_product(theirs, other_seller)
     receive(inventory, mine, 5)
-    assert inventory.receive_stock(theirs, other_seller, 2, NOW, idempotency_key="k",
-                                   fingerprint="body-1") == 2
+    assert (
+        inventory.receive_stock(
+            theirs, other_seller, 2, NOW, idempotency_key="k", fingerprint="body-1"
+        )
+        == 2
+    )

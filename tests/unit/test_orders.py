@@ -23,8 +23,13 @@ from domain.orders import Order, OrderLine, OrderNotFound, Orders, PaymentAmount
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=15)
 BUYER, PRODUCT, SHIPMENT = uuid4(), uuid4(), uuid4()
-ADDRESS = {"name": "Ada", "line1": "1 Way", "city": "Shanghai", "postal_code": "200000",
-           "country": "CN"}
+ADDRESS = {
+    "name": "Ada",
+    "line1": "1 Way",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 PAYMENT = {"method": "card", "token": "tok_ok"}
 LINES = [OrderLine(PRODUCT, 2, 4900)]
 TOTAL = 9800
@@ -40,13 +45,18 @@ def placed() -> Order:
 GIVEN: dict[str, Callable[[Order], object]] = {
     "pending": lambda o: None,
     "reserved": lambda o: o.mark_reserved(),
-    "paid": lambda o: (o.mark_reserved(), o._paid(order_id=o.id, amount=TOTAL,
-                                                  correlation_id=o.id, causation_id=None)),
+    "paid": lambda o: (
+        o.mark_reserved(),
+        o._paid(order_id=o.id, amount=TOTAL, correlation_id=o.id, causation_id=None),
+    ),
     "confirmed": lambda o: o.mark_paid_and_confirm(TOTAL),
     "shipped": lambda o: (o.mark_paid_and_confirm(TOTAL), o.mark_shipped(SHIPMENT)),
     "delivered": lambda o: (o.mark_paid_and_confirm(TOTAL), o.mark_delivered(SHIPMENT, NOW)),
-    "completed": lambda o: (o.mark_paid_and_confirm(TOTAL), o.mark_delivered(SHIPMENT, NOW),
-                            o.complete()),
+    "completed": lambda o: (
+        o.mark_paid_and_confirm(TOTAL),
+        o.mark_delivered(SHIPMENT, NOW),
+        o.complete(),
+    ),
     "cancelled": lambda o: o.cancel("changed my mind"),
     "rejected": lambda o: o.reject("insufficient_stock"),
 }
@@ -66,19 +76,24 @@ A, S = "apply", "skip"
 NC, ND, NR, IT = OrderNotCancellable, OrderNotDelivered, OrderNotRejectable, InvalidOrderTransition
 # status:            pending reserved paid confirmed shipped delivered completed cancelled rejected
 EXPECTED: dict[str, tuple[object, ...]] = {
-    "mark_reserved":         (A,  S,  S,  S,  S,  S,  S,  S,  S),
-    "reject":                (A,  A,  NR, NR, NR, NR, NR, S,  S),
-    "mark_paid_and_confirm": (A,  A,  A,  S,  S,  S,  S,  S,  S),
-    "cancel":                (A,  A,  A,  A,  NC, NC, NC, S,  S),
-    "mark_shipped":          (IT, IT, IT, A,  S,  S,  S,  S,  IT),
-    "mark_delivered":        (IT, IT, IT, A,  A,  S,  S,  S,  IT),
-    "confirm_receipt":       (ND, ND, ND, ND, ND, A,  S,  ND, ND),
-    "complete":              (ND, ND, ND, ND, ND, A,  S,  ND, ND),
+    "mark_reserved": (A, S, S, S, S, S, S, S, S),
+    "reject": (A, A, NR, NR, NR, NR, NR, S, S),
+    "mark_paid_and_confirm": (A, A, A, S, S, S, S, S, S),
+    "cancel": (A, A, A, A, NC, NC, NC, S, S),
+    "mark_shipped": (IT, IT, IT, A, S, S, S, S, IT),
+    "mark_delivered": (IT, IT, IT, A, A, S, S, S, IT),
+    "confirm_receipt": (ND, ND, ND, ND, ND, A, S, ND, ND),
+    "complete": (ND, ND, ND, ND, ND, A, S, ND, ND),
 }
 THEN_STATUS = {
-    "mark_reserved": "reserved", "reject": "rejected", "mark_paid_and_confirm": "confirmed",
-    "cancel": "cancelled", "mark_shipped": "shipped", "mark_delivered": "delivered",
-    "confirm_receipt": "completed", "complete": "completed",
+    "mark_reserved": "reserved",
+    "reject": "rejected",
+    "mark_paid_and_confirm": "confirmed",
+    "cancel": "cancelled",
+    "mark_shipped": "shipped",
+    "mark_delivered": "delivered",
+    "confirm_receipt": "completed",
+    "complete": "completed",
 }
 
 
@@ -116,8 +131,9 @@ def names(order: Order) -> list[str]:
 
 
 def test_placing_computes_total_and_payment_deadline() -> None:
-    order = Order.place(BUYER, LINES + [OrderLine(uuid4(), 1, 100)], ADDRESS, PAYMENT, "CNY",
-                        NOW, TIMEOUT)
+    order = Order.place(
+        BUYER, LINES + [OrderLine(uuid4(), 1, 100)], ADDRESS, PAYMENT, "CNY", NOW, TIMEOUT
+    )
     assert names(order) == ["Placed"]
     assert (order.status, order.total, order.payment_deadline) == ("pending", 9900, NOW + TIMEOUT)
     assert order.is_payment_overdue(NOW + TIMEOUT)
@@ -156,9 +172,15 @@ def test_capture_of_wrong_amount_is_refused() -> None:
         order.mark_paid_and_confirm(TOTAL - 1)
 
 
-@pytest.mark.parametrize(("status", "refund_due"), [
-    ("pending", False), ("reserved", False), ("paid", True), ("confirmed", True),
-])
+@pytest.mark.parametrize(
+    ("status", "refund_due"),
+    [
+        ("pending", False),
+        ("reserved", False),
+        ("paid", True),
+        ("confirmed", True),
+    ],
+)
 def test_cancel_says_whether_a_refund_is_due(status: str, refund_due: bool) -> None:
     order = placed()
     GIVEN[status](order)
@@ -192,8 +214,9 @@ def test_error_codes_are_the_api_codes() -> None:
     assert IdempotencyKeyReused.code == "idempotency_key_reused"
 
 
-def place(orders: Orders, key: str | None = "key-1", fingerprint: str = "body-1",
-          buyer: UUID = BUYER) -> tuple[UUID, bool]:
+def place(
+    orders: Orders, key: str | None = "key-1", fingerprint: str = "body-1", buyer: UUID = BUYER
+) -> tuple[UUID, bool]:
     return orders.place_order(buyer, LINES, ADDRESS, PAYMENT, key, fingerprint, NOW, TIMEOUT)
 
 

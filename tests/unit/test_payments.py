@@ -27,7 +27,8 @@ def test_sandbox_gateway_is_driven_by_the_token() -> None:
     assert approved.status == "approved" and approved.reference
     assert gateway.charge(order_id, AMOUNT, "CNY", "card", "tok_ok") == approved
     assert gateway.charge(order_id, AMOUNT, "CNY", "card", "tok_declined") == ChargeResult(
-        "declined", reason="card_declined")
+        "declined", reason="card_declined"
+    )
     assert gateway.charge(order_id, AMOUNT, "CNY", "card", "tok_timeout").status == "pending"
     assert gateway.charge(order_id, AMOUNT, "CNY", "card", "tok_what").reason == "invalid_token"
     assert gateway.refund("ref", 10) == gateway.refund("ref", 10)

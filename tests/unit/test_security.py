@@ -25,7 +25,9 @@ def test_tokens_carry_the_user_and_role_and_expire():
     principal = issuer.verify(issuer.issue(user_id, "seller"))
     assert (principal.user_id, principal.role) == (user_id, "seller")
     with pytest.raises(InvalidToken):
-        TokenIssuer("s" * 32, ttl_seconds=-1).verify(TokenIssuer("s" * 32, -1).issue(user_id, "seller"))
+        TokenIssuer("s" * 32, ttl_seconds=-1).verify(
+            TokenIssuer("s" * 32, -1).issue(user_id, "seller")
+        )
     with pytest.raises(InvalidToken):
         TokenIssuer("x" * 32, 60).verify(issuer.issue(user_id, "seller"))
 

@@ -17,8 +17,13 @@ from domain.shipping import (
 )
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-ADDRESS = {"name": "Ada", "line1": "1 Way", "city": "Shanghai", "postal_code": "200000",
-           "country": "CN"}
+ADDRESS = {
+    "name": "Ada",
+    "line1": "1 Way",
+    "city": "Shanghai",
+    "postal_code": "200000",
+    "country": "CN",
+}
 CARRIER = SandboxCarrier(step_seconds=60)
 
 
@@ -26,13 +31,19 @@ def later(seconds: float) -> datetime:
     return NOW + timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize(("seconds", "due"), [
-    (-5, ()), (0, ()), (59, ()), (60, ("picked_up",)),
-    (150, ("picked_up", "in_transit")),
-    (180, ("picked_up", "in_transit", "out_for_delivery")),
-    (240, ("picked_up", "in_transit", "out_for_delivery", "delivered")),
-    (10_000, ("picked_up", "in_transit", "out_for_delivery", "delivered")),
-])
+@pytest.mark.parametrize(
+    ("seconds", "due"),
+    [
+        (-5, ()),
+        (0, ()),
+        (59, ()),
+        (60, ("picked_up",)),
+        (150, ("picked_up", "in_transit")),
+        (180, ("picked_up", "in_transit", "out_for_delivery")),
+        (240, ("picked_up", "in_transit", "out_for_delivery", "delivered")),
+        (10_000, ("picked_up", "in_transit", "out_for_delivery", "delivered")),
+    ],
+)
 def test_sandbox_carrier_moves_one_step_per_interval(seconds: float, due: tuple[str, ...]) -> None:
     assert tuple(CARRIER.statuses_due(uuid4(), NOW, later(seconds))) == due
 
@@ -44,8 +55,9 @@ def test_a_late_carrier_starts_after_its_delay() -> None:
 
 
 def test_tracking_is_recorded_in_order_once() -> None:
-    shipment = Shipment(order_id=uuid4(), address=ADDRESS, created_at=NOW,
-                        correlation_id=None, causation_id=None)
+    shipment = Shipment(
+        order_id=uuid4(), address=ADDRESS, created_at=NOW, correlation_id=None, causation_id=None
+    )
     shipment.collect_events()
     assert shipment.track("picked_up")
     assert not shipment.track("picked_up")
@@ -78,7 +90,12 @@ def test_advance_records_every_due_status_once() -> None:
     shipment = shipping.get_shipment(order_id)
     events = list(shipping.repository.event_store.get(shipment.id))
     assert [type(e).__name__ for e in events] == [
-        "Created", "PickedUp", "InTransit", "OutForDelivery", "Delivered"]
+        "Created",
+        "PickedUp",
+        "InTransit",
+        "OutForDelivery",
+        "Delivered",
+    ]
     assert all(e.correlation_id == order_id for e in events)
     assert events[0].causation_id == cause
 

@@ -17,7 +17,9 @@ def test_register_records_a_registered_event_with_a_normalised_email():
     assert (user.email, user.role, user.display_name) == ("ada@example.com", "seller", "Ada")
 
 
-@pytest.mark.parametrize("email", ["", "no-at-sign", "two@@example.com", "spaces in@example.com", "a@b"])
+@pytest.mark.parametrize(
+    "email", ["", "no-at-sign", "two@@example.com", "spaces in@example.com", "a@b"]
+)
 def test_register_refuses_what_is_not_an_email(email: str):
     with pytest.raises(InvalidEmail):
         User.register(email, "hash", "Ada")
@@ -48,10 +50,16 @@ def test_the_event_store_refuses_a_second_registration_of_an_email():
 
 def test_an_idempotency_key_replays_the_first_registration():
     users = Users()
-    first = users.register_user("ada@example.com", "h1", "Ada", idempotency_key="k", fingerprint="f")
-    again = users.register_user("ada@example.com", "h2", "Ada", idempotency_key="k", fingerprint="f")
+    first = users.register_user(
+        "ada@example.com", "h1", "Ada", idempotency_key="k", fingerprint="f"
+    )
+    again = users.register_user(
+        "ada@example.com", "h2", "Ada", idempotency_key="k", fingerprint="f"
+    )
     assert again == first
     with pytest.raises(IdempotencyKeyReused):
-        users.register_user("ada@example.com", "h3", "Ada", idempotency_key="k", fingerprint="other")
+        users.register_user(
+            "ada@example.com", "h3", "Ada", idempotency_key="k", fingerprint="other"
+        )
     with pytest.raises(EmailTaken):
         users.register_user("ada@example.com", "h4", "Ada", idempotency_key="k2", fingerprint="f")
