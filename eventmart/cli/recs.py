@@ -25,6 +25,7 @@ SOURCE_HELP = (
     "(JSON Lines or Parquet), or read from the broker when PATH is left out."
 )
 PATH_HELP = "The CSV (online-retail) or an export directory (log)."
+SHORT_HEADERS = {"precision": "prec@10", "distinct_items": "items@10", "coverage": "cover@10"}
 
 
 def load_source(
@@ -110,13 +111,14 @@ def show_evaluation(
     results: dict[str, dict[str, float]], figures: dict[str, int], cutoff: Any
 ) -> None:
     metrics = [name for name in next(iter(results.values())) if name != "train_seconds"]
-    table = Table("model", *metrics, "train s", title=f"test period from {cutoff}")
+    headers = [SHORT_HEADERS.get(name.split("@")[0], name) for name in metrics]
+    table = Table("model", *headers, "train s", title=f"test period from {cutoff:%Y-%m-%d %H:%M}")
     for model, values in results.items():
         shown = [
             f"{values[m]:,.0f}" if m.startswith("distinct") else f"{values[m]:.4f}" for m in metrics
         ]
         table.add_row(model, *shown, f"{values['train_seconds']:.1f}")
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)
     console.print(
         ", ".join(f"{name.replace('_', ' ')} {value:,}" for name, value in figures.items())
     )

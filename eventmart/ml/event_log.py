@@ -68,7 +68,8 @@ def _as_dict(record: Any) -> dict[str, Any]:
 
 
 def _time(value: Any) -> datetime:
-    return pd.Timestamp(value).to_pydatetime()
+    moment: datetime = pd.Timestamp(value).to_pydatetime()
+    return moment
 
 
 def _read_one(reading: _Reading, data: dict[str, Any]) -> None:

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from eventmart.ml.interactions import PURCHASE, RATING, VIEW
 
@@ -17,7 +20,7 @@ HISTORY_LENGTH = 20
 
 def user_histories(
     interactions: pd.DataFrame, user_ids: list[str], item_index: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """CSR-like arrays: user i's history is items[starts[i]:starts[i+1]] (most recent
     first, at most HISTORY_LENGTH) with their kind codes."""
     table = interactions[interactions["weight"] > 0]
@@ -32,8 +35,8 @@ def user_histories(
     pairs = pairs.groupby("user_id", sort=False).head(HISTORY_LENGTH)
     by_user = dict(tuple(pairs.groupby("user_id", sort=False)))
     starts = np.zeros(len(user_ids) + 1, dtype=np.int64)
-    chunks_items: list[np.ndarray] = []
-    chunks_kinds: list[np.ndarray] = []
+    chunks_items: list[NDArray[Any]] = []
+    chunks_kinds: list[NDArray[Any]] = []
     for position, user in enumerate(user_ids):
         rows = by_user.get(user)
         length = 0 if rows is None else len(rows)

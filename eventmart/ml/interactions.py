@@ -12,7 +12,6 @@ log(1 + sum) (`pair_table`), so ten purchases of one mug do not outweigh ten pro
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
@@ -139,7 +138,3 @@ def item_popularity(interactions: pd.DataFrame) -> pd.Series:
     """How many distinct users liked each item (weight > 0): the popularity baseline's count."""
     liked = interactions[interactions["weight"] > 0]
     return liked.groupby("item_id")["user_id"].nunique()
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)

@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,7 +209,3 @@ def model_version(
     digest.update(pd.util.hash_pandas_object(pairs, index=False).to_numpy().tobytes())
     digest.update(json.dumps({"params": asdict(params), "seed": seed}, sort_keys=True).encode())
     return f"{trained_at:%Y%m%dT%H%M%S}Z-{digest.hexdigest()[:8]}"
-
-
-def to_jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(details, default=str))

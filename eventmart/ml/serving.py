@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from eventmart.ml.features import ContentFeatures, feature_key
 from eventmart.ml.history import VERBS
@@ -47,24 +48,24 @@ class ServingModel:
     item_ids: list[str]
     item_names: list[str]
     item_categories: list[str | None]
-    item_embeddings: np.ndarray
-    item_biases: np.ndarray
-    item_popularity: np.ndarray
+    item_embeddings: NDArray[Any]
+    item_biases: NDArray[Any]
+    item_popularity: NDArray[Any]
     user_ids: list[str]
-    user_embeddings: np.ndarray
-    user_biases: np.ndarray
-    history_starts: np.ndarray
-    history_items: np.ndarray
-    history_kinds: np.ndarray
+    user_embeddings: NDArray[Any]
+    user_biases: NDArray[Any]
+    history_starts: NDArray[Any]
+    history_items: NDArray[Any]
+    history_kinds: NDArray[Any]
     content: ContentFeatures | None
     feature_keys: list[str]
-    feature_embeddings: np.ndarray
-    feature_biases: np.ndarray
+    feature_embeddings: NDArray[Any]
+    feature_biases: NDArray[Any]
     _item_index: dict[str, int] = field(init=False, repr=False)
     _user_index: dict[str, int] = field(init=False, repr=False)
     _feature_index: dict[str, int] = field(init=False, repr=False)
-    _unit_items: np.ndarray = field(init=False, repr=False)
-    _by_popularity: np.ndarray = field(init=False, repr=False)
+    _unit_items: NDArray[Any] = field(init=False, repr=False)
+    _by_popularity: NDArray[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._item_index = {item: index for index, item in enumerate(self.item_ids)}
@@ -144,7 +145,7 @@ class ServingModel:
                 )
         return chosen
 
-    def embed(self, item: Item) -> tuple[np.ndarray, float] | None:
+    def embed(self, item: Item) -> tuple[NDArray[Any], float] | None:
         """(embedding, bias) of an item from its content features alone, as LightFM
         represents an item with no interactions; None if no feature is known."""
         if self.content is None:
@@ -161,7 +162,9 @@ class ServingModel:
         vector = weights @ self.feature_embeddings[rows]
         return vector, float(weights @ self.feature_biases[rows])
 
-    def _explained(self, chosen: np.ndarray, scores: np.ndarray, user: int) -> list[Recommendation]:
+    def _explained(
+        self, chosen: NDArray[Any], scores: NDArray[Any], user: int
+    ) -> list[Recommendation]:
         """Each recommendation names the item of the user's history nearest to it (never
         itself): "because you bought X"."""
         start, end = self.history_starts[user], self.history_starts[user + 1]
@@ -185,7 +188,7 @@ class ServingModel:
 
     def _similar_to_vector(
         self,
-        unit: np.ndarray,
+        unit: NDArray[Any],
         n: int,
         exclude: Collection[str],
         itself: int | None,
@@ -204,7 +207,7 @@ class ServingModel:
             for i in self._top(scores, n, exclude)
         ]
 
-    def _top(self, scores: np.ndarray, n: int, exclude: Collection[str]) -> np.ndarray:
+    def _top(self, scores: NDArray[Any], n: int, exclude: Collection[str]) -> NDArray[Any]:
         """Indices of the `n` best scores, best first, leaving out the excluded items."""
         for item_id in exclude:
             index = self._item_index.get(item_id)
@@ -218,6 +221,7 @@ class ServingModel:
         return best[np.argsort(-scores[best], kind="stable")]
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def _unit_rows(matrix: NDArray[Any]) -> NDArray[Any]:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    unit: NDArray[Any] = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    return unit

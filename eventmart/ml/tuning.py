@@ -31,13 +31,14 @@ LIGHTFM_GRID: dict[str, list[Any]] = {
     "max_sampled": [10, 30],
 }
 WORDS_GRID: dict[str, list[Any]] = {"words_weight": [0.5, 1.0, 2.0]}
-KNN_NEIGHBOURS = [10, 20, 50, 100, 200]
+KNN_NEIGHBOURS = (10, 20, 50, 100, 200)
 METRIC = "ndcg@10"
 
 
 @dataclass
 class Tuning:
     choices: ModelChoices
+    validation: TimeSplit
     tried: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
 
 
@@ -63,12 +64,17 @@ def tune(
     start: ModelChoices = DEFAULT_CHOICES,
     seeds: tuple[int, ...] = (0, 1),
     validation_share: float = 0.2,
+    grid: dict[str, list[Any]] | None = None,
+    knn_neighbours: tuple[int, ...] = KNN_NEIGHBOURS,
     threads: int = 1,
     on_trial: Callable[[str, dict[str, Any], float], None] | None = None,
 ) -> Tuning:
-    """Choices for every model, from `train_part` alone (the caller's training period)."""
-    validation: TimeSplit = time_split(train_part, items, validation_share)
-    tuning = Tuning(start)
+    """Choices for every model, from `train_part` alone (the caller's training period).
+    `grid` replaces LIGHTFM_GRID (and WORDS_GRID), e.g. for a quick look."""
+    validation = time_split(train_part, items, validation_share)
+    tuning = Tuning(start, validation)
+    lightfm_grid = LIGHTFM_GRID if grid is None else grid
+    words_grid = WORDS_GRID if grid is None else {}
 
     def trial(model: str, choices: ModelChoices, shown: dict[str, Any]) -> float:
         scores = [
@@ -89,13 +95,13 @@ def tune(
     def no_features_score(params: HybridParams) -> float:
         return trial(NO_FEATURES, replace(start, no_features=params), _shown(params))
 
-    hybrid = _coordinate_search(start.hybrid, {**LIGHTFM_GRID, **WORDS_GRID}, hybrid_score)
-    no_features = _coordinate_search(start.no_features, LIGHTFM_GRID, no_features_score)
+    hybrid = _coordinate_search(start.hybrid, {**lightfm_grid, **words_grid}, hybrid_score)
+    no_features = _coordinate_search(start.no_features, lightfm_grid, no_features_score)
     knn_scores = {
         k: trial(ITEM_KNN, replace(start, knn_neighbours=k), {"neighbours": k})
-        for k in KNN_NEIGHBOURS
+        for k in knn_neighbours
     }
-    best_knn = max(KNN_NEIGHBOURS, key=lambda k: (knn_scores[k], -k))
+    best_knn = max(knn_neighbours, key=lambda k: (knn_scores[k], -k))
     tuning.choices = ModelChoices(hybrid=hybrid, no_features=no_features, knn_neighbours=best_knn)
     return tuning
 
