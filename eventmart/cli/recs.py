@@ -147,6 +147,7 @@ def _targets(hybrid: dict[str, float], popular: dict[str, float]) -> str:
 
 def trial_printer() -> Callable[[str, dict[str, Any], float], None]:
     def show(model: str, params: dict[str, Any], score: float) -> None:
-        console.print(f"  {model} {params}: {score:.4f}", highlight=False)
+        shown = ", ".join(f"{name}={value}" for name, value in params.items())
+        console.print(f"  {model} {shown}: ndcg@10 {score:.4f}", highlight=False, soft_wrap=True)
 
     return show

@@ -11,7 +11,8 @@ when it reads the log, as analysts do (by replay or from an export), never read 
 
 Records may be `Envelope`s, envelope dicts, or rows of `eventmart analyst export` (the
 payload as JSON text, with the record's topic, partition and offset). A re-published copy
-of an event (same event_id) counts once. `LogData.seen` records the next offset of every
+of an event (same event_id) counts once; a record without the fields needed is skipped
+and counted (`counts["malformed"]`). `LogData.seen` records the next offset of every
 partition read, for the model's record of what it saw.
 """
 
@@ -127,7 +128,10 @@ def read_events(records: Iterable[Any]) -> LogData:
     """Interactions and items from envelopes (any order within the log's own guarantees)."""
     reading = _Reading()
     for record in records:
-        _read_one(reading, _as_dict(record))
+        try:
+            _read_one(reading, _as_dict(record))
+        except (KeyError, TypeError, ValueError):  # a payload without the fields we need
+            reading.counts["malformed"] += 1
     purchases = [
         Interaction.purchase(buyer, product, reading.confirmed[order_id])
         for order_id, (buyer, products) in reading.placed.items()

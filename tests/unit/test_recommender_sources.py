@@ -113,6 +113,13 @@ def test_a_republished_event_counts_once() -> None:
     assert len(twice) == len(once)
 
 
+def test_a_record_without_the_needed_fields_is_skipped_and_counted() -> None:
+    broken = envelope("behavior.viewed", "view-x", 1, {"user_id": ANN}, 12)  # no product
+    data = read_events([*SHOP_LOG, broken, {"type": "order.placed"}])
+    assert len(data.interactions) == len(read_events(SHOP_LOG).interactions)
+    assert data.counts["malformed"] == 2
+
+
 def test_an_export_reads_the_same_in_jsonl_and_parquet_and_records_offsets(tmp_path: Path) -> None:
     topic_of = {"product": "catalog.events", "behavior": "behavior.events"}
     topic_of |= {"order": "orders.events", "review": "reviews.events"}
