@@ -53,10 +53,10 @@ def metric_set(k: int = 10) -> dict[str, MetricAtK]:
 # (docs/recommendations.md).
 NO_FEATURES_PARAMS = HybridParams(
     components=64,
-    epochs=10,
+    epochs=20,
     learning_rate=0.02,
     item_alpha=0.0,
-    max_sampled=30,
+    max_sampled=10,
     use_item_features=False,
 )
 

@@ -66,12 +66,19 @@ class ServingModel:
     _feature_index: dict[str, int] = field(init=False, repr=False)
     _unit_items: NDArray[Any] = field(init=False, repr=False)
     _by_popularity: NDArray[Any] = field(init=False, repr=False)
+    _category_codes: dict[str, int] = field(init=False, repr=False)
+    _item_category_codes: NDArray[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._item_index = {item: index for index, item in enumerate(self.item_ids)}
         self._user_index = {user: index for index, user in enumerate(self.user_ids)}
         self._feature_index = {key: index for index, key in enumerate(self.feature_keys)}
         self._unit_items = _unit_rows(self.item_embeddings)
+        names = sorted({c for c in self.item_categories if c is not None})
+        self._category_codes = {name: code for code, name in enumerate(names)}
+        self._item_category_codes = np.array(
+            [self._category_codes.get(c, -1) if c is not None else -1 for c in self.item_categories]
+        )
         liked = np.flatnonzero(self.item_popularity > 0)
         # Most popular first; ties by catalogue order, so the answer is stable.
         self._by_popularity = liked[np.argsort(-self.item_popularity[liked], kind="stable")]
@@ -127,10 +134,10 @@ class ServingModel:
         self, n: int = 10, *, exclude: Collection[str] = (), categories: Iterable[str] = ()
     ) -> list[Recommendation]:
         """Most users first; items of `categories` before the rest when categories are given."""
-        wanted = set(categories)
+        wanted = [self._category_codes[c] for c in categories if c in self._category_codes]
         order = self._by_popularity
         if wanted:
-            in_wanted = np.array([self.item_categories[i] in wanted for i in order], dtype=bool)
+            in_wanted = np.isin(self._item_category_codes[order], wanted)
             order = np.concatenate([order[in_wanted], order[~in_wanted]])
         skipped = set(exclude)
         chosen: list[Recommendation] = []
