@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,9 +34,6 @@ from eventmart.ml.interactions import (
     pair_table,
 )
 from eventmart.ml.serving import ServingModel
-
-# Recommendations must not depend on the number of BLAS threads a box happens to have.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,8 @@ class TrainedModel:
         popularity = item_popularity(self.interactions).reindex(item_ids).fillna(0)
         lightfm: LightFM = self.model.model
         hot = self.dataset.n_hot_items
-        feature_names = self.dataset.item_features.names if self.content is not None else ()
+        features = self.dataset.item_features  # None without content, or with no feature found
+        feature_names = features.names if features is not None else ()
         user_ids = [str(u) for u in self.dataset.user_id_map.external_ids]
         starts, history_items, history_kinds = user_histories(
             self.interactions, user_ids, {item: index for index, item in enumerate(item_ids)}

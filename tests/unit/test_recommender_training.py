@@ -15,6 +15,7 @@ from eventmart.ml import store
 from eventmart.ml.interactions import (
     Interaction,
     InvalidInteractions,
+    Item,
     interactions_frame,
     items_frame,
     pair_table,
@@ -88,6 +89,14 @@ def test_nothing_to_learn_from_is_refused() -> None:
     only_poor = interactions_frame([Interaction.rating("u", "i", NOON, 2)])
     with pytest.raises(InvalidInteractions, match="nothing to learn"):
         train(only_poor, items_frame([]), params=QUICK)
+
+
+def test_a_catalogue_without_text_or_attributes_trains_without_features() -> None:
+    rows = [Interaction.purchase(f"u{n % 7}", f"i{n % 5}", NOON) for n in range(30)]
+    bare = items_frame([Item(f"i{n}") for n in range(5)])
+    serving = train(interactions_frame(rows), bare, params=QUICK).to_serving()
+    assert serving.feature_keys == [] and len(serving.recommend("u1", 3)) == 3
+    assert serving.embed(Item("new", "a thing")) is None
 
 
 def test_a_model_records_what_it_saw(planted: tuple[pd.DataFrame, pd.DataFrame]) -> None:
