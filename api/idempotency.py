@@ -13,9 +13,17 @@ from fastapi import Header
 from pydantic import BaseModel
 
 from domain.idempotency import MAX_KEY_LENGTH
+from eventmart.contracts.bounds import safe_text_pattern
 
 IdempotencyKeyHeader = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=safe_text_pattern(visible=True),
+        description="the same key with the same request stores nothing twice",
+    ),
 ]
 
 

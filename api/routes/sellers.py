@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Db, ServicesDep, require_role
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
+from api.params import Cursor, Limit
 from api.security import Principal
 from projections.sales import list_sale_lines, sales_summary
 
@@ -96,7 +97,7 @@ def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
     }
 
 
-@router.get("/me/sales", response_model=SalesSummary)
+@router.get("/me/sales", response_model=SalesSummary, responses=error_responses(401, 403, 503))
 def my_sales(
     user: Seller, db: Db, services: ServicesDep, since: Since = None, until: Until = None
 ) -> SalesSummary:
@@ -125,20 +126,29 @@ def my_sales(
     )
 
 
-@router.get("/me/sales/lines", response_model=SaleLinePage)
+@router.get(
+    "/me/sales/lines", response_model=SaleLinePage, responses=error_responses(401, 403, 503)
+)
 def my_sale_lines(
     user: Seller,
     db: Db,
+    services: ServicesDep,
     since: Since = None,
     until: Until = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> SaleLinePage:
     """The caller's order lines sold in [from, to), newest sale first; a refunded line
     shows when it was refunded."""
     since, until = _range(since, until)
     lines, next_cursor = list_sale_lines(
-        db, str(user.user_id), since=since, until=until, limit=limit, cursor=cursor
+        db,
+        str(user.user_id),
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        cursors=services.cursors,
     )
     return SaleLinePage(
         items=[

@@ -10,7 +10,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from pydantic import Field
+
 from domain.inventory import Reservation, Stock
+from domain.limits import MAX_ORDER_LINES
 from eventmart.contracts.bounds import StockLevel, StockQuantity
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
@@ -73,7 +76,7 @@ class ReservedLine(Payload):
 
 class ReservationConfirmed(Payload):
     order_id: UUID
-    lines: list[ReservedLine]
+    lines: list[ReservedLine] = Field(max_length=MAX_ORDER_LINES)
     expires_at: datetime
 
 
