@@ -107,6 +107,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI's word for a body it cannot decode
+            return JSONResponse(
+                error_body("invalid_input", "the request body is not JSON in UTF-8"), 422
+            )
         headers = dict(getattr(error, "headers", None) or {})
         if error.status_code == 405:  # every method the path serves, not one route's
             headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))

@@ -13,7 +13,9 @@ from fastapi import Header
 from pydantic import BaseModel
 
 from domain.idempotency import MAX_KEY_LENGTH
-from eventmart.contracts.bounds import safe_text_pattern
+
+# Printable ASCII, inner spaces allowed: what a header value carries intact everywhere.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -21,7 +23,7 @@ IdempotencyKeyHeader = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=MAX_KEY_LENGTH,
-        pattern=safe_text_pattern(visible=True),
+        pattern=KEY_PATTERN,
         description="the same key with the same request stores nothing twice",
     ),
 ]

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Event-sourced e-commerce: commands and queries (see API.md).",
     )
     install_error_handlers(app)
-    install_contract(app)
+    install_contract(app, settings.currency)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)

@@ -37,7 +37,7 @@ def _error(status: int) -> dict[str, Any]:
     }
 
 
-def contract(app: FastAPI) -> dict[str, Any]:
+def contract(app: FastAPI, currency: str) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
         version=app.version,
@@ -62,15 +62,17 @@ def contract(app: FastAPI) -> dict[str, Any]:
                 responses[str(status)] = _error(status)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    # One currency per deployment: the only one a request may name.
+    schemas["Money"]["properties"]["currency"]["enum"] = [currency]
     return document
 
 
-def install_contract(app: FastAPI) -> None:
+def install_contract(app: FastAPI, currency: str) -> None:
     """Serve `contract(app)` as the app's OpenAPI document (built once, on first use)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = contract(app)
+            app.openapi_schema = contract(app, currency)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -54,10 +54,6 @@ class InvalidText(InvalidInput):
     code = "invalid_text"
 
 
-class AmountOutOfRange(InvalidInput):
-    code = "amount_out_of_range"
-
-
 def has_forbidden_characters(text: str, *, multiline: bool = False) -> bool:
     return (_FORBIDDEN_MULTILINE if multiline else _FORBIDDEN).search(text) is not None
 

@@ -161,7 +161,7 @@ async def dead_letters(
 
 
 @router.get(
-    "/dlq/{group}/{offset}",
+    "/dlq/{group}/{offset:int}",  # digits only: ".../redrive" is not an offset
     response_model=DeadLetter,
     responses=error_responses(*ADMIN_ERRORS, 404),
 )

@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError, error_responses
@@ -23,7 +23,7 @@ from domain.catalog import CurrencyMismatch, Product
 from domain.limits import MAX_CATEGORY_LENGTH
 from eventmart.contracts.bounds import (
     Category,
-    CurrencyInput,
+    CurrencyCode,
     Description,
     MoneyAmount,
     ProductName,
@@ -62,7 +62,7 @@ class Money(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: MoneyAmount
-    currency: CurrencyInput
+    currency: CurrencyCode = Field(description="the deployment's currency (EVENTMART_CURRENCY)")
 
 
 class CreateProduct(BaseModel):
@@ -142,8 +142,8 @@ class ProductPage(BaseModel):
 
 
 def _check_currency(money: Money | None, currency: str) -> None:
-    """One currency per deployment."""
-    if money is not None and money.currency.upper() != currency.upper():
+    """One currency per deployment (the OpenAPI document names it)."""
+    if money is not None and money.currency != currency:
         raise CurrencyMismatch(f"prices are in {currency}")
 
 

@@ -3,12 +3,13 @@ model (see projections/sales.py for what counts as a sale and when)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from api.deps import Db, ServicesDep, require_role
 from api.errors import ApiError, error_responses
@@ -19,8 +20,27 @@ from projections.sales import list_sale_lines, sales_summary
 router = APIRouter(prefix="/v1/sellers", tags=["sellers"])
 
 Seller = Annotated[Principal, require_role("seller")]
-Since = Annotated[datetime | None, Query(alias="from", description="inclusive; no zone means UTC")]
-Until = Annotated[datetime | None, Query(alias="to", description="exclusive; no zone means UTC")]
+# An ISO 8601 date and time (seconds, fraction and zone optional; no zone means UTC), not
+# the bare numbers pydantic would also read as Unix times.
+DATE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+def _date_time_text(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(DATE_TIME, value):
+        raise ValueError("must be an ISO 8601 date and time, such as 2026-11-25T10:00:00Z")
+    return value
+
+
+def _moment(alias: str, description: str) -> Any:
+    return Query(alias=alias, description=description, json_schema_extra={"pattern": DATE_TIME})
+
+
+Since = Annotated[
+    datetime | None, BeforeValidator(_date_time_text), _moment("from", "inclusive; no zone: UTC")
+]
+Until = Annotated[
+    datetime | None, BeforeValidator(_date_time_text), _moment("to", "exclusive; no zone: UTC")
+]
 
 
 class Amount(BaseModel):

@@ -60,12 +60,7 @@ StockLevel = Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)]
 """Units on hand, reserved or available."""
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-"""As stored: three upper-case letters."""
-
-CurrencyInput = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z]{3}$"), Field(description="e.g. CNY")
-]
-"""As clients may send it: three letters in either case."""
+"""Three upper-case letters, e.g. CNY."""
 
 CountryCode = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z]{2}$"), Field(description="ISO 3166 alpha-2")

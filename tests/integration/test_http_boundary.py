@@ -110,12 +110,20 @@ def error_cases(seller: Seller, customer: Customer, product_id: str) -> Iterator
         415,
         "unsupported_media_type",
     )
+    yield (
+        "another currency",
+        "PATCH",
+        f"/v1/products/{product_id}",
+        {"headers": seller.headers, "json": {"price": {"amount": 1, "currency": "USD"}}},
+        422,
+        "currency_mismatch",
+    )
     yield "bad id", "GET", "/v1/products/not-a-uuid", {}, 422, "invalid_input"
     yield "bad json", "POST", "/v1/users", {"content": b"{", "headers": _json()}, 422, None
     yield (
         "bad range",
         "GET",
-        "/v1/sellers/me/sales?from=2026-02-01&to=2026-01-01",
+        "/v1/sellers/me/sales?from=2026-02-01T00:00Z&to=2026-01-01T00:00Z",
         {"headers": seller.headers},
         422,
         "invalid_range",
