@@ -49,6 +49,13 @@ DOCS_CSP = (
     ),
 )
 NO_STORE = (b"cache-control", b"no-store")
+# What is added to an answer's headers: (path is a docs page, answer sets Cache-Control).
+ADDED_HEADERS = {
+    (docs, cache_set): [*SECURITY_HEADERS, DOCS_CSP if docs else API_CSP]
+    + ([] if cache_set else [NO_STORE])
+    for docs in (False, True)
+    for cache_set in (False, True)
+}
 
 
 class PayloadTooLarge(HTTPException):
@@ -125,17 +132,21 @@ class HttpBoundary:
         head = method == "HEAD"
         if head:
             scope["method"] = "GET"
-        extra = [*SECURITY_HEADERS, DOCS_CSP if path in DOCUMENTATION_PATHS else API_CSP]
+        docs = path in DOCUMENTATION_PATHS
         started = False
 
         async def send_guarded(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", ()))
-                if not any(name == b"cache-control" for name, _ in headers):
-                    headers.append(NO_STORE)
-                message = {**message, "headers": headers + extra}
+                headers = message.get("headers") or []
+                cache_set = False
+                for name, _ in headers:
+                    if name == b"cache-control":
+                        cache_set = True
+                        break
+                added = ADDED_HEADERS[docs, cache_set]
+                message = {**message, "headers": [*headers, *added]}
             elif head and message["type"] == "http.response.body" and message.get("body"):
                 message = {**message, "body": b""}
             await send(message)

@@ -25,6 +25,7 @@ from domain.limits import (
     MAX_ORDER_LINES,
     MAX_PAYMENT_TOKEN_LENGTH,
     MAX_POSTAL_CODE_LENGTH,
+    MAX_REASON_LENGTH,
     check_currency,
     check_text,
     is_whole_number,
@@ -217,6 +218,7 @@ class Order(Aggregate):
         return True
 
     def reject(self, reason: str, causation_id: UUID | None = None) -> bool:
+        reason = check_text("reason", reason, MAX_REASON_LENGTH)
         if not self._may("reject"):
             return False
         self._rejected(
@@ -242,6 +244,7 @@ class Order(Aggregate):
         return True
 
     def cancel(self, reason: str, causation_id: UUID | None = None) -> bool:
+        reason = check_text("reason", reason, MAX_REASON_LENGTH)
         if not self._may("cancel"):
             return False
         self._cancelled(

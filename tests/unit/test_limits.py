@@ -21,6 +21,7 @@ from domain.limits import (
     MAX_STOCK,
 )
 from domain.orders import Order, OrderLine
+from domain.payments import ChargeResult, Payment
 from domain.users import User
 from eventmart.contracts import CONTRACTS, envelope_from_domain, parse
 
@@ -196,3 +197,29 @@ def unbounded(schema: dict[str, Any], definitions: dict[str, Any], path: str) ->
 def test_every_number_and_text_of_every_contract_is_bounded(type_name: str):
     schema = CONTRACTS[type_name].payload.model_json_schema()
     assert unbounded(schema, schema.get("$defs", {}), type_name) == []
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        ChargeResult("approved", reference="r" * 101),
+        ChargeResult("approved", reference="ref\x00"),
+        ChargeResult("declined", reason="because " * 30),
+    ],
+)
+def test_a_gateway_answer_beyond_the_contract_is_refused_not_stored(result: ChargeResult):
+    payment = Payment(order_id=uuid4())
+    payment.collect_events()
+    with pytest.raises(InvalidInput):
+        payment.record_charge(result, 100, "CNY", "card")
+    assert payment.collect_events() == []
+
+
+@pytest.mark.parametrize("reason", ["x" * 201, "no\x00", " "])
+def test_an_order_ends_only_with_a_bounded_reason(reason: str):
+    order = place([OrderLine(uuid4(), 1, 100)])
+    order.collect_events()
+    for end in (order.cancel, order.reject):
+        with pytest.raises(InvalidInput):
+            end(reason)
+    assert order.collect_events() == []
