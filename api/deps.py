@@ -18,6 +18,7 @@ from api.security import InvalidToken, LoginThrottle, PasswordHasher, Principal,
 from domain.inventory import ConcurrentUpdate
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
+from projections.cursors import Cursors
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     hasher: PasswordHasher
     tokens: TokenIssuer
     login_throttle: LoginThrottle
+    cursors: Cursors
 
 
 # Dependencies that neither block nor wait are `async def`: FastAPI runs a plain `def`

@@ -14,8 +14,18 @@ from pydantic import BaseModel
 
 from domain.idempotency import MAX_KEY_LENGTH
 
+# Printable ASCII, inner spaces allowed: what a header value carries intact everywhere.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+
 IdempotencyKeyHeader = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=KEY_PATTERN,
+        description="the same key with the same request stores nothing twice",
+    ),
 ]
 
 

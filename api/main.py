@@ -7,14 +7,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.boundary import HttpBoundary
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.openapi import install_contract
 from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
+from projections.cursors import Cursors
 from projections.registry import install
 
 
@@ -29,6 +32,7 @@ def build_services(settings: Settings) -> Services:
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(settings.secret_key, settings.token_ttl_seconds),
         login_throttle=LoginThrottle(settings.login_attempts_per_minute),
+        cursors=Cursors(settings.secret_key),
     )
 
 
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Event-sourced e-commerce: commands and queries (see API.md).",
     )
     install_error_handlers(app)
+    install_contract(app, settings.currency)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)
@@ -60,12 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sellers.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
-    # The last added runs first: requests are timed, then product detail may be answered
-    # from memory before the routes.
+    # The last added runs first: the boundary refuses what no route should see and dresses
+    # every answer, requests are timed, then product detail may be answered from memory
+    # before the routes.
     app.add_middleware(
         ProductDetailFastPath,
         state=app.state,
         route=route_named(products.router.routes, products.product_detail.__name__),
     )
     app.add_middleware(metrics.RequestLatency)
+    app.add_middleware(HttpBoundary, max_body_bytes=settings.max_body_bytes)
     return app

@@ -11,10 +11,24 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
+from domain.limits import (
+    MAX_CATEGORY_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_MONEY_AMOUNT,
+    MAX_PRODUCT_NAME_LENGTH,
+    MAX_SKU_LENGTH,
+    check_currency,
+    check_text,
+    is_whole_number,
+)
 
 SKU_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:sku")
 EDITABLE_FIELDS = ("name", "description", "category")
-MAX_SKU_LENGTH = 64
+TEXT_LIMITS = {
+    "name": MAX_PRODUCT_NAME_LENGTH,
+    "description": MAX_DESCRIPTION_LENGTH,
+    "category": MAX_CATEGORY_LENGTH,
+}
 
 
 class SkuTaken(Conflict):
@@ -41,24 +55,22 @@ class CurrencyMismatch(InvalidInput):
 
 def normalise_sku(sku: str) -> str:
     """SKUs compare case-insensitively, so `ab-1` and `AB-1` cannot both exist."""
-    sku = sku.strip().upper()
-    if not sku or len(sku) > MAX_SKU_LENGTH:
-        raise InvalidInput(f"sku must be 1..{MAX_SKU_LENGTH} characters")
-    return sku
+    return check_text("sku", sku, MAX_SKU_LENGTH).upper()
 
 
 def check_price(amount: int) -> None:
-    """Money is integer minor units and nothing is given away."""
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidPrice("price amount must be a positive integer of minor units")
+    """Money is integer minor units, nothing is given away, and no price overflows a total."""
+    if not is_whole_number(amount, MAX_MONEY_AMOUNT):
+        raise InvalidPrice(
+            f"price amount must be a whole number of minor units from 1 to {MAX_MONEY_AMOUNT}"
+        )
 
 
-def check_text(field: str, value: str, *, blank_ok: bool = False) -> str:
-    """Names and categories are shown to buyers, so they must say something."""
-    value = value.strip()
-    if not value and not blank_ok:
-        raise InvalidInput(f"{field} must not be blank")
-    return value
+def check_field(field: str, value: str) -> str:
+    """Names and categories are shown to buyers, so they must say something; a description
+    may be empty and may run over several lines."""
+    blank_ok = field == "description"
+    return check_text(field, value, TEXT_LIMITS[field], blank_ok=blank_ok, multiline=blank_ok)
 
 
 class Product(Aggregate):
@@ -94,15 +106,13 @@ class Product(Aggregate):
         currency: str,
     ) -> Product:
         check_price(price_amount)
-        currency = currency.strip().upper()
-        if len(currency) != 3:
-            raise InvalidInput("currency must be a three-letter code")
+        currency = check_currency(currency)
         return Product(
             seller_id=seller_id,
             sku=normalise_sku(sku),
-            name=check_text("name", name),
-            description=check_text("description", description, blank_ok=True),
-            category=check_text("category", category),
+            name=check_field("name", name),
+            description=check_field("description", description),
+            category=check_field("category", category),
             price_amount=price_amount,
             currency=currency,
         )
@@ -128,7 +138,7 @@ class Product(Aggregate):
         for field, value in proposed.items():
             if value is None:
                 continue
-            value = check_text(field, value, blank_ok=field == "description")
+            value = check_field(field, value)
             if value != getattr(self, field):
                 changes[field] = value
         if price_amount is not None:

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.catalog import NotProductOwner
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
+from domain.limits import MAX_STOCK, is_whole_number
 
 STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:stock")
 RESERVATION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:reservation")
@@ -40,10 +41,14 @@ class InsufficientStock(Conflict):
     code = "insufficient_stock"
 
 
+class StockLimitExceeded(InvalidInput):
+    code = "stock_limit_exceeded"
+
+
 def check_quantity(quantity: int) -> None:
-    """Quantities are whole positive units; bool is an int in Python but not a quantity."""
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-        raise InvalidQuantity("quantity must be a positive integer")
+    """Quantities are whole positive units, no more than a stock can hold."""
+    if not is_whole_number(quantity, MAX_STOCK):
+        raise InvalidQuantity(f"quantity must be a whole number from 1 to {MAX_STOCK}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,10 @@ class Stock(Aggregate):
         if seller_id != self.seller_id:
             raise NotProductOwner(f"product {self.product_id} belongs to another seller")
         check_quantity(quantity)
+        if self.on_hand + quantity > MAX_STOCK:
+            raise StockLimitExceeded(
+                f"a product holds at most {MAX_STOCK} units; {self.on_hand} are on hand"
+            )
         self._receive(
             product_id=self.product_id,
             quantity=quantity,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,20 @@ from eventsourcing.persistence import IntegrityError
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, save_with_key
 from domain.inventory import ConcurrentUpdate
+from domain.limits import (
+    MAX_ADDRESS_LINE_LENGTH,
+    MAX_ADDRESS_NAME_LENGTH,
+    MAX_CITY_LENGTH,
+    MAX_LINE_QUANTITY,
+    MAX_MONEY_AMOUNT,
+    MAX_ORDER_LINES,
+    MAX_PAYMENT_TOKEN_LENGTH,
+    MAX_POSTAL_CODE_LENGTH,
+    MAX_REASON_LENGTH,
+    check_currency,
+    check_text,
+    is_whole_number,
+)
 from domain.order_status import (
     APPLY,
     SKIP,
@@ -23,7 +38,15 @@ from domain.order_status import (
 )
 
 PAYMENT_METHODS = ("card", "alipay", "wechat")
-ADDRESS_FIELDS = ("name", "line1", "city", "postal_code", "country")
+ADDRESS_LIMITS = {
+    "name": MAX_ADDRESS_NAME_LENGTH,
+    "line1": MAX_ADDRESS_LINE_LENGTH,
+    "city": MAX_CITY_LENGTH,
+    "postal_code": MAX_POSTAL_CODE_LENGTH,
+    "country": 2,
+}
+ADDRESS_FIELDS = tuple(ADDRESS_LIMITS)
+COUNTRY_CODE = re.compile("[A-Za-z]{2}")
 
 
 class OrderNotFound(NotFound):
@@ -68,18 +91,16 @@ class OrderLine:
         }
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def check_lines(lines: Iterable[OrderLine | Mapping[str, Any]]) -> list[OrderLine]:
     """Prices come from the catalogue at placing time; one line per product."""
     checked = [OrderLine.coerce(line) for line in lines]
-    if not checked:
-        raise InvalidInput("an order needs at least one line")
+    if not 1 <= len(checked) <= MAX_ORDER_LINES:
+        raise InvalidInput(f"an order needs 1 to {MAX_ORDER_LINES} lines")
     for line in checked:
-        if not _positive_int(line.quantity) or not _positive_int(line.unit_price):
-            raise InvalidInput("quantity and unit_price must be positive integers")
+        if not is_whole_number(line.quantity, MAX_LINE_QUANTITY):
+            raise InvalidInput(f"quantity must be a whole number from 1 to {MAX_LINE_QUANTITY}")
+        if not is_whole_number(line.unit_price, MAX_MONEY_AMOUNT):
+            raise InvalidInput(f"unit_price must be a whole number from 1 to {MAX_MONEY_AMOUNT}")
     if len({line.product_id for line in checked}) != len(checked):
         raise InvalidInput("each product may appear on one line only")
     return checked
@@ -89,19 +110,23 @@ def check_address(address: Mapping[str, str]) -> dict[str, str]:
     unknown = set(address) - set(ADDRESS_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown address fields: {', '.join(sorted(unknown))}")
-    checked = {field: str(address.get(field, "")).strip() for field in ADDRESS_FIELDS}
-    blank = [field for field, value in checked.items() if not value]
-    if blank:
-        raise InvalidInput(f"address needs {', '.join(blank)}")
+    missing = [field for field in ADDRESS_FIELDS if not address.get(field)]
+    if missing:
+        raise InvalidInput(f"address needs {', '.join(missing)}")
+    checked = {
+        field: check_text(f"address {field}", address[field], limit)
+        for field, limit in ADDRESS_LIMITS.items()
+    }
+    if not COUNTRY_CODE.fullmatch(checked["country"]):
+        raise InvalidInput("address country must be a two-letter code")
     return checked
 
 
 def check_payment(payment: Mapping[str, str]) -> dict[str, str]:
-    method, token = payment.get("method"), str(payment.get("token", "")).strip()
+    method = payment.get("method")
     if method not in PAYMENT_METHODS:
         raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
-    if not token:
-        raise InvalidInput("payment token must not be blank")
+    token = check_text("payment token", payment.get("token", ""), MAX_PAYMENT_TOKEN_LENGTH)
     return {"method": method, "token": token}
 
 
@@ -159,7 +184,7 @@ class Order(Aggregate):
             buyer_id=buyer_id,
             lines=[line.as_dict() for line in checked],
             total=sum(line.line_total for line in checked),
-            currency=currency,
+            currency=check_currency(currency),
             shipping_address=check_address(shipping_address),
             payment=check_payment(payment),
             payment_deadline=now + payment_timeout,
@@ -193,6 +218,7 @@ class Order(Aggregate):
         return True
 
     def reject(self, reason: str, causation_id: UUID | None = None) -> bool:
+        reason = check_text("reason", reason, MAX_REASON_LENGTH)
         if not self._may("reject"):
             return False
         self._rejected(
@@ -218,6 +244,7 @@ class Order(Aggregate):
         return True
 
     def cancel(self, reason: str, causation_id: UUID | None = None) -> bool:
+        reason = check_text("reason", reason, MAX_REASON_LENGTH)
         if not self._may("cancel"):
             return False
         self._cancelled(

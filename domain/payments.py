@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.errors import InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
+from domain.limits import MAX_REASON_LENGTH, MAX_REFERENCE_LENGTH, check_text
 
 PAYMENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:payment")
 SANDBOX_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:sandbox-gateway")
@@ -109,7 +110,7 @@ class Payment(Aggregate):
                 amount=amount,
                 currency=currency,
                 method=method,
-                reference=result.reference,
+                reference=check_text("charge reference", result.reference, MAX_REFERENCE_LENGTH),
                 order_id=order_id,
                 correlation_id=order_id,
                 causation_id=causation_id,
@@ -126,7 +127,7 @@ class Payment(Aggregate):
             )
         else:
             self._declined(
-                reason=result.reason or "declined",
+                reason=check_text("decline reason", result.reason or "declined", MAX_REASON_LENGTH),
                 order_id=order_id,
                 correlation_id=order_id,
                 causation_id=causation_id,
@@ -137,7 +138,11 @@ class Payment(Aggregate):
         order_id = self.order_id
         if self.status == "captured":
             assert self.reference is not None
-            refund_reference = gateway.refund(self.reference, self.amount)
+            refund_reference = check_text(
+                "refund reference",
+                gateway.refund(self.reference, self.amount),
+                MAX_REFERENCE_LENGTH,
+            )
             self._refunded(
                 amount=self.amount,
                 reference=refund_reference,

@@ -12,9 +12,16 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, save_with_key
+from domain.limits import (
+    CONTROL_CHARACTERS,
+    MAX_DISPLAY_NAME_LENGTH,
+    MAX_EMAIL_LENGTH,
+    check_text,
+)
 
 ROLES = ("customer", "seller", "admin")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL_PART = f"[^@\\s{CONTROL_CHARACTERS}\ud800-\udfff]+"
+EMAIL_PATTERN = re.compile(f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}$")
 EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:email")
 
 
@@ -35,8 +42,8 @@ class UserNotFound(NotFound):
 
 
 def normalise_email(email: str) -> str:
-    email = email.strip().lower()
-    if len(email) > 254 or not EMAIL_PATTERN.match(email):
+    email = email.strip().lower() if isinstance(email, str) else ""
+    if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise InvalidEmail(f"not an e-mail address: {email!r}")
     return email
 
@@ -56,9 +63,7 @@ class User(Aggregate):
         email = normalise_email(email)
         if role not in ROLES:
             raise UnknownRole(f"role must be one of {', '.join(ROLES)}")
-        display_name = display_name.strip()
-        if not display_name:
-            raise InvalidInput("display_name must not be blank")
+        display_name = check_text("display_name", display_name, MAX_DISPLAY_NAME_LENGTH)
         return User(email=email, password_hash=password_hash, display_name=display_name, role=role)
 
 

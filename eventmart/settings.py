@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         description="API processes; login throttling and the request histogram are per process",
     )
 
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="larger request bodies are refused with 413"
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="a request head (line and headers) larger than this is refused with 431",
+    )
+
     secret_key: str = DEV_SECRET
     token_ttl_seconds: int = 3600
     bcrypt_rounds: int = Field(12, ge=4, le=16)

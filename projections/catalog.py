@@ -8,18 +8,17 @@ version, so a re-published older event never rolls a row back.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import orjson
 import psycopg
 from psycopg import sql
 
 from domain.errors import InvalidInput
 from eventmart.contracts import Envelope, Event
+from projections.cursors import Cursors
 
 GROUP = "catalog-projection"
 TOPICS = ["catalog.events", "inventory.events"]
@@ -72,26 +71,6 @@ CREATE OR REPLACE TRIGGER products_view_changed AFTER INSERT OR UPDATE OR DELETE
 # delivered when its transaction commits. A rebuild announces "*" on the same channel when
 # it swaps the table in (projections.rebuild). Shadow tables stay quiet.
 CHANGES_CHANNEL = "products_view"
-
-
-class InvalidCursor(InvalidInput):
-    code = "invalid_cursor"
-
-
-def encode_cursor(sort: str, key: Any, last_id: Any) -> str:
-    """Opaque to clients: the sort it belongs to, the last row's sort key and id."""
-    raw = orjson.dumps({"sort": sort, "key": key, "id": str(last_id)}, default=str)
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if data["sort"] != sort:
-            raise ValueError("cursor belongs to another sort")
-        return data["key"], str(data["id"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidCursor("cursor is not one this list handed out") from error
 
 
 def product_created(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
@@ -334,9 +313,9 @@ def _sort_key(row: tuple[Any, ...], sort: str) -> Any:
         return r["price_amount"]
     if sort == "rating":
         average: Decimal | None = r["rating_average"]
-        return str(average) if average is not None else "-1"
+        return average if average is not None else Decimal(-1)
     created_at: datetime = r["created_at"]
-    return created_at.isoformat()
+    return created_at
 
 
 async def list_products(
@@ -348,6 +327,7 @@ async def list_products(
     sort: str = "newest",
     limit: int = 20,
     cursor: str | None = None,
+    cursors: Cursors,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of products and the cursor of the next page (None on the last)."""
     if sort not in ORDERINGS:
@@ -364,7 +344,7 @@ async def list_products(
         where.append("search @@ websearch_to_tsquery('simple', %s)")
         params.append(q)
     if cursor is not None:
-        last_key, last_id = decode_cursor(cursor, sort)
+        last_key, last_id = cursors.decode(cursor, f"products:{sort}")
         compare = ">" if direction == "ASC" else "<"
         where.append(f"({key}, product_id) {compare} (%s::{cast}, %s::uuid)")
         params.extend([last_key, last_id])
@@ -373,5 +353,5 @@ async def list_products(
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
-        next_cursor = encode_cursor(sort, _sort_key(page[-1], sort), page[-1][0])
+        next_cursor = cursors.encode(f"products:{sort}", (_sort_key(page[-1], sort), page[-1][0]))
     return [_view(row) for row in page], next_cursor

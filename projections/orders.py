@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eventmart.contracts import Envelope, Event
-from projections.catalog import decode_cursor, encode_cursor
+from projections.cursors import Cursors
 
 GROUP = "orders-projection"
 TOPICS = ["orders.events", "inventory.events", "payments.events", "shipping.events"]
@@ -367,6 +367,7 @@ def list_orders(
     status: str | None = None,
     limit: int = 20,
     cursor: str | None = None,
+    cursors: Cursors,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The buyer's orders, newest first; returns a page and the next page's cursor."""
     query, params = SELECT + " AND buyer_id = %s", [buyer_id]
@@ -374,7 +375,7 @@ def list_orders(
         query += " AND status = %s"
         params.append(status)
     if cursor is not None:
-        created_at, last_id = decode_cursor(cursor, "orders")
+        created_at, last_id = cursors.decode(cursor, "orders")
         query += " AND (created_at, order_id) < (%s::timestamptz, %s::uuid)"
         params.extend([created_at, last_id])
     query += " ORDER BY created_at DESC, order_id DESC LIMIT %s"
@@ -383,7 +384,7 @@ def list_orders(
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = encode_cursor("orders", last["created_at"].isoformat(), last["order_id"])
+        next_cursor = cursors.encode("orders", (last["created_at"], last["order_id"]))
     return page, next_cursor
 
 

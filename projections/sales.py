@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import psycopg
 
 from eventmart.contracts import Envelope, Event
-from projections.catalog import InvalidCursor, decode_cursor, encode_cursor
+from projections.cursors import Cursors
 
 GROUP = "sales-projection"
 TOPICS = ["catalog.events", "orders.events"]
@@ -292,6 +292,7 @@ def list_sale_lines(
     until: datetime | None = None,
     limit: int = 20,
     cursor: str | None = None,
+    cursors: Cursors,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The seller's lines sold in [since, until), newest sale first, each with its refund
     time if reversed (whenever that was); a page and the next page's cursor."""
@@ -307,11 +308,7 @@ def list_sale_lines(
         "limit": limit + 1,
     }
     if cursor is not None:
-        key, product_id = decode_cursor(cursor, "sales")
-        try:
-            sold_at, order_id = key
-        except (TypeError, ValueError) as error:
-            raise InvalidCursor("cursor is not one this list handed out") from error
+        sold_at, order_id, product_id = cursors.decode(cursor, "sales")
         query += (
             " AND (l.sold_at, l.order_id, l.product_id) < "
             "(%(sold_at)s::timestamptz, %(order_id)s::uuid, %(product_id)s::uuid)"
@@ -325,7 +322,7 @@ def list_sale_lines(
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = encode_cursor(
-            "sales", [last["sold_at"].isoformat(), str(last["order_id"])], last["product_id"]
+        next_cursor = cursors.encode(
+            "sales", (last["sold_at"], last["order_id"], last["product_id"])
         )
     return page, next_cursor

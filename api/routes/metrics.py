@@ -84,7 +84,11 @@ async def refresh_operational_gauges(services: Any) -> None:
     METRICS.record_saga_outcomes(await asyncio.to_thread(_saga_outcomes, services))
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text; a failed refresh serves the last values rather than no scrape."""
     state = request.app.state

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from api.deps import Db, ServicesDep, require_role
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.security import Principal
 from eventmart.broker import consumer_groups
 from eventmart.operations import (
@@ -28,6 +28,12 @@ from projections.orders import stuck_sagas
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
 Admin = Annotated[Principal, require_role("admin")]
+GROUP_NAME = r"^[a-z0-9][a-z0-9-]{0,99}$"
+GroupQuery = Annotated[str | None, Query(pattern=GROUP_NAME, description="a consumer group")]
+GroupPath = Annotated[str, Path(pattern=GROUP_NAME, description="a consumer group")]
+Offset = Annotated[int, Path(ge=0, le=2**63 - 1, description="the dead letter's offset")]
+Partition = Annotated[int, Query(ge=0, le=2**31 - 1)]
+ADMIN_ERRORS = (401, 403, 503)
 
 
 class StuckSaga(BaseModel):
@@ -49,7 +55,7 @@ class StuckSagaPage(BaseModel):
     next_cursor: str | None = None
 
 
-@router.get("/sagas", response_model=StuckSagaPage)
+@router.get("/sagas", response_model=StuckSagaPage, responses=error_responses(*ADMIN_ERRORS))
 def sagas(
     _: Admin,
     db: Db,
@@ -127,18 +133,22 @@ def _known_group(group: str) -> str:
     return group
 
 
-@router.get("/consumer-groups", response_model=list[ConsumerGroupPartition])
+@router.get(
+    "/consumer-groups",
+    response_model=list[ConsumerGroupPartition],
+    responses=error_responses(*ADMIN_ERRORS),
+)
 async def consumer_group_positions(_: Admin, services: ServicesDep) -> list[dict[str, Any]]:
     """Committed against end offsets per group and partition: how far behind each group is."""
     async with _broker():
         return await consumer_group_lag(services.settings.bootstrap_servers, consumer_groups())
 
 
-@router.get("/dlq", response_model=DeadLetterList)
+@router.get("/dlq", response_model=DeadLetterList, responses=error_responses(*ADMIN_ERRORS, 404))
 async def dead_letters(
     _: Admin,
     services: ServicesDep,
-    group: str | None = None,
+    group: GroupQuery = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 20,
 ) -> DeadLetterList:
     """Parked messages per group: counts, and the newest `limit` with their error headers."""
@@ -150,9 +160,13 @@ async def dead_letters(
     return DeadLetterList.model_validate({"items": summaries})
 
 
-@router.get("/dlq/{group}/{offset}", response_model=DeadLetter)
+@router.get(
+    "/dlq/{group}/{offset:int}",  # digits only: ".../redrive" is not an offset
+    response_model=DeadLetter,
+    responses=error_responses(*ADMIN_ERRORS, 404),
+)
 async def dead_letter_detail(
-    _: Admin, services: ServicesDep, group: str, offset: int, partition: int = 0
+    _: Admin, services: ServicesDep, group: GroupPath, offset: Offset, partition: Partition = 0
 ) -> dict[str, Any]:
     """One parked message with its value and stack trace."""
     async with _broker():
@@ -168,8 +182,13 @@ async def dead_letter_detail(
     return found
 
 
-@router.post("/dlq/{group}/redrive", response_model=Redriven, status_code=202)
-async def redrive(_: Admin, services: ServicesDep, group: str) -> Redriven:
+@router.post(
+    "/dlq/{group}/redrive",
+    response_model=Redriven,
+    status_code=202,
+    responses=error_responses(*ADMIN_ERRORS, 404),
+)
+async def redrive(_: Admin, services: ServicesDep, group: GroupPath) -> Redriven:
     """Re-publish the group's pending dead letters to their original topics, each once."""
     async with _broker():
         count = await redrive_dead_letters(

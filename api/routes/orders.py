@@ -6,14 +6,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
+from api.params import Cursor, Limit
 from api.security import Principal
 from domain.catalog import ProductNotFound
+from domain.limits import MAX_ORDER_LINES
+from eventmart.contracts.bounds import (
+    AddressLine,
+    AddressName,
+    City,
+    CountryCode,
+    LineQuantity,
+    PaymentToken,
+    PostalCode,
+)
 from projections.orders import get_order, list_orders
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -37,30 +48,30 @@ class OrderLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: UUID
-    quantity: StrictInt = Field(gt=0, le=1000)
+    quantity: LineQuantity
 
 
 class ShippingAddressIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
-    country: str = Field(min_length=2, max_length=2)
+    name: AddressName
+    line1: AddressLine
+    city: City
+    postal_code: PostalCode
+    country: CountryCode
 
 
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["card", "alipay", "wechat"]
-    token: str = Field(min_length=1, max_length=200)
+    token: PaymentToken
 
 
 class PlaceOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=50)
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     shipping_address: ShippingAddressIn
     payment: PaymentIn
 
@@ -109,7 +120,12 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-@router.post("/orders", status_code=202, response_model=OrderAccepted)
+@router.post(
+    "/orders",
+    status_code=202,
+    response_model=OrderAccepted,
+    responses=error_responses(401, 403, 409, 503),
+)
 def place_order(
     body: PlaceOrder,
     user: Customer,
@@ -146,7 +162,9 @@ def place_order(
     return OrderAccepted(order_id=order_id, status="pending")
 
 
-@router.get("/orders/{order_id}", response_model=OrderView)
+@router.get(
+    "/orders/{order_id}", response_model=OrderView, responses=error_responses(401, 404, 503)
+)
 def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDep) -> OrderView:
     """The buyer's (or, for admins, any) order with its timeline; others get 404. Right after
     placing, the read model may lag: 503 with Retry-After then."""
@@ -166,17 +184,23 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
     )
 
 
-@router.get("/orders", response_model=OrderPage)
+@router.get("/orders", response_model=OrderPage, responses=error_responses(401, 503))
 def my_orders(
     user: CurrentUser,
     db: Db,
+    services: ServicesDep,
     status: Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> OrderPage:
     """The caller's own orders, newest first."""
     items, next_cursor = list_orders(
-        db, str(user.user_id), status=status, limit=limit, cursor=cursor
+        db,
+        str(user.user_id),
+        status=status,
+        limit=limit,
+        cursor=cursor,
+        cursors=services.cursors,
     )
     return OrderPage(items=[OrderSummary(**item) for item in items], next_cursor=next_cursor)
 
@@ -186,6 +210,7 @@ def my_orders(
     status_code=202,
     response_model=OrderAccepted,
     dependencies=[Depends(accept_idempotency_key)],
+    responses=error_responses(401, 404, 409, 503),
 )
 def cancel_order(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
     """Cancel before shipping (409 `order_not_cancellable` after); the saga releases stock
@@ -201,6 +226,7 @@ def cancel_order(order_id: UUID, user: CurrentUser, services: ServicesDep) -> Or
     status_code=202,
     response_model=OrderAccepted,
     dependencies=[Depends(accept_idempotency_key)],
+    responses=error_responses(401, 404, 409, 503),
 )
 def confirm_receipt(order_id: UUID, user: CurrentUser, services: ServicesDep) -> OrderAccepted:
     """The buyer has the goods: the order completes (409 `order_not_delivered` before);

@@ -8,17 +8,28 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep, require_role, retry_concurrent
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
+from api.params import Cursor, Limit, text_query
 from api.product_cache import ProductCache, encode
 from api.security import Principal
 from domain.catalog import CurrencyMismatch, Product
+from domain.limits import MAX_CATEGORY_LENGTH
+from eventmart.contracts.bounds import (
+    Category,
+    CurrencyCode,
+    Description,
+    MoneyAmount,
+    ProductName,
+    Sku,
+    StockReceipt,
+)
 from projections.catalog import get_product, list_products
 
 
@@ -50,33 +61,33 @@ Seller = Annotated[Principal, require_role("seller")]
 class Money(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: StrictInt = Field(gt=0, description="minor units, e.g. 1250 = 12.50")
-    currency: str = Field(min_length=3, max_length=3)
+    amount: MoneyAmount
+    currency: CurrencyCode = Field(description="the deployment's currency (EVENTMART_CURRENCY)")
 
 
 class CreateProduct(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=5000)
-    category: str = Field(min_length=1, max_length=100)
+    sku: Sku
+    name: ProductName
+    description: Description = ""
+    category: Category
     price: Money
 
 
 class UpdateProduct(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
-    category: str | None = Field(None, min_length=1, max_length=100)
+    name: ProductName | None = None
+    description: Description | None = None
+    category: Category | None = None
     price: Money | None = None
 
 
 class ReceiveStock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: StrictInt = Field(gt=0, le=1_000_000)
+    quantity: StockReceipt
 
 
 class ProductCreated(BaseModel):
@@ -131,8 +142,8 @@ class ProductPage(BaseModel):
 
 
 def _check_currency(money: Money | None, currency: str) -> None:
-    """One currency per deployment."""
-    if money is not None and money.currency.upper() != currency.upper():
+    """One currency per deployment (the OpenAPI document names it)."""
+    if money is not None and money.currency != currency:
         raise CurrencyMismatch(f"prices are in {currency}")
 
 
@@ -149,7 +160,12 @@ def _stored(product: Product) -> ProductStored:
     )
 
 
-@router.post("/products", status_code=201, response_model=ProductCreated)
+@router.post(
+    "/products",
+    status_code=201,
+    response_model=ProductCreated,
+    responses=error_responses(401, 403, 409, 503),
+)
 def create_product(
     body: CreateProduct,
     user: Seller,
@@ -175,7 +191,11 @@ def create_product(
     return ProductCreated(product_id=product_id)
 
 
-@router.patch("/products/{product_id}", response_model=ProductStored)
+@router.patch(
+    "/products/{product_id}",
+    response_model=ProductStored,
+    responses=error_responses(401, 403, 404, 409, 503),
+)
 def update_product(
     product_id: UUID,
     body: UpdateProduct,
@@ -203,7 +223,11 @@ def update_product(
     return _stored(product)
 
 
-@router.post("/products/{product_id}/stock", response_model=StockReceived)
+@router.post(
+    "/products/{product_id}/stock",
+    response_model=StockReceived,
+    responses=error_responses(401, 403, 404, 409, 503),
+)
 def receive_stock(
     product_id: UUID,
     body: ReceiveStock,
@@ -230,15 +254,15 @@ def receive_stock(
     return StockReceived(on_hand=on_hand)
 
 
-@router.get("/products", response_model=ProductPage)
+@router.get("/products", response_model=ProductPage, responses=error_responses(503))
 async def browse_products(
     request: Request,
-    category: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, text_query(MAX_CATEGORY_LENGTH, min_length=1)] = None,
+    q: Annotated[str | None, text_query(200, description="words to search for")] = None,
     seller_id: UUID | None = None,
     sort: Literal["price", "-price", "rating", "newest"] = "newest",
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> Response:
     """Browse and search the catalogue read model, one page at a time."""
     async with request.app.state.catalog_reads.connection() as conn:
@@ -250,11 +274,14 @@ async def browse_products(
             sort=sort,
             limit=limit,
             cursor=cursor,
+            cursors=request.app.state.services.cursors,
         )
     return _json({"items": items, "next_cursor": next_cursor})
 
 
-@router.get("/products/{product_id}", response_model=ProductView)
+@router.get(
+    "/products/{product_id}", response_model=ProductView, responses=error_responses(404, 503)
+)
 async def product_detail(product_id: UUID, request: Request) -> Response:
     """A product with its stock and rating. Right after listing, the read model may lag:
     503 with Retry-After then."""

@@ -3,23 +3,44 @@ model (see projections/sales.py for what counts as a sale and when)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from api.deps import Db, ServicesDep, require_role
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
+from api.params import Cursor, Limit
 from api.security import Principal
 from projections.sales import list_sale_lines, sales_summary
 
 router = APIRouter(prefix="/v1/sellers", tags=["sellers"])
 
 Seller = Annotated[Principal, require_role("seller")]
-Since = Annotated[datetime | None, Query(alias="from", description="inclusive; no zone means UTC")]
-Until = Annotated[datetime | None, Query(alias="to", description="exclusive; no zone means UTC")]
+# An ISO 8601 date and time (seconds, fraction and zone optional; no zone means UTC), not
+# the bare numbers pydantic would also read as Unix times.
+DATE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+def _date_time_text(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(DATE_TIME, value):
+        raise ValueError("must be an ISO 8601 date and time, such as 2026-11-25T10:00:00Z")
+    return value
+
+
+def _moment(alias: str, description: str) -> Any:
+    return Query(alias=alias, description=description, json_schema_extra={"pattern": DATE_TIME})
+
+
+Since = Annotated[
+    datetime | None, BeforeValidator(_date_time_text), _moment("from", "inclusive; no zone: UTC")
+]
+Until = Annotated[
+    datetime | None, BeforeValidator(_date_time_text), _moment("to", "exclusive; no zone: UTC")
+]
 
 
 class Amount(BaseModel):
@@ -96,7 +117,7 @@ def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
     }
 
 
-@router.get("/me/sales", response_model=SalesSummary)
+@router.get("/me/sales", response_model=SalesSummary, responses=error_responses(401, 403, 503))
 def my_sales(
     user: Seller, db: Db, services: ServicesDep, since: Since = None, until: Until = None
 ) -> SalesSummary:
@@ -125,20 +146,29 @@ def my_sales(
     )
 
 
-@router.get("/me/sales/lines", response_model=SaleLinePage)
+@router.get(
+    "/me/sales/lines", response_model=SaleLinePage, responses=error_responses(401, 403, 503)
+)
 def my_sale_lines(
     user: Seller,
     db: Db,
+    services: ServicesDep,
     since: Since = None,
     until: Until = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> SaleLinePage:
     """The caller's order lines sold in [from, to), newest sale first; a refunded line
     shows when it was refunded."""
     since, until = _range(since, until)
     lines, next_cursor = list_sale_lines(
-        db, str(user.user_id), since=since, until=until, limit=limit, cursor=cursor
+        db,
+        str(user.user_id),
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        cursors=services.cursors,
     )
     return SaleLinePage(
         items=[

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import CurrentUser, Db, ServicesDep
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.security import MAX_PASSWORD_BYTES
+from domain.limits import MAX_EMAIL_LENGTH
+from eventmart.contracts.bounds import DisplayName, EmailAddress, safe_text
 from projections.users import find_user
+
+MAX_LOGIN_PASSWORD_LENGTH = 1024
+# Passwords are checked as bytes: no control characters (bcrypt would stop at a NUL).
+Password = Annotated[
+    str,
+    safe_text(MAX_PASSWORD_BYTES, min_length=8),
+    Field(description=f"8 to {MAX_PASSWORD_BYTES} bytes in UTF-8, no control characters"),
+]
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
@@ -21,9 +31,9 @@ router = APIRouter(prefix="/v1", tags=["users"])
 class RegisterUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=254)
-    password: str
-    display_name: str = Field(min_length=1, max_length=100)
+    email: EmailAddress
+    password: Password
+    display_name: DisplayName
     role: Literal["customer", "seller"] = "customer"
 
     @field_validator("password")
@@ -42,8 +52,8 @@ class UserCreated(BaseModel):
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=1024)
+    email: Annotated[str, safe_text(MAX_EMAIL_LENGTH, min_length=1)]
+    password: Annotated[str, safe_text(MAX_LOGIN_PASSWORD_LENGTH, min_length=1)]
 
 
 class AccessToken(BaseModel):
@@ -60,7 +70,9 @@ class UserView(BaseModel):
     created_at: datetime
 
 
-@router.post("/users", status_code=201, response_model=UserCreated)
+@router.post(
+    "/users", status_code=201, response_model=UserCreated, responses=error_responses(409, 503)
+)
 def register(
     body: RegisterUser, services: ServicesDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> UserCreated:
@@ -77,7 +89,7 @@ def register(
     return UserCreated(user_id=user_id)
 
 
-@router.post("/auth/token", response_model=AccessToken)
+@router.post("/auth/token", response_model=AccessToken, responses=error_responses(401, 429, 503))
 def issue_token(body: Credentials, request: Request, services: ServicesDep) -> AccessToken:
     """Exchange e-mail and password for a bearer token. Unknown e-mail and wrong password
     get the same answer in about the same time."""
@@ -101,7 +113,7 @@ def issue_token(body: Credentials, request: Request, services: ServicesDep) -> A
     return AccessToken(access_token=token, expires_in=services.settings.token_ttl_seconds)
 
 
-@router.get("/users/me", response_model=UserView)
+@router.get("/users/me", response_model=UserView, responses=error_responses(401, 503))
 def me(user: CurrentUser, db: Db, response: Response) -> UserView:
     """The caller's profile, from the users read model. Right after registration the
     read model may not have caught up: 503 with Retry-After, retry then."""

@@ -78,13 +78,13 @@ def api(
     import uvicorn
 
     from api.main import create_app
+    from api.server import uvicorn_options
 
     settings = get_settings()
     options: dict[str, Any] = {
         "host": host or settings.api_host,
         "port": port or settings.api_port,
-        "log_level": "warning",
-        "access_log": False,
+        **uvicorn_options(settings),
     }
     workers = workers or settings.api_workers
     if workers == 1:

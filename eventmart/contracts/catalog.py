@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field
-
 from domain.catalog import Product
+from eventmart.contracts.bounds import (
+    Category,
+    CurrencyCode,
+    Description,
+    MoneyAmount,
+    ProductName,
+    Sku,
+)
 from eventmart.contracts.envelope import EventContract, Payload, register
 
 TOPIC = "catalog.events"
@@ -18,23 +24,24 @@ SELLER_ID = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
 class ProductCreated(Payload):
     product_id: UUID
     seller_id: UUID
-    sku: str
-    name: str
-    description: str
-    category: str
-    price_amount: int = Field(gt=0)
-    currency: str
+    sku: Sku
+    name: ProductName
+    description: Description
+    category: Category
+    price_amount: MoneyAmount
+    currency: CurrencyCode
 
 
 class ProductUpdated(Payload):
     product_id: UUID
-    changes: dict[Literal["name", "description", "category"], str]
+    # Each value within its field's bounds; a description is the longest of them.
+    changes: dict[Literal["name", "description", "category"], Description]
 
 
 class ProductPriceChanged(Payload):
     product_id: UUID
-    old_amount: int = Field(gt=0)
-    new_amount: int = Field(gt=0)
+    old_amount: MoneyAmount
+    new_amount: MoneyAmount
 
 
 register(

@@ -13,6 +13,8 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.inventory import Reservation, Stock
+from domain.limits import MAX_ORDER_LINES
+from eventmart.contracts.bounds import StockLevel, StockQuantity
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "inventory.events"
@@ -42,39 +44,39 @@ def _example(
 
 class StockCounts(Payload):
     product_id: UUID
-    on_hand: int = Field(ge=0)
-    reserved: int = Field(ge=0)
-    available: int = Field(ge=0)
+    on_hand: StockLevel
+    reserved: StockLevel
+    available: StockLevel
 
 
 class StockReceived(StockCounts):
-    quantity: int = Field(gt=0)
+    quantity: StockQuantity
 
 
 class StockReserved(StockCounts):
     order_id: UUID
-    quantity: int = Field(gt=0)
+    quantity: StockQuantity
 
 
 class StockCommitted(StockCounts):
     order_id: UUID
-    quantity: int = Field(gt=0)
+    quantity: StockQuantity
 
 
 class StockReleased(StockCounts):
     order_id: UUID
-    quantity: int = Field(gt=0)
+    quantity: StockQuantity
     reason: Literal["cancelled", "expired", "rejected"]
 
 
 class ReservedLine(Payload):
     product_id: UUID
-    quantity: int = Field(gt=0)
+    quantity: StockQuantity
 
 
 class ReservationConfirmed(Payload):
     order_id: UUID
-    lines: list[ReservedLine]
+    lines: list[ReservedLine] = Field(max_length=MAX_ORDER_LINES)
     expires_at: datetime
 
 

@@ -12,7 +12,21 @@ from uuid import UUID
 
 from pydantic import Field
 
+from domain.limits import MAX_ORDER_LINES
 from domain.orders import Order
+from eventmart.contracts.bounds import (
+    AddressLine,
+    AddressName,
+    City,
+    CountryCode,
+    CurrencyCode,
+    LineQuantity,
+    MoneyAmount,
+    MoneyTotal,
+    PaymentToken,
+    PostalCode,
+    Reason,
+)
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "orders.events"
@@ -39,29 +53,29 @@ def _example(type_: str, version: int, payload: dict[str, Any]) -> dict[str, Any
 
 class PlacedLine(Payload):
     product_id: UUID
-    quantity: int = Field(gt=0)
-    unit_price: int = Field(gt=0)
+    quantity: LineQuantity
+    unit_price: MoneyAmount
 
 
 class ShippingAddress(Payload):
-    name: str
-    line1: str
-    city: str
-    postal_code: str
-    country: str
+    name: AddressName
+    line1: AddressLine
+    city: City
+    postal_code: PostalCode
+    country: CountryCode
 
 
 class PaymentDetails(Payload):
     method: Literal["card", "alipay", "wechat"]
-    token: str
+    token: PaymentToken
 
 
 class OrderPlaced(Payload):
     order_id: UUID
     buyer_id: UUID
-    lines: list[PlacedLine] = Field(min_length=1)
-    total: int = Field(gt=0)
-    currency: str
+    lines: list[PlacedLine] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    total: MoneyTotal
+    currency: CurrencyCode
     shipping_address: ShippingAddress
     payment: PaymentDetails
     payment_deadline: datetime
@@ -73,12 +87,12 @@ class OrderReserved(Payload):
 
 class OrderPaid(Payload):
     order_id: UUID
-    amount: int = Field(gt=0)
+    amount: MoneyTotal
 
 
 class OrderConfirmed(Payload):
     order_id: UUID
-    total: int = Field(gt=0)
+    total: MoneyTotal
 
 
 class OrderShipped(Payload):
@@ -99,13 +113,13 @@ class OrderCompleted(Payload):
 
 class OrderCancelled(Payload):
     order_id: UUID
-    reason: str
+    reason: Reason
     refund_due: bool
 
 
 class OrderRejected(Payload):
     order_id: UUID
-    reason: str
+    reason: Reason
 
 
 register(

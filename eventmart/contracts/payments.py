@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import Field
-
 from domain.payments import Payment
+from eventmart.contracts.bounds import CurrencyCode, MoneyTotal, Reason, Reference
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "payments.events"
@@ -33,15 +32,15 @@ def _example(type_: str, version: int, payload: dict[str, Any]) -> dict[str, Any
 
 class PaymentCaptured(Payload):
     order_id: UUID
-    amount: int = Field(gt=0)
-    currency: str
+    amount: MoneyTotal
+    currency: CurrencyCode
     method: Literal["card", "alipay", "wechat"]
-    reference: str
+    reference: Reference
 
 
 class PaymentDeclined(Payload):
     order_id: UUID
-    reason: str
+    reason: Reason
 
 
 class PaymentPending(Payload):
@@ -50,8 +49,8 @@ class PaymentPending(Payload):
 
 class PaymentRefunded(Payload):
     order_id: UUID
-    amount: int = Field(gt=0)
-    reference: str
+    amount: MoneyTotal
+    reference: Reference
 
 
 class PaymentVoided(Payload):

@@ -6,13 +6,14 @@ from typing import Literal
 from uuid import UUID
 
 from domain.users import User
+from eventmart.contracts.bounds import DisplayName, EmailAddress
 from eventmart.contracts.envelope import EventContract, Payload, register
 
 
 class UserRegistered(Payload):
     user_id: UUID
-    email: str
-    display_name: str
+    email: EmailAddress
+    display_name: DisplayName
     role: Literal["customer", "seller", "admin"]
 
 

@@ -1,15 +1,19 @@
-"""The saga's worker processes, started once per session beside the relay."""
+"""The saga's worker processes, started once per session beside the relay, and the API
+served by uvicorn as `eventmart api` serves it."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from eventmart.settings import Settings
 from eventmart.wiring import SAGA_PARTICIPANTS
-from tests.support import WorkerProcess, child_env, stop_all
+from tests.shop import Customer, Seller
+from tests.support import WorkerProcess, child_env, free_port, stop_all, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +26,46 @@ def saga_workers(
     }
     yield workers
     stop_all(list(workers.values()))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    settings: Settings, worker_logs: Path, relay: WorkerProcess, users_projection: WorkerProcess
+) -> Iterator[str]:
+    """The base URL of a real `eventmart api` process (uvicorn, httptools, the head limits):
+    what tests of the wire itself need, which the in-process client cannot show."""
+    port = free_port()
+    server = WorkerProcess(
+        "api-server", ["api", "--port", str(port)], child_env(settings), worker_logs
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: _answers(url) or not server.running,
+            timeout=60,
+            message="the API server to answer",
+        )
+        assert server.running, server.log_tail()
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def seller(api: TestClient) -> Seller:
+    """A registered seller with a token, one per test module."""
+    return Seller(api)
+
+
+@pytest.fixture(scope="module")
+def customer(api: TestClient) -> Customer:
+    """A registered customer with a token, one per test module."""
+    return Customer(api)
