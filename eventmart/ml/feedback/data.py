@@ -15,6 +15,10 @@ LANGUAGES = ("zh", "en")
 SPLITS = {"train": "feedback_train.jsonl", "heldout": "feedback_heldout.jsonl"}
 
 
+class MalformedLine(ValueError):
+    """A JSON Lines line that is not a JSON object."""
+
+
 class InvalidExample(ValueError):
     """A labelled line that does not say text, aspects and sentiment in the known terms."""
 
@@ -28,7 +32,11 @@ class Example:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Example:
-        text, aspects, sentiment = record.get("text"), record.get("aspects"), record.get("sentiment")
+        text, aspects, sentiment = (
+            record.get("text"),
+            record.get("aspects"),
+            record.get("sentiment"),
+        )
         if not isinstance(text, str) or not text.strip():
             raise InvalidExample("`text` must be a non-empty string")
         if not isinstance(aspects, list) or not set(aspects) <= set(ASPECTS):
@@ -42,16 +50,16 @@ class Example:
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Parse JSON Lines, skipping blank lines; a bad line raises ValueError naming it."""
+    """Parse JSON Lines, skipping blank lines; a bad line raises MalformedLine naming it."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"line {number}: not JSON ({error.msg})") from error
+            raise MalformedLine(f"line {number}: not JSON ({error.msg})") from error
         if not isinstance(record, dict):
-            raise ValueError(f"line {number}: not a JSON object")
+            raise MalformedLine(f"line {number}: not a JSON object")
         yield record
 
 

@@ -8,15 +8,23 @@ training set never had."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
+from functools import cache
+from itertools import pairwise
+from typing import Any
 
+from eventmart.ml.feedback import corpus_polarity
 from eventmart.ml.feedback.lexicon import ASPECT_LETTERS, entries, read
 from eventmart.ml.feedback.text import Language, cjk_runs, detect_language, normalize, tokens
 
 Features = dict[str, float]
+LATIN_WORD = re.compile(r"[a-z]{2}")
 
 NEGATION_SCOPE = 3  # tokens after a negator that are marked as negated
 LEXICON_SCALE = 1.0
+USE_CORPUS = True
+USE_VADER = True
 
 
 def extract(text: str) -> tuple[Language, Features]:
@@ -24,10 +32,44 @@ def extract(text: str) -> tuple[Language, Features]:
     language = detect_language(normalized)
     features: Features = {f"lang:{language}": 1.0}
     words = tokens(normalized)
-    _add_unit(features, _word_grams(words))
+    _add_unit(features, _word_grams(_negation_marked(words)))
     _add_unit(features, _character_grams(normalized, words))
     features.update(_lexicon_features(normalized))
+    if USE_CORPUS:
+        features.update(_corpus_features(_negation_marked(words)))
+    if USE_VADER and LATIN_WORD.search(normalized):
+        features.update(_vader_features(normalized))
     return language, features
+
+
+def _corpus_features(marked: list[str]) -> Features:
+    """Sum the corpus polarity of the words, a negated word counting against."""
+    chinese, english = corpus_polarity.chinese(), corpus_polarity.english()
+    positive = negative = 0.0
+    for word in marked:
+        negated = word.startswith("not_")
+        plain = word[4:] if negated else word
+        value = chinese.get(plain, 0.0) or english.get(plain, 0.0)
+        if negated:
+            value *= -0.7
+        if value > 0:
+            positive += value
+        else:
+            negative -= value
+    features = {"corpus:positive": _squash(positive), "corpus:negative": _squash(negative)}
+    return {name: value for name, value in features.items() if value}
+
+
+def _vader_features(normalized: str) -> Features:
+    compound = _vader().polarity_scores(normalized)["compound"]
+    return {"vader:positive": max(compound, 0.0), "vader:negative": max(-compound, 0.0)}
+
+
+@cache
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
 
 
 def _add_unit(features: Features, grams: Iterable[str]) -> None:
@@ -39,7 +81,8 @@ def _add_unit(features: Features, grams: Iterable[str]) -> None:
             features[gram] = weight
 
 
-def _word_grams(words: list[str]) -> list[str]:
+def _negation_marked(words: list[str]) -> list[str]:
+    """Words within reach after a negator get a `not_` prefix; clause breaks end the reach."""
     negators = _negators()
     marked: list[str] = []
     scope = 0
@@ -50,8 +93,12 @@ def _word_grams(words: list[str]) -> list[str]:
             continue
         marked.append(f"not_{word}" if scope else word)
         scope = NEGATION_SCOPE if word in negators else max(0, scope - 1)
+    return marked
+
+
+def _word_grams(marked: list[str]) -> list[str]:
     grams = [f"w:{word}" for word in marked if word != "|"]
-    grams += [f"b:{a}_{b}" for a, b in zip(marked, marked[1:], strict=False) if "|" not in (a, b)]
+    grams += [f"b:{a}_{b}" for a, b in pairwise(marked) if "|" not in (a, b)]
     return grams
 
 
@@ -88,8 +135,10 @@ def _lexicon_features(normalized: str) -> Features:
     if reading.sarcasm and reading.positive:
         features["lex:sarcastic_praise"] = scale
     if reading.positive and reading.negative:
-        features["lex:mixed"] = scale * min(reading.positive, reading.negative) / max(
-            reading.positive, reading.negative
+        features["lex:mixed"] = (
+            scale
+            * min(reading.positive, reading.negative)
+            / max(reading.positive, reading.negative)
         )
     if not reading.hits:
         features["lex:nothing"] = scale

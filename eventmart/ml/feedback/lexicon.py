@@ -181,4 +181,4 @@ def read(normalized: str) -> Reading:
 def _quoted(text: str, start: int, end: int) -> bool:
     """Praise in scare quotes ("premium quality", “优质”) is usually sarcasm."""
     before, after = text[max(0, start - 2) : start], text[end : end + 2]
-    return any(q in before for q in "\"“「") and any(q in after for q in "\"”」")
+    return any(q in before for q in '"“「') and any(q in after for q in '"”」')

@@ -58,7 +58,8 @@ def _figures(gold: Sequence[Labelled], predicted: Sequence[Labelled]) -> dict[st
             [f["f1"] for f in aspects.values() if f["support"] or f["predicted"]]
         ),
         "exact_aspect_sets": _ratio(
-            sum(g.aspects == p.aspects for g, p in zip(gold, predicted, strict=True)), len(gold)
+            sum(set(g.aspects) == set(p.aspects) for g, p in zip(gold, predicted, strict=True)),
+            len(gold),
         ),
         "sentiment": sentiment_f1,
         "sentiment_accuracy": _ratio(correct, len(gold)),

@@ -135,6 +135,8 @@ def train(examples: Sequence[Example]) -> FeedbackModel:
 
     if len({e.sentiment for e in examples}) < 2:
         raise ValueError("training needs examples of at least two sentiments")
+    # One order whatever the caller's: the solvers' sums, and so the last digits, follow it.
+    examples = sorted(examples, key=lambda e: (e.text, sorted(e.aspects), e.sentiment))
     vectorizer = DictVectorizer(sort=True)
     matrix = vectorizer.fit_transform([extract(e.text)[1] for e in examples]).tocsr()
     matrix.indices = matrix.indices.astype(np.int32)  # liblinear takes 32-bit indices only

@@ -31,9 +31,7 @@ CJK_WEIGHT = 2.5
 @cache
 def _traditional_to_simplified() -> dict[int, str]:
     """A character table from OpenCC's TSCharacters (shipped inside the opencc package)."""
-    text = (
-        resources.files("opencc").joinpath("dictionary/TSCharacters.txt").read_text("utf-8")
-    )
+    text = resources.files("opencc").joinpath("dictionary/TSCharacters.txt").read_text("utf-8")
     table: dict[int, str] = {}
     for line in text.splitlines():
         traditional, _, simplified = line.partition("\t")
