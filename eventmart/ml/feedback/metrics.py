@@ -4,7 +4,7 @@ language."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from eventmart.ml.feedback.data import ASPECTS, LANGUAGES, SENTIMENTS
@@ -12,7 +12,7 @@ from eventmart.ml.feedback.data import ASPECTS, LANGUAGES, SENTIMENTS
 
 class Labelled(Protocol):
     @property
-    def aspects(self) -> frozenset[str]: ...
+    def aspects(self) -> Collection[str]: ...
     @property
     def sentiment(self) -> str: ...
 
