@@ -17,6 +17,7 @@ from eventmart.ml.feedback import (
     shipped_examples,
     train,
 )
+from eventmart.ml.feedback.data import is_held_out
 from eventmart.ml.feedback.report import held_out_report
 from eventmart.ml.feedback.text import detect_language, normalize
 from tests.unit.feedback_support import default_model, feedback_cache, split_model
@@ -130,11 +131,15 @@ def test_the_model_beats_its_baselines_on_the_held_out_split(split_model: Feedba
         assert ours["sentiment_macro_f1"] >= 0.75
 
 
-def test_held_out_and_training_splits_do_not_overlap() -> None:
+def test_the_splits_follow_the_hash_rule_and_do_not_overlap() -> None:
     training = {example.text for example in shipped_examples("train")}
     held_out = {example.text for example in shipped_examples("heldout")}
     assert not training & held_out
-    assert 0.2 < len(held_out) / (len(held_out) + len(training)) < 0.3
+    assert all(is_held_out(text) for text in held_out)
+    assert not any(is_held_out(text) for text in training)
+    for language in ("zh", "en"):
+        mine = [e for e in shipped_examples("all") if e.lang == language]
+        assert 0.2 < sum(is_held_out(e.text) for e in mine) / len(mine) < 0.3
 
 
 def test_the_shipped_data_covers_both_languages_and_every_label() -> None:

@@ -45,10 +45,13 @@ def extract(text: str) -> tuple[Language, Features]:
 def _corpus_features(marked: list[str]) -> Features:
     """Sum the corpus polarity of the words, a negated word counting against."""
     chinese, english = corpus_polarity.chinese(), corpus_polarity.english()
+    topics = _topic_words()
     positive = negative = 0.0
     for word in marked:
         negated = word.startswith("not_")
         plain = word[4:] if negated else word
+        if plain in topics:
+            continue
         value = chinese.get(plain, 0.0) or english.get(plain, 0.0)
         if negated:
             value *= -0.7
@@ -58,6 +61,17 @@ def _corpus_features(marked: list[str]) -> Features:
             negative -= value
     features = {"corpus:positive": _squash(positive), "corpus:negative": _squash(negative)}
     return {name: value for name, value in features.items() if value}
+
+
+@cache
+def _topic_words() -> frozenset[str]:
+    """Aspect names (客服, 物流, price): the corpus finds them polar only because people
+    mention them when they complain, which says nothing about this review."""
+    return frozenset(
+        term
+        for term, entry in entries().items()
+        if entry.aspects and not entry.polarity and not entry.kind
+    )
 
 
 def _vader_features(normalized: str) -> Features:
