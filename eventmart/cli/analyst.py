@@ -174,6 +174,8 @@ def analyst_train_classifier(
     (majority class, lexicon alone, VADER/snownlp), then trains the model that is used
     (on every shipped example) and stores it in the cache, where `classify` and the
     workers load it. Same data and code, same version and same bytes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from eventmart.cli.classifier import (
         aspect_table,
         confusion_table,
@@ -183,7 +185,8 @@ def analyst_train_classifier(
     from eventmart.ml.feedback import default_cache_dir, shipped_examples, train
     from eventmart.ml.feedback.report import held_out_report
 
-    with progress_bar() as progress:
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
         task = progress.add_task("training", total=5 if toolkits else 4)
 
         def step(description: str) -> None:
@@ -254,7 +257,8 @@ def analyst_classify(
     if model_path is not None and not model_path.is_file():
         console.print(f"[red]no model at {model_path}[/]")
         raise typer.Exit(2)
-    model = FeedbackModel.load(model_path) if model_path else load_default()
+    with console.status("loading the feedback model (built from the repository on first use)"):
+        model = FeedbackModel.load(model_path) if model_path else load_default()
     try:
         with open_source(source) as lines:
             if not evaluate_labels:

@@ -22,6 +22,7 @@ Features = dict[str, float]
 LATIN_WORD = re.compile(r"[a-z]{2}")
 
 NEGATION_SCOPE = 3  # tokens after a negator that are marked as negated
+# Knobs for ablations (docs/feedback-classifier.md reports what each family adds).
 LEXICON_SCALE = 1.0
 USE_CORPUS = True
 USE_VADER = True
@@ -32,11 +33,12 @@ def extract(text: str) -> tuple[Language, Features]:
     language = detect_language(normalized)
     features: Features = {f"lang:{language}": 1.0}
     words = tokens(normalized)
-    _add_unit(features, _word_grams(_negation_marked(words)))
+    marked = _negation_marked(words)
+    _add_unit(features, _word_grams(marked))
     _add_unit(features, _character_grams(normalized, words))
     features.update(_lexicon_features(normalized))
     if USE_CORPUS:
-        features.update(_corpus_features(_negation_marked(words)))
+        features.update(_corpus_features(marked))
     if USE_VADER and LATIN_WORD.search(normalized):
         features.update(_vader_features(normalized))
     return language, features
@@ -128,6 +130,7 @@ def _character_grams(normalized: str, words: list[str]) -> list[str]:
     return grams
 
 
+@cache
 def _negators() -> frozenset[str]:
     return frozenset(term for term, entry in entries().items() if entry.kind == "NEG")
 

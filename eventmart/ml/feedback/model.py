@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from eventmart.ml.feedback.corpus_polarity import corpus_bytes
 from eventmart.ml.feedback.data import ASPECTS, SENTIMENTS, Example, examples_digest
 from eventmart.ml.feedback.features import extract
 from eventmart.ml.feedback.lexicon import lexicon_bytes
@@ -113,15 +114,17 @@ def _sigmoid(score: float) -> float:
 
 
 def model_version(examples: Sequence[Example]) -> str:
-    """`feedback-<series>-<hash>`: the hash covers the examples, the lexicons, the code
-    that turns text into features and weights, and the scikit-learn release."""
+    """`feedback-<series>-<hash>`: the hash covers the examples, the lexicons and corpus
+    table, the code that turns text into features and weights, and the scikit-learn
+    release."""
     import sklearn
 
     digest = hashlib.sha256()
     digest.update(examples_digest(examples).encode())
     digest.update(lexicon_bytes())
+    digest.update(corpus_bytes())
     package = resources.files("eventmart.ml.feedback")
-    for module in ("text.py", "lexicon.py", "features.py", "model.py"):
+    for module in ("text.py", "lexicon.py", "corpus_polarity.py", "features.py", "model.py"):
         digest.update(package.joinpath(module).read_bytes())
     digest.update(sklearn.__version__.encode())
     return f"feedback-{MODEL_SERIES}-{digest.hexdigest()[:12]}"
