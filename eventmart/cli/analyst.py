@@ -1,10 +1,11 @@
-"""`eventmart analyst`: rebuild read models, export, replay, time travel, and train and
-evaluate the recommender."""
+"""`eventmart analyst`: rebuild read models, export, replay, time travel; train and evaluate
+the recommender; train, run and evaluate the review feedback classifier."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +17,8 @@ from eventmart.cli.shared import console, event_topics, progress_bar
 from eventmart.settings import get_settings
 
 app = typer.Typer(
-    help="For analysts: rebuild read models, export, replay, time travel; "
-    "train and evaluate the recommender.",
+    help="For analysts: rebuild read models, export, replay, time travel; train and evaluate "
+    "the recommender; train, run and evaluate the review feedback classifier.",
     no_args_is_help=True,
 )
 
@@ -247,3 +248,127 @@ def analyst_train_recs(
     console.print(f"model {trained.version} trained at {trained.trained_at:%Y-%m-%d %H:%M:%S}Z")
     console.print(", ".join(f"{count:,} {name}" for name, count in trained.counts.items()))
     console.print(f"saved to {folder} (LATEST)")
+
+
+@app.command("train-classifier")
+def analyst_train_classifier(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the final model here (it always goes to the cache)."),
+    ] = None,
+    toolkits: Annotated[
+        bool, typer.Option(help="Also score the VADER/snownlp baseline (slower).")
+    ] = True,
+) -> None:
+    """Rebuild the feedback classifier from the repository's labelled reviews.
+
+    Trains on the training split and prints held-out figures beside the baselines
+    (majority class, lexicon alone, VADER/snownlp), then trains the model that is used
+    (on every shipped example) and stores it in the cache, where `classify` and the
+    workers load it. Same data and code, same version and same bytes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventmart.cli.classifier import (
+        aspect_table,
+        confusion_table,
+        figures_table,
+        wide_console,
+    )
+    from eventmart.ml.feedback import default_cache_dir, shipped_examples, train
+    from eventmart.ml.feedback.report import held_out_report
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("training", total=5 if toolkits else 4)
+
+        def step(description: str) -> None:
+            progress.update(task, description=description, advance=1)
+
+        report = held_out_report(with_toolkits=toolkits, on_step=step)
+        step("training the final model on every shipped example")
+        final = train(shipped_examples("all"))
+        progress.update(task, description="done", advance=1)
+    path = default_cache_dir() / f"{final.version}.json"
+    final.save(path)
+    if out is not None:
+        final.save(out)
+    figures = report.figures
+    title = f"held-out split: {report.held_out_count} reviews (trained on {report.train_count})"
+    out_console = wide_console()
+    out_console.print(figures_table(title, figures))
+    out_console.print(aspect_table(figures["model"]))
+    out_console.print(confusion_table(figures["model"]))
+    console.print(f"model [bold]{final.version}[/] written to {path}")
+
+
+@app.command("classify")
+def analyst_classify(
+    source: Annotated[
+        str, typer.Argument(metavar="[FILE|-]", help="JSON Lines with a `text` field; - is stdin.")
+    ] = "-",
+    evaluate_labels: Annotated[
+        bool,
+        typer.Option(
+            "--eval",
+            help="The lines carry `aspects` and `sentiment` labels (and optionally `lang`): "
+            "print precision/recall/F1 per aspect, macro-F1, sentiment accuracy and "
+            "macro-F1, per language and overall, and the confusion matrix.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --eval: print the figures as one JSON object.")
+    ] = False,
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="A saved model; default: the shipped one (built on first use)."
+        ),
+    ] = None,
+) -> None:
+    """Classify review texts: aspects (quality, shipping, price, service) and sentiment.
+
+    Reads JSON Lines and writes each line back to stdout with `lang` (zh or en),
+    `aspects` and `sentiment` added; other fields are kept. With --eval, scores the
+    model against the labels the lines already carry instead."""
+    from eventmart.cli.classifier import (
+        BadInput,
+        classify_stream,
+        open_source,
+        print_report,
+        wide_console,
+    )
+    from eventmart.ml.feedback import FeedbackModel, InvalidExample, load_default, parse_examples
+    from eventmart.ml.feedback.report import score
+
+    if as_json and not evaluate_labels:
+        console.print("[red]--json goes with --eval[/]")
+        raise typer.Exit(2)
+    if source != "-" and not Path(source).is_file():
+        console.print(f"[red]cannot read {source}: no such file[/]")
+        raise typer.Exit(2)
+    if model_path is not None and not model_path.is_file():
+        console.print(f"[red]no model at {model_path}[/]")
+        raise typer.Exit(2)
+    with console.status("loading the feedback model (built from the repository on first use)"):
+        model = FeedbackModel.load(model_path) if model_path else load_default()
+    try:
+        with open_source(source) as lines:
+            if not evaluate_labels:
+                classify_stream(model, lines, sys.stdout)
+                return
+            examples = parse_examples(lines)
+    except OSError as error:
+        console.print(f"[red]cannot read {source}: {error.strerror}[/]")
+        raise typer.Exit(2) from error
+    except (BadInput, InvalidExample, ValueError) as error:
+        console.print(f"[red]{source}: {error}[/]")
+        raise typer.Exit(2) from error
+    if not examples:
+        console.print(f"[red]{source}: no labelled lines[/]")
+        raise typer.Exit(2)
+    report = {"model": model.version, **score(model, examples)}
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        title = f"{len(examples)} labelled reviews, model {model.version}"
+        print_report(wide_console(), report, title)
