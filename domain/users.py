@@ -1,4 +1,6 @@
-"""Users: registration with a unique e-mail, and the credentials login checks."""
+"""Users: registration with a unique e-mail, the credentials login checks, and what
+operators change later (a user's role; disabling and enabling a user). Every
+authenticated request reads the user's current state, so a change counts at once."""
 
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class User(Aggregate):
         self.password_hash = password_hash
         self.display_name = display_name
         self.role = role
+        self.disabled = False
 
     @staticmethod
     def register(email: str, password_hash: str, display_name: str, role: str = "customer") -> User:
@@ -60,6 +63,40 @@ class User(Aggregate):
         if not display_name:
             raise InvalidInput("display_name must not be blank")
         return User(email=email, password_hash=password_hash, display_name=display_name, role=role)
+
+    def change_role(self, role: str) -> bool:
+        """To another role (False, and no event, if it is the role already)."""
+        if role not in ROLES:
+            raise UnknownRole(f"role must be one of {', '.join(ROLES)}")
+        if role == self.role:
+            return False
+        self._role_changed(role=role, previous_role=self.role)
+        return True
+
+    @event("RoleChanged")
+    def _role_changed(self, role: str, previous_role: str) -> None:
+        self.role = role
+
+    def disable(self) -> bool:
+        """Tokens stop working and logins are refused until enabled again."""
+        if self.disabled:
+            return False
+        self._disabled()
+        return True
+
+    @event("Disabled")
+    def _disabled(self) -> None:
+        self.disabled = True
+
+    def enable(self) -> bool:
+        if not self.disabled:
+            return False
+        self._enabled()
+        return True
+
+    @event("Enabled")
+    def _enabled(self) -> None:
+        self.disabled = False
 
 
 class EmailIndex(Aggregate):
@@ -100,6 +137,31 @@ class Users(Application):
         except IntegrityError as error:
             raise EmailTaken(f"{user.email} is already registered") from error
         return user.id if earlier is None else earlier.replay(fingerprint)
+
+    def create_admin(self, email: str, password_hash: str, display_name: str) -> UUID:
+        """The one way an admin comes to be (the public API registers customers and
+        sellers only): an operator's command on the machine."""
+        return self.register_user(email, password_hash, display_name, "admin")
+
+    def change_role(self, user_id: UUID, role: str) -> bool:
+        """True if the role changed; saved with the version read, so a racing change of
+        the same user fails instead of being overwritten."""
+        user = self.get_user(user_id)
+        changed = user.change_role(role)
+        self.save(user)
+        return changed
+
+    def disable_user(self, user_id: UUID) -> bool:
+        user = self.get_user(user_id)
+        changed = user.disable()
+        self.save(user)
+        return changed
+
+    def enable_user(self, user_id: UUID) -> bool:
+        user = self.get_user(user_id)
+        changed = user.enable()
+        self.save(user)
+        return changed
 
     def find_user_id(self, email: str) -> UUID | None:
         try:

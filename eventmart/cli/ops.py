@@ -9,16 +9,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from eventmart.cli import users
 from eventmart.cli.shared import console
 from eventmart.settings import get_settings
 
 app = typer.Typer(
-    help="Operate the running platform: consumer lag and dead letters.", no_args_is_help=True
+    help="Operate the running platform: consumer lag, dead letters and users.",
+    no_args_is_help=True,
 )
 dlq_app = typer.Typer(
     help="Dead letters: what each group parked, and redriving it.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(users.app, name="users")
 
 
 @app.command("lag")
