@@ -7,9 +7,13 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg_pool import ConnectionPool
 
 from eventmart.settings import Settings
@@ -129,13 +133,30 @@ def drop_database(dsn: str) -> None:
 
 
 def eventsourcing_env(
-    dsn: str, *, pool_size: int = 5, create_table: bool = False
+    dsn: str,
+    *,
+    pool_size: int = 5,
+    create_table: bool = False,
+    prompt_seconds: int | None = None,
 ) -> dict[str, str]:
     """The eventsourcing library reads its PostgreSQL settings from an env mapping.
 
     Tables are created once, by `prepare_database` at start; processes that create
-    them concurrently collide on PostgreSQL's catalogue ("tuple concurrently updated")."""
+    them concurrently collide on PostgreSQL's catalogue ("tuple concurrently updated").
+
+    Workers keep the library's patience (ten tries per call, and a connection check only
+    when one fails): they wait out an outage anyway. `prompt_seconds` is for callers who
+    must answer someone (the API): pooled connections are checked before use, so one
+    PostgreSQL closed meanwhile is replaced instead of failing the call, a connection is
+    waited for that long at most, and a call is tried twice (see PromptRecorder)."""
     parts = urlsplit(dsn)
+    prompt: dict[str, str] = {}
+    if prompt_seconds is not None:
+        prompt = {
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_CONNECT_TIMEOUT": str(prompt_seconds),
+            "APPLICATION_RECORDER_TOPIC": "eventmart.database:PromptRecorder",
+        }
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": parts.path.lstrip("/"),
@@ -148,10 +169,41 @@ def eventsourcing_env(
         "POSTGRES_PRE_PING": "n",  # a round trip per use; broken connections are retried instead
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
+        **prompt,
     }
 
 
-def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 8) -> ConnectionPool:
-    pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False)
+def _tried_twice(method: Any) -> Any:
+    """The library's method without its ten tries, with two instead."""
+    return retry((InterfaceError, OperationalError), max_attempts=2, wait=0.2)(method.__wrapped__)
+
+
+class PromptRecorder(PostgresApplicationRecorder):
+    """eventsourcing tries a failed read or write ten times, 0.2 s apart, each waiting up to
+    the connect timeout for a connection: while PostgreSQL is down, an API request would
+    hang for half a minute before it could answer. Here a call is tried twice: a
+    connection lost mid-call is retried once, and beyond that the caller hears at once."""
+
+    insert_events = _tried_twice(PostgresApplicationRecorder.insert_events)
+    select_events = _tried_twice(PostgresApplicationRecorder.select_events)
+    select_notifications = _tried_twice(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _tried_twice(PostgresApplicationRecorder.max_notification_id)
+
+
+def make_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
+) -> ConnectionPool:
+    """A pool that checks a connection before lending it (one empty query; see
+    docs/operations-outages.md for its cost): one that PostgreSQL closed while it sat idle, as a
+    restart does to them all, is replaced instead of failing its next query. `timeout`
+    bounds the wait for a connection when none can be had."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        check=ConnectionPool.check_connection,
+        timeout=timeout,
+    )
     pool.open(wait=True, timeout=30)
     return pool
