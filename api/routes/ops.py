@@ -3,6 +3,7 @@ stopped short of a terminal state."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,13 @@ from eventmart.operations import (
     dead_letter_summaries,
     redrive_dead_letters,
 )
+from eventmart.relay_operations import (
+    RELAY_GROUP,
+    dead_letter_summary,
+    request_redrive,
+    request_skip,
+)
+from eventmart.relay_operations import dead_letter as relay_dead_letter
 from projections.orders import stuck_sagas
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
@@ -78,6 +86,9 @@ class ConsumerGroupPartition(BaseModel):
 
 
 class DeadLetter(BaseModel):
+    """A parked message. For the `relay` group, offset is the notification id in its
+    application's outbox, and the relay's own fields below are set."""
+
     offset: int
     partition: int
     key: str | None
@@ -91,6 +102,14 @@ class DeadLetter(BaseModel):
     redriven: bool
     error_trace: str | None = None
     value: str | None = None
+    application: str | None = None
+    notification_id: int | None = None
+    aggregate_id: str | None = None
+    aggregate_version: int | None = None
+    event_type: str | None = None
+    held_behind: int | None = None
+    status: Literal["parked", "redriven", "skipped"] | None = None
+    requested: Literal["redrive", "skip"] | None = None
 
 
 class DeadLetterGroup(BaseModel):
@@ -98,6 +117,7 @@ class DeadLetterGroup(BaseModel):
     parked: int
     redriven: int
     pending: int
+    skipped: int = 0
     messages: list[DeadLetter]
 
 
@@ -108,6 +128,11 @@ class DeadLetterList(BaseModel):
 class Redriven(BaseModel):
     group: str
     redriven: int
+
+
+class Skipped(BaseModel):
+    group: Literal["relay"]
+    skipped: int
 
 
 @asynccontextmanager
@@ -141,13 +166,71 @@ async def dead_letters(
     group: str | None = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 20,
 ) -> DeadLetterList:
-    """Parked messages per group: counts, and the newest `limit` with their error headers."""
-    groups = [_known_group(group)] if group else list(consumer_groups())
-    async with _broker():
-        summaries = await dead_letter_summaries(
-            services.settings.bootstrap_servers, services.settings.dsn, groups, messages=limit
-        )
+    """Parked messages per group: counts, and the newest `limit` with their error headers.
+    The `relay` group holds the events the outbox relay could not publish."""
+    summaries = []
+    if group in (None, RELAY_GROUP):
+        summaries.append(await asyncio.to_thread(_relay_summary, services, limit))
+    groups = [_known_group(group)] if group and group != RELAY_GROUP else []
+    if group is None:
+        groups = list(consumer_groups())
+    if groups:
+        async with _broker():
+            summaries += await dead_letter_summaries(
+                services.settings.bootstrap_servers, services.settings.dsn, groups, messages=limit
+            )
     return DeadLetterList.model_validate({"items": summaries})
+
+
+def _relay_summary(services: Any, limit: int) -> dict[str, Any]:
+    with services.pool.connection() as conn:
+        return dead_letter_summary(conn, messages=limit)
+
+
+@router.get("/dlq/relay/{notification_id}", response_model=DeadLetter)
+def relay_dead_letter_detail(
+    _: Admin, services: ServicesDep, notification_id: int, application: str
+) -> dict[str, Any]:
+    """One event the relay parked, with its stack trace (`application` names its outbox)."""
+    with services.pool.connection() as conn:
+        found = relay_dead_letter(conn, application, notification_id)
+    if found is None:
+        raise ApiError(
+            404,
+            "dead_letter_not_found",
+            f"the relay parked no notification {notification_id} of {application!r}",
+        )
+    return found
+
+
+@router.post("/dlq/relay/redrive", response_model=Redriven, status_code=202)
+def relay_redrive(
+    _: Admin,
+    services: ServicesDep,
+    application: str | None = None,
+    notification_id: int | None = None,
+) -> Redriven:
+    """Ask the relay to publish parked events again (after a fix): all, one application's
+    or one. Each one's held-back successors follow it in order; one that fails again
+    stays parked. The relay acts within a poll interval; 202 counts what was asked for."""
+    with services.pool.connection() as conn:
+        count = request_redrive(conn, application, notification_id)
+    return Redriven(group=RELAY_GROUP, redriven=count)
+
+
+@router.post("/dlq/relay/skip", response_model=Skipped, status_code=202)
+def relay_skip(_: Admin, services: ServicesDep, application: str, notification_id: int) -> Skipped:
+    """Ask the relay to give up on one parked event: it is never published, and the events
+    of its aggregate held behind it are released (in order)."""
+    with services.pool.connection() as conn:
+        count = request_skip(conn, application, notification_id)
+    if count == 0:
+        raise ApiError(
+            404,
+            "dead_letter_not_found",
+            f"the relay has no parked notification {notification_id} of {application!r}",
+        )
+    return Skipped(group=RELAY_GROUP, skipped=count)
 
 
 @router.get("/dlq/{group}/{offset}", response_model=DeadLetter)

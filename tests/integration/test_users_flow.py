@@ -188,6 +188,11 @@ def test_same_idempotency_key_registers_once(api: TestClient):
 
 def test_health_and_readiness(api: TestClient):
     assert api.get("/healthz").json() == {"status": "ok"}
-    ready = api.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+    ready = wait_until(
+        lambda: (answer := api.get("/readyz")).status_code == 200 and answer,
+        message="a ready platform (the relay beating)",
+    )
+    assert ready.json()["checks"] == {"database": "ok", "kafka": "ok", "relay": "ok"}
+    relay = ready.json()["relay"]
+    assert relay["alive"] is True and relay["heartbeat_age_seconds"] < 5
+    assert {o["application"] for o in relay["outboxes"]} >= {"Users", "Catalog", "Orders"}
