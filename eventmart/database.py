@@ -83,7 +83,10 @@ def start_embedded(settings: Settings, *, durable: bool = True) -> None:
         "-c max_connections=300 -c shared_buffers=256MB",
     ]
     if not durable:
-        options.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        # Fast, and still keeps every acknowledged commit through a crash of PostgreSQL
+        # itself (the tests kill it): the WAL is written at commit, only never fsynced,
+        # so only a crash of the machine could lose it.
+        options.append("-c fsync=off -c full_page_writes=off")
     args = [_bin("pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "server.log")]
     for option in options:
         args += ["-o", option]
@@ -91,6 +94,15 @@ def start_embedded(settings: Settings, *, durable: bool = True) -> None:
     if done.returncode != 0:
         log = (pgdata / "server.log").read_text(errors="replace")[-3000:]
         raise DatabaseUnavailable(f"PostgreSQL did not start:\n{done.stderr}\n{log}")
+
+
+def crash_embedded(settings: Settings) -> None:
+    """Stop the embedded server as a crash would (`pg_ctl stop -m immediate`: no
+    checkpoint, every connection cut); the next start recovers from the WAL."""
+    pgdata = pgdata_dir(settings)
+    done = _run_as_service_user([_bin("pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"])
+    if done.returncode != 0:
+        raise DatabaseUnavailable(f"pg_ctl stop -m immediate failed:\n{done.stderr}")
 
 
 def stop_embedded(settings: Settings) -> None:

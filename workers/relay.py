@@ -42,11 +42,11 @@ from eventmart.relay_operations import NOTIFY_CHANNEL, REQUESTS_PREFIX
 from eventmart.settings import Settings
 from eventmart.wiring import APPLICATION_TOPICS, build_application, events_table
 from workers.outbox import DEAD_LETTERS_DDL, Outbox
-from workers.relay_send import OutboxSender
+from workers.relay_send import OutboxSender, SharedConnection
 
 log = logging.getLogger("eventmart.relay")
 RELAY_LOCK = 7002
-LONGEST_PAUSE_SECONDS = 10.0
+LONGEST_PAUSE_SECONDS = 5.0
 
 POSITIONS_DDL = """
 CREATE TABLE IF NOT EXISTS relay_positions (
@@ -178,18 +178,20 @@ class Relay:
         conn = await asyncio.to_thread(
             psycopg.connect, self.settings.dsn, autocommit=True, connect_timeout=5
         )
+        shared = SharedConnection(conn)
         try:
-            if not await self._locked(conn):
+            if not await self._locked(shared):
                 return
             for outbox in self.outboxes:
-                await asyncio.to_thread(outbox.load, conn)
+                await shared.run(outbox.load)
                 outbox.wakeup.set()
                 outbox.progress_at = time.monotonic()
             log.info("relay active: %s", {o.name: o.position for o in self.outboxes})
             tasks = [
-                asyncio.create_task(self._relay(outbox, producer, conn)) for outbox in self.outboxes
+                asyncio.create_task(self._relay(outbox, producer, shared))
+                for outbox in self.outboxes
             ]
-            tasks.append(asyncio.create_task(self._beat(conn)))
+            tasks.append(asyncio.create_task(self._beat(shared)))
             try:
                 # Told to stop, every task finishes what it is sending and returns.
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -203,37 +205,37 @@ class Relay:
         finally:
             await asyncio.to_thread(conn.close)
 
-    async def _locked(self, conn: psycopg.Connection[Any]) -> bool:
+    async def _locked(self, shared: SharedConnection) -> bool:
         """One active relay per database; another one waits here as a hot standby."""
         while not self.stopping.is_set():
-            row = await asyncio.to_thread(
-                lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,)).fetchone()
+            row = await shared.run(
+                lambda conn: conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,)
+                ).fetchone()
             )
             if row is not None and row[0]:
                 return True
             await self._sleep(self.settings.relay_poll_seconds)
         return False
 
-    async def _beat(self, conn: psycopg.Connection[Any]) -> None:
+    async def _beat(self, shared: SharedConnection) -> None:
         """Say the relay is alive, and when its stalest outbox last got through, every
         poll interval; returns when stopping, raises LockLost if the connection broke."""
         host, pid = socket.gethostname(), os.getpid()
         while not self.stopping.is_set():
             since = time.monotonic() - min(outbox.progress_at for outbox in self.outboxes)
             try:
-                await asyncio.to_thread(
-                    conn.execute, HEARTBEAT, {"host": host, "pid": pid, "since": since}
-                )
+                await shared.run(_beat, {"host": host, "pid": pid, "since": since})
             except psycopg.Error as error:
                 raise LockLost(str(error)) from error
             await self._sleep(max(0.5, self.settings.relay_poll_seconds))
 
     async def _relay(
-        self, outbox: Outbox, producer: AIOKafkaProducer, conn: psycopg.Connection[Any]
+        self, outbox: Outbox, producer: AIOKafkaProducer, shared: SharedConnection
     ) -> None:
         """This outbox, until stopping. A failure waits and tries again (growing pauses);
         it never stops the other outboxes. Only a lost lock ends the session."""
-        sender = OutboxSender(outbox, producer, conn, self.settings, self.stopping)
+        sender = OutboxSender(outbox, producer, shared, self.settings, self.stopping)
         pause = Pause()
         while not self.stopping.is_set():
             again_in = self.settings.relay_poll_seconds
@@ -247,14 +249,14 @@ class Relay:
                 if retry is not None:
                     again_in = retry
             except Exception as error:
-                if conn.broken or conn.closed:
+                if shared.broken:
                     raise LockLost(str(error)) from error
                 again_in = pause.next()
                 if dependency_away(error):
                     log.warning("%s: %s; again in %.1fs", outbox.name, error, again_in)
                 else:
                     log.exception("%s: relaying failed; again in %.1fs", outbox.name, again_in)
-                await asyncio.to_thread(outbox.load, conn)  # what was saved, not what was meant
+                await shared.run(outbox.load)  # what was saved, not what was meant
             await self._wait(outbox, again_in)
 
     async def _wait(self, outbox: Outbox, seconds: float) -> None:
@@ -306,6 +308,10 @@ class Relay:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def _beat(conn: psycopg.Connection[Any], parameters: dict[str, Any]) -> None:
+    conn.execute(HEARTBEAT, parameters)
 
 
 def run_relay(settings: Settings) -> None:

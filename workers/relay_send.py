@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaProducer
@@ -18,6 +20,28 @@ from eventmart.settings import Settings
 from workers.outbox import Encoded, Outbox, ParkedRow, plan
 
 log = logging.getLogger("eventmart.relay")
+T = TypeVar("T")
+
+
+class SharedConnection:
+    """The connection holding the relay's lock, shared by every outbox's task: one thread
+    uses it at a time, so one outbox's transaction never interleaves with another's."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    @property
+    def broken(self) -> bool:
+        return self.conn.broken or self.conn.closed
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(conn, *args)` in a thread, alone on the connection."""
+        return await asyncio.to_thread(self._alone, work, *args)
+
+    def _alone(self, work: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return work(self.conn, *args)
 
 
 class OutboxSender:
@@ -27,13 +51,13 @@ class OutboxSender:
         self,
         outbox: Outbox,
         producer: AIOKafkaProducer,
-        conn: psycopg.Connection[Any],
+        shared: SharedConnection,
         settings: Settings,
         stopping: asyncio.Event,
     ) -> None:
         self.outbox = outbox
         self.producer = producer
-        self.conn = conn
+        self.shared = shared
         self.settings = settings
         self.stopping = stopping
 
@@ -70,7 +94,7 @@ class OutboxSender:
             default=self.outbox.position,
         )
         parks = [p for p in decided.parks if p.event.notification_id <= reached]
-        await asyncio.to_thread(self.outbox.commit, self.conn, parks, reached)
+        await self.shared.run(self.outbox.commit, parks, reached)
         for park in parks:
             log.error(
                 "%s: parked notification %d (%s v%d, %s): %s",
@@ -147,14 +171,12 @@ class OutboxSender:
         """Operators' redrives and skips, one aggregate's queue at a time, in order: a
         skipped event is marked; the first of a queue is sent if asked for (or if the one
         it waited behind is resolved); the queue stops at the first that fails again."""
-        for queue in await asyncio.to_thread(self.outbox.parked_chains, self.conn):
+        for queue in await self.shared.run(self.outbox.parked_chains):
             waiting: list[int] = []
             first = True
             for row in queue:
                 if row.requested == "skip":
-                    await asyncio.to_thread(
-                        self.outbox.resolve, self.conn, row.notification_id, "skipped"
-                    )
+                    await self.shared.run(self.outbox.resolve, row.notification_id, "skipped")
                     log.warning(
                         "%s: notification %d skipped", self.outbox.name, row.notification_id
                     )
@@ -163,8 +185,8 @@ class OutboxSender:
                     continue
                 first = False
                 waiting.append(row.notification_id)
-            await asyncio.to_thread(self.outbox.forget_requests, self.conn, waiting)
-        await asyncio.to_thread(self.outbox.reload_blocked, self.conn)
+            await self.shared.run(self.outbox.forget_requests, waiting)
+        await self.shared.run(self.outbox.reload_blocked)
 
     async def _redrive(self, row: ParkedRow) -> bool:
         """Send one parked event again; True if the broker has it (or it is private)."""
@@ -180,11 +202,11 @@ class OutboxSender:
                     raise
                 error = refused
         if error is not None:
-            await asyncio.to_thread(self.outbox.failed_again, self.conn, row.notification_id, error)
+            await self.shared.run(self.outbox.failed_again, row.notification_id, error)
             log.error(
                 "%s: notification %d failed again: %s", self.outbox.name, row.notification_id, error
             )
             return False
-        await asyncio.to_thread(self.outbox.resolve, self.conn, row.notification_id, "redriven")
+        await self.shared.run(self.outbox.resolve, row.notification_id, "redriven")
         log.warning("%s: notification %d redriven", self.outbox.name, row.notification_id)
         return True

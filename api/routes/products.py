@@ -28,8 +28,18 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     a connection goes back to the pool without a ROLLBACK round trip. And the product
     detail cache (api.product_cache), which the fast path in front of the routes answers
     from; the route below serves what it passes on."""
-    dsn = app.state.services.settings.dsn
-    pool = AsyncConnectionPool(dsn, min_size=2, max_size=8, kwargs={"autocommit": True}, open=False)
+    settings = app.state.services.settings
+    dsn = settings.dsn
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=2,
+        max_size=8,
+        kwargs={"autocommit": True},
+        open=False,
+        # A connection PostgreSQL closed while idle (a restart) is replaced, not failed on.
+        check=AsyncConnectionPool.check_connection,
+        timeout=settings.database_wait_seconds,
+    )
     await pool.open(wait=True, timeout=30)
     app.state.catalog_reads = pool
     cache = ProductCache(dsn)

@@ -209,7 +209,10 @@ def test_an_unpublishable_event_is_parked_while_orders_flow_until_skipped(
         str(head["notification_id"]),
     )
     assert json.loads(skipped.stdout) == {"group": "relay", "skipped": 1}
-    head, held = dead_letters(db, product_id)
+    head, held = wait_until(
+        lambda: (rows := dead_letters(db, product_id))[1]["status"] != "parked" and rows,
+        message="the held event released",
+    )
     assert (head["status"], held["status"]) == ("skipped", "redriven")
     assert wait_until(lambda: on_the_bus(settings, product_id), message="the held event") == [2]
     wait_until(lambda: readiness(strict)[0] == 200, timeout=30, message="/readyz ready again")
