@@ -22,9 +22,10 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import Mapper, StoredEvent
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from domain.users import User
+from eventmart.database import make_async_pool
 
 log = logging.getLogger("eventmart.api.auth")
 
@@ -48,14 +49,7 @@ class UserDirectory:
     ) -> None:
         self.mapper = mapper
         self.max_users = max_users
-        self.pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=8,
-            kwargs={"autocommit": True},
-            timeout=wait_seconds,
-            open=False,
-        )
+        self.pool = make_async_pool(dsn, min_size=1, max_size=8, timeout=wait_seconds)
         self._users: OrderedDict[UUID, User] = OrderedDict()  # least recently used first
 
     async def open(self) -> None:
@@ -88,9 +82,9 @@ class UserDirectory:
             self._users.popitem(last=False)
 
     async def _newer_events(self, user_id: UUID, after: int) -> list[tuple[int, str, bytes]]:
-        """A read, so a connection that PostgreSQL closed while it sat in the pool (a
-        restart closes them all) is retried once, after the pool drops every such one;
-        no connection at all within the wait is not retried (PostgreSQL is away)."""
+        """A read, so one that failed on a connection PostgreSQL had closed (and that the
+        pool's check did not catch yet) is retried once, after the pool drops every such
+        one; no connection at all within the wait is not retried (PostgreSQL is away)."""
         for attempt in (1, 2):
             try:
                 async with self.pool.connection() as conn:

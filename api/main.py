@@ -22,7 +22,11 @@ from projections.registry import install
 
 
 def build_services(settings: Settings) -> Services:
-    pool = make_pool(settings.dsn, max_size=16, timeout=settings.database_wait_seconds)
+    # Autocommit: read-model queries need no transaction (each statement sees its own
+    # snapshot at READ COMMITTED anyway); writers here open one explicitly.
+    pool = make_pool(
+        settings.dsn, max_size=16, timeout=settings.database_wait_seconds, autocommit=True
+    )
     with pool.connection() as conn:
         install(conn)
         LoginThrottle.install(conn)

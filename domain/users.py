@@ -5,6 +5,7 @@ authenticated request reads the user's current state, so a change counts at once
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -144,22 +145,20 @@ class Users(Application):
         return self.register_user(email, password_hash, display_name, "admin")
 
     def change_role(self, user_id: UUID, role: str) -> bool:
-        """True if the role changed; saved with the version read, so a racing change of
-        the same user fails instead of being overwritten."""
-        user = self.get_user(user_id)
-        changed = user.change_role(role)
-        self.save(user)
-        return changed
+        """True if the role changed."""
+        return self._changed(user_id, lambda user: user.change_role(role))
 
     def disable_user(self, user_id: UUID) -> bool:
-        user = self.get_user(user_id)
-        changed = user.disable()
-        self.save(user)
-        return changed
+        return self._changed(user_id, User.disable)
 
     def enable_user(self, user_id: UUID) -> bool:
+        return self._changed(user_id, User.enable)
+
+    def _changed(self, user_id: UUID, change: Callable[[User], bool]) -> bool:
+        """Load, change, save with the version read: a racing change of the same user
+        fails instead of being overwritten."""
         user = self.get_user(user_id)
-        changed = user.enable()
+        changed = change(user)
         self.save(user)
         return changed
 

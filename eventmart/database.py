@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import select
 import subprocess
 import time
 import warnings
@@ -13,8 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import retry
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from eventmart.settings import Settings
 
@@ -156,16 +157,14 @@ def eventsourcing_env(
     Tables are created once, by `prepare_database` at start; processes that create
     them concurrently collide on PostgreSQL's catalogue ("tuple concurrently updated").
 
-    Workers keep the library's patience (ten tries per call, and a connection check only
-    when one fails): they wait out an outage anyway. `prompt_seconds` is for callers who
-    must answer someone (the API): pooled connections are checked before use, so one
-    PostgreSQL closed meanwhile is replaced instead of failing the call, a connection is
-    waited for that long at most, and a call is tried twice (see PromptRecorder)."""
+    Workers keep the library's patience (ten tries per call, each waiting for a
+    connection): they wait out an outage anyway. `prompt_seconds` is for callers who must
+    answer someone (the API, the relay): a connection is waited for that long at most,
+    and a call is tried at most twice (see PromptRecorder)."""
     parts = urlsplit(dsn)
     prompt: dict[str, str] = {}
     if prompt_seconds is not None:
         prompt = {
-            "POSTGRES_PRE_PING": "y",
             "POSTGRES_CONNECT_TIMEOUT": str(prompt_seconds),
             "APPLICATION_RECORDER_TOPIC": "eventmart.database:PromptRecorder",
         }
@@ -178,7 +177,9 @@ def eventsourcing_env(
         "POSTGRES_PASSWORD": parts.password or "",
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": "5",
-        "POSTGRES_PRE_PING": "n",  # a round trip per use; broken connections are retried instead
+        # A round trip per use (docs/operations-outages.md); a dead connection is found
+        # when a call fails on it instead, and the call retried.
+        "POSTGRES_PRE_PING": "n",
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
         **prompt,
@@ -186,15 +187,29 @@ def eventsourcing_env(
 
 
 def _tried_twice(method: Any) -> Any:
-    """The library's method without its ten tries, with two instead."""
-    return retry((InterfaceError, OperationalError), max_attempts=2, wait=0.2)(method.__wrapped__)
+    """The library's method without its ten tries: once, and if the connection it got
+    was dead, once more after the pool has dropped every dead one (a restart of
+    PostgreSQL kills them all). No connection to be had at all is not retried: PostgreSQL
+    is away, and the caller hears so at once."""
+    once = method.__wrapped__
+
+    @functools.wraps(once)
+    def tried_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return once(self, *args, **kwargs)
+        except (InterfaceError, OperationalError) as error:
+            if isinstance(error.__cause__, PoolTimeout):
+                raise
+            self.datastore.pool.check()
+            return once(self, *args, **kwargs)
+
+    return tried_twice
 
 
 class PromptRecorder(PostgresApplicationRecorder):
     """eventsourcing tries a failed read or write ten times, 0.2 s apart, each waiting up to
     the connect timeout for a connection: while PostgreSQL is down, an API request would
-    hang for half a minute before it could answer. Here a call is tried twice: a
-    connection lost mid-call is retried once, and beyond that the caller hears at once."""
+    hang for half a minute before it could answer. Here a call is tried at most twice."""
 
     insert_events = _tried_twice(PostgresApplicationRecorder.insert_events)
     select_events = _tried_twice(PostgresApplicationRecorder.select_events)
@@ -202,19 +217,66 @@ class PromptRecorder(PostgresApplicationRecorder):
     max_notification_id = _tried_twice(PostgresApplicationRecorder.max_notification_id)
 
 
-def make_pool(
+def _closed_by_the_server(conn: Any) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed it (a
+    restart does that to every connection) or sent a notification. Only then is a round
+    trip needed to tell which; a connection that is fine costs one select() to check."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
+
+
+def check_connection(conn: psycopg.Connection[Any]) -> None:
+    """psycopg_pool's `check`, without the round trip for a connection that is fine."""
+    if _closed_by_the_server(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def check_async_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _closed_by_the_server(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def make_async_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
+) -> AsyncConnectionPool:
+    """An async pool of autocommit readers, checked like make_pool's; opened by the caller
+    (`await pool.open()`) inside its event loop."""
+    return AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        check=check_async_connection,
+        timeout=timeout,
+        open=False,
+    )
+
+
+def make_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    timeout: float = 30.0,
+    autocommit: bool = False,
 ) -> ConnectionPool:
-    """A pool that checks a connection before lending it (one empty query; see
-    docs/operations-outages.md for its cost): one that PostgreSQL closed while it sat idle, as a
-    restart does to them all, is replaced instead of failing its next query. `timeout`
-    bounds the wait for a connection when none can be had."""
+    """A pool that checks a connection before lending it (check_connection): one that
+    PostgreSQL closed while it sat idle, as a restart does to them all, is replaced
+    instead of failing its next query. `timeout` bounds the wait for a connection when
+    none can be had. `autocommit` for readers: no COMMIT round trip when a connection
+    goes back (which, failing after the answer was sent, could fail nothing useful)."""
     pool = ConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         open=False,
-        check=ConnectionPool.check_connection,
+        kwargs={"autocommit": autocommit},
+        check=check_connection,
         timeout=timeout,
     )
     pool.open(wait=True, timeout=30)

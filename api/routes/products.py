@@ -10,7 +10,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.deps import ServicesDep, require_role, retry_concurrent
@@ -19,6 +18,7 @@ from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.product_cache import ProductCache, encode
 from api.security import Principal
 from domain.catalog import CurrencyMismatch, Product
+from eventmart.database import make_async_pool
 from projections.catalog import get_product, list_products
 
 
@@ -30,16 +30,9 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     from; the route below serves what it passes on."""
     settings = app.state.services.settings
     dsn = settings.dsn
-    pool = AsyncConnectionPool(
-        dsn,
-        min_size=2,
-        max_size=8,
-        kwargs={"autocommit": True},
-        open=False,
-        # A connection PostgreSQL closed while idle (a restart) is replaced, not failed on.
-        check=AsyncConnectionPool.check_connection,
-        timeout=settings.database_wait_seconds,
-    )
+    # Checked before lending: a connection PostgreSQL closed while idle (a restart) is
+    # replaced, not failed on.
+    pool = make_async_pool(dsn, min_size=2, max_size=8, timeout=settings.database_wait_seconds)
     await pool.open(wait=True, timeout=30)
     app.state.catalog_reads = pool
     cache = ProductCache(dsn)

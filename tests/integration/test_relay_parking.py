@@ -17,13 +17,11 @@ from uuid import UUID
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from api.main import create_app
 from domain.catalog import Catalog, Product
-from eventmart.cli import app as cli_app
 from eventmart.relay_operations import request_redrive
-from eventmart.settings import Settings, get_settings
+from eventmart.settings import Settings
 from eventmart.wiring import build_application
 from tests.conftest import make_test_settings
 from tests.shop import Customer, Seller
@@ -104,30 +102,10 @@ def readiness(strict: TestClient) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
-@pytest.fixture()
-def cli(settings: Settings) -> Iterator[Any]:
-    runner = CliRunner()
-    env = {
-        "DATABASE_URL": settings.dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "EVENTMART_STATE_DIR": str(settings.state_dir),
-    }
-
-    def run(*args: str) -> Any:
-        get_settings.cache_clear()
-        try:
-            result = runner.invoke(cli_app, list(args), env=env)
-        finally:
-            get_settings.cache_clear()
-        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-        return result
-
-    yield run
-
-
 def test_an_unpublishable_event_is_parked_while_orders_flow_until_skipped(
-    shop, strict, admin, settings, db, cli
+    shop, strict, admin, settings, db, eventmart_cli
 ):
+    cli = eventmart_cli
     wait_until(lambda: readiness(strict)[0] == 200, timeout=60, message="a ready platform first")
     product_id = plant_unpublishable_product(settings)
     parked = wait_until(

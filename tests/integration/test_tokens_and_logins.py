@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from api.main import create_app
 from api.security import TokenIssuer
-from eventmart.cli import app as cli_app
-from eventmart.settings import Settings, get_settings
+from eventmart.settings import Settings
 from tests.conftest import make_test_settings
 from tests.shop import Customer
 
@@ -43,27 +41,14 @@ def login(api: TestClient, email: str, password: str = PASSWORD, **headers: str)
 
 
 @pytest.fixture()
-def operator(settings: Settings) -> Iterator[Any]:
+def operator(eventmart_cli: Any) -> Any:
     """Runs `eventmart ops users ...` in-process against the test database."""
-    runner = CliRunner()
-    env = {
-        "DATABASE_URL": settings.dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "EVENTMART_STATE_DIR": str(settings.state_dir),
-        "EVENTMART_BCRYPT_ROUNDS": "4",
-    }
 
     def run(*args: str, password: str | None = None, exit_code: int = 0) -> Any:
-        get_settings.cache_clear()
-        extra = {"EVENTMART_ADMIN_PASSWORD": password} if password else {}
-        try:
-            result = runner.invoke(cli_app, ["ops", "users", *args], env={**env, **extra})
-        finally:
-            get_settings.cache_clear()
-        assert result.exit_code == exit_code, f"{result.output}\n{result.exception!r}"
-        return result
+        env = {"EVENTMART_ADMIN_PASSWORD": password} if password else {}
+        return eventmart_cli("ops", "users", *args, exit_code=exit_code, env=env)
 
-    yield run
+    return run
 
 
 @pytest.fixture()
