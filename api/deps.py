@@ -13,8 +13,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from api.auth import UserDirectory
 from api.errors import ApiError
-from api.security import InvalidToken, LoginThrottle, PasswordHasher, Principal, TokenIssuer
+from api.security import InvalidToken, PasswordHasher, Principal, TokenIssuer
+from api.throttle import LoginThrottle
 from domain.inventory import ConcurrentUpdate
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
@@ -32,9 +34,10 @@ class Services:
     tokens: TokenIssuer
     login_throttle: LoginThrottle
     cursors: Cursors
+    directory: UserDirectory
 
 
-# Dependencies that neither block nor wait are `async def`: FastAPI runs a plain `def`
+# Dependencies that neither block nor wait on a thread are `async def`: FastAPI runs a plain `def`
 # dependency in its thread pool, a thread hop per dependency per request (14% of the API's
 # time while placing orders). Whatever touches the database stays plain `def`.
 async def get_services(request: Request) -> Services:
@@ -65,11 +68,18 @@ async def get_current_user(
             401, "not_authenticated", "send Authorization: Bearer <token>", unauthenticated
         )
     try:
-        return services.tokens.verify(credentials.credentials)
+        claims = services.tokens.verify(credentials.credentials)
     except InvalidToken as error:
         raise ApiError(
             401, "invalid_token", "the token is invalid or expired", unauthenticated
         ) from error
+    # Who the user is now, not what the token said then (api.auth).
+    user = await services.directory.current(claims.user_id)
+    if user is None or user.disabled:
+        raise ApiError(
+            401, "invalid_token", "the token's user is unknown or disabled", unauthenticated
+        )
+    return Principal(claims.user_id, user.role)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

@@ -7,13 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth import UserDirectory
 from api.boundary import HttpBoundary
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.openapi import install_contract
+from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
-from api.security import LoginThrottle, PasswordHasher, TokenIssuer
+from api.security import PasswordHasher, TokenIssuer
+from api.throttle import LoginThrottle
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
@@ -22,17 +25,30 @@ from projections.registry import install
 
 
 def build_services(settings: Settings) -> Services:
-    pool = make_pool(settings.dsn, max_size=16)
+    # Autocommit: read-model queries need no transaction (each statement sees its own
+    # snapshot at READ COMMITTED anyway); writers here open one explicitly.
+    pool = make_pool(
+        settings.dsn, max_size=16, timeout=settings.database_wait_seconds, autocommit=True
+    )
     with pool.connection() as conn:
         install(conn)
+        LoginThrottle.install(conn)
+    applications = build_applications(
+        settings, pool_size=10, prompt_seconds=settings.database_wait_seconds
+    )
     return Services(
         settings=settings,
-        applications=build_applications(settings, pool_size=10),
+        applications=applications,
         pool=pool,
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenIssuer(settings.secret_key, settings.token_ttl_seconds),
-        login_throttle=LoginThrottle(settings.login_attempts_per_minute),
         cursors=Cursors(settings.secret_key),
+        tokens=TokenIssuer.for_settings(settings),
+        login_throttle=LoginThrottle(pool, settings),
+        directory=UserDirectory(
+            settings.dsn,
+            applications.users.mapper,
+            wait_seconds=settings.database_wait_seconds,
+        ),
     )
 
 
@@ -42,10 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
+        await services.directory.open()
         app.state.services = services
         try:
             yield
         finally:
+            await services.directory.close()
             services.pool.close()
             for application in services.applications.all():
                 application.close()
@@ -58,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_contract(app, settings.currency)
+    install_outage_handlers(app, settings.unavailable_retry_after_seconds)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)

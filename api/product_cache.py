@@ -37,6 +37,7 @@ import psycopg
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from eventmart.outages import DATABASE_AWAY
 from projections.catalog import CHANGES_CHANNEL, get_product
 
 log = logging.getLogger("eventmart.api.product_cache")
@@ -167,8 +168,11 @@ class ProductDetailFastPath:
         except ValueError:
             return None  # FastAPI answers 422
         ticket = cache.ticket()
-        async with self.state.catalog_reads.connection() as conn:
-            found = await get_product(conn, product_id)
+        try:
+            async with self.state.catalog_reads.connection() as conn:
+                found = await get_product(conn, product_id)
+        except DATABASE_AWAY:
+            return None  # the route answers, or says 503 service_unavailable
         if found is None:
             return None  # FastAPI answers 404 or 503
         body = encode(found)

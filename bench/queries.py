@@ -1,7 +1,7 @@
 """Query benchmark: requests/s and latency of `GET /v1/products/{id}` and
 `GET /v1/products?category=` against a running stack, driven from separate processes.
 
-    EVENTMART_LOGIN_ATTEMPTS_PER_MINUTE=100000 ./run up --no-demo     # one shell
+    ./run up --no-demo                                                # one shell
     .venv/bin/python bench/queries.py --seconds 20 --rate 1000        # another
 
 It seeds products first (a seller, --products across --categories, each with stock,

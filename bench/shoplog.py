@@ -204,7 +204,25 @@ def _users(shop: Shop, count: int, sellers: int) -> tuple[list[Id], list[tuple[f
                 },
             ),
         )
+        if role == "customer":
+            _operator_changes(shop, n, user_id, when)
     return seller_ids, sorted(customers)
+
+
+def _operator_changes(shop: Shop, n: int, user_id: Id, registered: float) -> None:
+    """Operators' later changes to a few customers, chosen by n: promoted to seller;
+    disabled, and some of those enabled again."""
+
+    def later(share: float, kind: str, payload: dict[str, Any]) -> None:
+        when = registered + shop.seconds * share
+        shop.at(when, partial(shop.emit, kind, user_id, payload={"user_id": user_id, **payload}))
+
+    if n % 40 == 3:
+        later(0.1, "user.role_changed", {"role": "seller", "previous_role": "customer"})
+    if n % 40 == 5:
+        later(0.05, "user.disabled", {})
+        if n % 80 == 45:
+            later(0.1, "user.enabled", {})
 
 
 def _products(shop: Shop, count: int, seller_ids: list[Id]) -> list[Id]:

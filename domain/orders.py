@@ -256,6 +256,13 @@ class Order(Aggregate):
         )
         return True
 
+    def cancel_overdue_payment(self, now: datetime) -> bool:
+        """The payment deadline passed unpaid: cancel. Paid (or ended) meanwhile, it is not
+        overdue whatever the read model that found it says (it may lag the payment)."""
+        if not self.is_payment_overdue(now):
+            return False
+        return self.cancel("payment_timeout")
+
     def mark_shipped(self, shipment_id: UUID, causation_id: UUID | None = None) -> bool:
         if not self._may("mark_shipped"):
             return False
@@ -428,6 +435,10 @@ class Orders(Application[UUID]):
         """By the buyer (by_buyer_id set: another buyer's order is not found) or by the saga."""
         order = self.get_order(order_id, buyer_id=by_buyer_id)
         return self._save_if(order, order.cancel(reason, caused_by))
+
+    def cancel_overdue_payment(self, order_id: UUID, now: datetime) -> bool:
+        """The payment-deadline timer's command: the order decides whether it is overdue."""
+        return self._command(order_id, lambda order: order.cancel_overdue_payment(now))
 
     def mark_shipped(
         self, order_id: UUID, shipment_id: UUID, caused_by: UUID | None = None

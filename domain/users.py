@@ -1,8 +1,11 @@
-"""Users: registration with a unique e-mail, and the credentials login checks."""
+"""Users: registration with a unique e-mail, the credentials login checks, and what
+operators change later (a user's role; disabling and enabling a user). Every
+authenticated request reads the user's current state, so a change counts at once."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -57,6 +60,7 @@ class User(Aggregate):
         self.password_hash = password_hash
         self.display_name = display_name
         self.role = role
+        self.disabled = False
 
     @staticmethod
     def register(email: str, password_hash: str, display_name: str, role: str = "customer") -> User:
@@ -65,6 +69,40 @@ class User(Aggregate):
             raise UnknownRole(f"role must be one of {', '.join(ROLES)}")
         display_name = check_text("display_name", display_name, MAX_DISPLAY_NAME_LENGTH)
         return User(email=email, password_hash=password_hash, display_name=display_name, role=role)
+
+    def change_role(self, role: str) -> bool:
+        """To another role (False, and no event, if it is the role already)."""
+        if role not in ROLES:
+            raise UnknownRole(f"role must be one of {', '.join(ROLES)}")
+        if role == self.role:
+            return False
+        self._role_changed(role=role, previous_role=self.role)
+        return True
+
+    @event("RoleChanged")
+    def _role_changed(self, role: str, previous_role: str) -> None:
+        self.role = role
+
+    def disable(self) -> bool:
+        """Tokens stop working and logins are refused until enabled again."""
+        if self.disabled:
+            return False
+        self._disabled()
+        return True
+
+    @event("Disabled")
+    def _disabled(self) -> None:
+        self.disabled = True
+
+    def enable(self) -> bool:
+        if not self.disabled:
+            return False
+        self._enabled()
+        return True
+
+    @event("Enabled")
+    def _enabled(self) -> None:
+        self.disabled = False
 
 
 class EmailIndex(Aggregate):
@@ -105,6 +143,29 @@ class Users(Application):
         except IntegrityError as error:
             raise EmailTaken(f"{user.email} is already registered") from error
         return user.id if earlier is None else earlier.replay(fingerprint)
+
+    def create_admin(self, email: str, password_hash: str, display_name: str) -> UUID:
+        """The one way an admin comes to be (the public API registers customers and
+        sellers only): an operator's command on the machine."""
+        return self.register_user(email, password_hash, display_name, "admin")
+
+    def change_role(self, user_id: UUID, role: str) -> bool:
+        """True if the role changed."""
+        return self._changed(user_id, lambda user: user.change_role(role))
+
+    def disable_user(self, user_id: UUID) -> bool:
+        return self._changed(user_id, User.disable)
+
+    def enable_user(self, user_id: UUID) -> bool:
+        return self._changed(user_id, User.enable)
+
+    def _changed(self, user_id: UUID, change: Callable[[User], bool]) -> bool:
+        """Load, change, save with the version read: a racing change of the same user
+        fails instead of being overwritten."""
+        user = self.get_user(user_id)
+        changed = change(user)
+        self.save(user)
+        return changed
 
     def find_user_id(self, email: str) -> UUID | None:
         try:

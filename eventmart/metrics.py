@@ -81,6 +81,28 @@ class Metrics:
             ["group"],
             registry=self.registry,
         )
+        self.outbox_unpublished = Gauge(
+            "eventmart_outbox_unpublished",
+            "Stored events the relay has not published yet, per application (parked apart)",
+            ["application"],
+            registry=self.registry,
+        )
+        self.outbox_parked = Gauge(
+            "eventmart_outbox_parked",
+            "Events the relay parked (or holds behind a parked one), per application",
+            ["application"],
+            registry=self.registry,
+        )
+        self.outbox_oldest_unpublished = Gauge(
+            "eventmart_outbox_oldest_unpublished_seconds",
+            "Age of the oldest event not on the bus yet (waiting or parked); 0 if none",
+            registry=self.registry,
+        )
+        self.relay_heartbeat_age = Gauge(
+            "eventmart_relay_heartbeat_age_seconds",
+            "Seconds since the active relay last said it was alive (-1: never)",
+            registry=self.registry,
+        )
         self.saga_outcomes = Gauge(
             "eventmart_saga_outcomes",
             "Orders per terminal status (orders_view)",
@@ -102,6 +124,15 @@ class Metrics:
         for summary in summaries:
             self.dlq_messages.labels(summary["group"]).set(summary["parked"])
             self.dlq_pending.labels(summary["group"]).set(summary["pending"])
+
+    def record_relay(self, health: Mapping[str, Any]) -> None:
+        """The outboxes as eventmart.relay_operations.relay_health saw them."""
+        for outbox in health["outboxes"]:
+            self.outbox_unpublished.labels(outbox["application"]).set(outbox["unpublished"])
+            self.outbox_parked.labels(outbox["application"]).set(outbox["parked"])
+        self.outbox_oldest_unpublished.set(health["oldest_unpublished_age_seconds"] or 0)
+        heartbeat = health["heartbeat_age_seconds"]
+        self.relay_heartbeat_age.set(-1 if heartbeat is None else heartbeat)
 
     def record_saga_outcomes(self, counts: Mapping[str, int]) -> None:
         for status in SAGA_TERMINAL_STATUSES:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+SECRET_KEY_FILE = "secret_key"
+MIN_PRODUCTION_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -17,7 +22,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EVENTMART_", extra="ignore")
 
-    env: str = Field("dev", description="dev, test or prod; prod refuses the dev secret")
+    env: str = Field(
+        "dev",
+        description="dev, test or prod; prod needs EVENTMART_SECRET_KEY of 32 bytes or more",
+    )
     state_dir: Path = Field(PROJECT_ROOT / ".eventmart", description="embedded data lives here")
     cache_dir: Path = Field(Path.home() / ".cache" / "eventmart", description="broker jars")
 
@@ -38,7 +46,8 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         1,
         ge=1,
-        description="API processes; login throttling and the request histogram are per process",
+        description="API processes; login throttling is shared through PostgreSQL, the "
+        "request histogram is per process",
     )
 
     max_body_bytes: int = Field(
@@ -50,10 +59,54 @@ class Settings(BaseSettings):
         description="a request head (line and headers) larger than this is refused with 431",
     )
 
-    secret_key: str = DEV_SECRET
-    token_ttl_seconds: int = 3600
+    secret_key: str = Field(
+        "",
+        description="signs tokens and idempotency fingerprints. Unset in dev and test: a "
+        "random key generated once per state directory (state_dir/secret_key, mode 0600), "
+        "shared by every process of the stack. prod refuses to start without one of at "
+        "least 32 bytes: several hosts must share it, so none may invent its own",
+    )
+    token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of the tokens issued")
+    token_max_lifetime_seconds: int = Field(
+        86400,
+        ge=1,
+        description="a token whose exp - iat exceeds this is refused, whoever signed it",
+    )
+    token_issuer: str = Field("eventmart", description="the `iss` claim issued and required")
+    token_audience: str = Field("eventmart-api", description="the `aud` claim issued and required")
     bcrypt_rounds: int = Field(12, ge=4, le=16)
-    login_attempts_per_minute: int = 10
+
+    login_free_failures: int = Field(
+        5,
+        ge=1,
+        description="wrong passwords an account may have before logins to it back off",
+    )
+    login_backoff_base_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="after n >= login_free_failures failures, the account's next attempt "
+        "waits base * 2^(n - login_free_failures) seconds (a success resets the count)",
+    )
+    login_backoff_max_seconds: float = Field(
+        900, gt=0, description="the longest an account's next attempt is made to wait"
+    )
+    login_failure_memory_seconds: float = Field(
+        86400, gt=0, description="an account's failures are forgotten after this long quiet"
+    )
+    login_address_max_failures: int = Field(
+        100,
+        ge=1,
+        description="failed logins one client address may make per window (generous: an "
+        "office behind one NAT shares an address; successes never count)",
+    )
+    login_address_window_seconds: float = Field(
+        900, gt=0, description="the window the per-address failure limit applies to"
+    )
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For is believed; from any other peer the header is ignored",
+    )
     currency: str = "CNY"
 
     payment_timeout_seconds: float = Field(
@@ -70,6 +123,27 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
+    relay_max_tries: int = Field(
+        3,
+        ge=1,
+        description="attempts at encoding or publishing one event before the relay parks it "
+        "(and holds back its aggregate's later events) and moves on",
+    )
+    relay_max_lag_seconds: float = Field(
+        60,
+        gt=0,
+        description="/readyz is not ready while an event older than this is unpublished "
+        "(parked ones included)",
+    )
+    database_wait_seconds: int = Field(
+        2,
+        ge=1,
+        description="how long an API request waits for a database connection before it "
+        "answers 503 service_unavailable",
+    )
+    unavailable_retry_after_seconds: int = Field(
+        2, ge=1, description="the Retry-After of a 503 while PostgreSQL or Kafka is unreachable"
+    )
     worker_max_tries: int = 3
     projection_fetch_wait_ms: int = Field(
         100,
@@ -79,10 +153,28 @@ class Settings(BaseSettings):
         "gather: read models lag by up to this much more, and apply fewer, fuller batches",
     )
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [
+                ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+            ]
+        return value
+
     @model_validator(mode="after")
-    def refuse_dev_secret_outside_dev(self) -> Settings:
-        if self.env not in ("dev", "test") and self.secret_key == DEV_SECRET:
-            raise ValueError("EVENTMART_SECRET_KEY must be set outside dev and test")
+    def resolve_secret_key(self) -> Settings:
+        if self.env == "prod":
+            if not self.secret_key:
+                raise ValueError("EVENTMART_SECRET_KEY must be set in prod")
+            if len(self.secret_key.encode()) < MIN_PRODUCTION_KEY_BYTES:
+                raise ValueError(
+                    f"EVENTMART_SECRET_KEY must be at least {MIN_PRODUCTION_KEY_BYTES} bytes in prod"
+                )
+        elif not self.secret_key:
+            self.secret_key = state_secret_key(self.state_dir)
+        if self.token_ttl_seconds > self.token_max_lifetime_seconds:
+            raise ValueError("token_ttl_seconds must not exceed token_max_lifetime_seconds")
         return self
 
     @property
@@ -102,6 +194,29 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+def state_secret_key(state_dir: Path) -> str:
+    """The state directory's key, generated on first use: 32 random bytes, readable by its
+    owner only. Written beside and hard-linked into place, so processes starting together
+    all read the one key that won, never a half-written file."""
+    path = state_dir / SECRET_KEY_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        draft = state_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process of the stack made it first: use theirs
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ValueError(f"{path} is empty; delete it to have a new key generated")
+    return key
 
 
 @lru_cache

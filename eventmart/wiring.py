@@ -41,13 +41,24 @@ class Applications:
         return [self.users, self.catalog, self.inventory, self.orders, self.payments, self.shipping]
 
 
-def build_application(cls: type[Application], settings: Settings, *, pool_size: int = 5) -> Any:
-    return cls(env=eventsourcing_env(settings.dsn, pool_size=pool_size))
+def build_application(
+    cls: type[Application],
+    settings: Settings,
+    *,
+    pool_size: int = 5,
+    prompt_seconds: int | None = None,
+) -> Any:
+    """`prompt_seconds`: for callers that must answer someone (see eventsourcing_env)."""
+    return cls(
+        env=eventsourcing_env(settings.dsn, pool_size=pool_size, prompt_seconds=prompt_seconds)
+    )
 
 
-def build_applications(settings: Settings, *, pool_size: int = 5) -> Applications:
+def build_applications(
+    settings: Settings, *, pool_size: int = 5, prompt_seconds: int | None = None
+) -> Applications:
     def build(cls: type[Application]) -> Any:
-        return build_application(cls, settings, pool_size=pool_size)
+        return build_application(cls, settings, pool_size=pool_size, prompt_seconds=prompt_seconds)
 
     return Applications(
         users=build(Users),

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import psycopg
 
 from eventmart.contracts import Envelope, Event
+from projections.tracking import Handler
 
 GROUP = "users-projection"
 TOPICS = ["users.events"]
@@ -19,8 +20,10 @@ CREATE TABLE IF NOT EXISTS users_view (
     display_name text NOT NULL,
     role text NOT NULL,
     created_at timestamptz NOT NULL,
-    version bigint NOT NULL
+    version bigint NOT NULL,
+    disabled boolean NOT NULL DEFAULT false
 );
+ALTER TABLE users_view ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;
 """
 
 
@@ -40,44 +43,82 @@ def user_registered(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     )
 
 
-HANDLERS = {
+def _later_change(cursor: psycopg.Cursor[Any], event: Envelope, column: str, value: Any) -> None:
+    """Set one column, unless the row already shows a later event of the user."""
+    cursor.execute(
+        f"UPDATE users_view SET {column} = %s, version = %s WHERE user_id = %s AND version < %s",
+        (value, event.aggregate_version, event.payload["user_id"], event.aggregate_version),
+    )
+
+
+def user_role_changed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    _later_change(cursor, event, "role", event.payload["role"])
+
+
+def user_disabled(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    _later_change(cursor, event, "disabled", True)
+
+
+def user_enabled(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    _later_change(cursor, event, "disabled", False)
+
+
+HANDLERS: dict[str, Handler] = {
     "user.registered": user_registered,
+    "user.role_changed": user_role_changed,
+    "user.disabled": user_disabled,
+    "user.enabled": user_enabled,
 }
 
 
 class Fold:
-    """The handler above as an in-memory fold, for bulk loads (projections.bulk): a user's
-    row never changes once inserted, so rows go out as they come."""
+    """The handlers above as an in-memory fold, for bulk loads (projections.bulk): the same
+    first-registration-wins insert, the same version guard on changes."""
 
     columns: ClassVar[dict[str, tuple[str, ...]]] = {
-        "users_view": ("user_id", "email", "display_name", "role", "created_at", "version")
+        "users_view": (
+            "user_id",
+            "email",
+            "display_name",
+            "role",
+            "created_at",
+            "version",
+            "disabled",
+        )
     }
 
     def __init__(self) -> None:
-        self.user_ids: set[str] = set()
-        self.rows: list[tuple[Any, ...]] = []
+        self.users: dict[str, dict[str, Any]] = {}
 
     def add(self, event: Event) -> None:
         payload = event.payload
-        if payload["user_id"] not in self.user_ids:  # ON CONFLICT (user_id) DO NOTHING
-            self.user_ids.add(payload["user_id"])
-            self.rows.append(
-                (
-                    payload["user_id"],
-                    payload["email"],
-                    payload["display_name"],
-                    payload["role"],
-                    event.occurred_at,
-                    event.aggregate_version,
-                )
-            )
+        row = self.users.get(payload["user_id"])
+        if event.type == "user.registered":
+            if row is None:  # ON CONFLICT (user_id) DO NOTHING
+                self.users[payload["user_id"]] = {
+                    "user_id": payload["user_id"],
+                    "email": payload["email"],
+                    "display_name": payload["display_name"],
+                    "role": payload["role"],
+                    "created_at": event.occurred_at,
+                    "version": event.aggregate_version,
+                    "disabled": False,
+                }
+            return
+        if row is None or row["version"] >= event.aggregate_version:
+            return
+        if event.type == "user.role_changed":
+            row["role"] = payload["role"]
+        else:
+            row["disabled"] = event.type == "user.disabled"
+        row["version"] = event.aggregate_version
 
     def appended(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        rows, self.rows = self.rows, []
-        yield "users_view", rows
+        return iter(())
 
     def folded(self) -> Iterator[tuple[str, Iterator[tuple[Any, ...]]]]:
-        return iter(())
+        columns = self.columns["users_view"]
+        yield "users_view", (tuple(row[c] for c in columns) for row in self.users.values())
 
 
 def find_user(conn: psycopg.Connection[Any], user_id: str) -> dict[str, Any] | None:

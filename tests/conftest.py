@@ -52,7 +52,6 @@ def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Set
         "kafka_port": kafka_port,
         "kafka_controller_port": controller_port,
         "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
-        "login_attempts_per_minute": 100000,
         # Saga clocks shrunk so whole orders run in seconds (production: minutes to days).
         "payment_timeout_seconds": 20,
         "reservation_ttl_seconds": 60,

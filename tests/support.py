@@ -108,7 +108,9 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTMART_")}
     for name, value in settings.model_dump().items():
         if value is not None and name not in ("database_url", "kafka_bootstrap_servers"):
-            env[f"EVENTMART_{name.upper()}"] = str(value)
+            # Lists (trusted_proxies) are read back comma-separated.
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            env[f"EVENTMART_{name.upper()}"] = text
     env.update(
         {
             "DATABASE_URL": settings.dsn,

@@ -38,12 +38,19 @@ from mode import Service
 
 from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.metrics import METRICS
+from eventmart.outages import broker_away, database_away, dependency_away
 from eventmart.settings import Settings
 from projections.tracking import Delivery
 
 log = logging.getLogger("eventmart.consumer")
 
 BatchProcessor = Callable[[list[Delivery]], object]
+MAX_OUTAGE_PAUSE_SECONDS = 5.0
+
+
+class Postponed(Exception):
+    """A batch left unprocessed and unmarked (the worker stopped during an outage): the
+    group's next owner gets it again."""
 
 
 def build_app(group: str, settings: Settings, **overrides: Any) -> faust.App:
@@ -174,7 +181,10 @@ class GroupConsumer(Service):
                 async with self._batch:
                     # Shielded: a worker told to stop still finishes (and commits) the batch
                     # it started; on_stop waits for it under the same lock.
-                    await asyncio.shield(self._handle_and_mark(messages))
+                    try:
+                        await asyncio.shield(self._handle_and_mark(messages))
+                    except Postponed:
+                        return  # told to stop while PostgreSQL was away: redelivered later
             if time.monotonic() - self._last_commit >= self.commit_interval:
                 async with self._batch:
                     await self._commit()
@@ -213,8 +223,10 @@ class GroupConsumer(Service):
         deliveries = [delivery for _, delivery in decoded]
         if deliveries:
             try:
-                await asyncio.to_thread(self.process, deliveries)
+                await self._processed(deliveries)
                 METRICS.events_processed.labels(self.group).inc(len(deliveries))
+            except Postponed:
+                raise
             except Exception:  # noqa: BLE001 - find the culprit one message at a time
                 log.warning(
                     "%s: batch of %d failed; retrying one by one", self.group, len(deliveries)
@@ -253,12 +265,40 @@ class GroupConsumer(Service):
         event_type = raw.get("type")
         return event_type in CONTRACTS and event_type not in self.wanted
 
+    async def _processed(self, deliveries: list[Delivery]) -> None:
+        """`process`, waiting out PostgreSQL or Kafka being away: that is no fault of these
+        events, so it counts no try towards the dead-letter topic. The same deliveries are
+        processed again once it is back (what was committed before is dropped as a copy).
+        Told to stop meanwhile, raises Postponed: nothing is marked, all is redelivered."""
+        pause = 0.0
+        while True:
+            try:
+                await asyncio.to_thread(self.process, deliveries)
+                return
+            except Exception as error:
+                if not dependency_away(error):
+                    raise
+                if self.should_stop:
+                    raise Postponed(str(error)) from error
+                pause = min(MAX_OUTAGE_PAUSE_SECONDS, pause * 2 or 0.5)
+                log.warning(
+                    "%s: %s (%s); %d events wait %.1fs",
+                    self.group,
+                    "PostgreSQL away" if database_away(error) else "Kafka away",
+                    error,
+                    len(deliveries),
+                    pause,
+                )
+                await asyncio.sleep(pause)
+
     async def _one_by_one(self, message: Any, delivery: Delivery) -> None:
         for attempt in range(1, self.max_tries + 1):
             try:
-                await asyncio.to_thread(self.process, [delivery])
+                await self._processed([delivery])
                 METRICS.events_processed.labels(self.group).inc()
                 return
+            except Postponed:
+                raise
             except Exception as error:  # noqa: BLE001 - retried, then parked with its error
                 METRICS.events_failed.labels(self.group).inc()
                 if attempt == self.max_tries:
@@ -281,9 +321,23 @@ class GroupConsumer(Service):
             "x-parked-at": datetime.now(UTC).isoformat().encode(),
         }
         assert self._producer is not None
-        await self._producer.send_and_wait(
-            self.dead_letters, key=message.key, value=message.value, headers=list(headers.items())
-        )
+        pause = 0.0
+        while True:  # the offset must not move past it until the DLQ has it
+            try:
+                await self._producer.send_and_wait(
+                    self.dead_letters,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(headers.items()),
+                )
+                break
+            except KafkaError as refused:
+                if not broker_away(refused):
+                    raise
+                if self.should_stop:
+                    raise Postponed(f"could not park: {refused}") from refused
+                pause = min(MAX_OUTAGE_PAUSE_SECONDS, pause * 2 or 0.5)
+                await asyncio.sleep(pause)
         METRICS.events_parked.labels(self.group).inc()
         log.error(
             "%s: parked %s[%d]@%d after %d tries: %s",

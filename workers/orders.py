@@ -60,7 +60,7 @@ def cancel_unpaid(ctx: Context) -> int:
     return act_on_each(
         ctx,
         overdue,
-        lambda order_id: ctx.application.cancel(order_id, "payment_timeout"),
+        lambda order_id: ctx.application.cancel_overdue_payment(order_id, ctx.now()),
         touches=touches_order,
     )
 

@@ -18,6 +18,7 @@ from api.deps import ServicesDep
 from eventmart.broker import consumer_groups
 from eventmart.metrics import CONTENT_TYPE_LATEST, METRICS, SAGA_TERMINAL_STATUSES
 from eventmart.operations import consumer_group_lag, dead_letter_summaries
+from eventmart.relay_operations import dead_letter_summary, relay_health
 
 router = APIRouter(tags=["ops"])
 log = logging.getLogger("eventmart.api.metrics")
@@ -64,24 +65,27 @@ def _documentation_path(scope: Scope) -> str | None:
     return scope["path"] if scope["path"] in fixed - {None} else None
 
 
-def _saga_outcomes(services: Any) -> dict[str, int]:
+def _database_gauges(services: Any) -> None:
+    """Saga outcomes, and the relay: its dead letters (group `relay`) and the outboxes."""
     with services.pool.connection() as conn:
         rows = conn.execute(
             "SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) GROUP BY status",
             (list(SAGA_TERMINAL_STATUSES),),
         ).fetchall()
-    return {status: count for status, count in rows}
+        METRICS.record_saga_outcomes({status: count for status, count in rows})
+        METRICS.record_dead_letters([dead_letter_summary(conn)])
+        METRICS.record_relay(relay_health(conn, services.applications.all(), services.settings))
 
 
 async def refresh_operational_gauges(services: Any) -> None:
-    """Read lag, DLQ sizes and saga outcomes into the gauges."""
+    """Read lag, DLQ sizes, saga outcomes and the relay's state into the gauges."""
+    await asyncio.to_thread(_database_gauges, services)
     groups = consumer_groups()
     bootstrap = services.settings.bootstrap_servers
     METRICS.record_lag(await consumer_group_lag(bootstrap, groups))
     METRICS.record_dead_letters(
         await dead_letter_summaries(bootstrap, services.settings.dsn, list(groups))
     )
-    METRICS.record_saga_outcomes(await asyncio.to_thread(_saga_outcomes, services))
 
 
 @router.get(

@@ -3,6 +3,7 @@ stopped short of a terminal state."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,13 @@ from eventmart.operations import (
     dead_letter_summaries,
     redrive_dead_letters,
 )
+from eventmart.relay_operations import (
+    RELAY_GROUP,
+    dead_letter_summary,
+    request_redrive,
+    request_skip,
+)
+from eventmart.relay_operations import dead_letter as relay_dead_letter
 from projections.orders import stuck_sagas
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
@@ -34,6 +42,18 @@ GroupPath = Annotated[str, Path(pattern=GROUP_NAME, description="a consumer grou
 Offset = Annotated[int, Path(ge=0, le=2**63 - 1, description="the dead letter's offset")]
 Partition = Annotated[int, Query(ge=0, le=2**31 - 1)]
 ADMIN_ERRORS = (401, 403, 503)
+APPLICATION_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
+Application = Annotated[
+    str, Query(pattern=APPLICATION_NAME, description="the application whose outbox holds it")
+]
+ApplicationQuery = Annotated[
+    str | None, Query(pattern=APPLICATION_NAME, description="only this application's outbox")
+]
+NotificationPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="its outbox position")]
+NotificationId = Annotated[int, Query(ge=1, le=2**63 - 1, description="its outbox position")]
+NotificationQuery = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="only this outbox position")
+]
 
 
 class StuckSaga(BaseModel):
@@ -84,6 +104,9 @@ class ConsumerGroupPartition(BaseModel):
 
 
 class DeadLetter(BaseModel):
+    """A parked message. For the `relay` group, offset is the notification id in its
+    application's outbox, and the relay's own fields below are set."""
+
     offset: int
     partition: int
     key: str | None
@@ -97,6 +120,14 @@ class DeadLetter(BaseModel):
     redriven: bool
     error_trace: str | None = None
     value: str | None = None
+    application: str | None = None
+    notification_id: int | None = None
+    aggregate_id: str | None = None
+    aggregate_version: int | None = None
+    event_type: str | None = None
+    held_behind: int | None = None
+    status: Literal["parked", "redriven", "skipped"] | None = None
+    requested: Literal["redrive", "skip"] | None = None
 
 
 class DeadLetterGroup(BaseModel):
@@ -104,6 +135,7 @@ class DeadLetterGroup(BaseModel):
     parked: int
     redriven: int
     pending: int
+    skipped: int = 0
     messages: list[DeadLetter]
 
 
@@ -114,6 +146,11 @@ class DeadLetterList(BaseModel):
 class Redriven(BaseModel):
     group: str
     redriven: int
+
+
+class Skipped(BaseModel):
+    group: Literal["relay"]
+    skipped: int
 
 
 @asynccontextmanager
@@ -151,13 +188,87 @@ async def dead_letters(
     group: GroupQuery = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 20,
 ) -> DeadLetterList:
-    """Parked messages per group: counts, and the newest `limit` with their error headers."""
-    groups = [_known_group(group)] if group else list(consumer_groups())
-    async with _broker():
-        summaries = await dead_letter_summaries(
-            services.settings.bootstrap_servers, services.settings.dsn, groups, messages=limit
-        )
+    """Parked messages per group: counts, and the newest `limit` with their error headers.
+    The `relay` group holds the events the outbox relay could not publish."""
+    summaries = []
+    if group in (None, RELAY_GROUP):
+        summaries.append(await asyncio.to_thread(_relay_summary, services, limit))
+    groups = [_known_group(group)] if group and group != RELAY_GROUP else []
+    if group is None:
+        groups = list(consumer_groups())
+    if groups:
+        async with _broker():
+            summaries += await dead_letter_summaries(
+                services.settings.bootstrap_servers, services.settings.dsn, groups, messages=limit
+            )
     return DeadLetterList.model_validate({"items": summaries})
+
+
+def _relay_summary(services: Any, limit: int) -> dict[str, Any]:
+    with services.pool.connection() as conn:
+        return dead_letter_summary(conn, messages=limit)
+
+
+@router.get(
+    "/dlq/relay/{notification_id:int}",
+    response_model=DeadLetter,
+    responses=error_responses(*ADMIN_ERRORS, 404),
+)
+def relay_dead_letter_detail(
+    _: Admin, services: ServicesDep, notification_id: NotificationPath, application: Application
+) -> dict[str, Any]:
+    """One event the relay parked, with its stack trace (`application` names its outbox)."""
+    with services.pool.connection() as conn:
+        found = relay_dead_letter(conn, application, notification_id)
+    if found is None:
+        raise ApiError(
+            404,
+            "dead_letter_not_found",
+            f"the relay parked no notification {notification_id} of {application!r}",
+        )
+    return found
+
+
+@router.post(
+    "/dlq/relay/redrive",
+    response_model=Redriven,
+    status_code=202,
+    responses=error_responses(*ADMIN_ERRORS),
+)
+def relay_redrive(
+    _: Admin,
+    services: ServicesDep,
+    application: ApplicationQuery = None,
+    notification_id: NotificationQuery = None,
+) -> Redriven:
+    """Ask the relay to publish parked events again (after a fix): all, one application's
+    or one. Each one's held-back successors follow it in order; one that fails again
+    stays parked. The relay acts within a poll interval; 202 counts what was asked for."""
+    with services.pool.connection() as conn:
+        count = request_redrive(conn, application, notification_id)
+    return Redriven(group=RELAY_GROUP, redriven=count)
+
+
+@router.post(
+    "/dlq/relay/skip",
+    response_model=Skipped,
+    status_code=202,
+    responses=error_responses(*ADMIN_ERRORS, 404),
+)
+def relay_skip(
+    _: Admin, services: ServicesDep, application: Application, notification_id: NotificationId
+) -> Skipped:
+    """Ask the relay to give up on one parked event: it is never published, and the events
+    of its aggregate held behind it are released (in order)."""
+    with services.pool.connection() as conn:
+        count = request_skip(conn, application, notification_id)
+    if count == 0:
+        raise ApiError(
+            404,
+            "dead_letter_not_found",
+            f"the relay has no parked notification {notification_id} of {application!r}",
+        )
+    return Skipped(group=RELAY_GROUP, skipped=count)
 
 
 @router.get(

@@ -10,7 +10,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep, require_role, retry_concurrent
@@ -30,6 +29,7 @@ from eventmart.contracts.bounds import (
     Sku,
     StockReceipt,
 )
+from eventmart.database import make_async_pool
 from projections.catalog import get_product, list_products
 
 
@@ -39,8 +39,11 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     a connection goes back to the pool without a ROLLBACK round trip. And the product
     detail cache (api.product_cache), which the fast path in front of the routes answers
     from; the route below serves what it passes on."""
-    dsn = app.state.services.settings.dsn
-    pool = AsyncConnectionPool(dsn, min_size=2, max_size=8, kwargs={"autocommit": True}, open=False)
+    settings = app.state.services.settings
+    dsn = settings.dsn
+    # Checked before lending: a connection PostgreSQL closed while idle (a restart) is
+    # replaced, not failed on.
+    pool = make_async_pool(dsn, min_size=2, max_size=8, timeout=settings.database_wait_seconds)
     await pool.open(wait=True, timeout=30)
     app.state.catalog_reads = pool
     cache = ProductCache(dsn)

@@ -13,6 +13,7 @@ from api.deps import CurrentUser, Db, ServicesDep
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.security import MAX_PASSWORD_BYTES
+from api.throttle import client_address
 from domain.limits import MAX_EMAIL_LENGTH
 from eventmart.contracts.bounds import DisplayName, EmailAddress, safe_text
 from projections.users import find_user
@@ -92,14 +93,17 @@ def register(
 @router.post("/auth/token", response_model=AccessToken, responses=error_responses(401, 429, 503))
 def issue_token(body: Credentials, request: Request, services: ServicesDep) -> AccessToken:
     """Exchange e-mail and password for a bearer token. Unknown e-mail and wrong password
-    get the same answer in about the same time."""
-    client = request.client.host if request.client else "unknown"
-    if not services.login_throttle.allow(f"email:{body.email.strip().lower()}", f"ip:{client}"):
+    get the same answer in about the same time. Failed logins slow an account down
+    (exponential backoff) and a client address (a generous limit): 429 with Retry-After."""
+    throttle = services.login_throttle
+    address = client_address(request, services.settings.trusted_proxies)
+    refused = throttle.admit(body.email, address)
+    if refused is not None:
         raise ApiError(
             429,
             "too_many_attempts",
-            "too many login attempts; wait a minute",
-            {"Retry-After": "60"},
+            f"{refused.reason}; retry in {refused.retry_after}s",
+            {"Retry-After": str(refused.retry_after)},
         )
     users = services.applications.users
     user_id = users.find_user_id(body.email)
@@ -107,8 +111,11 @@ def issue_token(body: Credentials, request: Request, services: ServicesDep) -> A
     if (
         not services.hasher.verify(body.password, user.password_hash if user else None)
         or user is None
+        or user.disabled
     ):
+        throttle.failed(address)
         raise ApiError(401, "invalid_credentials", "e-mail or password is wrong")
+    throttle.succeeded(body.email)
     token = services.tokens.issue(user.id, user.role)
     return AccessToken(access_token=token, expires_in=services.settings.token_ttl_seconds)
 

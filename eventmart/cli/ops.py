@@ -9,16 +9,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from eventmart.cli import relay, users
 from eventmart.cli.shared import console
 from eventmart.settings import get_settings
 
 app = typer.Typer(
-    help="Operate the running platform: consumer lag and dead letters.", no_args_is_help=True
+    help="Operate the running platform: consumer lag, dead letters and users.",
+    no_args_is_help=True,
 )
 dlq_app = typer.Typer(
     help="Dead letters: what each group parked, and redriving it.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(users.app, name="users")
 
 
 @app.command("lag")
@@ -53,7 +56,7 @@ def ops_lag(
 def _known_group(group: str) -> str:
     from eventmart.broker import consumer_groups
 
-    if group not in consumer_groups():
+    if group not in consumer_groups() and group != relay.GROUP:
         console.print(
             f"[red]unknown consumer group {group!r}[/]; choose from: {', '.join(consumer_groups())}"
         )
@@ -76,16 +79,16 @@ def dlq_list(
     from eventmart.broker import consumer_groups
     from eventmart.operations import dead_letter_summaries
 
-    groups = [_known_group(group)] if group else list(consumer_groups())
+    groups = [_known_group(group)] if group else [relay.GROUP, *consumer_groups()]
     settings = get_settings()
-    summaries = asyncio.run(
-        dead_letter_summaries(
-            settings.bootstrap_servers,
-            settings.dsn,
-            groups,
-            messages=limit if show or as_json else 0,
+    messages = limit if show or as_json else 0
+    summaries = [relay.summary(messages)] if relay.GROUP in groups else []
+    if kafka_groups := [g for g in groups if g != relay.GROUP]:
+        summaries += asyncio.run(
+            dead_letter_summaries(
+                settings.bootstrap_servers, settings.dsn, kafka_groups, messages=messages
+            )
         )
-    )
     if as_json:
         print(json.dumps(summaries, indent=2))
         return
@@ -100,7 +103,9 @@ def dlq_list(
         )
     out.print(counts)
     for summary in summaries if show else []:
-        if summary["messages"]:
+        if summary["group"] == relay.GROUP and summary["messages"]:
+            relay.print_messages(summary)
+        elif summary["messages"]:
             table = Table(
                 "offset",
                 "key",
@@ -124,11 +129,26 @@ def dlq_list(
             out.print(table)
 
 
+Application = Annotated[
+    str | None, typer.Option(help="relay only: the application whose outbox holds it.")
+]
+
+
 @dlq_app.command("show")
-def dlq_show(group: str, offset: int, partition: Annotated[int, typer.Option()] = 0) -> None:
+def dlq_show(
+    group: str,
+    offset: Annotated[
+        int, typer.Argument(help="The DLQ offset; for the relay, the notification id.")
+    ],
+    partition: Annotated[int, typer.Option()] = 0,
+    application: Application = None,
+) -> None:
     """One parked message: headers, value and the stack trace it failed with."""
     from eventmart.operations import dead_letter
 
+    if _known_group(group) == relay.GROUP:
+        relay.show(offset, application)
+        return
     settings = get_settings()
     found = asyncio.run(
         dead_letter(
@@ -141,13 +161,54 @@ def dlq_show(group: str, offset: int, partition: Annotated[int, typer.Option()] 
     print(json.dumps(found, indent=2))
 
 
+NotificationId = Annotated[
+    int | None, typer.Option(help="relay only: one parked event, by its notification id.")
+]
+Wait = Annotated[
+    float,
+    typer.Option(help="relay only: wait this long for the relay to act (0: don't wait)."),
+]
+
+
 @dlq_app.command("redrive")
-def dlq_redrive(group: str) -> None:
-    """Re-publish the group's pending dead letters to their original topics, each once."""
+def dlq_redrive(
+    group: str,
+    application: Application = None,
+    notification_id: NotificationId = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Re-publish the group's pending dead letters to their original topics, each once.
+    For `relay`: the relay publishes its parked events again (after a fix), each followed
+    by the events of its aggregate held behind it; one that fails again stays parked."""
     from eventmart.operations import redrive_dead_letters
 
+    if _known_group(group) == relay.GROUP:
+        relay.redrive(application, notification_id, wait)
+        return
     settings = get_settings()
     count = asyncio.run(
         redrive_dead_letters(settings.bootstrap_servers, settings.dsn, _known_group(group))
     )
     print(json.dumps({"group": group, "redriven": count}))
+
+
+@dlq_app.command("skip")
+def dlq_skip(
+    group: Annotated[str, typer.Argument(help="Only `relay` parks events one can skip.")],
+    application: Application = None,
+    notification_id: NotificationId = None,
+    wait: Wait = 30.0,
+) -> None:
+    """Give up on one event the relay parked: it is never published, and the events of
+    its aggregate held behind it follow in order. For an event no fix can make valid."""
+    if group != relay.GROUP:
+        console.print("[red]only the relay's dead letters are skipped; a group's stay parked[/]")
+        raise typer.Exit(2)
+    relay.skip(application, notification_id, wait)
+
+
+@app.command("relay")
+def relay_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Is the relay alive, and how old is the oldest event not yet on the bus (waiting
+    or parked)? Exits 1 when /readyz would say not ready."""
+    relay.status(as_json)

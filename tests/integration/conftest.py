@@ -1,16 +1,19 @@
 """The saga's worker processes, started once per session beside the relay, and the API
-served by uvicorn as `eventmart api` serves it."""
+served by uvicorn as `eventmart api` serves it; and the CLI."""
 
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from eventmart.settings import Settings
+from eventmart.cli import app as cli_app
+from eventmart.settings import Settings, get_settings
 from eventmart.wiring import SAGA_PARTICIPANTS
 from tests.shop import Customer, Seller
 from tests.support import WorkerProcess, child_env, free_port, stop_all, wait_until
@@ -69,3 +72,27 @@ def seller(api: TestClient) -> Seller:
 def customer(api: TestClient) -> Customer:
     """A registered customer with a token, one per test module."""
     return Customer(api)
+
+
+@pytest.fixture()
+def eventmart_cli(settings: Settings) -> Iterator[Callable[..., Any]]:
+    """Runs `eventmart ...` in-process against the test broker and database, and checks
+    its exit code (0 unless told otherwise); `env` adds variables."""
+    runner = CliRunner()
+    base = {
+        "DATABASE_URL": settings.dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "EVENTMART_STATE_DIR": str(settings.state_dir),
+        "EVENTMART_BCRYPT_ROUNDS": "4",
+    }
+
+    def run(*args: str, exit_code: int = 0, env: dict[str, str] | None = None) -> Any:
+        get_settings.cache_clear()
+        try:
+            result = runner.invoke(cli_app, list(args), env={**base, **(env or {})})
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == exit_code, f"{result.output}\n{result.exception!r}"
+        return result
+
+    yield run

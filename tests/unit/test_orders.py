@@ -293,3 +293,19 @@ def test_cancel_after_shipping_is_refused_through_the_application() -> None:
         orders.cancel(order_id, "too late", by_buyer_id=BUYER)
     with pytest.raises(OrderNotDelivered):
         orders.confirm_receipt(order_id, BUYER)
+
+
+def test_the_payment_timer_cancels_only_what_the_order_says_is_overdue() -> None:
+    """The timer finds orders in the read model, which may lag a payment (it did, after
+    PostgreSQL restarted): a confirmed order is not cancelled for a payment timeout."""
+    orders = Orders()
+    paid, _ = place(orders)
+    orders.mark_paid_and_confirm(paid, TOTAL)
+    unpaid, _ = place(orders, key="key-2")
+    late = NOW + TIMEOUT + timedelta(seconds=1)
+    assert orders.cancel_overdue_payment(paid, late) is False
+    assert orders.get_order(paid).status == "confirmed"
+    assert orders.cancel_overdue_payment(unpaid, NOW + TIMEOUT - timedelta(seconds=1)) is False
+    assert orders.cancel_overdue_payment(unpaid, late) is True
+    order = orders.get_order(unpaid)
+    assert (order.status, order.reason) == ("cancelled", "payment_timeout")

@@ -63,3 +63,27 @@ def test_an_idempotency_key_replays_the_first_registration():
         )
     with pytest.raises(EmailTaken):
         users.register_user("ada@example.com", "h4", "Ada", idempotency_key="k2", fingerprint="f")
+
+
+def test_an_operator_changes_a_role_disables_and_enables_a_user():
+    users = Users()
+    user_id = users.create_admin("root@example.com", "hash", "Root")
+    assert users.get_user(user_id).role == "admin"
+    assert users.change_role(user_id, "customer") is True
+    assert users.change_role(user_id, "customer") is False  # already: no event
+    assert users.disable_user(user_id) is True and users.disable_user(user_id) is False
+    assert users.get_user(user_id).disabled
+    assert users.enable_user(user_id) is True and not users.get_user(user_id).disabled
+    history = [type(event).__qualname__ for event in users.events.get(user_id)]
+    assert history == ["User.Registered", "User.RoleChanged", "User.Disabled", "User.Enabled"]
+    changed = users.events.get(user_id, gt=1, lte=2)
+    (role_changed,) = list(changed)
+    assert (role_changed.role, role_changed.previous_role) == ("customer", "admin")
+
+
+def test_a_role_outside_the_three_is_refused_and_changes_nothing():
+    users = Users()
+    user_id = users.register_user("ada@example.com", "hash", "Ada")
+    with pytest.raises(UnknownRole):
+        users.change_role(user_id, "superuser")
+    assert users.get_user(user_id).version == 1

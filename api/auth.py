@@ -1,0 +1,100 @@
+"""Who a token's subject is now: every authenticated request reads the user's events.
+
+A token says only who it was issued to. Whether that user exists, is enabled, and which
+role they hold comes from the Users event store at the moment of the request, so a
+disabled user or a demoted admin is refused on their very next call, by any API process,
+whoever made the change (the API, or `eventmart ops users` on another machine).
+
+Each process keeps the users it has seen in memory with the version it knows, and asks
+PostgreSQL only for events past that version: one indexed query per request, which
+nearly always returns nothing (docs/security.md has its measured cost). The read model
+is not used: it lags the event store by a trip through Kafka. Nothing is cached without
+that check, so the cache never answers with a stale role.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import Mapper, StoredEvent
+from psycopg_pool import PoolTimeout
+
+from domain.users import User
+from eventmart.database import make_async_pool
+
+log = logging.getLogger("eventmart.api.auth")
+
+NEWER_EVENTS = (
+    "SELECT originator_version, topic, state FROM users_events "
+    "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+)
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    role: str
+    disabled: bool
+
+
+class UserDirectory:
+    """The current state of users, read through from the Users event store."""
+
+    def __init__(
+        self, dsn: str, mapper: Mapper[Any], *, wait_seconds: float, max_users: int = 10_000
+    ) -> None:
+        self.mapper = mapper
+        self.max_users = max_users
+        self.pool = make_async_pool(dsn, min_size=1, max_size=8, timeout=wait_seconds)
+        self._users: OrderedDict[UUID, User] = OrderedDict()  # least recently used first
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def current(self, user_id: UUID) -> CurrentUser | None:
+        """The user as stored now, or None if there is no such user."""
+        known = self._users.get(user_id)
+        rows = await self._newer_events(user_id, known.version if known else 0)
+        user = known
+        for version, topic, state in rows:
+            if user is not None and version <= user.version:
+                continue  # a concurrent request applied it already
+            event = self.mapper.to_domain_event(StoredEvent(user_id, version, topic, bytes(state)))
+            user = event.mutate(user)  # type: ignore[arg-type]
+        if not isinstance(user, User):
+            return None
+        self._remember(user_id, user)
+        return CurrentUser(role=user.role, disabled=user.disabled)
+
+    def _remember(self, user_id: UUID, user: User) -> None:
+        known = self._users.get(user_id)
+        if known is None or known.version < user.version:
+            self._users[user_id] = user
+        self._users.move_to_end(user_id)
+        while len(self._users) > self.max_users:
+            self._users.popitem(last=False)
+
+    async def _newer_events(self, user_id: UUID, after: int) -> list[tuple[int, str, bytes]]:
+        """A read, so one that failed on a connection PostgreSQL had closed (and that the
+        pool's check did not catch yet) is retried once, after the pool drops every such
+        one; no connection at all within the wait is not retried (PostgreSQL is away)."""
+        for attempt in (1, 2):
+            try:
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(NEWER_EVENTS, (user_id, after))
+                    return await cursor.fetchall()  # type: ignore[return-value]
+            except PoolTimeout:
+                raise
+            except psycopg.OperationalError as error:
+                if attempt == 2:
+                    raise
+                log.info("users lookup on a lost connection (%s); retrying once", error)
+                await self.pool.check()
+        raise AssertionError("unreachable")

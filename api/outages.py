@@ -1,0 +1,42 @@
+"""PostgreSQL or Kafka away is not the caller's fault: 503 `service_unavailable` with
+Retry-After, in one place for every route (eventmart.outages says which errors those are).
+/readyz reports the same outage to whatever routes traffic here."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import error_body
+from eventmart.outages import DATABASE_AWAY, database_away, dependency_away
+
+log = logging.getLogger("eventmart.api.outages")
+
+
+def install_outage_handlers(app: FastAPI, retry_after_seconds: int) -> None:
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        if not dependency_away(error):
+            raise error  # a broker error that will not pass by waiting: a 500 like any other
+        dependency = "PostgreSQL" if database_away(error) else "Kafka"
+        log.warning(
+            "%s %s: %s unreachable (%s: %s)",
+            request.method,
+            request.url.path,
+            dependency,
+            type(error).__name__,
+            error,
+        )
+        return JSONResponse(
+            error_body(
+                "service_unavailable",
+                f"{dependency} cannot be reached just now; retry in {retry_after_seconds}s",
+            ),
+            503,
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+    for kind in (*DATABASE_AWAY, KafkaError):
+        app.add_exception_handler(kind, unavailable)
