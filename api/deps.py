@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from api.errors import ApiError
 from api.security import InvalidToken, LoginThrottle, PasswordHasher, Principal, TokenIssuer
 from domain.inventory import ConcurrentUpdate
+from domain.payments import PaymentIntents
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
 
@@ -26,6 +27,7 @@ class Services:
 
     settings: Settings
     applications: Applications
+    payment_intents: PaymentIntents
     pool: ConnectionPool
     hasher: PasswordHasher
     tokens: TokenIssuer

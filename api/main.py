@@ -13,6 +13,7 @@ from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from eventmart.database import make_pool
+from eventmart.payment_intents import PostgresPaymentIntents
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
 from projections.registry import install
@@ -25,6 +26,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         applications=build_applications(settings, pool_size=10),
+        payment_intents=PostgresPaymentIntents(pool),
         pool=pool,
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(settings.secret_key, settings.token_ttl_seconds),

@@ -21,8 +21,8 @@ from domain.order_status import (
     TRANSITIONS,
     InvalidOrderTransition,
 )
+from domain.payments import PAYMENT_METHODS
 
-PAYMENT_METHODS = ("card", "alipay", "wechat")
 ADDRESS_FIELDS = ("name", "line1", "city", "postal_code", "country")
 
 
@@ -96,13 +96,24 @@ def check_address(address: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def check_payment(payment: Mapping[str, str]) -> dict[str, str]:
-    method, token = payment.get("method"), str(payment.get("token", "")).strip()
+def check_payment(payment: Mapping[str, Any]) -> dict[str, str]:
+    """An order names its payment intent (kept by the payments context), never a token:
+    the order's events are relayed to the bus."""
+    if "token" in payment:
+        raise InvalidInput("a payment token goes to the payments context, not into an order")
+    method, intent_id = payment.get("method"), payment.get("intent_id")
     if method not in PAYMENT_METHODS:
         raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
-    if not token:
-        raise InvalidInput("payment token must not be blank")
-    return {"method": method, "token": token}
+    try:
+        intent = intent_id if isinstance(intent_id, UUID) else UUID(str(intent_id))
+    except ValueError as error:
+        raise InvalidInput("payment needs the id of its payment intent") from error
+    return {"method": method, "intent_id": str(intent)}
+
+
+def order_total(lines: Iterable[OrderLine | Mapping[str, Any]]) -> int:
+    """What an order of these lines costs (the lines checked as placing checks them)."""
+    return sum(line.line_total for line in check_lines(lines))
 
 
 class Order(Aggregate):
@@ -125,6 +136,8 @@ class Order(Aggregate):
         payment_deadline: datetime,
         correlation_id: UUID | None,
     ) -> None:
+        """`payment` is {method, intent_id}; orders placed before payment intents stored
+        {method, token} here (the public event never carries it)."""
         self.order_id = order_id
         self.buyer_id = buyer_id
         self.lines = [OrderLine.coerce(line) for line in lines]
@@ -144,7 +157,7 @@ class Order(Aggregate):
         buyer_id: UUID,
         lines: Iterable[OrderLine | Mapping[str, Any]],
         shipping_address: Mapping[str, str],
-        payment: Mapping[str, str],
+        payment: Mapping[str, Any],
         currency: str,
         now: datetime,
         payment_timeout: timedelta,
@@ -158,7 +171,7 @@ class Order(Aggregate):
             order_id=order_id,
             buyer_id=buyer_id,
             lines=[line.as_dict() for line in checked],
-            total=sum(line.line_total for line in checked),
+            total=order_total(checked),
             currency=currency,
             shipping_address=check_address(shipping_address),
             payment=check_payment(payment),
@@ -355,21 +368,24 @@ class Orders(Application[UUID]):
         buyer_id: UUID,
         lines: Iterable[OrderLine | Mapping[str, Any]],
         shipping_address: Mapping[str, str],
-        payment: Mapping[str, str],
+        payment: Mapping[str, Any],
         idempotency_key: str | None,
         request_fingerprint: str,
         now: datetime,
         payment_timeout: timedelta,
         currency: str = "CNY",
+        order_id: UUID | None = None,
     ) -> tuple[UUID, bool]:
-        """Returns (order_id, created); a repeated key with the same body creates nothing."""
-        scope = _key_scope(buyer_id)
-        earlier = find_key(self, scope, idempotency_key)
+        """Returns (order_id, created); a repeated key with the same body creates nothing.
+        `payment` is {method, intent_id}: the intent the payments context opened for
+        `order_id` (see domain.payments)."""
+        earlier = self.placed_with_key(buyer_id, idempotency_key, request_fingerprint)
         if earlier is not None:
-            return earlier.replay(request_fingerprint), False
+            return earlier, False
         order = Order.place(
-            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout
+            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout, order_id
         )
+        scope = _key_scope(buyer_id)
         claim = claim_key(scope, idempotency_key, request_fingerprint, order)
         try:
             earlier = save_with_key(self, claim, order)
@@ -378,6 +394,14 @@ class Orders(Application[UUID]):
         if earlier is not None:
             return earlier.replay(request_fingerprint), False
         return order.id, True
+
+    def placed_with_key(
+        self, buyer_id: UUID, idempotency_key: str | None, request_fingerprint: str
+    ) -> UUID | None:
+        """The order an earlier request with this key placed (IdempotencyKeyReused if that
+        request had another body); None if the key is new (or there is none)."""
+        earlier = find_key(self, _key_scope(buyer_id), idempotency_key)
+        return None if earlier is None else earlier.replay(request_fingerprint)
 
     def mark_reserved(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
         return self._command(order_id, lambda order: order.mark_reserved(caused_by))

@@ -359,3 +359,40 @@ def metric_value(text: str, prefix: str) -> float:
     """The value of the first Prometheus sample line starting with `prefix`."""
     line = next(line for line in text.splitlines() if line.startswith(prefix))
     return float(line.rsplit(" ", 1)[1])
+
+
+def dead_letter_topics() -> list[str]:
+    from eventmart.broker import consumer_groups
+
+    return [f"{group}.dlq" for group in consumer_groups()]
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+def dead_letter_marks(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Where every dead-letter topic ends now: what a test parks is what comes after."""
+    return asyncio.run(_end_offsets(bootstrap, dead_letter_topics()))
+
+
+def parked_since(bootstrap: str, marks: dict[tuple[str, int], int]) -> list[Any]:
+    """Every record parked on any dead-letter topic after `marks` (dead_letter_marks)."""
+    return [
+        record
+        for topic in dead_letter_topics()
+        for record in read_topic(bootstrap, topic)
+        if record.offset >= marks.get((topic, record.partition), 0)
+    ]

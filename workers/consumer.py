@@ -38,6 +38,7 @@ from mode import Service
 
 from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.metrics import METRICS
+from eventmart.operations import REDRIVEN_FROM
 from eventmart.settings import Settings
 from projections.tracking import Delivery
 
@@ -242,8 +243,12 @@ class GroupConsumer(Service):
             except MalformedEvent as error:
                 malformed.append((message, error))
                 continue
+            redriven = any(name == REDRIVEN_FROM for name, _ in message.headers or ())
             decoded.append(
-                (message, Delivery(message.topic, message.partition, message.offset, envelope))
+                (
+                    message,
+                    Delivery(message.topic, message.partition, message.offset, envelope, redriven),
+                )
             )
         return decoded, malformed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -14,6 +14,8 @@ from api.errors import ApiError
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.security import Principal
 from domain.catalog import ProductNotFound
+from domain.orders import order_total
+from domain.payments import PaymentIntent
 from projections.orders import get_order, list_orders
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -116,8 +118,14 @@ def place_order(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderAccepted:
-    """Price each line from the catalogue now and store the order; reservation, payment
-    and shipping continue in the saga workers."""
+    """Price each line from the catalogue now, hand the payment token to the payments
+    context (a payment intent: the token goes nowhere else) and store the order, which names
+    the intent; reservation, payment and shipping continue in the saga workers."""
+    orders, settings = services.applications.orders, services.settings
+    request = fingerprint(settings.secret_key, body)
+    earlier = orders.placed_with_key(user.user_id, idempotency_key, request)
+    if earlier is not None:
+        return OrderAccepted(order_id=earlier, status="pending")
     catalog = services.applications.catalog
     lines = []
     for line in body.lines:
@@ -132,16 +140,27 @@ def place_order(
                 "unit_price": product.price_amount,
             }
         )
-    order_id, _ = services.applications.orders.place_order(
+    order_id = uuid4()
+    intent = services.payment_intents.open(
+        PaymentIntent.open(
+            order_id,
+            order_total(lines),
+            settings.currency,
+            body.payment.method,
+            body.payment.token,
+        )
+    )
+    order_id, _ = orders.place_order(
         user.user_id,
         lines,
         body.shipping_address.model_dump(),
-        body.payment.model_dump(),
+        intent.reference,
         idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(services.settings.secret_key, body),
+        request_fingerprint=request,
         now=datetime.now(UTC),
-        payment_timeout=timedelta(seconds=services.settings.payment_timeout_seconds),
-        currency=services.settings.currency,
+        payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
+        currency=settings.currency,
+        order_id=order_id,
     )
     return OrderAccepted(order_id=order_id, status="pending")
 

@@ -68,6 +68,8 @@ class EventContract:
     to_payload: Callable[[Any], dict[str, Any]] | None = None
     # upcasters[n] turns a version-n payload into version n+1
     upcasters: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    # Payload fields about a person (e-mail, name, address): exports redact them by default.
+    personal: tuple[str, ...] = ()
 
 
 CONTRACTS: dict[str, EventContract] = {}

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.deps import retry_concurrent
-from eventmart.contracts import Envelope, event_id_for
+from eventmart.contracts import CONTRACTS, Envelope, event_id_for
 from eventmart.settings import Settings
 from projections.orders import get_order, stuck_sagas
 from tests.support import publish, wait_until
@@ -56,7 +56,7 @@ class Saga:
         return Envelope(
             event_id=event_id_for(aggregate_id, version),
             type=type_,
-            schema_version=1,
+            schema_version=CONTRACTS[type_].schema_version,
             aggregate_id=aggregate_id,
             aggregate_version=version,
             occurred_at=self.t0 + timedelta(minutes=minutes),
@@ -76,7 +76,7 @@ class Saga:
             total=9800,
             currency="CNY",
             shipping_address=ADDRESS,
-            payment={"method": "card", "token": "tok_ok"},
+            payment={"method": "card", "intent_id": str(uuid.uuid4())},
             payment_deadline=(deadline or self.t0 + timedelta(minutes=15)).isoformat(),
         )
 
