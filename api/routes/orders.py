@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
+from api.money import Amount, amount_of, money_in_detail
 from api.security import Principal
 from domain.catalog import ProductNotFound
 from domain.orders import order_total
@@ -75,15 +76,15 @@ class OrderAccepted(BaseModel):
 class OrderLineView(BaseModel):
     product_id: UUID
     quantity: int
-    unit_price: int
-    line_total: int
+    unit_price: Amount
+    line_total: Amount
 
 
 class TimelineEntry(BaseModel):
     event_id: UUID
     type: str
     at: datetime
-    detail: dict[str, Any]
+    detail: dict[str, Any] = Field(description="what the event said; money as {amount, currency}")
 
 
 class OrderSummary(BaseModel):
@@ -92,8 +93,7 @@ class OrderSummary(BaseModel):
     status: Status
     reason: str | None
     lines: list[OrderLineView]
-    total: int
-    currency: str
+    total: Amount
     created_at: datetime
     updated_at: datetime
     payment_deadline: datetime | None
@@ -109,6 +109,29 @@ class OrderView(OrderSummary):
 class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_cursor: str | None
+
+
+def with_money(order: dict[str, Any]) -> dict[str, Any]:
+    """A read-model row as answered: every money field an Amount in the order's currency."""
+    currency = order["currency"]
+    shaped = {
+        **order,
+        "total": amount_of(order["total"], currency),
+        "lines": [
+            {
+                **line,
+                "unit_price": amount_of(line["unit_price"], currency),
+                "line_total": amount_of(line["line_total"], currency),
+            }
+            for line in order["lines"]
+        ],
+    }
+    if "timeline" in order:
+        shaped["timeline"] = [
+            {**entry, "detail": money_in_detail(entry["detail"], currency)}
+            for entry in order["timeline"]
+        ]
+    return shaped
 
 
 @router.post("/orders", status_code=202, response_model=OrderAccepted)
@@ -172,7 +195,7 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
     found = get_order(db, str(order_id))
     is_admin = user.role == "admin"
     if found is not None and (is_admin or found["buyer_id"] == user.user_id):
-        return OrderView(**found)
+        return OrderView(**with_money(found))
     if found is not None:
         raise ApiError(404, "order_not_found", str(order_id))
     # Raises OrderNotFound (404) if unknown or another buyer's.
@@ -197,7 +220,9 @@ def my_orders(
     items, next_cursor = list_orders(
         db, str(user.user_id), status=status, limit=limit, cursor=cursor
     )
-    return OrderPage(items=[OrderSummary(**item) for item in items], next_cursor=next_cursor)
+    return OrderPage(
+        items=[OrderSummary(**with_money(item)) for item in items], next_cursor=next_cursor
+    )
 
 
 @router.post(

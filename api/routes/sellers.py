@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Db, ServicesDep, require_role
 from api.errors import ApiError
+from api.money import Amount
 from api.security import Principal
 from projections.sales import list_sale_lines, sales_summary
 
@@ -20,13 +21,6 @@ router = APIRouter(prefix="/v1/sellers", tags=["sellers"])
 Seller = Annotated[Principal, require_role("seller")]
 Since = Annotated[datetime | None, Query(alias="from", description="inclusive; no zone means UTC")]
 Until = Annotated[datetime | None, Query(alias="to", description="exclusive; no zone means UTC")]
-
-
-class Amount(BaseModel):
-    """Money in minor units (may be zero or negative: a net after refunds)."""
-
-    amount: int
-    currency: str
 
 
 class SalesFigures(BaseModel):

@@ -135,7 +135,7 @@ def test_live_worker_continues_into_the_swapped_tables(shop, traffic, settings):
         placing = pool.submit(customer.place, [(traffic["mug"], 1)])
         asyncio.run(rebuild_during(placing))
         order_id = placing.result()
-    assert customer.wait_for(order_id, *TERMINAL)["total"] == 1250
+    assert customer.wait_for(order_id, *TERMINAL)["total"] == {"amount": 1250, "currency": "CNY"}
     api_answers(shop, traffic)
 
 
