@@ -13,7 +13,7 @@ DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 
 
 class Settings(BaseSettings):
-    """Everything a process needs to know; see the README's configuration table."""
+    """Everything a process needs to know; see docs/configuration.md."""
 
     model_config = SettingsConfigDict(env_prefix="EVENTMART_", extra="ignore")
 
