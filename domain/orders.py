@@ -379,9 +379,9 @@ class Orders(Application[UUID]):
         """Returns (order_id, created); a repeated key with the same body creates nothing.
         `payment` is {method, intent_id}: the intent the payments context opened for
         `order_id` (see domain.payments)."""
-        earlier = self.placed_with_key(buyer_id, idempotency_key, request_fingerprint)
-        if earlier is not None:
-            return earlier, False
+        placed = self.placed_with_key(buyer_id, idempotency_key, request_fingerprint)
+        if placed is not None:
+            return placed, False
         order = Order.place(
             buyer_id, lines, shipping_address, payment, currency, now, payment_timeout, order_id
         )

@@ -18,7 +18,7 @@ from eventmart.database import eventsourcing_env
 from eventmart.settings import Settings
 
 # Which Kafka topic each application's notification log is relayed to.
-APPLICATION_TOPICS: dict[type[Application], str] = {
+APPLICATION_TOPICS: dict[type[Application[Any]], str] = {
     Users: "users.events",
     Catalog: "catalog.events",
     Inventory: "inventory.events",
@@ -37,16 +37,18 @@ class Applications:
     payments: Payments
     shipping: Shipping
 
-    def all(self) -> list[Application]:
+    def all(self) -> list[Application[Any]]:
         return [self.users, self.catalog, self.inventory, self.orders, self.payments, self.shipping]
 
 
-def build_application(cls: type[Application], settings: Settings, *, pool_size: int = 5) -> Any:
+def build_application(
+    cls: type[Application[Any]], settings: Settings, *, pool_size: int = 5
+) -> Any:
     return cls(env=eventsourcing_env(settings.dsn, pool_size=pool_size))
 
 
 def build_applications(settings: Settings, *, pool_size: int = 5) -> Applications:
-    def build(cls: type[Application]) -> Any:
+    def build(cls: type[Application[Any]]) -> Any:
         return build_application(cls, settings, pool_size=pool_size)
 
     return Applications(
@@ -59,7 +61,7 @@ def build_applications(settings: Settings, *, pool_size: int = 5) -> Application
     )
 
 
-def events_table(application: Application) -> str:
+def events_table(application: Application[Any]) -> str:
     """eventsourcing names an application's table after the application."""
     return f"{application.name.lower()}_events"
 

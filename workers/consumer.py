@@ -301,7 +301,7 @@ class GroupConsumer(Service):
         )
 
 
-class _HandOver(ConsumerRebalanceListener):
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """Before partitions move, the batch in flight finishes and its offsets are committed,
     so the next owner starts where this one stopped (aiokafka waits for this callback)."""
 

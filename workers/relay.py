@@ -16,6 +16,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
@@ -42,7 +43,7 @@ END $$ LANGUAGE plpgsql;
 """
 
 
-def install(dsn: str, applications: list[Application]) -> None:
+def install(dsn: str, applications: list[Application[Any]]) -> None:
     """Positions table, and a trigger that wakes the relay when a transaction commits events."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(7001)")  # DDL from several processes at once
@@ -63,7 +64,7 @@ def install(dsn: str, applications: list[Application]) -> None:
 class Outbox:
     """One application's notification log and where the relay has got to in it."""
 
-    application: Application
+    application: Application[Any]
     topic: str
     position: int = 0
 

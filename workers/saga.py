@@ -72,7 +72,7 @@ Deadlines = Callable[[Settings, Any], Iterable[Deadline]]
 class Participant:
     group: str
     topics: list[str]
-    application: type[Application]
+    application: type[Application[UUID]]
     policies: Mapping[str, Policy]
     timers: Mapping[str, Timer] = field(default_factory=dict)
     adapters: Callable[[Settings], dict[str, Any]] = lambda settings: {}
@@ -182,7 +182,7 @@ def build_context(participant: Participant, settings: Settings) -> Context:
         # Hot aggregates (a best-selling product's stock) are fast-forwarded, not replayed.
         "AGGREGATE_CACHE_MAXSIZE": "10000",
     }
-    application = tracked(participant.application)(env=env)
+    application: Any = tracked(participant.application)(env=env)
     application.deadlines_of = partial(participant.deadlines, settings)
     return Context(
         settings=settings,

@@ -53,7 +53,7 @@ CURRENT_UNIT_OF_WORK: ContextVar[UnitOfWork | None] = ContextVar(
     "current_unit_of_work", default=None
 )
 
-A = TypeVar("A", bound=Application)
+A = TypeVar("A", bound=Application[Any])
 
 
 @dataclass
@@ -284,7 +284,9 @@ def tracking_for(envelope: Envelope) -> Tracking:
     )
 
 
-def applied_events(application: Application, trackings: Iterable[Tracking]) -> set[tuple[str, int]]:
+def applied_events(
+    application: Application[Any], trackings: Iterable[Tracking]
+) -> set[tuple[str, int]]:
     """Which of these consumed events were applied already (one query)."""
     recorder: BatchProcessRecorder = application.recorder  # type: ignore[assignment]
     return recorder.applied_among(
