@@ -241,17 +241,14 @@ class TrackedMixin:
         )
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        unit = CURRENT_UNIT_OF_WORK.get()
-        if unit is None:
-            unit = UnitOfWork()  # saved on its own, with its deadlines all the same
-            for obj in objs:
-                if obj is not None:
-                    unit.aggregates[obj.id] = obj
-            return self.save_unit_of_work(unit)
+        """Into the current unit of work (saved with the batch), or, outside one, at once in
+        a unit of its own: either way with the deadlines of what changed."""
+        current = CURRENT_UNIT_OF_WORK.get()
+        unit = current if current is not None else UnitOfWork()
         for obj in objs:
             if obj is not None:
                 unit.aggregates[obj.id] = obj
-        return []
+        return [] if current is not None else self.save_unit_of_work(unit)
 
     def save_unit_of_work(self, unit: UnitOfWork) -> list[Recording[Any]]:
         """Every changed aggregate's new events, every tracking and the deadlines of what
