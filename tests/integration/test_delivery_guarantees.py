@@ -265,5 +265,6 @@ def test_a_poison_message_is_parked_and_the_partition_keeps_flowing(
         timeout=30,
         message="the event after the poison message to be projected",
     )
+    # users.events has one consumer group: its dead letters are the poison, and nothing else.
     parked_now = parked_since(settings.bootstrap_servers, marks)
-    assert [(r.topic, r.value) for r in parked_now] == [("users-projection.dlq", poison)]
+    assert [r.value for r in parked_now if r.topic == "users-projection.dlq"] == [poison]

@@ -48,7 +48,7 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
     saga_workers: dict[str, WorkerProcess],
     db: psycopg.Connection,
 ):
-    marks = dead_letter_marks(settings.bootstrap_servers)
+    parked_before = dead_letter_marks(settings.bootstrap_servers)
     seller = Seller(shop)
     products = [seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)]
     customers = [Customer(shop) for _ in range(20)]
@@ -101,5 +101,5 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
     finals = settle(settings, db, [order.order_id for order in placed])
     print(f"all terminal and quiet at {time.monotonic() - started:.1f}s")
     assert len(finals) == ORDERS
-    assert_saga_invariants(settings, db, placed, finals, STOCK_PER_PRODUCT, marks)
+    assert_saga_invariants(settings, db, placed, finals, STOCK_PER_PRODUCT, parked_before)
     assert len(kills) >= 8 and set(kills) > {kills[0]}
