@@ -67,7 +67,7 @@ class UserDirectory:
             if user is not None and version <= user.version:
                 continue  # a concurrent request applied it already
             event = self.mapper.to_domain_event(StoredEvent(user_id, version, topic, bytes(state)))
-            user = event.mutate(user)  # type: ignore[arg-type]
+            user = event.mutate(user)  # type: ignore[attr-defined]
         if not isinstance(user, User):
             return None
         self._remember(user_id, user)
@@ -89,7 +89,7 @@ class UserDirectory:
             try:
                 async with self.pool.connection() as conn:
                     cursor = await conn.execute(NEWER_EVENTS, (user_id, after))
-                    return await cursor.fetchall()  # type: ignore[return-value]
+                    return await cursor.fetchall()
             except PoolTimeout:
                 raise
             except psycopg.OperationalError as error:

@@ -18,6 +18,7 @@ from api.errors import ApiError
 from api.security import InvalidToken, PasswordHasher, Principal, TokenIssuer
 from api.throttle import LoginThrottle
 from domain.inventory import ConcurrentUpdate
+from domain.payments import PaymentIntents
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
 from projections.cursors import Cursors
@@ -29,6 +30,7 @@ class Services:
 
     settings: Settings
     applications: Applications
+    payment_intents: PaymentIntents
     pool: ConnectionPool
     hasher: PasswordHasher
     tokens: TokenIssuer

@@ -18,6 +18,7 @@ from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import PasswordHasher, TokenIssuer
 from api.throttle import LoginThrottle
 from eventmart.database import make_pool
+from eventmart.payment_intents import PostgresPaymentIntents
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
 from projections.cursors import Cursors
@@ -39,6 +40,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         applications=applications,
+        payment_intents=PostgresPaymentIntents(pool),
         pool=pool,
         hasher=PasswordHasher(settings.bcrypt_rounds),
         cursors=Cursors(settings.secret_key),

@@ -335,9 +335,10 @@ class OrderLife:
                 "total": self.total,
                 "currency": "CNY",
                 "shipping_address": self.address,
+                # The token stays with the payments context: the order names the intent.
                 "payment": {
                     "method": self.rng.choice(["card", "alipay", "wechat"]),
-                    "token": token,
+                    "intent_id": new_id(self.rng),
                 },
                 "payment_deadline": _time(START + timedelta(seconds=when + 900)),
             },
@@ -401,6 +402,7 @@ class OrderLife:
         )
         self.emit("order.paid", self.order_id, when + 0.05, {"amount": self.total})
         self.emit("order.confirmed", self.order_id, when + 0.06, {"total": self.total})
+        self.shop.skip_version(self.reservation_id)  # Reservation.OrderPaid
         self.shop.emit(
             "shipment.created",
             self.shipment_id,

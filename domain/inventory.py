@@ -216,7 +216,8 @@ class Stock(Aggregate):
 
 
 class Reservation(Aggregate):
-    """What one order holds: confirmed (all lines) or failed, then committed or released."""
+    """What one order holds: confirmed (all lines) or failed, then committed or released.
+    A confirmed hold expires unless inventory has seen its order confirmed (paid) first."""
 
     @staticmethod
     def create_id(order_id: UUID, **_: Any) -> UUID:
@@ -230,10 +231,35 @@ class Reservation(Aggregate):
         self.expires_at: datetime | None = None
         self.reason: str | None = None
         self.failed_product_id: UUID | None = None
+        self.order_paid = False
+
+    @property
+    def expiry(self) -> datetime | None:
+        """When this hold expires, while it still may: held for an order not paid yet."""
+        if self.status != "confirmed" or self.order_paid:
+            return None
+        return self.expires_at
 
     def is_expired(self, now: datetime) -> bool:
-        """Only a confirmed hold can expire; the worker then calls release_order(..., "expired")."""
-        return self.status == "confirmed" and self.expires_at is not None and now >= self.expires_at
+        """Only a confirmed hold of an unpaid order expires (Inventory.expire_reservation)."""
+        expiry = self.expiry
+        return expiry is not None and now >= expiry
+
+    def mark_order_paid(self, causation_id: UUID | None = None) -> bool:
+        """The order is confirmed: its hold no longer expires (it is committed on shipment
+        or released on cancellation)."""
+        if self.status != "confirmed" or self.order_paid:
+            return False
+        self._order_paid(
+            order_id=self.order_id, correlation_id=self.order_id, causation_id=causation_id
+        )
+        return True
+
+    @event("OrderPaid")
+    def _order_paid(
+        self, order_id: UUID, correlation_id: UUID | None, causation_id: UUID | None
+    ) -> None:
+        self.order_paid = True
 
     @event("Confirmed")
     def _confirm(
@@ -391,6 +417,22 @@ class Inventory(Application[UUID]):
         if reason not in RELEASE_REASONS:
             raise InvalidInput(f"release reason must be one of {', '.join(RELEASE_REASONS)}")
         return self._settle(order_id, reason, caused_by)
+
+    def mark_order_paid(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
+        """Called on `order.confirmed`: the order's hold no longer expires."""
+        reservation = self.find_reservation(order_id)
+        if reservation is None or not reservation.mark_order_paid(causation_id=caused_by):
+            return False
+        self._save(reservation)
+        return True
+
+    def expire_reservation(self, order_id: UUID, now: datetime) -> bool:
+        """Release the hold if it has expired by `now` (a held, unpaid order's); else False."""
+        reservation = self.find_reservation(order_id)
+        if reservation is None or not reservation.is_expired(now):
+            return False
+        self._settle(order_id, "expired", None)
+        return True
 
     def get_stock(self, product_id: UUID) -> Stock:
         stock = self.find_stock(product_id)

@@ -23,7 +23,6 @@ from domain.limits import (
     MAX_LINE_QUANTITY,
     MAX_MONEY_AMOUNT,
     MAX_ORDER_LINES,
-    MAX_PAYMENT_TOKEN_LENGTH,
     MAX_POSTAL_CODE_LENGTH,
     MAX_REASON_LENGTH,
     check_currency,
@@ -36,8 +35,8 @@ from domain.order_status import (
     TRANSITIONS,
     InvalidOrderTransition,
 )
+from domain.payments import PAYMENT_METHODS
 
-PAYMENT_METHODS = ("card", "alipay", "wechat")
 ADDRESS_LIMITS = {
     "name": MAX_ADDRESS_NAME_LENGTH,
     "line1": MAX_ADDRESS_LINE_LENGTH,
@@ -122,12 +121,24 @@ def check_address(address: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def check_payment(payment: Mapping[str, str]) -> dict[str, str]:
-    method = payment.get("method")
+def check_payment(payment: Mapping[str, Any]) -> dict[str, str]:
+    """An order names its payment intent (kept by the payments context), never a token:
+    the order's events are relayed to the bus."""
+    if "token" in payment:
+        raise InvalidInput("a payment token goes to the payments context, not into an order")
+    method, intent_id = payment.get("method"), payment.get("intent_id")
     if method not in PAYMENT_METHODS:
         raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
-    token = check_text("payment token", payment.get("token", ""), MAX_PAYMENT_TOKEN_LENGTH)
-    return {"method": method, "token": token}
+    try:
+        intent = intent_id if isinstance(intent_id, UUID) else UUID(str(intent_id))
+    except ValueError as error:
+        raise InvalidInput("payment needs the id of its payment intent") from error
+    return {"method": method, "intent_id": str(intent)}
+
+
+def order_total(lines: Iterable[OrderLine | Mapping[str, Any]]) -> int:
+    """What an order of these lines costs (the lines checked as placing checks them)."""
+    return sum(line.line_total for line in check_lines(lines))
 
 
 class Order(Aggregate):
@@ -150,6 +161,8 @@ class Order(Aggregate):
         payment_deadline: datetime,
         correlation_id: UUID | None,
     ) -> None:
+        """`payment` is {method, intent_id}; orders placed before payment intents stored
+        {method, token} here (the public event never carries it)."""
         self.order_id = order_id
         self.buyer_id = buyer_id
         self.lines = [OrderLine.coerce(line) for line in lines]
@@ -169,7 +182,7 @@ class Order(Aggregate):
         buyer_id: UUID,
         lines: Iterable[OrderLine | Mapping[str, Any]],
         shipping_address: Mapping[str, str],
-        payment: Mapping[str, str],
+        payment: Mapping[str, Any],
         currency: str,
         now: datetime,
         payment_timeout: timedelta,
@@ -183,7 +196,7 @@ class Order(Aggregate):
             order_id=order_id,
             buyer_id=buyer_id,
             lines=[line.as_dict() for line in checked],
-            total=sum(line.line_total for line in checked),
+            total=order_total(checked),
             currency=check_currency(currency),
             shipping_address=check_address(shipping_address),
             payment=check_payment(payment),
@@ -389,21 +402,24 @@ class Orders(Application[UUID]):
         buyer_id: UUID,
         lines: Iterable[OrderLine | Mapping[str, Any]],
         shipping_address: Mapping[str, str],
-        payment: Mapping[str, str],
+        payment: Mapping[str, Any],
         idempotency_key: str | None,
         request_fingerprint: str,
         now: datetime,
         payment_timeout: timedelta,
         currency: str = "CNY",
+        order_id: UUID | None = None,
     ) -> tuple[UUID, bool]:
-        """Returns (order_id, created); a repeated key with the same body creates nothing."""
-        scope = _key_scope(buyer_id)
-        earlier = find_key(self, scope, idempotency_key)
-        if earlier is not None:
-            return earlier.replay(request_fingerprint), False
+        """Returns (order_id, created); a repeated key with the same body creates nothing.
+        `payment` is {method, intent_id}: the intent the payments context opened for
+        `order_id` (see domain.payments)."""
+        placed = self.placed_with_key(buyer_id, idempotency_key, request_fingerprint)
+        if placed is not None:
+            return placed, False
         order = Order.place(
-            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout
+            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout, order_id
         )
+        scope = _key_scope(buyer_id)
         claim = claim_key(scope, idempotency_key, request_fingerprint, order)
         try:
             earlier = save_with_key(self, claim, order)
@@ -412,6 +428,14 @@ class Orders(Application[UUID]):
         if earlier is not None:
             return earlier.replay(request_fingerprint), False
         return order.id, True
+
+    def placed_with_key(
+        self, buyer_id: UUID, idempotency_key: str | None, request_fingerprint: str
+    ) -> UUID | None:
+        """The order an earlier request with this key placed (IdempotencyKeyReused if that
+        request had another body); None if the key is new (or there is none)."""
+        earlier = find_key(self, _key_scope(buyer_id), idempotency_key)
+        return None if earlier is None else earlier.replay(request_fingerprint)
 
     def mark_reserved(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
         return self._command(order_id, lambda order: order.mark_reserved(caused_by))

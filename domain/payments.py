@@ -1,10 +1,15 @@
-"""Payments: one payment per order, charged at most once, refunded at most once."""
+"""Payments: one payment per order, charged at most once, refunded at most once.
+
+The buyer's payment token never leaves this context: the API hands it to the payments
+context as a payment intent (kept in the context's own table, never in an event — an
+event store is an outbox), and the order names the intent. The charge reads the intent.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
@@ -12,15 +17,82 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.errors import InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
-from domain.limits import MAX_REASON_LENGTH, MAX_REFERENCE_LENGTH, check_text
+from domain.limits import (
+    MAX_ORDER_TOTAL,
+    MAX_PAYMENT_TOKEN_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    check_currency,
+    check_text,
+    is_whole_number,
+)
 
 PAYMENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:payment")
 SANDBOX_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:sandbox-gateway")
+PAYMENT_METHODS = ("card", "alipay", "wechat")
 ChargeStatus = Literal["approved", "declined", "pending"]
 
 
 class PaymentNotFound(NotFound):
     code = "payment_not_found"
+
+
+class PaymentIntentNotFound(NotFound):
+    code = "payment_intent_not_found"
+
+
+def check_amount(amount: int) -> None:
+    if not is_whole_number(amount, MAX_ORDER_TOTAL):
+        raise InvalidInput(f"amount must be a whole number of minor units, 1 to {MAX_ORDER_TOTAL}")
+
+
+@dataclass(frozen=True)
+class PaymentIntent:
+    """What the buyer authorised when placing an order: the terms to charge and the
+    gateway token. The token is not part of the repr, so no log line can show it."""
+
+    intent_id: UUID
+    order_id: UUID
+    amount: int
+    currency: str
+    method: str
+    token: str = field(repr=False)
+
+    @staticmethod
+    def open(order_id: UUID, amount: int, currency: str, method: str, token: str) -> PaymentIntent:
+        check_amount(amount)
+        if method not in PAYMENT_METHODS:
+            raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
+        token = check_text("payment token", token, MAX_PAYMENT_TOKEN_LENGTH)
+        return PaymentIntent(uuid4(), order_id, amount, check_currency(currency), method, token)
+
+    @property
+    def reference(self) -> dict[str, str]:
+        """What the order may carry instead of the token."""
+        return {"method": self.method, "intent_id": str(self.intent_id)}
+
+
+class PaymentIntents(Protocol):
+    """The payments context's store of intents, one per order."""
+
+    def open(self, intent: PaymentIntent) -> PaymentIntent:
+        """Store the intent; if the order has one already, that one stays and is returned."""
+        ...
+
+    def find(self, order_id: UUID) -> PaymentIntent | None: ...
+
+
+@dataclass
+class MemoryPaymentIntents:
+    """Intents in a dict, for domain tests (the platform keeps them in PostgreSQL)."""
+
+    intents: dict[UUID, PaymentIntent] = field(default_factory=dict)
+
+    def open(self, intent: PaymentIntent) -> PaymentIntent:
+        return self.intents.setdefault(intent.order_id, intent)
+
+    def find(self, order_id: UUID) -> PaymentIntent | None:
+        return self.intents.get(order_id)
 
 
 @dataclass(frozen=True)
@@ -214,23 +286,20 @@ class Payments(Application[UUID]):
     name = "Payments"
 
     def charge_order(
-        self,
-        order_id: UUID,
-        amount: int,
-        currency: str,
-        method: str,
-        token: str,
-        gateway: PaymentGateway,
-        caused_by: UUID | None = None,
+        self, intent: PaymentIntent, gateway: PaymentGateway, caused_by: UUID | None = None
     ) -> Payment:
-        """Charges once: a payment already attempted, or voided, is returned untouched."""
-        payment = self.find_payment(order_id) or Payment(order_id=order_id)
+        """Charges the intent once: a payment already attempted, or voided (the order was
+        cancelled first), is returned untouched."""
+        payment = self.find_payment(intent.order_id) or Payment(order_id=intent.order_id)
         if not payment.may_charge:
             return payment
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise InvalidInput("amount must be a positive integer of minor units")
-        result = gateway.charge(order_id, amount, currency, method, token)
-        payment.record_charge(result, amount, currency, method, causation_id=caused_by)
+        check_amount(intent.amount)
+        result = gateway.charge(
+            intent.order_id, intent.amount, intent.currency, intent.method, intent.token
+        )
+        payment.record_charge(
+            result, intent.amount, intent.currency, intent.method, causation_id=caused_by
+        )
         self._save(payment)
         return payment
 

@@ -16,6 +16,7 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
 
 SHIPMENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:shipment")
+DESTINATION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:destination")
 TRACKING_STATUSES = ("picked_up", "in_transit", "out_for_delivery", "delivered")
 SHIPMENT_STATUSES = ("created", *TRACKING_STATUSES)
 ADDRESS_FIELDS = ("name", "line1", "city", "postal_code", "country")
@@ -27,6 +28,12 @@ class ShipmentNotFound(NotFound):
 
 class TrackingOutOfOrder(Conflict):
     code = "tracking_out_of_order"
+
+
+class DestinationNotFound(NotFound):
+    """Shipping was asked to ship an order it never saw placed."""
+
+    code = "destination_not_found"
 
 
 class Carrier(Protocol):
@@ -115,6 +122,21 @@ class Shipment(Aggregate):
         self.status = "delivered"
 
 
+class Destination(Aggregate):
+    """Where an order goes, as the buyer gave it when placing it. Shipping keeps it from
+    `order.placed`, so shipping an order needs nothing from the orders context's store.
+    Private: the address is on the bus already, in `order.placed`."""
+
+    @staticmethod
+    def create_id(order_id: UUID, **_: Any) -> UUID:
+        return uuid5(DESTINATION_NAMESPACE, str(order_id))
+
+    @event("Recorded")
+    def __init__(self, order_id: UUID, address: dict[str, str]) -> None:
+        self.order_id = order_id
+        self.address = address
+
+
 def check_address(address: Mapping[str, str]) -> dict[str, str]:
     checked = {field: str(address.get(field, "")).strip() for field in ADDRESS_FIELDS}
     blank = [field for field, value in checked.items() if not value]
@@ -127,6 +149,32 @@ class Shipping(Application[UUID]):
     """Command entry point for the shipping context (tables `shipping_events`)."""
 
     name = "Shipping"
+
+    def record_destination(self, order_id: UUID, address: Mapping[str, str]) -> UUID:
+        """On `order.placed`; idempotent, the destination's id is derived from the order id."""
+        if self.find_destination(order_id) is not None:
+            return Destination.create_id(order_id)
+        destination = Destination(order_id=order_id, address=check_address(address))
+        try:
+            self.save(destination)
+        except IntegrityError:
+            pass  # recorded by another writer meanwhile
+        return destination.id
+
+    def get_destination(self, order_id: UUID) -> Destination:
+        try:
+            destination: object = self.repository.get(Destination.create_id(order_id))
+        except AggregateNotFoundError as error:
+            raise DestinationNotFound(f"no destination for order {order_id}") from error
+        if not isinstance(destination, Destination):
+            raise DestinationNotFound(f"no destination for order {order_id}")
+        return destination
+
+    def find_destination(self, order_id: UUID) -> Destination | None:
+        try:
+            return self.get_destination(order_id)
+        except DestinationNotFound:
+            return None
 
     def create_shipment(
         self,

@@ -119,7 +119,7 @@ class EmailIndex(Aggregate):
         self.user_id = user_id
 
 
-class Users(Application):
+class Users(Application[UUID]):
     """Command entry point for the users context (tables `users_events`)."""
 
     name = "Users"

@@ -34,9 +34,12 @@ def _bin(name: str) -> str:
     return str(POSTGRES_BIN_PATH / name)
 
 
-def _run_as_service_user(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run_as_service_user(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     user = SERVICE_USER if os.geteuid() == 0 else None
-    return subprocess.run(args, user=user, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
+    done: subprocess.CompletedProcess[str] = subprocess.run(
+        args, user=user, text=True, capture_output=True, check=False, **kwargs
+    )
+    return done
 
 
 def _prepare_permissions(pgdata: Path) -> None:

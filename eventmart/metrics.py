@@ -45,6 +45,13 @@ class Metrics:
             ["group"],
             registry=self.registry,
         )
+        self.events_skipped = Counter(
+            "eventmart_events_skipped",
+            "Events a consumer group had applied already (redelivered, re-published or "
+            "redriven copies), skipped",
+            ["group"],
+            registry=self.registry,
+        )
         self.events_failed = Counter(
             "eventmart_events_failed",
             "Failed attempts at handling an event (retried or parked)",

@@ -151,7 +151,7 @@ def requests_outstanding(conn: psycopg.Connection[Any]) -> int:
 
 
 def relay_health(
-    conn: psycopg.Connection[Any], applications: Iterable[Application], settings: Settings
+    conn: psycopg.Connection[Any], applications: Iterable[Application[Any]], settings: Settings
 ) -> dict[str, Any]:
     """Is the relay alive (it beats every poll interval; silent for five of them, or five
     seconds, it is not), and how old is the oldest event not on the bus yet, waiting in an
@@ -203,7 +203,7 @@ def relay_health(
 
 def _outbox_health(
     conn: psycopg.Connection[Any],
-    application: Application,
+    application: Application[Any],
     now: datetime,
     positions: Mapping[str, tuple[int, datetime]],
     parked: Mapping[str, tuple[int, datetime]],
@@ -226,7 +226,7 @@ def _outbox_health(
 
 
 def _first_unpublished_at(
-    conn: psycopg.Connection[Any], application: Application, position: int
+    conn: psycopg.Connection[Any], application: Application[Any], position: int
 ) -> datetime | None:
     """When the first event past the relay's position happened; None if it cannot be read
     (the relay will park it; until then the time its position last moved stands in)."""
@@ -242,11 +242,12 @@ def _first_unpublished_at(
         event = application.mapper.to_domain_event(
             StoredEvent(row[0], row[1], row[2], bytes(row[3]))
         )
-        timestamp: datetime = event.timestamp
+        timestamp: datetime = event.timestamp  # type: ignore[attr-defined]
         return timestamp
     except Exception:  # noqa: BLE001 - an unreadable event is the relay's to park
         return None
 
 
 def _seconds(delta: Any) -> float:
-    return round(max(0.0, delta.total_seconds()), 3)
+    seconds: float = delta.total_seconds()
+    return round(max(0.0, seconds), 3)

@@ -18,7 +18,7 @@ MIN_PRODUCTION_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
-    """Everything a process needs to know; see the README's configuration table."""
+    """Everything a process needs to know; see docs/configuration.md."""
 
     model_config = SettingsConfigDict(env_prefix="EVENTMART_", extra="ignore")
 

@@ -89,14 +89,19 @@ class Infrastructure:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Event-store and tracking tables, relay triggers, read models: idempotent, and done
-    here once so that no two processes run DDL at the same time."""
+    """Event-store, tracking and deadline tables, payment intents, relay triggers, read
+    models: idempotent, and done here once so that no two processes run DDL at the same
+    time."""
+    from eventmart import payment_intents
     from eventmart.database import eventsourcing_env
     from eventmart.wiring import APPLICATION_TOPICS
     from workers.relay import install as install_relay
-    from workers.tracking import tracked
+    from workers.tracking import PROCESS_RECORDER_TOPIC, tracked
 
-    env = eventsourcing_env(settings.dsn, pool_size=1, create_table=True)
+    env = {
+        **eventsourcing_env(settings.dsn, pool_size=1, create_table=True),
+        "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,  # its tables: deadlines too
+    }
     applications = [tracked(cls)(env=env) for cls in APPLICATION_TOPICS]
     try:
         install_relay(settings.dsn, applications)
@@ -104,6 +109,7 @@ def prepare_database(settings: Settings) -> None:
         for application in applications:
             application.close()
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        payment_intents.install(conn)
         install_read_models(conn)
 
 

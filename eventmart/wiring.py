@@ -18,7 +18,7 @@ from eventmart.database import eventsourcing_env
 from eventmart.settings import Settings
 
 # Which Kafka topic each application's notification log is relayed to.
-APPLICATION_TOPICS: dict[type[Application], str] = {
+APPLICATION_TOPICS: dict[type[Application[Any]], str] = {
     Users: "users.events",
     Catalog: "catalog.events",
     Inventory: "inventory.events",
@@ -37,12 +37,12 @@ class Applications:
     payments: Payments
     shipping: Shipping
 
-    def all(self) -> list[Application]:
+    def all(self) -> list[Application[Any]]:
         return [self.users, self.catalog, self.inventory, self.orders, self.payments, self.shipping]
 
 
 def build_application(
-    cls: type[Application],
+    cls: type[Application[Any]],
     settings: Settings,
     *,
     pool_size: int = 5,
@@ -57,7 +57,7 @@ def build_application(
 def build_applications(
     settings: Settings, *, pool_size: int = 5, prompt_seconds: int | None = None
 ) -> Applications:
-    def build(cls: type[Application]) -> Any:
+    def build(cls: type[Application[Any]]) -> Any:
         return build_application(cls, settings, pool_size=pool_size, prompt_seconds=prompt_seconds)
 
     return Applications(
@@ -70,7 +70,7 @@ def build_applications(
     )
 
 
-def events_table(application: Application) -> str:
+def events_table(application: Application[Any]) -> str:
     """eventsourcing names an application's table after the application."""
     return f"{application.name.lower()}_events"
 

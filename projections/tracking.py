@@ -39,12 +39,14 @@ Handler = Callable[[psycopg.Cursor[Any], Envelope], None]
 
 @dataclass(frozen=True)
 class Delivery:
-    """One consumed Kafka message, decoded."""
+    """One consumed Kafka message, decoded; `redriven` if an operator put it back from a
+    dead-letter topic."""
 
     topic: str
     partition: int
     offset: int
     envelope: Envelope
+    redriven: bool = False
 
 
 def claim(

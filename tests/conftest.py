@@ -54,7 +54,9 @@ def make_test_settings(state_dir: Path = TEST_STATE, **overrides: object) -> Set
         "bcrypt_rounds": 4,  # 12 in production; the tests check behaviour, not cost
         # Saga clocks shrunk so whole orders run in seconds (production: minutes to days).
         "payment_timeout_seconds": 20,
-        "reservation_ttl_seconds": 60,
+        # Longer than any payment deadline a test sets (the load tests' too): holds of
+        # unpaid orders are released when the deadline cancels them, not by expiry.
+        "reservation_ttl_seconds": 300,
         "carrier_step_seconds": 1.5,
         "auto_complete_seconds": 3,
         "saga_timer_seconds": 0.25,

@@ -1,23 +1,72 @@
-"""The order saga's invariants, checked after a load test has run (crashes, scaling):
-every order terminal, no reservation left open, stock and money conserved, no effect
-stored twice. Orders here are one line of one unit, as the load tests place them."""
+"""The order saga's guarantees, checked after a load test has run (crashes, scaling), in a
+form a lost or doubled event cannot pass:
+
+- every order ends as its payment token and the stock dictate (a `tok_ok` order with stock
+  completes, `tok_declined` is cancelled as declined, `tok_timeout` as timed out, an order
+  is rejected only if its product was out of stock; a buyer's accepted cancel cancels);
+- every event a participant consumes about these orders was applied (its identity is in
+  the participant's tracking), and no effect was stored twice;
+- no reservation is left open, stock and money are conserved;
+- nothing about these orders was parked on any dead-letter topic (what other tests left on
+  the topics for the groups to chew through, poison and made-up orders, is theirs).
+
+Orders here are one line of one unit, as the load tests place them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from domain.inventory import Stock
 from eventmart.broker import consumer_groups
+from eventmart.contracts import MalformedEvent, parse
 from eventmart.settings import Settings
-from eventmart.wiring import SAGA_PARTICIPANTS, build_applications
+from eventmart.wiring import SAGA_PARTICIPANTS, Applications, build_applications
 from tests.shop import TERMINAL
-from tests.support import wait_for_quiet, wait_until
+from tests.support import (
+    parked_since,
+    read_envelopes,
+    wait_for_quiet,
+    wait_until,
+)
 
-# (order id, product id): what a load test placed
-Placed = list[tuple[str, str]]
+SAGA_TOPICS = ["orders.events", "inventory.events", "payments.events", "shipping.events"]
+# A replica may decide on a stock it read a moment before another replica's release of a
+# hold was saved: a rejection must find the product out of stock within this window.
+STOCK_READ_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """What a load test placed, and what the buyer did afterwards."""
+
+    order_id: str
+    product_id: str
+    token: str
+    # The buyer's cancel was accepted (202): the order ends cancelled, or as it already had.
+    cancelled_by_buyer: bool = False
+
+
+def parked_about(
+    settings: Settings, marks: dict[tuple[str, int], int], order_ids: set[str]
+) -> list[Any]:
+    """Records parked since `marks` (tests.support.dead_letter_marks) about these orders."""
+    found = []
+    for record in parked_since(settings.bootstrap_servers, marks):
+        try:
+            envelope = parse(record.value)
+        except MalformedEvent:
+            continue  # planted poison: no order's event
+        if {str(envelope.correlation_id), str(envelope.payload.get("order_id"))} & order_ids:
+            found.append(record)
+    return found
 
 
 def events_by_type(
@@ -53,8 +102,8 @@ def settle(
     stall_timeout: float = 300,
 ) -> dict[str, dict[str, Any]]:
     """Wait until every order is terminal and the saga has nothing left to do; returns
-    each order's final row (status, total) from the read model. Fails only if no order
-    becomes terminal for `stall_timeout` seconds: a slow machine is not a lost order."""
+    each order's final row (status, reason, total) from the read model. Fails only if no
+    order becomes terminal for `stall_timeout` seconds: a slow machine is not a lost order."""
     remaining = [open_orders(db, order_ids)]
 
     def progressed() -> bool:
@@ -78,25 +127,142 @@ def settle(
         },
     )
     rows = db.execute(
-        "SELECT order_id::text, status, total FROM orders_view WHERE order_id = ANY(%s::uuid[])",
+        "SELECT order_id::text, status, reason, total FROM orders_view "
+        "WHERE order_id = ANY(%s::uuid[])",
         (order_ids,),
     ).fetchall()
-    return {order_id: {"status": status, "total": total} for order_id, status, total in rows}
+    return {
+        order_id: {"status": status, "reason": reason, "total": total}
+        for order_id, status, reason, total in rows
+    }
+
+
+def expected_outcome(order: PlacedOrder, final: dict[str, Any]) -> str | None:
+    """Why this order's end contradicts its token, stock and buyer; None if it does not.
+    A rejection is checked against the stock separately (assert_rejections_were_for_stock)."""
+    status, reason = final["status"], final["reason"]
+    if status == "rejected":
+        return None if reason == "insufficient_stock" else f"rejected for {reason}"
+    if order.cancelled_by_buyer:
+        return None if status == "cancelled" else f"{status} after the buyer's cancel"
+    wanted = {
+        "tok_ok": ("completed", None),
+        "tok_declined": ("cancelled", "payment_declined"),
+        "tok_timeout": ("cancelled", "payment_timeout"),
+    }[order.token]
+    return None if (status, reason) == wanted else f"{status} ({reason}), not {wanted}"
+
+
+def assert_outcomes(placed: list[PlacedOrder], finals: dict[str, dict[str, Any]]) -> None:
+    wrong = {
+        order.order_id: (order.token, problem)
+        for order in placed
+        if (problem := expected_outcome(order, finals[order.order_id])) is not None
+    }
+    assert not wrong, f"{len(wrong)} orders ended against their token and stock: {wrong}"
+
+
+def availability(applications: Applications, product_id: str) -> list[tuple[datetime, int]]:
+    """(moment, units available from then on) over the product's whole stock history."""
+    history = applications.inventory.events.get(Stock.create_id(uuid.UUID(product_id)))
+    return [
+        (event.timestamp, getattr(event, "on_hand", 0) - getattr(event, "reserved", 0))
+        for event in history
+    ]
+
+
+def assert_rejections_were_for_stock(
+    applications: Applications, placed: list[PlacedOrder], finals: dict[str, dict[str, Any]]
+) -> None:
+    """An order is rejected only when its product had no unit left: at the moment of the
+    rejection (give or take STOCK_READ_SLACK), the stock's history shows none available."""
+    timelines = {
+        product: availability(applications, product) for product in {o.product_id for o in placed}
+    }
+    for order in placed:
+        if finals[order.order_id]["status"] != "rejected":
+            continue
+        reservation = applications.inventory.find_reservation(uuid.UUID(order.order_id))
+        assert reservation is not None and reservation.status == "failed", order
+        assert str(reservation.failed_product_id) == order.product_id, order
+        decided_at = reservation.modified_on
+        start = decided_at - STOCK_READ_SLACK
+        timeline = timelines[order.product_id]
+        before = [(moment, available) for moment, available in timeline if moment <= start]
+        in_effect = [max(before)[1]] if before else []
+        during = [available for moment, available in timeline if start < moment <= decided_at]
+        assert min(in_effect + during, default=1) < 1, (order, decided_at, in_effect, during)
+
+
+def participant_types() -> dict[str, tuple[str, list[str], set[str]]]:
+    """Per saga group: its application's tracking table, its topics and the types it handles."""
+    found = {}
+    for group in SAGA_PARTICIPANTS:
+        module = importlib.import_module(f"workers.{group.removesuffix('-saga')}")
+        participant = module.PARTICIPANT
+        table = f"{participant.application.name.lower()}_tracking"
+        found[group] = (table, participant.topics, set(participant.policies))
+    return found
+
+
+def assert_every_event_applied(
+    settings: Settings, db: psycopg.Connection[Any], order_ids: list[str]
+) -> None:
+    """Every event about these orders that a participant handles has its identity in that
+    participant's tracking: applied (once: the tracking's key and the stored-effect counts
+    below see to that), none skipped for good, whatever was redelivered or killed."""
+    wanted = set(order_ids)
+    on_topics = {
+        topic: [
+            e
+            for e in read_envelopes(settings.bootstrap_servers, topic)
+            if str(e.payload.get("order_id", e.aggregate_id)) in wanted
+        ]
+        for topic in SAGA_TOPICS
+    }
+    for group, (table, topics, types) in participant_types().items():
+        expected = {
+            (str(e.aggregate_id), e.aggregate_version)
+            for topic in topics
+            for e in on_topics[topic]
+            if e.type in types
+        }
+        names = sorted({name for name, _ in expected})
+        tracked = {
+            (name, version)
+            for name, version in db.execute(
+                f"SELECT application_name, notification_id FROM {table} "
+                "WHERE application_name = ANY(%s)",
+                (names,),
+            ).fetchall()
+        }
+        missing = expected - tracked
+        assert not missing, f"{group} never applied {len(missing)} events: {sorted(missing)[:5]}"
 
 
 def assert_saga_invariants(
     settings: Settings,
     db: psycopg.Connection[Any],
-    placed: Placed,
+    placed: list[PlacedOrder],
     finals: dict[str, dict[str, Any]],
     stock_per_product: int,
+    marks: dict[tuple[str, int], int],
 ) -> None:
-    order_ids = [order_id for order_id, _ in placed]
+    order_ids = [order.order_id for order in placed]
     statuses = Counter(view["status"] for view in finals.values())
     assert sum(statuses.values()) == len(placed) and set(statuses) <= TERMINAL, statuses
 
+    parked = parked_about(settings, marks, set(order_ids))
+    assert not parked, [
+        (r.topic, dict(r.headers).get("x-error-type"), dict(r.headers).get("x-error-message"))
+        for r in parked[:5]
+    ]
+    assert_outcomes(placed, finals)
+    assert_every_event_applied(settings, db, order_ids)
+
     applications = build_applications(settings, pool_size=4)
     try:
+        assert_rejections_were_for_stock(applications, placed, finals)
         # Every reservation is committed, released or failed: none is left open.
         for order_id in order_ids:
             reservation = applications.inventory.find_reservation(uuid.UUID(order_id))
@@ -107,9 +273,9 @@ def assert_saga_invariants(
             ), (order_id, reservation and reservation.status, finals[order_id]["status"])
         # Stock is conserved: what was received is on the shelf or sold, nothing held.
         completed_units = Counter(
-            product for order_id, product in placed if finals[order_id]["status"] == "completed"
+            o.product_id for o in placed if finals[o.order_id]["status"] == "completed"
         )
-        for product in {product for _, product in placed}:
+        for product in {o.product_id for o in placed}:
             stock = applications.inventory.get_stock(uuid.UUID(product))
             figures = (product, stock.on_hand, stock.reserved, stock.sold, completed_units[product])
             assert stock.reserved == 0, figures
@@ -135,3 +301,15 @@ def assert_saga_invariants(
     for table in ("payments_events", "inventory_events", "shipping_events"):
         stored = events_by_type(db, table, order_ids)
         assert not stored or max(stored.values()) == 1, (table, stored.most_common(3))
+
+
+def unpaid(db: psycopg.Connection[Any], order_ids: list[str]) -> int:
+    """Of these orders, how many the read model shows not yet past payment (or not yet)."""
+    row = db.execute(
+        "SELECT count(*) FROM unnest(%s::uuid[]) AS placed(order_id) "
+        "LEFT JOIN orders_view USING (order_id) "
+        "WHERE orders_view.status IS NULL OR orders_view.status IN ('pending', 'reserved')",
+        (order_ids,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

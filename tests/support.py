@@ -270,7 +270,7 @@ def wait_for_quiet(settings: Settings, groups: dict[str, list[str]], timeout: fl
     )
 
 
-async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+async def _group_members(bootstrap: str, group: str) -> tuple[str, frozenset[str]]:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -278,21 +278,40 @@ async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
     await admin.start()
     try:
         for response in await admin.describe_consumer_groups([group]):
-            for (
-                description
-            ) in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
-                return description[2], len(description[5])
-        return "Dead", 0
+            # (error, group, state, protocol type, protocol, members, ...); members
+            # (member id, client id, host, metadata, assignment)
+            for description in response.groups:
+                return description[2], frozenset(member[0] for member in description[5])
+        return "Dead", frozenset()
     except KafkaError:  # no coordinator yet, for a new group or a fresh broker
-        return "Unknown", 0
+        return "Unknown", frozenset()
     finally:
         await admin.close()
 
 
-def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+def group_members(bootstrap: str, group: str) -> tuple[str, frozenset[str]]:
     """The group's state as the broker's coordinator sees it (`Stable`, `PreparingRebalance`,
-    `CompletingRebalance`, `Empty`, ...) and how many members it has."""
-    return asyncio.run(_group_membership(bootstrap, group))
+    `CompletingRebalance`, `Empty`, ...) and its members' ids."""
+    return asyncio.run(_group_members(bootstrap, group))
+
+
+def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+    """The group's state and how many members it has."""
+    state, members = group_members(bootstrap, group)
+    return state, len(members)
+
+
+def wait_for_replacement(
+    bootstrap: str, group: str, gone: frozenset[str], *, timeout: float = 180
+) -> None:
+    """Until the group is stable again with members, none of them one of `gone` (killed
+    members the coordinator forgets after the session timeout): the replacements consume."""
+
+    def replaced() -> bool:
+        state, members = group_members(bootstrap, group)
+        return state == "Stable" and bool(members) and not members & gone
+
+    wait_until(replaced, timeout=timeout, interval=0.5, message=f"{group} to have replaced {gone}")
 
 
 def wait_for_members(bootstrap: str, group: str, members: int, *, timeout: float = 90) -> None:
@@ -361,3 +380,40 @@ def metric_value(text: str, prefix: str) -> float:
     """The value of the first Prometheus sample line starting with `prefix`."""
     line = next(line for line in text.splitlines() if line.startswith(prefix))
     return float(line.rsplit(" ", 1)[1])
+
+
+def dead_letter_topics() -> list[str]:
+    from eventmart.broker import consumer_groups
+
+    return [f"{group}.dlq" for group in consumer_groups()]
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+def dead_letter_marks(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Where every dead-letter topic ends now: what a test parks is what comes after."""
+    return asyncio.run(_end_offsets(bootstrap, dead_letter_topics()))
+
+
+def parked_since(bootstrap: str, marks: dict[tuple[str, int], int]) -> list[Any]:
+    """Every record parked on any dead-letter topic after `marks` (dead_letter_marks)."""
+    return [
+        record
+        for topic in dead_letter_topics()
+        for record in read_topic(bootstrap, topic)
+        if record.offset >= marks.get((topic, record.partition), 0)
+    ]

@@ -38,6 +38,7 @@ from mode import Service
 
 from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.metrics import METRICS
+from eventmart.operations import REDRIVEN_FROM
 from eventmart.outages import broker_away, database_away, dependency_away
 from eventmart.settings import Settings
 from projections.tracking import Delivery
@@ -254,8 +255,12 @@ class GroupConsumer(Service):
             except MalformedEvent as error:
                 malformed.append((message, error))
                 continue
+            redriven = any(name == REDRIVEN_FROM for name, _ in message.headers or ())
             decoded.append(
-                (message, Delivery(message.topic, message.partition, message.offset, envelope))
+                (
+                    message,
+                    Delivery(message.topic, message.partition, message.offset, envelope, redriven),
+                )
             )
         return decoded, malformed
 
@@ -350,7 +355,7 @@ class GroupConsumer(Service):
         )
 
 
-class _HandOver(ConsumerRebalanceListener):
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """Before partitions move, the batch in flight finishes and its offsets are committed,
     so the next owner starts where this one stopped (aiokafka waits for this callback)."""
 

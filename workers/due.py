@@ -1,5 +1,7 @@
-"""Deadlines the saga keeps: found in the orders read model, acted on through the
-aggregates (which decide whether the deadline still matters)."""
+"""Deadlines the saga keeps, acted on through the aggregates (which decide whether the
+deadline still matters). Each participant finds its due orders in its own context's
+tables: the orders timers in the orders read model (`due_orders`), inventory and shipping
+in their deadline tables (workers.deadlines)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ log = logging.getLogger("eventmart.saga")
 
 
 def due_orders(context: Context, where: str, *params: Any, limit: int = 500) -> list[UUID]:
+    """Orders of the orders read model matching `where`: for the orders context's timers."""
     with context.pool.connection() as conn:
         rows = conn.execute(
             f"SELECT order_id FROM orders_view WHERE {where} ORDER BY updated_at LIMIT {limit}",

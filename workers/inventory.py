@@ -3,14 +3,19 @@ hand it over on shipment, give it back on cancellation, rejection or expiry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from domain.inventory import Inventory, Reservation, Stock
-from domain.orders import Orders
 from eventmart.contracts import Envelope
-from workers.due import act_on_each, due_orders
+from eventmart.settings import Settings
+from workers.deadlines import Deadline
+from workers.due import act_on_each
 from workers.saga import Context, Participant
+
+EXPIRE_RESERVATIONS = "expire_reservations"
 
 
 def reserve_stock(ctx: Context, event: Envelope) -> None:
@@ -24,6 +29,11 @@ def reserve_stock(ctx: Context, event: Envelope) -> None:
         expires_at,
         caused_by=event.event_id,
     )
+
+
+def note_order_paid(ctx: Context, event: Envelope) -> None:
+    """The order is confirmed (paid): its hold stops expiring."""
+    ctx.application.mark_order_paid(event.aggregate_id, caused_by=event.event_id)
 
 
 def commit_stock(ctx: Context, event: Envelope) -> None:
@@ -40,39 +50,50 @@ def release_for_rejection(ctx: Context, event: Envelope) -> None:
 
 
 def expire_reservations(ctx: Context) -> int:
-    """Holds of unpaid orders past their expiry go back on the shelf. The read model finds
-    candidates; the orders event store (strongly consistent) has the last word, because a
-    lagging read model still says `reserved` for an order already paid — releasing its
-    stock then would ship units that were never taken off the shelf."""
-    overdue = due_orders(
-        ctx, "status IN ('pending', 'reserved') AND reservation_expires_at < now()"
+    """Holds of unpaid orders past their expiry go back on the shelf. Inventory's own
+    deadlines find them; the reservation decides, knowing from `order.confirmed` whether
+    its order was paid. (The hold outlives the order's payment deadline, by 15 minutes with
+    the defaults: inventory would have to lag that long behind a paid order for its hold to
+    expire, and then the order is cancelled and refunded, never oversold.)"""
+    now = ctx.now()
+    overdue = ctx.application.recorder.due_order_ids(EXPIRE_RESERVATIONS, now)
+    return act_on_each(
+        ctx,
+        overdue,
+        lambda order_id: ctx.application.expire_reservation(order_id, now),
+        touches=touches_order,
     )
 
-    def release_if_unpaid(order_id: UUID) -> object:
-        if ctx.reads["orders"].get_order(order_id).status not in ("pending", "reserved"):
-            return False
-        return ctx.application.release_order(order_id, "expired")
 
-    return act_on_each(ctx, overdue, release_if_unpaid)
+def deadlines(settings: Settings, aggregate: Any) -> Iterable[Deadline]:
+    if not isinstance(aggregate, Reservation):
+        return ()
+    return [Deadline(EXPIRE_RESERVATIONS, aggregate.order_id, aggregate.expiry)]
+
+
+def touches_order(order_id: UUID) -> list[UUID]:
+    """The order's reservation (the stocks it holds are loaded if it is settled)."""
+    return [Reservation.create_id(order_id)]
 
 
 def touches(event: Envelope) -> list[UUID]:
     """The order's reservation; for a new order, the stock of each of its products too."""
     stocks = [Stock.create_id(line["product_id"]) for line in event.payload.get("lines", ())]
-    return [Reservation.create_id(event.aggregate_id), *stocks]
+    return [*touches_order(event.aggregate_id), *stocks]
 
 
 PARTICIPANT = Participant(
     group="inventory-saga",
     topics=["orders.events"],
     application=Inventory,
-    reads={"orders": Orders},
     policies={
         "order.placed": reserve_stock,
+        "order.confirmed": note_order_paid,
         "order.shipped": commit_stock,
         "order.cancelled": release_for_cancellation,
         "order.rejected": release_for_rejection,
     },
-    timers={"expire_reservations": expire_reservations},
+    timers={EXPIRE_RESERVATIONS: expire_reservations},
     touches=touches,
+    deadlines=deadlines,
 )

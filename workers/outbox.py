@@ -82,10 +82,10 @@ class Encoded:
     error: Exception | None = None
 
 
-def encode(application: Application, notification: Notification) -> Encoded:
+def encode(application: Application[Any], notification: Notification) -> Encoded:
     """The envelope of a stored event; any failure (its state unreadable, a payload that
     breaks its contract, a number JSON cannot carry) is the event's, recorded, not raised."""
-    identity = {
+    identity: dict[str, Any] = {
         "notification_id": notification.id,
         "aggregate_id": UUID(str(notification.originator_id)),
         "aggregate_version": notification.originator_version,
@@ -94,7 +94,7 @@ def encode(application: Application, notification: Notification) -> Encoded:
     occurred_at = None
     try:
         domain_event = application.mapper.to_domain_event(notification)
-        occurred_at = domain_event.timestamp
+        occurred_at = domain_event.timestamp  # type: ignore[attr-defined]
         envelope = envelope_from_domain(domain_event)
         if envelope is None:
             return Encoded(**identity, occurred_at=occurred_at)
@@ -183,13 +183,13 @@ def plan(
 class Outbox:
     """One application's notification log and the relay's state in it."""
 
-    application: Application
+    application: Application[Any]
     topic: str
     position: int = 0
     blocked: dict[UUID, int] = field(default_factory=dict)
     tries: dict[int, int] = field(default_factory=dict)
     publish_errors: dict[int, Exception] = field(default_factory=dict)
-    encoder: Callable[[Application, Notification], Encoded] = encode
+    encoder: Callable[[Application[Any], Notification], Encoded] = encode
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     requests_pending: bool = True  # operators' redrive/skip requests to look at
     progress_at: float = 0.0  # time.monotonic() of the last pass that ended without error

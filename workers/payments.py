@@ -1,33 +1,29 @@
 """Payments' part in the order saga: charge once stock is held, refund or void when the
-order is cancelled. The charge goes through the PaymentGateway port."""
+order is cancelled. The charge goes through the PaymentGateway port, on the terms and with
+the token of the order's payment intent, which only this context keeps."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from domain.orders import Orders
-from domain.payments import Payment, Payments, SandboxGateway
+from domain.payments import Payment, PaymentIntentNotFound, Payments, SandboxGateway
 from eventmart.contracts import Envelope
+from eventmart.database import make_pool
+from eventmart.payment_intents import PostgresPaymentIntents
 from eventmart.settings import Settings
 from workers.saga import Context, Participant
 
 
 def charge_for_order(ctx: Context, event: Envelope) -> None:
-    """The order's terms are read from the orders event store: strongly consistent, and
-    order.placed is stored before any reservation it caused."""
-    order = ctx.reads["orders"].get_order(event.payload["order_id"])
-    if order.status in ("cancelled", "rejected"):
-        return  # cancelled while stock was being reserved: nothing to charge
-    ctx.application.charge_order(
-        order.id,
-        order.total,
-        order.currency,
-        order.payment["method"],
-        order.payment["token"],
-        ctx.adapters["gateway"],
-        caused_by=event.event_id,
-    )
+    """The intent was stored before the order was, so it is there for every reservation.
+    An order cancelled meanwhile had its payment voided first: the charge is then skipped
+    (or, if the cancellation comes after, refunded)."""
+    order_id = UUID(event.payload["order_id"])
+    intent = ctx.adapters["intents"].find(order_id)
+    if intent is None:
+        raise PaymentIntentNotFound(f"order {order_id} has no payment intent")
+    ctx.application.charge_order(intent, ctx.adapters["gateway"], caused_by=event.event_id)
 
 
 def refund_or_void(ctx: Context, event: Envelope) -> None:
@@ -37,7 +33,10 @@ def refund_or_void(ctx: Context, event: Envelope) -> None:
 
 
 def adapters(settings: Settings) -> dict[str, Any]:
-    return {"gateway": SandboxGateway()}
+    return {
+        "gateway": SandboxGateway(),
+        "intents": PostgresPaymentIntents(make_pool(settings.dsn, max_size=2)),
+    }
 
 
 def touches(event: Envelope) -> list[UUID]:
@@ -48,7 +47,6 @@ PARTICIPANT = Participant(
     group="payments-saga",
     topics=["inventory.events", "orders.events"],
     application=Payments,
-    reads={"orders": Orders},
     policies={
         "reservation.confirmed": charge_for_order,
         "order.cancelled": refund_or_void,

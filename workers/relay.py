@@ -75,7 +75,7 @@ ON CONFLICT (relay) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
 """
 
 
-def install(dsn: str, applications: list[Application]) -> None:
+def install(dsn: str, applications: list[Application[Any]]) -> None:
     """Positions, dead letters and heartbeat tables, and a trigger that wakes the relay
     when a transaction commits events."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -143,7 +143,7 @@ class Relay:
                 try:
                     await self._session(producer)
                     pause.reset()
-                except (LockLost, *DATABASE_AWAY) as error:
+                except (LockLost, *DATABASE_AWAY) as error:  # type: ignore[misc]
                     seconds = pause.next()
                     log.warning("relay lost PostgreSQL (%s); again in %.1fs", error, seconds)
                     await self._sleep(seconds)
@@ -175,8 +175,8 @@ class Relay:
     async def _session(self, producer: AIOKafkaProducer) -> None:
         """Hold the relay's lock on one connection and relay every outbox until told to
         stop or the connection breaks."""
-        conn = await asyncio.to_thread(
-            psycopg.connect, self.settings.dsn, autocommit=True, connect_timeout=5
+        conn: psycopg.Connection[Any] = await asyncio.to_thread(
+            lambda: psycopg.connect(self.settings.dsn, autocommit=True, connect_timeout=5)
         )
         shared = SharedConnection(conn)
         try:

@@ -152,18 +152,18 @@ class OutboxSender:
                 break  # sent again from here, consumers drop the copies
         if refused is None:
             return None
-        event, error = refused
+        event, refusal = refused
         self.outbox.tries[event.notification_id] = (
             self.outbox.tries.get(event.notification_id, 0) + 1
         )
-        self.outbox.publish_errors[event.notification_id] = error
+        self.outbox.publish_errors[event.notification_id] = refusal
         log.warning(
             "%s: Kafka refused notification %d (try %d of %d): %s",
             self.outbox.name,
             event.notification_id,
             self.outbox.tries[event.notification_id],
             self.settings.relay_max_tries,
-            error,
+            refusal,
         )
         return event
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -23,15 +24,17 @@ from psycopg_pool import ConnectionPool
 from domain.inventory import ConcurrentUpdate
 from eventmart.contracts import Envelope
 from eventmart.database import eventsourcing_env, make_pool
+from eventmart.metrics import METRICS
 from eventmart.settings import Settings
 from projections.tracking import Delivery
 from workers.consumer import GroupConsumer, build_app
+from workers.deadlines import Deadline
 from workers.tracking import (
+    PROCESS_RECORDER_TOPIC,
     UnitOfWork,
-    already_applied,
-    applied_versions,
+    applied_events,
+    identity,
     tracked,
-    tracking_context,
     tracking_for,
     unit_of_work_context,
 )
@@ -41,11 +44,11 @@ log = logging.getLogger("eventmart.saga")
 
 @dataclass
 class Context:
-    """What a policy may use: its own application, read access to others, adapters."""
+    """What a policy may use: its own application and adapters. Nothing of another context:
+    what a participant needs to know of the others it keeps in its own store, from the bus."""
 
     settings: Settings
     application: Any
-    reads: dict[str, Any]
     pool: ConnectionPool
     adapters: dict[str, Any] = field(default_factory=dict)
     # What a timer remembers between its ticks, in this process only.
@@ -61,18 +64,20 @@ Timer = Callable[[Context], int]
 # The ids of the participant's own aggregates an event's policy will load, so a batch
 # loads them all with one query first (an id left out is loaded when asked for).
 Touches = Callable[[Envelope], Iterable[UUID]]
+# The deadlines one of the participant's aggregates has after a change (workers.deadlines).
+Deadlines = Callable[[Settings, Any], Iterable[Deadline]]
 
 
 @dataclass(frozen=True)
 class Participant:
     group: str
     topics: list[str]
-    application: type[Application]
+    application: type[Application[UUID]]
     policies: Mapping[str, Policy]
-    reads: Mapping[str, type[Application]] = field(default_factory=dict)
     timers: Mapping[str, Timer] = field(default_factory=dict)
     adapters: Callable[[Settings], dict[str, Any]] = lambda settings: {}
     touches: Touches = lambda event: ()
+    deadlines: Deadlines = lambda settings, aggregate: ()
 
 
 class PolicyProcessor:
@@ -116,41 +121,36 @@ class PolicyProcessor:
     def apply_batch(self, deliveries: list[Delivery]) -> None:
         application = self.context.application
         trackings = [tracking_for(delivery.envelope) for delivery in deliveries]
-        applied = applied_versions(application, trackings)
+        applied = applied_events(application, trackings)
         unit = UnitOfWork()
         application.repository.prefetch(
             unit,
             [
                 aggregate_id
                 for delivery, tracking in zip(deliveries, trackings, strict=True)
-                if applied.get(tracking.application_name, 0) < tracking.notification_id
+                if identity(tracking) not in applied
                 for aggregate_id in self.participant.touches(delivery.envelope)
             ],
             application.mapper,
         )
         with unit_of_work_context(unit):
             for delivery, tracking in zip(deliveries, trackings, strict=True):
-                name, version = tracking.application_name, tracking.notification_id
-                if applied.get(name, 0) >= version:
-                    continue  # a redelivered or re-published copy
+                if identity(tracking) in applied:
+                    self.skip(delivery)
+                    continue
                 self.participant.policies[delivery.envelope.type](self.context, delivery.envelope)
                 unit.trackings.append(tracking)
-                applied[name] = version
+                applied.add(identity(tracking))
         if unit.trackings:
             application.save_unit_of_work(unit)
 
     def apply(self, delivery: Delivery) -> None:
-        policy = self.participant.policies.get(delivery.envelope.type)
-        if policy is None:
+        """One event in its own transaction, again while another writer keeps winning."""
+        if delivery.envelope.type not in self.participant.policies:
             return
-        application = self.context.application
-        tracking = tracking_for(delivery.envelope)
         for _ in range(self.max_conflict_retries):
-            if already_applied(application, tracking):
-                return  # a redelivered or re-published copy
             try:
-                with tracking_context(tracking):
-                    policy(self.context, delivery.envelope)
+                self.apply_batch([delivery])
                 return
             except (ConcurrentUpdate, IntegrityError):
                 continue  # another writer won the race, or the copy was applied meanwhile
@@ -158,26 +158,35 @@ class PolicyProcessor:
             f"{delivery.envelope.type} {delivery.envelope.event_id} kept conflicting"
         )
 
+    def skip(self, delivery: Delivery) -> None:
+        """An event this participant applied before: a redelivered, re-published or redriven
+        copy. Counted; a redriven one is also said aloud, as an operator asked for it."""
+        METRICS.events_skipped.labels(self.participant.group).inc()
+        envelope = delivery.envelope
+        log.log(
+            logging.WARNING if delivery.redriven else logging.INFO,
+            "%s: %s%s %s (aggregate %s v%d) was applied already; skipped",
+            self.participant.group,
+            "redriven " if delivery.redriven else "",
+            envelope.type,
+            envelope.event_id,
+            envelope.aggregate_id,
+            envelope.aggregate_version,
+        )
+
 
 def build_context(participant: Participant, settings: Settings) -> Context:
     env = {
         **eventsourcing_env(settings.dsn, pool_size=4),
-        "PROCESS_RECORDER_TOPIC": "workers.tracking:BatchProcessRecorder",
+        "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,
         # Hot aggregates (a best-selling product's stock) are fast-forwarded, not replayed.
         "AGGREGATE_CACHE_MAXSIZE": "10000",
     }
+    application: Any = tracked(participant.application)(env=env)
+    application.deadlines_of = partial(participant.deadlines, settings)
     return Context(
         settings=settings,
-        application=tracked(participant.application)(env=env),
-        reads={
-            name: cls(
-                env={
-                    **eventsourcing_env(settings.dsn, pool_size=2),
-                    "AGGREGATE_CACHE_MAXSIZE": "10000",
-                }
-            )
-            for name, cls in participant.reads.items()
-        },
+        application=application,
         pool=make_pool(settings.dsn, max_size=4),
         adapters=participant.adapters(settings),
     )

@@ -1,10 +1,12 @@
 """Saga participants record the events they cause and the tracking of the events that
 caused them in one transaction (eventsourcing's process recorder).
 
-Tracking is by event identity: application_name is the aggregate id and
-notification_id the aggregate version. Per-aggregate order holds on a topic,
-so "a tracking record >= this version exists" means "this event, or a later one
-of the same aggregate, was already applied" — a copy is dropped, whatever its offset.
+Tracking is by exact event identity: application_name is the aggregate id and
+notification_id the aggregate version, one row per event applied (the multi-row
+tracking table). An event is a copy if and only if its own row exists: a redelivered
+or re-published copy is dropped whatever its offset, and an event never applied is
+applied even if later events of its aggregate were (a parked event, redriven after its
+aggregate moved on). A high-water mark per aggregate would drop that one silently.
 
 A batch of consumed events can be applied as one unit of work: policies run one
 after another against aggregates kept in memory (each sees what the previous ones
@@ -20,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from copy import deepcopy
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -36,13 +39,21 @@ from eventsourcing.utils import strtobool
 from psycopg.sql import SQL, Identifier
 
 from eventmart.contracts import Envelope
+from workers.deadlines import (
+    Deadline,
+    DeadlinesOf,
+    create_statements,
+    deadlines_table,
+    due_statement,
+    no_deadlines,
+    write_statements,
+)
 
-CURRENT_TRACKING: ContextVar[Tracking | None] = ContextVar("current_tracking", default=None)
 CURRENT_UNIT_OF_WORK: ContextVar[UnitOfWork | None] = ContextVar(
     "current_unit_of_work", default=None
 )
 
-A = TypeVar("A", bound=Application)
+A = TypeVar("A", bound=Application[Any])
 
 
 @dataclass
@@ -55,23 +66,56 @@ class UnitOfWork:
     absent: set[UUID] = field(default_factory=set)
 
 
+PROCESS_RECORDER_TOPIC = "workers.tracking:BatchProcessRecorder"
+
+
 class BatchProcessRecorder(PostgresProcessRecorder):
-    """A process recorder that also takes `trackings=[...]` (several consumed events)
-    and answers "how far has each of these aggregates been applied" in one query."""
+    """A process recorder that also takes `trackings=[...]` (several consumed events) and
+    `deadlines=[...]` (the context's deadline rows) into the events' transaction, and
+    answers "which of these events were applied" in one query."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.deadlines_table_name = deadlines_table(self.events_table_name)
+        self.sql_create_statements.extend(
+            create_statements(self.datastore.schema, self.deadlines_table_name)
+        )
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         for tracking in kwargs.get("trackings", ()):
             self._insert_tracking(curs, tracking=tracking)
+        for statement, params in write_statements(
+            self.datastore.schema, self.deadlines_table_name, kwargs.get("deadlines", ())
+        ):
+            curs.execute(statement, params)
         super()._insert_events(curs, stored_events, **kwargs)
 
-    def max_tracking_ids(self, application_names: Iterable[str]) -> dict[str, int]:
+    def applied_among(self, identities: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (aggregate id, version) identities have a tracking row."""
+        wanted = list(set(identities))
+        if not wanted:
+            return set()
         statement = SQL(
-            "SELECT application_name, MAX(notification_id) AS applied FROM {0}.{1} "
-            "WHERE application_name = ANY(%s) GROUP BY application_name"
+            "SELECT application_name, notification_id FROM {0}.{1} "
+            "WHERE (application_name, notification_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::bigint[]))"
         ).format(Identifier(self.datastore.schema), Identifier(self.tracking_table_name))
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (list(application_names),), prepare=True)
-            return {row["application_name"]: row["applied"] for row in curs.fetchall()}
+            curs.execute(
+                statement,
+                ([name for name, _ in wanted], [version for _, version in wanted]),
+                prepare=True,
+            )
+            return {(row["application_name"], row["notification_id"]) for row in curs.fetchall()}
+
+    def due_order_ids(
+        self, timer: str, now: datetime, *, excluding: Iterable[UUID] = (), limit: int = 500
+    ) -> list[UUID]:
+        """The orders whose `timer` deadline has passed by `now`, the oldest first."""
+        statement = due_statement(self.datastore.schema, self.deadlines_table_name)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (timer, now, list(excluding), limit), prepare=True)
+            return [row["order_id"] for row in curs.fetchall()]
 
     def select_events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
         """Every stored event of these aggregates past the given version of each, in
@@ -172,13 +216,16 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
 
 
 class TrackedMixin:
-    """Makes an Application's saves carry the tracking of the event being processed,
-    or collect into the current unit of work."""
+    """Makes an Application's saves go into the current unit of work (or into one of their
+    own), so every save carries the tracking of what was consumed and the deadlines of
+    what changed."""
 
     factory: Any
     env: Any
     events: Any
     snapshots: Any
+    # Set per participant (workers.saga.build_context): the deadlines an aggregate has.
+    deadlines_of: DeadlinesOf = staticmethod(no_deadlines)
 
     def construct_recorder(self) -> ProcessRecorder:
         recorder: ProcessRecorder = self.factory.process_recorder()
@@ -194,29 +241,26 @@ class TrackedMixin:
         )
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        unit = CURRENT_UNIT_OF_WORK.get()
-        if unit is not None:
-            for obj in objs:
-                if obj is not None:
-                    unit.aggregates[obj.id] = obj
-            return []
-        tracking = CURRENT_TRACKING.get()
-        if tracking is None:
-            return super().save(*objs, **kwargs)  # type: ignore[misc]
-        CURRENT_TRACKING.set(None)  # one consumed event, one transaction
-        processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
-        processing_event.collect_events(*objs, **kwargs)
-        recordings = self._record(processing_event)  # type: ignore[attr-defined]
-        self._take_snapshots(processing_event)  # type: ignore[attr-defined]
-        self._notify(recordings)  # type: ignore[attr-defined]
-        return recordings
+        """Into the current unit of work (saved with the batch), or, outside one, at once in
+        a unit of its own: either way with the deadlines of what changed."""
+        current = CURRENT_UNIT_OF_WORK.get()
+        unit = current if current is not None else UnitOfWork()
+        for obj in objs:
+            if obj is not None:
+                unit.aggregates[obj.id] = obj
+        return [] if current is not None else self.save_unit_of_work(unit)
 
     def save_unit_of_work(self, unit: UnitOfWork) -> list[Recording[Any]]:
-        """Every changed aggregate's new events and every tracking, in one transaction."""
+        """Every changed aggregate's new events, every tracking and the deadlines of what
+        changed, in one transaction."""
+        changed = [a for a in unit.aggregates.values() if getattr(a, "pending_events", None)]
+        deadlines: list[Deadline] = [d for a in changed for d in self.deadlines_of(a)]
+        if not changed and not unit.trackings:
+            return []
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
-        processing_event.collect_events(*unit.aggregates.values())
+        processing_event.collect_events(*changed)
         recordings: list[Recording[Any]] = self.events.put(
-            processing_event.events, trackings=unit.trackings
+            processing_event.events, trackings=unit.trackings, deadlines=deadlines
         )
         self._notify(recordings)  # type: ignore[attr-defined]
         return recordings
@@ -237,15 +281,18 @@ def tracking_for(envelope: Envelope) -> Tracking:
     )
 
 
-def already_applied(application: Application, tracking: Tracking) -> bool:
-    recorder: ProcessRecorder = application.recorder  # type: ignore[assignment]
-    return recorder.has_tracking_id(tracking.application_name, tracking.notification_id)
-
-
-def applied_versions(application: Application, trackings: Iterable[Tracking]) -> dict[str, int]:
-    """How far each of these aggregates' events have been applied already (one query)."""
+def applied_events(
+    application: Application[Any], trackings: Iterable[Tracking]
+) -> set[tuple[str, int]]:
+    """Which of these consumed events were applied already (one query)."""
     recorder: BatchProcessRecorder = application.recorder  # type: ignore[assignment]
-    return recorder.max_tracking_ids({tracking.application_name for tracking in trackings})
+    return recorder.applied_among(
+        (tracking.application_name, tracking.notification_id) for tracking in trackings
+    )
+
+
+def identity(tracking: Tracking) -> tuple[str, int]:
+    return tracking.application_name, tracking.notification_id
 
 
 @contextmanager
@@ -255,10 +302,6 @@ def _bound(variable: ContextVar[Any], value: Any) -> Iterator[None]:
         yield
     finally:
         variable.reset(token)
-
-
-def tracking_context(tracking: Tracking) -> AbstractContextManager[None]:
-    return _bound(CURRENT_TRACKING, tracking)
 
 
 def unit_of_work_context(unit: UnitOfWork) -> AbstractContextManager[None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,10 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
+from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.security import Principal
 from domain.catalog import ProductNotFound
 from domain.limits import MAX_ORDER_LINES
+from domain.orders import order_total
+from domain.payments import PaymentIntent
 from eventmart.contracts.bounds import (
     AddressLine,
     AddressName,
@@ -84,15 +87,15 @@ class OrderAccepted(BaseModel):
 class OrderLineView(BaseModel):
     product_id: UUID
     quantity: int
-    unit_price: int
-    line_total: int
+    unit_price: Amount
+    line_total: Amount
 
 
 class TimelineEntry(BaseModel):
     event_id: UUID
     type: str
     at: datetime
-    detail: dict[str, Any]
+    detail: dict[str, Any] = Field(description="what the event said; money as {amount, currency}")
 
 
 class OrderSummary(BaseModel):
@@ -101,8 +104,7 @@ class OrderSummary(BaseModel):
     status: Status
     reason: str | None
     lines: list[OrderLineView]
-    total: int
-    currency: str
+    total: Amount
     created_at: datetime
     updated_at: datetime
     payment_deadline: datetime | None
@@ -120,6 +122,29 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
+def with_money(order: dict[str, Any]) -> dict[str, Any]:
+    """A read-model row as answered: every money field an Amount in the order's currency."""
+    currency = order["currency"]
+    shaped = {
+        **order,
+        "total": amount_of(order["total"], currency),
+        "lines": [
+            {
+                **line,
+                "unit_price": amount_of(line["unit_price"], currency),
+                "line_total": amount_of(line["line_total"], currency),
+            }
+            for line in order["lines"]
+        ],
+    }
+    if "timeline" in order:
+        shaped["timeline"] = [
+            {**entry, "detail": money_in_detail(entry["detail"], currency)}
+            for entry in order["timeline"]
+        ]
+    return shaped
+
+
 @router.post(
     "/orders",
     status_code=202,
@@ -132,8 +157,14 @@ def place_order(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderAccepted:
-    """Price each line from the catalogue now and store the order; reservation, payment
-    and shipping continue in the saga workers."""
+    """Price each line from the catalogue now, hand the payment token to the payments
+    context (a payment intent: the token goes nowhere else) and store the order, which names
+    the intent; reservation, payment and shipping continue in the saga workers."""
+    orders, settings = services.applications.orders, services.settings
+    request = fingerprint(settings.secret_key, body)
+    earlier = orders.placed_with_key(user.user_id, idempotency_key, request)
+    if earlier is not None:
+        return OrderAccepted(order_id=earlier, status="pending")
     catalog = services.applications.catalog
     lines = []
     for line in body.lines:
@@ -148,16 +179,27 @@ def place_order(
                 "unit_price": product.price_amount,
             }
         )
-    order_id, _ = services.applications.orders.place_order(
+    order_id = uuid4()
+    intent = services.payment_intents.open(
+        PaymentIntent.open(
+            order_id,
+            order_total(lines),
+            settings.currency,
+            body.payment.method,
+            body.payment.token,
+        )
+    )
+    order_id, _ = orders.place_order(
         user.user_id,
         lines,
         body.shipping_address.model_dump(),
-        body.payment.model_dump(),
+        intent.reference,
         idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(services.settings.secret_key, body),
+        request_fingerprint=request,
         now=datetime.now(UTC),
-        payment_timeout=timedelta(seconds=services.settings.payment_timeout_seconds),
-        currency=services.settings.currency,
+        payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
+        currency=settings.currency,
+        order_id=order_id,
     )
     return OrderAccepted(order_id=order_id, status="pending")
 
@@ -171,7 +213,7 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
     found = get_order(db, str(order_id))
     is_admin = user.role == "admin"
     if found is not None and (is_admin or found["buyer_id"] == user.user_id):
-        return OrderView(**found)
+        return OrderView(**with_money(found))
     if found is not None:
         raise ApiError(404, "order_not_found", str(order_id))
     # Raises OrderNotFound (404) if unknown or another buyer's.
@@ -202,7 +244,9 @@ def my_orders(
         cursor=cursor,
         cursors=services.cursors,
     )
-    return OrderPage(items=[OrderSummary(**item) for item in items], next_cursor=next_cursor)
+    return OrderPage(
+        items=[OrderSummary(**with_money(item)) for item in items], next_cursor=next_cursor
+    )
 
 
 @router.post(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from api.deps import Db, ServicesDep, require_role
 from api.errors import ApiError, error_responses
+from api.money import Amount
 from api.params import Cursor, Limit
 from api.security import Principal
 from projections.sales import list_sale_lines, sales_summary
@@ -41,13 +42,6 @@ Since = Annotated[
 Until = Annotated[
     datetime | None, BeforeValidator(_date_time_text), _moment("to", "exclusive; no zone: UTC")
 ]
-
-
-class Amount(BaseModel):
-    """Money in minor units (may be zero or negative: a net after refunds)."""
-
-    amount: int
-    currency: str
 
 
 class SalesFigures(BaseModel):

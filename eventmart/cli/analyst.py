@@ -67,8 +67,16 @@ def analyst_export(
     since: Annotated[str | None, typer.Option(help="ISO time, inclusive (occurred_at).")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time, exclusive (occurred_at).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
+    redact_pii: Annotated[
+        bool,
+        typer.Option(
+            "--redact-pii/--no-redact-pii",
+            help="Redact personal data (e-mails, names, addresses but their country).",
+        ),
+    ] = True,
 ) -> None:
-    """Export the event log to Parquet or JSON Lines (envelope columns, payload as JSON)."""
+    """Export the event log to Parquet or JSON Lines (envelope columns, payload as JSON).
+    Personal data is redacted unless --no-redact-pii; payment tokens are never on the bus."""
     from eventmart.export import EventFilter, export_events, parse_time
 
     chosen = frozenset(t.strip() for t in types.split(",") if t.strip()) if types else frozenset()
@@ -83,12 +91,15 @@ def analyst_export(
                 out,
                 event_filter=event_filter,
                 fmt=output_format,
+                redact_pii=redact_pii,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         )
     console.print(
         f"{result.written:,} of {result.read:,} events written "
-        f"({result.malformed} malformed skipped): {', '.join(map(str, result.paths))}"
+        f"({result.malformed} malformed skipped"
+        f"{', personal data redacted' if redact_pii else ', personal data included'}): "
+        f"{', '.join(map(str, result.paths))}"
     )
 
 

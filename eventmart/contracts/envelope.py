@@ -7,6 +7,7 @@ what other contexts may rely on, versioned and upcast on read.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,15 +60,17 @@ class MalformedEvent(ValueError):
 
 @dataclass(frozen=True)
 class EventContract:
-    type: str
+    type: str  # the event type, e.g. order.placed (hence builtins.type below)
     topic: str
     schema_version: int
-    payload: type[Payload]
+    payload: builtins.type[Payload]
     example: dict[str, Any]
-    domain_event: type | None = None
+    domain_event: builtins.type | None = None
     to_payload: Callable[[Any], dict[str, Any]] | None = None
     # upcasters[n] turns a version-n payload into version n+1
     upcasters: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    # Payload fields about a person (e-mail, name, address): exports redact them by default.
+    personal: tuple[str, ...] = ()
 
 
 CONTRACTS: dict[str, EventContract] = {}
@@ -213,7 +216,7 @@ class Decoder:
         self.types = frozenset(types)
         models = [_typed_envelope(name) for name in sorted(self.types)]
         # A union built at run time: Union[...] takes a tuple, the | operator does not.
-        union = Union[tuple(models)]  # noqa: UP007
+        union: Any = Union[tuple(models)]  # noqa: UP007
         shape: Any = (
             models[0] if len(models) == 1 else Annotated[union, Field(discriminator="type")]
         )

@@ -2,6 +2,10 @@
 
 Every event after `order.placed` names its cause: correlation_id is the order id,
 causation_id the consumed event that led to it.
+
+`order.placed` v2 names the order's payment intent (kept by the payments context) where
+v1 carried the buyer's payment token; v1 events stay on the topic forever and are upcast
+on read, their token dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from eventmart.contracts.bounds import (
     LineQuantity,
     MoneyAmount,
     MoneyTotal,
-    PaymentToken,
     PostalCode,
     Reason,
 )
@@ -37,11 +40,16 @@ SHIPMENT_ID = "c2d3e4f5-a6b7-5c8d-9e0f-1a2b3c4d5e6f"
 CAUSE_EVENT_ID = "5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e"
 
 
-def _example(type_: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+INTENT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def _example(
+    type_: str, version: int, payload: dict[str, Any], schema_version: int = 1
+) -> dict[str, Any]:
     return {
         "event_id": str(event_id_for(UUID(ORDER_ID), version)),
         "type": type_,
-        "schema_version": 1,
+        "schema_version": schema_version,
         "aggregate_id": ORDER_ID,
         "aggregate_version": version,
         "occurred_at": "2026-11-25T10:30:00+00:00",
@@ -65,9 +73,13 @@ class ShippingAddress(Payload):
     country: CountryCode
 
 
-class PaymentDetails(Payload):
+class PaymentReference(Payload):
+    """How the buyer pays, and the payments context's intent that holds the rest."""
+
     method: Literal["card", "alipay", "wechat"]
-    token: PaymentToken
+    intent_id: UUID | None = Field(
+        description="the payment intent; null on orders placed before intents (v1)"
+    )
 
 
 class OrderPlaced(Payload):
@@ -77,8 +89,21 @@ class OrderPlaced(Payload):
     total: MoneyTotal
     currency: CurrencyCode
     shipping_address: ShippingAddress
-    payment: PaymentDetails
+    payment: PaymentReference
     payment_deadline: datetime
+
+
+def placed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried {method, token}: keep the method, drop the token, no intent known."""
+    payment = payload.get("payment")
+    method = payment.get("method") if isinstance(payment, dict) else None
+    return {**payload, "payment": {"method": method, "intent_id": None}}
+
+
+def _payment_reference(payment: dict[str, Any]) -> dict[str, Any]:
+    """The stored order's payment as the bus may see it: an order stored before intents
+    holds {method, token}, and the token is left behind."""
+    return {"method": payment["method"], "intent_id": payment.get("intent_id")}
 
 
 class OrderReserved(Payload):
@@ -126,7 +151,7 @@ register(
     EventContract(
         type="order.placed",
         topic=TOPIC,
-        schema_version=1,
+        schema_version=2,
         payload=OrderPlaced,
         domain_event=Order.Placed,
         to_payload=lambda e: {
@@ -136,9 +161,11 @@ register(
             "total": e.total,
             "currency": e.currency,
             "shipping_address": e.shipping_address,
-            "payment": e.payment,
+            "payment": _payment_reference(e.payment),
             "payment_deadline": e.payment_deadline,
         },
+        upcasters={1: placed_v1_to_v2},
+        personal=("shipping_address",),
         example=_example(
             "order.placed",
             1,
@@ -154,9 +181,10 @@ register(
                     "postal_code": "200000",
                     "country": "CN",
                 },
-                "payment": {"method": "card", "token": "tok_ok"},
+                "payment": {"method": "card", "intent_id": INTENT_ID},
                 "payment_deadline": "2026-11-25T10:45:00+00:00",
             },
+            schema_version=2,
         ),
     )
 )

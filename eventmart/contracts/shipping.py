@@ -52,6 +52,7 @@ register(
         schema_version=1,
         payload=ShipmentCreated,
         domain_event=Shipment.Created,
+        personal=("address",),
         to_payload=lambda e: {
             "order_id": e.order_id,
             "shipment_id": e.originator_id,

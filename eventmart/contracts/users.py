@@ -24,6 +24,7 @@ register(
         schema_version=1,
         payload=UserRegistered,
         domain_event=User.Registered,
+        personal=("email", "display_name"),
         to_payload=lambda e: {
             "user_id": e.originator_id,
             "email": e.email,

@@ -27,7 +27,7 @@ from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.timetravel import application_for, as_of, history
 from eventmart.wiring import worker_names
 from projections.rebuild import READ_MODELS, ShadowRebuild, find_model, tables_of
-from tests.shop import TERMINAL, Customer, Seller, product_view
+from tests.shop import ADDRESS, TERMINAL, Customer, Seller, product_view
 from tests.support import child_env, read_envelopes, wait_for_groups_to_join, wait_for_quiet
 
 GROUPS = {model.group: model.topics for model in READ_MODELS.values()}
@@ -135,7 +135,7 @@ def test_live_worker_continues_into_the_swapped_tables(shop, traffic, settings):
         placing = pool.submit(customer.place, [(traffic["mug"], 1)])
         asyncio.run(rebuild_during(placing))
         order_id = placing.result()
-    assert customer.wait_for(order_id, *TERMINAL)["total"] == 1250
+    assert customer.wait_for(order_id, *TERMINAL)["total"] == {"amount": 1250, "currency": "CNY"}
     api_answers(shop, traffic)
 
 
@@ -261,6 +261,25 @@ def test_the_cli_commands(shop, traffic, settings, tmp_path: Path):
     ]
     assert {row["type"] for row in exported} == {"order.placed"}
     assert {row["aggregate_id"] for row in exported} >= set(traffic["orders"])
+    addresses = [
+        orjson.loads(row["payload"])["shipping_address"]
+        for row in exported
+        if row["aggregate_id"] in set(traffic["orders"])
+    ]
+    assert {(a["name"], a["country"]) for a in addresses} == {("[redacted]", ADDRESS["country"])}
+    run_cli(
+        settings,
+        "export",
+        "--topics",
+        "users.events",
+        "--no-redact-pii",
+        "--format",
+        "jsonl",
+        "--out",
+        str(tmp_path),
+    )
+    users = (tmp_path / "users.events.jsonl").read_text()
+    assert "@example.com" in users and "[redacted]" not in users
 
     order_id = traffic["completed"]
     state = json.loads(

@@ -16,7 +16,15 @@ from eventmart.contracts import Envelope, event_id_for
 from eventmart.settings import Settings
 from eventmart.wiring import build_applications
 from projections.tracking import Delivery, apply_deliveries
-from tests.support import WorkerProcess, publish, read_envelopes, read_topic, wait_until
+from tests.support import (
+    WorkerProcess,
+    dead_letter_marks,
+    parked_since,
+    publish,
+    read_envelopes,
+    read_topic,
+    wait_until,
+)
 from workers.relay import NOTIFY_CHANNEL, Outbox
 
 
@@ -228,6 +236,7 @@ def _topic_size(settings: Settings) -> int:
 def test_a_poison_message_is_parked_and_the_partition_keeps_flowing(
     api: TestClient, settings: Settings, db: psycopg.Connection
 ):
+    marks = dead_letter_marks(settings.bootstrap_servers)
     key = uuid.uuid4()
     poison = b'{"type": "user.registered", "this is": "not an envelope"'
     later = user_registered(key, "After The Poison")  # same key, so the same partition
@@ -256,3 +265,6 @@ def test_a_poison_message_is_parked_and_the_partition_keeps_flowing(
         timeout=30,
         message="the event after the poison message to be projected",
     )
+    # users.events has one consumer group: its dead letters are the poison, and nothing else.
+    parked_now = parked_since(settings.bootstrap_servers, marks)
+    assert [r.value for r in parked_now if r.topic == "users-projection.dlq"] == [poison]

@@ -42,11 +42,17 @@ def test_happy_path_to_completed(shop: TestClient):
     order_id = customer.place([(mug, 2), (plate, 1)])
 
     confirmed = customer.wait_for(order_id, "confirmed", "shipped", "delivered", "completed")
-    assert confirmed["total"] == 2 * 1250 + 800
+    assert confirmed["total"] == cny(2 * 1250 + 800)
     assert {
-        (line["product_id"], line["quantity"], line["unit_price"], line["line_total"])
+        (
+            line["product_id"],
+            line["quantity"],
+            line["unit_price"]["amount"],
+            line["line_total"]["amount"],
+        )
         for line in confirmed["lines"]
     } == {(mug, 2, 1250, 2500), (plate, 1, 800, 800)}
+    assert {line["unit_price"]["currency"] for line in confirmed["lines"]} == {"CNY"}
 
     delivered = customer.wait_for(order_id, "delivered", "completed")
     if delivered["status"] == "delivered":
@@ -64,7 +70,14 @@ def test_happy_path_to_completed(shop: TestClient):
         "order.completed",
     ):
         assert expected in types(completed), f"{expected} missing from {types(completed)}"
+    details = {entry["type"]: entry["detail"] for entry in completed["timeline"]}
+    assert details["payment.captured"]["amount"] == cny(3300)  # money has one shape
+    assert details["order.confirmed"]["total"] == cny(3300)
     stock_settles(shop, mug, on_hand=3, reserved=0, available=3)
+
+
+def cny(amount: int) -> dict[str, object]:
+    return {"amount": amount, "currency": "CNY"}
 
 
 def test_confirm_receipt_completes_a_delivered_order_and_is_409_before(shop: TestClient):

@@ -7,6 +7,7 @@ its made-up orders must not reach the live workers through the relay."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,16 +22,18 @@ from domain.orders import Orders
 from domain.shipping import SandboxCarrier
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.database import drop_database, ensure_database, eventsourcing_env
+from eventmart.metrics import METRICS
 from eventmart.settings import Settings
 from eventmart.stack import prepare_database
 from projections.tracking import Delivery
+from tests.support import wait_until
 from workers.due import act_on_each
 from workers.inventory import PARTICIPANT as INVENTORY
-from workers.inventory import reserve_stock
+from workers.inventory import expire_reservations, reserve_stock
 from workers.orders import PARTICIPANT as ORDERS
 from workers.saga import Context, PolicyProcessor, build_context
 from workers.shipping import PARTICIPANT as SHIPPING
-from workers.shipping import touches_order
+from workers.shipping import touches_order, track_shipments
 
 SELLER = uuid.uuid4()
 ADDRESS = {
@@ -208,7 +211,7 @@ def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_orde
             "postal_code": "200000",
             "country": "CN",
         },
-        {"method": "card", "token": "tok_ok"},
+        {"method": "card", "intent_id": str(uuid.uuid4())},
         None,
         "",
         datetime.now(UTC),
@@ -286,3 +289,132 @@ def test_a_timer_tick_loads_the_aggregates_of_its_due_orders_in_one_query(
     assert advanced == 3
     assert [shipping.get_shipment(order_id).status for order_id in parcels] == ["delivered"] * 3
     assert shipping.find_shipment(not_shipped_yet) is None
+
+
+def test_a_redriven_event_is_applied_if_never_applied_and_skipped_if_it_was(
+    own_settings, inventory, db, caplog
+):
+    """Identities, not a high-water mark: `order.placed` (v1) fails and is parked, the order
+    moves on (`order.cancelled`, v2, applied), then an operator redrives v1. It was never
+    applied, so it is now; redriven again, it is skipped, counted and said aloud."""
+    mug = product_with(inventory, 5)
+    calls: list[int] = []
+
+    def down_on_first_try(ctx: Context, event: Envelope) -> None:
+        calls.append(event.aggregate_version)
+        if len(calls) == 1:
+            raise ConnectionError("the database went away")  # every try: parked
+        reserve_stock(ctx, event)
+
+    participant = dataclasses.replace(
+        INVENTORY, policies={**INVENTORY.policies, "order.placed": down_on_first_try}
+    )
+    context = build_context(participant, own_settings)
+    processor = PolicyProcessor(participant, context)
+    parked = placed(mug, 1, 0)
+    order_id = parked.envelope.aggregate_id
+    cancelled = saga_event("order.cancelled", order_id, 1, order_id=str(order_id))
+    with pytest.raises(ConnectionError):
+        processor([parked])
+    processor([cancelled])  # the aggregate moved on: v2 applied (nothing held to release)
+    skipped_before = skipped_count(INVENTORY.group)
+
+    redriven = dataclasses.replace(parked, offset=7, redriven=True)
+    processor([redriven])
+    assert calls == [1, 1]
+    assert reservation_status(inventory, parked) == "confirmed"
+    assert tracked_versions(db, order_id) == [1, 2]
+    # The hold of an order cancelled meanwhile expires like any unpaid one: nothing stays held.
+    assert deadline(db, "inventory_deadlines", "expire_reservations", order_id) is not None
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="eventmart.saga"):
+        processor([dataclasses.replace(parked, offset=8, redriven=True)])
+    context.pool.close()
+    assert calls == [1, 1]  # not applied twice
+    assert skipped_count(INVENTORY.group) == skipped_before + 1
+    [line] = [r for r in caplog.records if "applied already" in r.getMessage()]
+    assert line.levelno == logging.WARNING
+    assert f"redriven order.placed {parked.envelope.event_id}" in line.getMessage()
+    assert inventory.get_stock(mug).reserved == 1
+
+
+def test_inventory_expires_holds_of_unpaid_orders_from_its_own_deadlines(own_settings, db):
+    """Nothing of the orders context exists in this database: inventory knows from the
+    `order.confirmed` it consumed which order was paid, and finds due holds in its own
+    deadline table."""
+    inventory_now = build_context(
+        INVENTORY, own_settings.model_copy(update={"reservation_ttl_seconds": 0})
+    )
+    processor = PolicyProcessor(INVENTORY, inventory_now)
+    mug = product_with(inventory_now.application, 5)
+    unpaid, paid = placed(mug, 1, 0), placed(mug, 1, 1)
+    paid_id = paid.envelope.aggregate_id
+    confirmed = saga_event("order.confirmed", paid_id, 2, order_id=str(paid_id), total=100)
+    processor([unpaid, paid, confirmed])
+    unpaid_id = unpaid.envelope.aggregate_id
+    assert deadline(db, "inventory_deadlines", "expire_reservations", unpaid_id) is not None
+    assert deadline(db, "inventory_deadlines", "expire_reservations", paid_id) is None
+
+    assert expire_reservations(inventory_now) == 1
+    assert expire_reservations(inventory_now) == 0
+    inventory_now.pool.close()
+    application = inventory_now.application
+    assert application.find_reservation(unpaid_id).status == "released"
+    assert application.find_reservation(paid_id).status == "confirmed"
+    assert deadline(db, "inventory_deadlines", "expire_reservations", unpaid_id) is None
+    assert application.get_stock(mug).reserved == 1
+
+
+def test_the_carrier_timer_finds_parcels_in_shippings_own_deadlines(own_settings, db):
+    """Each shipment is due for the carrier one step after its last news, in shipping's own
+    table; delivered, it is due no more."""
+    fast = own_settings.model_copy(update={"carrier_step_seconds": 0.01})
+    context = build_context(SHIPPING, fast)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    parcels = [uuid.uuid4() for _ in range(3)]
+    for order_id in parcels:
+        context.application.create_shipment(order_id, ADDRESS, now=an_hour_ago)
+        assert deadline(db, "shipping_deadlines", "track_shipments", order_id) is not None
+
+    wait_until(
+        lambda: (
+            db.execute(
+                "SELECT count(*) FROM shipping_deadlines WHERE order_id = ANY(%s) AND due_at <= %s",
+                (parcels, datetime.now(UTC)),
+            ).fetchone()[0]
+            == 3
+        ),
+        timeout=10,
+        message="the parcels to be due",
+    )
+    advanced = track_shipments(context)
+    context.pool.close()
+
+    assert advanced == 3
+    statuses = [context.application.get_shipment(order_id).status for order_id in parcels]
+    assert statuses == ["delivered"] * 3
+    assert all(deadline(db, "shipping_deadlines", "track_shipments", o) is None for o in parcels)
+
+
+def skipped_count(group: str) -> float:
+    value = METRICS.registry.get_sample_value("eventmart_events_skipped_total", {"group": group})
+    return value or 0.0
+
+
+def tracked_versions(db: psycopg.Connection, aggregate_id: uuid.UUID) -> list[int]:
+    rows = db.execute(
+        "SELECT notification_id FROM inventory_tracking WHERE application_name = %s "
+        "ORDER BY notification_id",
+        (str(aggregate_id),),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def deadline(
+    db: psycopg.Connection, table: str, timer: str, order_id: uuid.UUID
+) -> datetime | None:
+    row = db.execute(
+        f"SELECT due_at FROM {table} WHERE timer = %s AND order_id = %s", (timer, order_id)
+    ).fetchone()
+    return None if row is None else row[0]

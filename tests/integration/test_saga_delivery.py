@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from eventmart.broker import consumer_groups
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.settings import Settings
+from tests.saga_invariants import parked_about
 from tests.shop import Customer, Seller
 from tests.support import (
+    dead_letter_marks,
     publish,
     read_envelopes,
     read_topic,
@@ -46,6 +48,7 @@ def stored_event_counts(db: psycopg.Connection, order_id: str) -> dict[str, int]
 def test_republished_events_change_nothing(
     shop: TestClient, settings: Settings, db: psycopg.Connection
 ):
+    marks = dead_letter_marks(settings.bootstrap_servers)
     seller, customer = Seller(shop), Customer(shop)
     mug = seller.product(stock=5)
     order_id = customer.place([(mug, 2)])
@@ -72,6 +75,7 @@ def test_republished_events_change_nothing(
 
     assert stored_event_counts(db, order_id) == before
     assert customer.view(order_id)["status"] == "completed"
+    assert parked_about(settings, marks, {order_id}) == []  # copies are skipped, not parked
 
 
 def envelope(event_type: str, payload: dict) -> Envelope:
@@ -96,6 +100,7 @@ def parked(settings: Settings, group: str, value: bytes) -> list:
 def test_poison_on_orders_events_is_parked_and_later_orders_complete(
     shop: TestClient, settings: Settings
 ):
+    marks = dead_letter_marks(settings.bootstrap_servers)
     garbage = b"\x00\x01 definitely not json"
     # Well-formed, but about an order that does not exist: the shipping policy fails every try.
     ghost = envelope("order.confirmed", {"order_id": str(uuid.uuid4()), "total": 100})
@@ -121,6 +126,8 @@ def test_poison_on_orders_events_is_parked_and_later_orders_complete(
     )
     headers = dict(failing[0].headers)
     assert headers["x-tries"] == str(settings.worker_max_tries).encode()
-    assert headers["x-error-type"] == b"OrderNotFound"
+    assert headers["x-error-type"] == b"DestinationNotFound"  # never seen placed
     assert headers["x-original-topic"] == b"orders.events"
     customer.wait_for(order_id, "completed")
+    # Nothing but the planted poison was parked: the real order went through untouched.
+    assert parked_about(settings, marks, {order_id}) == []

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.deps import retry_concurrent
-from eventmart.contracts import Envelope, event_id_for
+from eventmart.contracts import CONTRACTS, Envelope, event_id_for
 from eventmart.settings import Settings
 from eventmart.wiring import SAGA_PARTICIPANTS
 from projections import sales as sales_model
@@ -256,7 +256,7 @@ def test_order_events_before_the_product_event_still_count(db: psycopg.Connectio
             Envelope(
                 event_id=event_id_for(aggregate_id, version),
                 type=type_,
-                schema_version=1,
+                schema_version=CONTRACTS[type_].schema_version,
                 aggregate_id=aggregate_id,
                 aggregate_version=version,
                 occurred_at=at,
@@ -276,7 +276,7 @@ def test_order_events_before_the_product_event_still_count(db: psycopg.Connectio
         total=2100,
         lines=[{"product_id": str(product_id), "quantity": 3, "unit_price": 700}],
         shipping_address=ADDRESS,
-        payment={"method": "card", "token": "tok_ok"},
+        payment={"method": "card", "intent_id": str(uuid.uuid4())},
         payment_deadline=at.isoformat(),
     )
     confirmed = delivery(

@@ -8,7 +8,16 @@ import orjson
 import pytest
 
 from eventmart.contracts import CONTRACTS, Envelope, parse
-from eventmart.export import COLUMNS, EventFilter, jsonl_of, parse_time, row_of, table_of
+from eventmart.export import (
+    COLUMNS,
+    REDACTED,
+    EventFilter,
+    jsonl_of,
+    parse_time,
+    redact_personal,
+    row_of,
+    table_of,
+)
 
 PLACED = parse(CONTRACTS["order.placed"].example)
 REGISTERED = parse(CONTRACTS["user.registered"].example)
@@ -82,3 +91,28 @@ def test_an_empty_table_still_has_the_columns():
 def test_a_bad_time_is_refused(text: str):
     with pytest.raises(ValueError):
         parse_time(text)
+
+
+def test_personal_data_is_redacted_an_address_keeping_its_country():
+    placed = redact_personal(PLACED)
+    assert placed.payload["shipping_address"] == {
+        "name": REDACTED,
+        "line1": REDACTED,
+        "city": REDACTED,
+        "postal_code": REDACTED,
+        "country": "CN",
+    }
+    assert placed.payload["lines"] == PLACED.payload["lines"]
+    registered = redact_personal(REGISTERED)
+    assert (registered.payload["email"], registered.payload["display_name"]) == (REDACTED,) * 2
+    assert registered.payload["role"] == REGISTERED.payload["role"]
+    captured = parse(CONTRACTS["payment.captured"].example)
+    assert redact_personal(captured) == captured
+
+
+def test_every_person_naming_field_is_declared_personal():
+    """Fields that name, reach or locate a person are in their contract's `personal`."""
+    person_fields = {"email", "display_name", "shipping_address", "address"}
+    for name, contract in CONTRACTS.items():
+        fields = set(contract.payload.model_fields)
+        assert fields & person_fields <= set(contract.personal), name

@@ -210,3 +210,26 @@ def test_expiry_is_visible_on_confirmed_reservations_only() -> None:
     assert released is not None and not released.is_expired(EXPIRES)
     with pytest.raises(InvalidInput):
         inventory.reserve_order(uuid4(), [line(mug, 1)], datetime(2026, 1, 1))
+
+
+def test_a_hold_of_a_paid_order_never_expires() -> None:
+    """Inventory learns from `order.confirmed` that the order is paid: from then on its own
+    store answers whether a hold may expire, with no look at the orders context."""
+    inventory = Inventory()
+    mug = stocked(inventory, 5)
+    unpaid, paid = uuid4(), uuid4()
+    for order_id in (unpaid, paid):
+        inventory.reserve_order(order_id, [line(mug, 1)], EXPIRES)
+    assert inventory.mark_order_paid(paid) and not inventory.mark_order_paid(paid)
+    assert inventory.expire_reservation(unpaid, EXPIRES - timedelta(seconds=1)) is False
+
+    assert inventory.expire_reservation(unpaid, EXPIRES) is True
+    assert inventory.expire_reservation(paid, EXPIRES + timedelta(days=1)) is False
+    assert inventory.expire_reservation(uuid4(), EXPIRES) is False
+    assert (inventory.find_reservation(unpaid).status, inventory.find_reservation(paid).status) == (
+        "released",
+        "confirmed",
+    )
+    assert inventory.find_reservation(paid).expiry is None
+    assert counts(inventory, mug) == (5, 1, 0)
+    assert not inventory.mark_order_paid(unpaid)  # released: nothing to mark

@@ -21,14 +21,14 @@ from domain.limits import (
     MAX_STOCK,
 )
 from domain.orders import Order, OrderLine
-from domain.payments import ChargeResult, Payment
+from domain.payments import ChargeResult, Payment, PaymentIntent
 from domain.users import User
 from eventmart.contracts import CONTRACTS, envelope_from_domain, parse
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 SELLER = uuid4()
 ADDRESS = {"name": "Ada", "line1": "1 Way", "city": "Shanghai", "postal_code": "2", "country": "CN"}
-PAYMENT = {"method": "card", "token": "tok_ok"}
+PAYMENT = {"method": "card", "intent_id": str(uuid4())}
 HOSTILE_TEXTS = ["a\x00b", "a\x1bb", "a\x7fb", "a\x85b", "   "]
 
 
@@ -166,7 +166,13 @@ def test_an_address_with_control_characters_is_refused(field: str, text: str):
 @pytest.mark.parametrize("token", ["tok\x00ok", "x" * 201, " "])
 def test_a_payment_token_is_bounded_text(token: str):
     with pytest.raises(InvalidInput):
-        place([OrderLine(uuid4(), 1, 100)], token=token)
+        PaymentIntent.open(uuid4(), 100, "CNY", "card", token)
+
+
+@pytest.mark.parametrize("amount", [0, -1, MAX_ORDER_TOTAL + 1, True])
+def test_a_payment_intent_amount_is_bounded(amount: int):
+    with pytest.raises(InvalidInput):
+        PaymentIntent.open(uuid4(), amount, "CNY", "card", "tok_ok")
 
 
 def unbounded(schema: dict[str, Any], definitions: dict[str, Any], path: str) -> list[str]:

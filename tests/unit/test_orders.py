@@ -30,7 +30,7 @@ ADDRESS = {
     "postal_code": "200000",
     "country": "CN",
 }
-PAYMENT = {"method": "card", "token": "tok_ok"}
+PAYMENT = {"method": "card", "intent_id": str(uuid4())}
 LINES = [OrderLine(PRODUCT, 2, 4900)]
 TOTAL = 9800
 
@@ -149,8 +149,11 @@ def test_placing_computes_total_and_payment_deadline() -> None:
         ([OrderLine(PRODUCT, 1, 10), OrderLine(PRODUCT, 1, 10)], ADDRESS, PAYMENT),
         (LINES, {**ADDRESS, "city": " "}, PAYMENT),
         (LINES, {**ADDRESS, "planet": "Mars"}, PAYMENT),
-        (LINES, ADDRESS, {"method": "cash", "token": "t"}),
-        (LINES, ADDRESS, {"method": "card", "token": ""}),
+        (LINES, ADDRESS, {**PAYMENT, "method": "cash"}),
+        (LINES, ADDRESS, {"method": "card", "intent_id": "not-an-id"}),
+        (LINES, ADDRESS, {"method": "card"}),
+        # A token never goes into an order: its events are relayed to the bus.
+        (LINES, ADDRESS, {**PAYMENT, "token": "tok_ok"}),
     ],
 )
 def test_bad_orders_are_refused(lines, address, payment) -> None:

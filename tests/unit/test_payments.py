@@ -7,14 +7,24 @@ from uuid import uuid4
 import pytest
 
 from domain.errors import InvalidInput
-from domain.payments import ChargeResult, Payment, PaymentNotFound, Payments, SandboxGateway
+from domain.payments import (
+    ChargeResult,
+    MemoryPaymentIntents,
+    Payment,
+    PaymentIntent,
+    PaymentNotFound,
+    Payments,
+    SandboxGateway,
+)
 
 AMOUNT = 9800
 
 
 def charge(payments: Payments, gateway: SandboxGateway, token: str, order_id=None):
     order_id = order_id or uuid4()
-    return payments.charge_order(order_id, AMOUNT, "CNY", "card", token, gateway)
+    return payments.charge_order(
+        PaymentIntent.open(order_id, AMOUNT, "CNY", "card", token), gateway
+    )
 
 
 def event_names(payments: Payments, payment: Payment) -> list[str]:
@@ -88,7 +98,7 @@ def test_captured_payment_is_refunded_exactly_once() -> None:
 def test_amount_must_be_positive_and_unknown_payment_is_not_found() -> None:
     payments, gateway = Payments(), SandboxGateway()
     with pytest.raises(InvalidInput):
-        payments.charge_order(uuid4(), 0, "CNY", "card", "tok_ok", gateway)
+        payments.charge_order(PaymentIntent(uuid4(), uuid4(), 0, "CNY", "card", "tok_ok"), gateway)
     assert gateway.charges == []
     with pytest.raises(PaymentNotFound):
         payments.get_payment(uuid4())
@@ -101,6 +111,31 @@ def test_gateway_failure_stores_nothing_so_the_charge_can_be_retried() -> None:
 
     payments, order_id = Payments(), uuid4()
     with pytest.raises(ConnectionError):
-        payments.charge_order(order_id, AMOUNT, "CNY", "card", "tok_ok", Broken())
+        payments.charge_order(
+            PaymentIntent.open(order_id, AMOUNT, "CNY", "card", "tok_ok"), Broken()
+        )
     assert payments.find_payment(order_id) is None
     assert charge(payments, SandboxGateway(), "tok_ok", order_id).status == "captured"
+
+
+@pytest.mark.parametrize(
+    ("amount", "method", "token"),
+    [
+        (0, "card", "tok_ok"),
+        (True, "card", "tok_ok"),
+        (AMOUNT, "cash", "tok_ok"),
+        (AMOUNT, "card", " "),
+    ],
+)
+def test_an_intent_needs_an_amount_a_method_and_a_token(amount, method, token) -> None:
+    with pytest.raises(InvalidInput):
+        PaymentIntent.open(uuid4(), amount, "CNY", method, token)
+
+
+def test_an_intent_never_shows_its_token_and_the_first_one_per_order_stands() -> None:
+    order_id, intents = uuid4(), MemoryPaymentIntents()
+    first = intents.open(PaymentIntent.open(order_id, AMOUNT, "CNY", "card", "tok_ok"))
+    again = intents.open(PaymentIntent.open(order_id, AMOUNT, "CNY", "alipay", "tok_declined"))
+    assert again == first and intents.find(order_id) == first
+    assert "tok_" not in repr(first) and "tok_" not in str(first.reference)
+    assert first.reference == {"method": "card", "intent_id": str(first.intent_id)}

@@ -9,6 +9,7 @@ import pytest
 
 from domain.errors import InvalidInput
 from domain.shipping import (
+    DestinationNotFound,
     SandboxCarrier,
     Shipment,
     ShipmentNotFound,
@@ -103,3 +104,14 @@ def test_advance_records_every_due_status_once() -> None:
 def test_advancing_an_unknown_shipment_is_not_found() -> None:
     with pytest.raises(ShipmentNotFound):
         Shipping().advance(uuid4(), NOW, CARRIER)
+
+
+def test_shipping_keeps_each_orders_destination_from_its_placing() -> None:
+    shipping, order_id = Shipping(), uuid4()
+    with pytest.raises(DestinationNotFound):
+        shipping.get_destination(order_id)
+    first = shipping.record_destination(order_id, ADDRESS)
+    assert shipping.record_destination(order_id, {**ADDRESS, "city": "Elsewhere"}) == first
+    assert shipping.get_destination(order_id).address == ADDRESS
+    with pytest.raises(InvalidInput):
+        shipping.record_destination(uuid4(), {**ADDRESS, "city": " "})
