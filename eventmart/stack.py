@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eventmart import broker, database
+from eventmart.groups import worker_processes
 from eventmart.settings import Settings
-from eventmart.wiring import worker_names
 from projections.registry import install as install_read_models
 
 console = Console(stderr=True)
@@ -52,9 +52,11 @@ class Infrastructure:
                 database.start_embedded(settings, durable=durable)
             self.started_postgres = True
             if fresh:
-                database.ensure_database(settings.dsn)
-                database.drop_database(settings.dsn)
-        database.ensure_database(settings.dsn)
+                for dsn in databases(settings):
+                    database.ensure_database(dsn)
+                    database.drop_database(dsn)
+        for dsn in databases(settings):
+            database.ensure_database(dsn)
         if settings.embedded_kafka:
             if fresh:
                 shutil.rmtree(broker.kafka_state_dir(settings), ignore_errors=True)
@@ -88,23 +90,33 @@ class Infrastructure:
         }
 
 
+def databases(settings: Settings) -> list[str]:
+    """The shared database and every context's own, each once."""
+    return list(dict.fromkeys([settings.dsn, *settings.context_dsns().values()]))
+
+
 def prepare_database(settings: Settings) -> None:
-    """Event-store and tracking tables, relay triggers, read models: idempotent, and done
-    here once so that no two processes run DDL at the same time."""
+    """Event-store and tracking tables, relay triggers, read models, in each database:
+    idempotent, and done here once so that no two processes run DDL at the same time."""
     from eventmart.database import eventsourcing_env
-    from eventmart.wiring import APPLICATION_TOPICS
+    from eventmart.wiring import APPLICATION_TOPICS, application_dsn
     from workers.relay import install as install_relay
     from workers.tracking import tracked
 
-    env = eventsourcing_env(settings.dsn, pool_size=1, create_table=True)
-    applications = [tracked(cls)(env=env) for cls in APPLICATION_TOPICS]
-    try:
-        install_relay(settings.dsn, applications)
-    finally:
-        for application in applications:
-            application.close()
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        install_read_models(conn)
+    stores: dict[str, list[type]] = {}
+    for cls in APPLICATION_TOPICS:
+        stores.setdefault(application_dsn(cls, settings), []).append(cls)
+    for dsn, classes in stores.items():
+        env = eventsourcing_env(dsn, pool_size=1, create_table=True)
+        applications = [tracked(cls)(env=env) for cls in classes]
+        try:
+            install_relay(dsn, applications)
+        finally:
+            for application in applications:
+                application.close()
+    for dsn in databases(settings):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            install_read_models(conn)
 
 
 @dataclass
@@ -119,7 +131,10 @@ class Stack:
         python = [sys.executable, "-m", "eventmart"]
         self.children = [
             Child("relay", [*python, "relay"]),
-            *(Child(name, [*python, "worker", name]) for name in worker_names()),
+            *(
+                Child("+".join(names), [*python, "worker", *names])
+                for names in worker_processes(self.settings.worker_processes)
+            ),
             Child("api", [*python, "api"]),
         ]
 
