@@ -268,7 +268,7 @@ def wait_for_quiet(settings: Settings, groups: dict[str, list[str]], timeout: fl
     )
 
 
-async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+async def _group_members(bootstrap: str, group: str) -> tuple[str, frozenset[str]]:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -279,18 +279,24 @@ async def _group_membership(bootstrap: str, group: str) -> tuple[str, int]:
             for (
                 description
             ) in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
-                return description[2], len(description[5])
-        return "Dead", 0
+                return description[2], frozenset(member[0] for member in description[5])
+        return "Dead", frozenset()
     except KafkaError:  # no coordinator yet, for a new group or a fresh broker
-        return "Unknown", 0
+        return "Unknown", frozenset()
     finally:
         await admin.close()
 
 
-def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+def group_members(bootstrap: str, group: str) -> tuple[str, frozenset[str]]:
     """The group's state as the broker's coordinator sees it (`Stable`, `PreparingRebalance`,
-    `CompletingRebalance`, `Empty`, ...) and how many members it has."""
-    return asyncio.run(_group_membership(bootstrap, group))
+    `CompletingRebalance`, `Empty`, ...) and its members' ids."""
+    return asyncio.run(_group_members(bootstrap, group))
+
+
+def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+    """The group's state (see group_members) and how many members it has."""
+    state, members = group_members(bootstrap, group)
+    return state, len(members)
 
 
 def wait_for_members(bootstrap: str, group: str, members: int, *, timeout: float = 90) -> None:

@@ -145,7 +145,7 @@ def _install_timer(
         except Exception:
             log.exception("%s/%s failed; will try again", group, name)
 
-    tick.__name__ = f"{group}_{name}".replace("-", "_")
+    tick.__name__ = tick.__qualname__ = f"{group}_{name}".replace("-", "_")  # Faust logs it
     app.timer(interval=interval, on_leader=False)(tick)
 
 

@@ -1,4 +1,5 @@
-"""The saga's worker processes, started once per session beside the relay."""
+"""The saga's worker processes, started once per session beside the relay; for tests that
+run consumer groups in their own process, an event loop thread and a throwaway topic."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from eventmart.settings import Settings
+from eventmart.stack import Infrastructure
 from eventmart.wiring import SAGA_PARTICIPANTS
+from tests.integration.consumer_support import Loop, make_topic
 from tests.support import WorkerProcess, child_env, stop_all
 
 
@@ -22,3 +25,15 @@ def saga_workers(
     }
     yield workers
     stop_all(list(workers.values()))
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    running = Loop()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def topic(infrastructure: Infrastructure, settings: Settings) -> str:
+    return make_topic(settings, "test.consumer")

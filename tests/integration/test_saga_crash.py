@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from eventmart.settings import Settings
 from tests.saga_invariants import assert_saga_invariants, settle
-from tests.shop import Customer, Seller
+from tests.shop import plan_orders
 from tests.support import WorkerProcess, wait_until
 
 ORDERS = 1000
@@ -34,11 +34,7 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
     saga_workers: dict[str, WorkerProcess],
     db: psycopg.Connection,
 ):
-    seller = Seller(shop)
-    products = [seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)]
-    customers = [Customer(shop) for _ in range(20)]
-    rng = random.Random(11)
-    plan = [(customers[n % 20], rng.choice(products), rng.choice(TOKENS)) for n in range(ORDERS)]
+    plan = plan_orders(shop, ORDERS, stock_per_product=STOCK_PER_PRODUCT, tokens=TOKENS)
 
     stop_chaos = threading.Event()
     kills: list[str] = []
