@@ -12,6 +12,7 @@ from api.errors import install_error_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
+from api.shedding import ShedLoad
 from eventmart.database import make_pool
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
@@ -60,12 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sellers.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
-    # The last added runs first: requests are timed, then product detail may be answered
-    # from memory before the routes.
+    # The last added runs first: requests are timed, shed past the in-flight bound, then
+    # product detail may be answered from memory before the routes.
     app.add_middleware(
         ProductDetailFastPath,
         state=app.state,
         route=route_named(products.router.routes, products.product_detail.__name__),
     )
+    app.add_middleware(ShedLoad, max_in_flight=settings.api_max_in_flight)
     app.add_middleware(metrics.RequestLatency)
     return app

@@ -49,6 +49,20 @@ class Settings(BaseSettings):
         description="API processes; login throttling and the request histogram are per process",
     )
 
+    api_max_in_flight: int = Field(
+        100,
+        ge=1,
+        description="requests an API process serves at once; more are answered 503 "
+        "`overloaded` with Retry-After (health, readiness and metrics never are)",
+    )
+    api_keepalive_seconds: int = Field(
+        75,
+        ge=1,
+        description="how long the API keeps an idle connection open: longer than clients' "
+        "and proxies' own idle timeouts, so they close first and never send on a connection "
+        "the server is closing (a reset)",
+    )
+
     secret_key: str = DEV_SECRET
     token_ttl_seconds: int = 3600
     bcrypt_rounds: int = Field(12, ge=4, le=16)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from eventmart.cli import analyst, ops
 from eventmart.cli.shared import console
-from eventmart.settings import get_settings
+from eventmart.settings import Settings, get_settings
 
 app = typer.Typer(
     help="EventMart: an event-sourced shop on PostgreSQL, Kafka and Faust. "
@@ -99,17 +99,25 @@ def api(
     from api.main import create_app
 
     settings = get_settings()
-    options: dict[str, Any] = {
-        "host": host or settings.api_host,
-        "port": port or settings.api_port,
-        "log_level": "warning",
-        "access_log": False,
-    }
+    options = api_options(settings, host, port)
     workers = workers or settings.api_workers
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:  # each worker process builds its app from the same environment
         uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
+
+
+def api_options(settings: Settings, host: str | None, port: int | None) -> dict[str, Any]:
+    """uvicorn's options for the API process."""
+    return {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        "log_level": "warning",
+        "access_log": False,
+        # uvicorn's default (5 s) is shorter than most clients' idle pools: a client sending
+        # on a connection the server is closing meets a reset. Shedding is ShedLoad's.
+        "timeout_keep_alive": settings.api_keepalive_seconds,
+    }
 
 
 @app.command()
