@@ -4,7 +4,7 @@ connection, and the authenticated caller."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -26,10 +26,20 @@ class Services:
 
     settings: Settings
     applications: Applications
-    pool: ConnectionPool
+    pool: ConnectionPool  # the shared database (DATABASE_URL)
     hasher: PasswordHasher
     tokens: TokenIssuer
     login_throttle: LoginThrottle
+    # Projection group -> the pool of its read model's database (its context's, which is
+    # the shared one unless EVENTMART_<CONTEXT>_DATABASE_URL says otherwise).
+    read_pools: dict[str, ConnectionPool] = field(default_factory=dict)
+
+    def read_pool(self, group: str) -> ConnectionPool:
+        return self.read_pools.get(group, self.pool)
+
+    def pools(self) -> list[ConnectionPool]:
+        """Every database pool, each once."""
+        return list({id(pool): pool for pool in [self.pool, *self.read_pools.values()]}.values())
 
 
 # Dependencies that neither block nor wait are `async def`: FastAPI runs a plain `def`
@@ -49,6 +59,22 @@ def get_db(services: ServicesDep) -> Iterator[psycopg.Connection[Any]]:
 
 
 Db = Annotated[psycopg.Connection[Any], Depends(get_db)]
+
+
+def read_model_db(group: str) -> Any:
+    """A connection to the database of one projection's read model."""
+
+    def connection(services: ServicesDep) -> Iterator[psycopg.Connection[Any]]:
+        with services.read_pool(group).connection() as conn:
+            yield conn
+
+    connection.__name__ = f"{group.replace('-', '_')}_db"
+    return Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+OrdersDb = read_model_db("orders-projection")
+UsersDb = read_model_db("users-projection")
+SalesDb = read_model_db("sales-projection")
 
 bearer = HTTPBearer(auto_error=False)
 

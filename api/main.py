@@ -14,22 +14,31 @@ from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import LoginThrottle, PasswordHasher, TokenIssuer
 from api.shedding import ShedLoad
 from eventmart.database import make_pool
+from eventmart.groups import database_of, group_names
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
 from projections.registry import install
 
 
 def build_services(settings: Settings) -> Services:
-    pool = make_pool(settings.dsn, max_size=16)
-    with pool.connection() as conn:
-        install(conn)
+    pools = {settings.dsn: make_pool(settings.dsn, max_size=16)}
+    read_pools = {}
+    for group in group_names("projections"):
+        dsn = database_of(group, settings)
+        if dsn not in pools:
+            pools[dsn] = make_pool(dsn, max_size=16)
+        read_pools[group] = pools[dsn]
+    for pool in pools.values():
+        with pool.connection() as conn:
+            install(conn)
     return Services(
         settings=settings,
         applications=build_applications(settings, pool_size=10),
-        pool=pool,
+        pool=pools[settings.dsn],
         hasher=PasswordHasher(settings.bcrypt_rounds),
         tokens=TokenIssuer(settings.secret_key, settings.token_ttl_seconds),
         login_throttle=LoginThrottle(settings.login_attempts_per_minute),
+        read_pools=read_pools,
     )
 
 
@@ -43,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            services.pool.close()
+            for pool in services.pools():
+                pool.close()
             for application in services.applications.all():
                 application.close()
 

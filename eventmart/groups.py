@@ -120,6 +120,11 @@ class UnknownGroup(ValueError):
     """A name that is neither a consumer group nor a set of them."""
 
 
+def database_of(group: str, settings: Settings) -> str:
+    """Where a group's effects and tracking live (for a projection: its read model)."""
+    return settings.context_dsn(BY_NAME[group].context)
+
+
 def set_names() -> list[str]:
     return sorted({name for spec in GROUPS for name in spec.sets} | {ALL})
 

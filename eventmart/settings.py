@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         "unset: eventmart.groups.WORKER_PROCESSES",
     )
 
+    worker_switch_interval_ms: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="how long a worker process's thread may hold the interpreter lock while "
+        "another waits for it (Python's sys.setswitchinterval; its default is 5 ms)",
+    )
+
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     worker_max_tries: int = 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +154,7 @@ def build_host(names: Iterable[str], settings: Settings) -> faust.App:
     """The Faust app of a worker process hosting these groups (names of groups or sets)."""
     names = list(names)
     specs = resolve(names)
+    sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
     app = build_app("+".join(names), settings)
     WorkerHost(app, specs, settings)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from eventmart.groups import BY_NAME
+from eventmart.groups import database_of
 from eventmart.settings import Settings
 from projections.registry import ReadModel, install
 from projections.tracking import Delivery, apply_deliveries
@@ -25,7 +25,7 @@ class ProjectionProcessor:
 def build_projection_group(
     model: ReadModel, settings: Settings, shared: SharedResources
 ) -> HostedGroup:
-    pool = shared.pool(settings.context_dsn(BY_NAME[model.group].context))
+    pool = shared.pool(database_of(model.group, settings))
     with pool.connection() as conn:
         install(conn)
     return HostedGroup(

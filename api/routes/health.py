@@ -21,11 +21,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready only when PostgreSQL and Kafka both answer."""
+    """Ready only when PostgreSQL (every database the API uses) and Kafka answer."""
 
     def database() -> None:
-        with services.pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
+        for pool in services.pools():
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
 
     checks: dict[str, str] = {}
     for name, probe in (

@@ -65,7 +65,7 @@ def _documentation_path(scope: Scope) -> str | None:
 
 
 def _saga_outcomes(services: Any) -> dict[str, int]:
-    with services.pool.connection() as conn:
+    with services.read_pool("orders-projection").connection() as conn:
         rows = conn.execute(
             "SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) GROUP BY status",
             (list(SAGA_TERMINAL_STATUSES),),

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import Db, ServicesDep, require_role
+from api.deps import OrdersDb, ServicesDep, require_role
 from api.errors import ApiError
 from api.security import Principal
 from eventmart.broker import consumer_groups
@@ -52,7 +52,7 @@ class StuckSagaPage(BaseModel):
 @router.get("/sagas", response_model=StuckSagaPage)
 def sagas(
     _: Admin,
-    db: Db,
+    db: OrdersDb,
     services: ServicesDep,
     state: Literal["stuck"] = "stuck",
     limit: Annotated[int, Query(ge=1, le=100)] = 100,

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
+from api.deps import CurrentUser, OrdersDb, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.security import Principal
@@ -147,7 +147,9 @@ def place_order(
 
 
 @router.get("/orders/{order_id}", response_model=OrderView)
-def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDep) -> OrderView:
+def order_detail(
+    order_id: UUID, user: CurrentUser, db: OrdersDb, services: ServicesDep
+) -> OrderView:
     """The buyer's (or, for admins, any) order with its timeline; others get 404. Right after
     placing, the read model may lag: 503 with Retry-After then."""
     found = get_order(db, str(order_id))
@@ -169,7 +171,7 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
 @router.get("/orders", response_model=OrderPage)
 def my_orders(
     user: CurrentUser,
-    db: Db,
+    db: OrdersDb,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,

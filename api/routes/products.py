@@ -19,6 +19,7 @@ from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.product_cache import ProductCache, encode
 from api.security import Principal
 from domain.catalog import CurrencyMismatch, Product
+from eventmart.groups import database_of
 from projections.catalog import get_product, list_products
 
 
@@ -28,7 +29,7 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     a connection goes back to the pool without a ROLLBACK round trip. And the product
     detail cache (api.product_cache), which the fast path in front of the routes answers
     from; the route below serves what it passes on."""
-    dsn = app.state.services.settings.dsn
+    dsn = database_of("catalog-projection", app.state.services.settings)
     pool = AsyncConnectionPool(dsn, min_size=2, max_size=8, kwargs={"autocommit": True}, open=False)
     await pool.open(wait=True, timeout=30)
     app.state.catalog_reads = pool

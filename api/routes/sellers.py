@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import Db, ServicesDep, require_role
+from api.deps import SalesDb, ServicesDep, require_role
 from api.errors import ApiError
 from api.security import Principal
 from projections.sales import list_sale_lines, sales_summary
@@ -98,7 +98,7 @@ def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
 
 @router.get("/me/sales", response_model=SalesSummary)
 def my_sales(
-    user: Seller, db: Db, services: ServicesDep, since: Since = None, until: Until = None
+    user: Seller, db: SalesDb, services: ServicesDep, since: Since = None, until: Until = None
 ) -> SalesSummary:
     """Totals and per-product figures over [from, to): a line is sold when its order is
     confirmed (paid) and refunded when that order is cancelled afterwards; each counts in
@@ -128,7 +128,7 @@ def my_sales(
 @router.get("/me/sales/lines", response_model=SaleLinePage)
 def my_sale_lines(
     user: Seller,
-    db: Db,
+    db: SalesDb,
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
