@@ -4,7 +4,7 @@ connection, and the authenticated caller."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -31,12 +31,25 @@ class Services:
     settings: Settings
     applications: Applications
     payment_intents: PaymentIntents
-    pool: ConnectionPool
+    pool: ConnectionPool  # the shared database (DATABASE_URL)
     hasher: PasswordHasher
     tokens: TokenIssuer
     login_throttle: LoginThrottle
     cursors: Cursors
     directory: UserDirectory
+    # Projection group -> the pool of its read model's database (its context's, which is
+    # the shared one unless EVENTMART_<CONTEXT>_DATABASE_URL says otherwise).
+    read_pools: dict[str, ConnectionPool] = field(default_factory=dict)
+    # Pools of other databases the API writes or reads (the payments context's intents).
+    other_pools: list[ConnectionPool] = field(default_factory=list)
+
+    def read_pool(self, group: str) -> ConnectionPool:
+        return self.read_pools.get(group, self.pool)
+
+    def pools(self) -> list[ConnectionPool]:
+        """Every database pool, each once."""
+        every = [self.pool, *self.read_pools.values(), *self.other_pools]
+        return list({id(pool): pool for pool in every}.values())
 
 
 # Dependencies that neither block nor wait on a thread are `async def`: FastAPI runs a plain `def`
@@ -56,6 +69,22 @@ def get_db(services: ServicesDep) -> Iterator[psycopg.Connection[Any]]:
 
 
 Db = Annotated[psycopg.Connection[Any], Depends(get_db)]
+
+
+def read_model_db(group: str) -> Any:
+    """A connection to the database of one projection's read model."""
+
+    def connection(services: ServicesDep) -> Iterator[psycopg.Connection[Any]]:
+        with services.read_pool(group).connection() as conn:
+            yield conn
+
+    connection.__name__ = f"{group.replace('-', '_')}_db"
+    return Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+OrdersDb = read_model_db("orders-projection")
+UsersDb = read_model_db("users-projection")
+SalesDb = read_model_db("sales-projection")
 
 bearer = HTTPBearer(auto_error=False)
 

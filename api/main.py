@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
 
 from api.auth import UserDirectory
 from api.boundary import HttpBoundary
@@ -16,8 +17,10 @@ from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.routes import health, metrics, ops, orders, products, sellers, users
 from api.security import PasswordHasher, TokenIssuer
+from api.shedding import ShedLoad
 from api.throttle import LoginThrottle
 from eventmart.database import make_pool
+from eventmart.groups import database_of, group_names
 from eventmart.payment_intents import PostgresPaymentIntents
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import build_applications
@@ -28,11 +31,24 @@ from projections.registry import install
 def build_services(settings: Settings) -> Services:
     # Autocommit: read-model queries need no transaction (each statement sees its own
     # snapshot at READ COMMITTED anyway); writers here open one explicitly.
-    pool = make_pool(
-        settings.dsn, max_size=16, timeout=settings.database_wait_seconds, autocommit=True
-    )
+    def pool_for(dsn: str) -> ConnectionPool:
+        return make_pool(dsn, max_size=16, timeout=settings.database_wait_seconds, autocommit=True)
+
+    pools = {settings.dsn: pool_for(settings.dsn)}
+    read_pools = {}
+    for group in group_names("projections"):
+        dsn = database_of(group, settings)
+        if dsn not in pools:
+            pools[dsn] = pool_for(dsn)
+        read_pools[group] = pools[dsn]
+    for each in pools.values():
+        with each.connection() as conn:
+            install(conn)
+    pool = pools[settings.dsn]
+    payments_dsn = settings.context_dsn("payments")  # intents live beside payments' store
+    if payments_dsn not in pools:
+        pools[payments_dsn] = pool_for(payments_dsn)
     with pool.connection() as conn:
-        install(conn)
         LoginThrottle.install(conn)
     applications = build_applications(
         settings, pool_size=10, prompt_seconds=settings.database_wait_seconds
@@ -40,17 +56,19 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         applications=applications,
-        payment_intents=PostgresPaymentIntents(pool),
+        payment_intents=PostgresPaymentIntents(pools[payments_dsn]),
         pool=pool,
         hasher=PasswordHasher(settings.bcrypt_rounds),
         cursors=Cursors(settings.secret_key),
         tokens=TokenIssuer.for_settings(settings),
         login_throttle=LoginThrottle(pool, settings),
         directory=UserDirectory(
-            settings.dsn,
+            settings.context_dsn("users"),  # the users' event store
             applications.users.mapper,
             wait_seconds=settings.database_wait_seconds,
         ),
+        read_pools=read_pools,
+        other_pools=list(pools.values()),
     )
 
 
@@ -66,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.directory.close()
-            services.pool.close()
+            for pool in services.pools():
+                pool.close()
             for application in services.applications.all():
                 application.close()
 
@@ -87,13 +106,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
-    # every answer, requests are timed, then product detail may be answered from memory
-    # before the routes.
+    # every answer, requests are timed, shed past the in-flight bound, then product detail
+    # may be answered from memory before the routes.
     app.add_middleware(
         ProductDetailFastPath,
         state=app.state,
         route=route_named(products.router.routes, products.product_detail.__name__),
     )
+    app.add_middleware(ShedLoad, max_in_flight=settings.api_max_in_flight)
     app.add_middleware(metrics.RequestLatency)
     app.add_middleware(HttpBoundary, max_body_bytes=settings.max_body_bytes)
     return app

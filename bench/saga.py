@@ -17,9 +17,10 @@ load the stack it measures). Ten seconds of orders at the same rate come first, 
     .venv/bin/python bench/saga.py --backlog 3000 --rate 20   # the ceiling with full batches
 
 `--backlog N` measures what the saga can do at best: N orders are placed while the
-inventory saga is suspended (SIGSTOP), then it is resumed and the time and CPU it takes
+process hosting the inventory saga is suspended (SIGSTOP; with `worker sagas`, all four
+participants), then it is resumed and the time and CPU it takes
 the stack to bring them all to `confirmed` are reported; every batch is full. (Stopped
-with Ctrl-C it resumes the saga; if the bench is killed, `kill -CONT` the inventory saga.)"""
+with Ctrl-C it resumes the saga; if the bench is killed, `kill -CONT` the process.)"""
 
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ from eventmart.settings import Settings
 
 console = Console()
 CONFIRMED_OR_LATER = ("confirmed", "shipped", "delivered", "completed")
-# The participant the backlog mode holds back: it reacts to order.placed, so orders pile up
-# on orders.events before anything else happens to them.
-FIRST_PARTICIPANT = "worker inventory-saga"
+# The participant the backlog mode holds back (with whatever else its process hosts): it
+# reacts to order.placed, so orders pile up on orders.events before anything else happens.
+FIRST_PARTICIPANT = "inventory-saga"
 LOAD_GENERATOR = "(this benchmark, not in `all`)"
 ADDRESS = {
     "name": "Bench",
@@ -199,13 +200,36 @@ def processes(api_port: int, postgres_port: int) -> dict[str, list[psutil.Proces
         elif name == "postgres":
             continue  # counted from the postmaster above
         elif command := re.search(r"(?:-m |bin/)eventmart\s+(.*)", cmdline):
-            role = command.group(1).strip()  # e.g. "worker inventory-saga"
+            role = without_options(command.group(1))  # e.g. "worker sagas"
         else:
             role = name
         found.setdefault(role, []).append(process)
     # Not the stack's, but on the same cores: shown, and left out of the totals.
     found[LOAD_GENERATOR] = [psutil.Process()]
     return found
+
+
+def without_options(command: str) -> str:
+    """`worker sagas --log-level warn` -> `worker sagas`: replicas' children and their
+    supervisor count as one role."""
+    return re.split(r"\s+--", f" {command.strip()}", maxsplit=1)[0].strip()
+
+
+def hosting(procs: dict[str, list[psutil.Process]], group: str) -> tuple[str, list[psutil.Process]]:
+    """The worker role whose processes host `group` (by name or by a set that holds it)."""
+    from eventmart.groups import UnknownGroup, resolve
+
+    for role, group_processes in procs.items():
+        words = role.split()
+        if words[:1] != ["worker"]:
+            continue
+        try:
+            names = [name for word in words[1:] for name in word.split(",")]
+            if group in {spec.name for spec in resolve(names)}:
+                return role, group_processes
+        except UnknownGroup:
+            continue
+    raise SystemExit(f"no worker process hosting {group} found under the stack's supervisor")
 
 
 def cpu_seconds(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
@@ -491,15 +515,13 @@ async def backlog_run(
 ) -> None:
     """The saga's ceiling with full batches: `--backlog` orders are placed while the first
     participant (inventory) is suspended, then it is resumed and the stack drains them."""
-    held = procs.get(FIRST_PARTICIPANT)
-    if not held:
-        raise SystemExit(f"no `{FIRST_PARTICIPANT}` process found under the stack's supervisor")
+    role, held = hosting(procs, FIRST_PARTICIPANT)
     for process in held:
         process.suspend()
     try:
         cpu_before, started = cpu_seconds(procs), time.monotonic()
         bar = progress.add_task(
-            f"placing {args.backlog} orders, {FIRST_PARTICIPANT} suspended", total=args.backlog
+            f"placing {args.backlog} orders, `{role}` suspended", total=args.backlog
         )
 
         async def one() -> None:
@@ -529,7 +551,7 @@ async def backlog_run(
     span = (confirmed[-1] - confirmed[0]).total_seconds()
 
     table = Table(
-        title=f"saga backlog: {len(placer.placed)} orders placed with {FIRST_PARTICIPANT} suspended, then drained"
+        title=f"saga backlog: {len(placer.placed)} orders placed with `{role}` suspended, then drained"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -608,8 +630,8 @@ if __name__ == "__main__":
         "--backlog",
         type=int,
         default=0,
-        help="instead of a rate: place this many orders with the inventory saga "
-        "suspended, then time the stack draining them (its ceiling with "
+        help="instead of a rate: place this many orders with the process hosting the "
+        "inventory saga suspended, then time the stack draining them (its ceiling with "
         "full batches)",
     )
     asyncio.run(main(parser.parse_args()))

@@ -15,10 +15,8 @@ from typing import Any
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import StoredEvent
 
 from eventmart.settings import Settings
-from eventmart.wiring import events_table
 
 RELAY_GROUP = "relay"
 NOTIFY_CHANNEL = "eventmart_events"  # the relay listens here for commits and for requests
@@ -208,14 +206,15 @@ def _outbox_health(
     positions: Mapping[str, tuple[int, datetime]],
     parked: Mapping[str, tuple[int, datetime]],
 ) -> dict[str, Any]:
-    table = events_table(application)
-    newest = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {table}").fetchone()
+    # Through the application's own recorder: its outbox may be in its context's database,
+    # while the relay's positions and dead letters are in the shared one (`conn`).
+    newest = application.recorder.max_notification_id() or 0
     position, moved_at = positions.get(application.name, (0, None))
-    unpublished = max(0, (newest[0] if newest else 0) - position)
+    unpublished = max(0, newest - position)
     parked_count, parked_oldest = parked.get(application.name, (0, None))
     waiting_since = [parked_oldest] if parked_oldest else []
     if unpublished:
-        waiting_since.append(_first_unpublished_at(conn, application, position) or moved_at or now)
+        waiting_since.append(_first_unpublished_at(application, position) or moved_at or now)
     return {
         "application": application.name,
         "position": position,
@@ -225,23 +224,14 @@ def _outbox_health(
     }
 
 
-def _first_unpublished_at(
-    conn: psycopg.Connection[Any], application: Application[Any], position: int
-) -> datetime | None:
+def _first_unpublished_at(application: Application[Any], position: int) -> datetime | None:
     """When the first event past the relay's position happened; None if it cannot be read
     (the relay will park it; until then the time its position last moved stands in)."""
-    row = conn.execute(
-        "SELECT originator_id, originator_version, topic, state FROM "
-        f"{events_table(application)} WHERE notification_id > %s "
-        "ORDER BY notification_id LIMIT 1",
-        (position,),
-    ).fetchone()
-    if row is None:
+    found = application.recorder.select_notifications(start=position + 1, limit=1)
+    if not found:
         return None
     try:
-        event = application.mapper.to_domain_event(
-            StoredEvent(row[0], row[1], row[2], bytes(row[3]))
-        )
+        event = application.mapper.to_domain_event(found[0])
         timestamp: datetime = event.timestamp  # type: ignore[attr-defined]
         return timestamp
     except Exception:  # noqa: BLE001 - an unreadable event is the relay's to park

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
         description="external Kafka; embedded if unset",
     )
+    # Each bounded context may have a PostgreSQL of its own (docs/scaling.md): its event
+    # store, its saga participant's tracking and the read models it owns. Unset: DATABASE_URL.
+    users_database_url: str | None = None
+    catalog_database_url: str | None = None
+    inventory_database_url: str | None = None
+    orders_database_url: str | None = None
+    payments_database_url: str | None = None
+    shipping_database_url: str | None = None
     postgres_port: int = 5432
     database_name: str = "eventmart"
     kafka_port: int = 9092
@@ -74,6 +82,21 @@ class Settings(BaseSettings):
     )
     token_issuer: str = Field("eventmart", description="the `iss` claim issued and required")
     token_audience: str = Field("eventmart-api", description="the `aud` claim issued and required")
+
+    api_max_in_flight: int = Field(
+        100,
+        ge=1,
+        description="requests an API process serves at once; more are answered 503 "
+        "`overloaded` with Retry-After (health, readiness and metrics never are)",
+    )
+    api_keepalive_seconds: int = Field(
+        75,
+        ge=1,
+        description="how long the API keeps an idle connection open: longer than clients' "
+        "and proxies' own idle timeouts, so they close first and never send on a connection "
+        "the server is closing (a reset)",
+    )
+
     bcrypt_rounds: int = Field(12, ge=4, le=16)
 
     login_free_failures: int = Field(
@@ -120,6 +143,21 @@ class Settings(BaseSettings):
         60, description="sandbox carrier: time between tracking updates"
     )
     saga_timer_seconds: float = Field(1.0, description="how often workers look for due deadlines")
+
+    worker_processes: str | None = Field(
+        None,
+        description="the worker processes `eventmart up` runs, separated by spaces, each a "
+        "comma-separated list of consumer groups or sets (e.g. `sagas projections`, `all`); "
+        "unset: eventmart.groups.WORKER_PROCESSES",
+    )
+
+    worker_switch_interval_ms: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="how long a worker process's thread may hold the interpreter lock while "
+        "another waits for it (Python's sys.setswitchinterval; its default is 5 ms)",
+    )
 
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
@@ -190,6 +228,20 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.database_name}"
+
+    def context_dsn(self, context: str) -> str:
+        """The database of one bounded context: EVENTMART_<CONTEXT>_DATABASE_URL, else the
+        shared one."""
+        own: str | None = getattr(self, f"{context}_database_url", None)
+        return own or self.dsn
+
+    def context_dsns(self) -> dict[str, str]:
+        """Every context with a database setting -> its database."""
+        return {
+            name.removesuffix("_database_url"): self.context_dsn(name.removesuffix("_database_url"))
+            for name in type(self).model_fields
+            if name.endswith("_database_url") and name != "database_url"
+        }
 
     @property
     def bootstrap_servers(self) -> str:

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eventmart import broker, database
+from eventmart.groups import worker_processes
 from eventmart.settings import Settings
-from eventmart.wiring import worker_names
 from projections.registry import install as install_read_models
 
 console = Console(stderr=True)
@@ -52,9 +52,11 @@ class Infrastructure:
                 database.start_embedded(settings, durable=durable)
             self.started_postgres = True
             if fresh:
-                database.ensure_database(settings.dsn)
-                database.drop_database(settings.dsn)
-        database.ensure_database(settings.dsn)
+                for dsn in databases(settings):
+                    database.ensure_database(dsn)
+                    database.drop_database(dsn)
+        for dsn in databases(settings):
+            database.ensure_database(dsn)
         if settings.embedded_kafka:
             if fresh:
                 shutil.rmtree(broker.kafka_state_dir(settings), ignore_errors=True)
@@ -88,29 +90,39 @@ class Infrastructure:
         }
 
 
+def databases(settings: Settings) -> list[str]:
+    """The shared database and every context's own, each once."""
+    return list(dict.fromkeys([settings.dsn, *settings.context_dsns().values()]))
+
+
 def prepare_database(settings: Settings) -> None:
     """Event-store, tracking and deadline tables, payment intents, relay triggers, read
-    models: idempotent, and done here once so that no two processes run DDL at the same
-    time."""
+    models, in each database: idempotent, and done here once so that no two processes run
+    DDL at the same time."""
     from eventmart import payment_intents
     from eventmart.database import eventsourcing_env
-    from eventmart.wiring import APPLICATION_TOPICS
-    from workers.relay import install as install_relay
+    from eventmart.wiring import APPLICATION_TOPICS, application_dsn
+    from workers.relay import install_everywhere as install_relay
     from workers.tracking import PROCESS_RECORDER_TOPIC, tracked
 
-    env = {
-        **eventsourcing_env(settings.dsn, pool_size=1, create_table=True),
-        "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,  # its tables: deadlines too
-    }
-    applications = [tracked(cls)(env=env) for cls in APPLICATION_TOPICS]
+    applications = []
     try:
-        install_relay(settings.dsn, applications)
+        for cls in APPLICATION_TOPICS:
+            env = {
+                **eventsourcing_env(application_dsn(cls, settings), pool_size=1, create_table=True),
+                "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,  # its tables: deadlines too
+            }
+            applications.append(tracked(cls)(env=env))
+        install_relay(settings, applications)
     finally:
         for application in applications:
             application.close()
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+    for dsn in databases(settings):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            install_read_models(conn)
+    # The payments context's own table: intents hold tokens, so they live beside its store.
+    with psycopg.connect(settings.context_dsn("payments"), autocommit=True) as conn:
         payment_intents.install(conn)
-        install_read_models(conn)
 
 
 @dataclass
@@ -125,7 +137,10 @@ class Stack:
         python = [sys.executable, "-m", "eventmart"]
         self.children = [
             Child("relay", [*python, "relay"]),
-            *(Child(name, [*python, "worker", name]) for name in worker_names()),
+            *(
+                Child("+".join(names), [*python, "worker", *names])
+                for names in worker_processes(self.settings.worker_processes)
+            ),
             Child("api", [*python, "api"]),
         ]
 

@@ -15,6 +15,7 @@ from domain.payments import Payments
 from domain.shipping import Shipping
 from domain.users import Users
 from eventmart.database import eventsourcing_env
+from eventmart.groups import group_names
 from eventmart.settings import Settings
 
 # Which Kafka topic each application's notification log is relayed to.
@@ -41,6 +42,20 @@ class Applications:
         return [self.users, self.catalog, self.inventory, self.orders, self.payments, self.shipping]
 
 
+def context_of(cls: type[Application[Any]]) -> str:
+    """The bounded context an application is: its topic's prefix (orders.events -> orders).
+    A subclass (a tracked one, workers.tracking) is the context of the class it extends."""
+    for klass in cls.__mro__:
+        if klass in APPLICATION_TOPICS:
+            return APPLICATION_TOPICS[klass].removesuffix(".events")
+    raise KeyError(f"{cls.__name__} is no context's application")
+
+
+def application_dsn(cls: type[Application[Any]], settings: Settings) -> str:
+    """Where an application's event store (and outbox) lives: its context's database."""
+    return settings.context_dsn(context_of(cls))
+
+
 def build_application(
     cls: type[Application[Any]],
     settings: Settings,
@@ -50,7 +65,9 @@ def build_application(
 ) -> Any:
     """`prompt_seconds`: for callers that must answer someone (see eventsourcing_env)."""
     return cls(
-        env=eventsourcing_env(settings.dsn, pool_size=pool_size, prompt_seconds=prompt_seconds)
+        env=eventsourcing_env(
+            application_dsn(cls, settings), pool_size=pool_size, prompt_seconds=prompt_seconds
+        )
     )
 
 
@@ -75,25 +92,9 @@ def events_table(application: Application[Any]) -> str:
     return f"{application.name.lower()}_events"
 
 
-SAGA_PARTICIPANTS = ["inventory-saga", "payments-saga", "orders-saga", "shipping-saga"]
+SAGA_PARTICIPANTS = group_names("sagas")
 
 
 def worker_names() -> list[str]:
-    """Every worker the stack runs: saga participants and projections, one group each."""
-    from projections.registry import READ_MODELS
-
-    return [*SAGA_PARTICIPANTS, *READ_MODELS]
-
-
-def build_worker(name: str, settings: Settings) -> Any:
-    """The Faust app of one worker (its consumer group is its name)."""
-    if name in SAGA_PARTICIPANTS:
-        import importlib
-
-        from workers.saga import build_participant_worker
-
-        module = importlib.import_module(f"workers.{name.removesuffix('-saga')}")
-        return build_participant_worker(module.PARTICIPANT, settings)
-    from workers.projection import build_projection_worker
-
-    return build_projection_worker(name, settings)
+    """Every consumer group a worker can host: saga participants and projections."""
+    return group_names()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -128,3 +129,15 @@ def product_view(api: TestClient, product_id: str) -> dict[str, Any]:
     answer = api.get(f"/v1/products/{product_id}")
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def plan_orders(
+    shop: TestClient, orders: int, *, stock_per_product: int, tokens: list[str], seed: int = 11
+) -> list[tuple[Customer, str, str]]:
+    """A load test's orders: (customer, product, payment token) each, one unit of one of five
+    products (priced 100..500, each stocked with `stock_per_product`), twenty customers."""
+    seller = Seller(shop)
+    products = [seller.product(price=100 * (n + 1), stock=stock_per_product) for n in range(5)]
+    customers = [Customer(shop) for _ in range(20)]
+    rng = random.Random(seed)
+    return [(customers[n % 20], rng.choice(products), rng.choice(tokens)) for n in range(orders)]

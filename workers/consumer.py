@@ -15,7 +15,9 @@ the inventory group never applied. Here the rule is simple enough to check by re
 - before partitions are revoked, and before the worker stops, the batch in flight is
   finished and the marked offsets committed, so the next owner starts exactly there.
 
-One batch at a time per process (the old `concurrency=1`).
+One batch at a time per group (the old `concurrency=1`), on a thread of the group's own: a
+worker process may host several groups (workers/host.py), and a slow or failing batch in
+one of them must not wait for, or make wait, a thread another group needs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,7 +91,7 @@ class GroupConsumer(Service):
 
     def __init__(
         self,
-        app: faust.App,
+        app: faust.App | None,
         group: str,
         topics: list[str],
         process: BatchProcessor,
@@ -98,7 +101,12 @@ class GroupConsumer(Service):
         retry_backoff: float = 0.2,
         wanted: frozenset[str] | None = None,
         gather_ms: int = 0,
+        dead_letters: DeadLetterProducer | None = None,
     ) -> None:
+        """With `app`, the consumer starts and stops with that Faust app; without, whoever
+        hosts it does (workers/host.py). `dead_letters` is a producer shared with the other
+        groups in the process, started and stopped by its owner; without it the consumer
+        runs its own."""
         super().__init__()
         self.bootstrap = bootstrap
         self.group = group
@@ -115,7 +123,11 @@ class GroupConsumer(Service):
         self.gather_ms = gather_ms
         self.dead_letters = f"{group}.dlq"
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._owns_producer = dead_letters is None
+        self._producer = dead_letters or DeadLetterProducer(bootstrap, f"{group}-dlq")
+        # One thread of its own: batches run one at a time anyway, and the event loop's
+        # default pool (cores + 4 threads) is shared by every group and timer in the process.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=group)
         # The next offset to commit per partition: everything before it is applied or parked.
         self._done: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -123,10 +135,12 @@ class GroupConsumer(Service):
         self._batch = asyncio.Lock()  # held while a batch is in flight
 
         async def start_with_app() -> None:
+            assert app is not None
             await app.add_runtime_dependency(self)
 
-        start_with_app.__name__ = f"{group}_consumer".replace("-", "_")
-        app.task(start_with_app)
+        if app is not None:
+            start_with_app.__name__ = f"{group}_consumer".replace("-", "_")
+            app.task(start_with_app)
 
     async def on_start(self) -> None:
         gather = (
@@ -134,12 +148,8 @@ class GroupConsumer(Service):
             if self.gather_ms
             else {}
         )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            client_id=f"{self.group}-dlq",
-        )
+        if self._owns_producer:
+            await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
@@ -153,7 +163,6 @@ class GroupConsumer(Service):
             **gather,
         )
         self._consumer.subscribe(self.topics, listener=_HandOver(self))
-        await self._producer.start()
         await self._consumer.start()
 
     async def on_stop(self) -> None:
@@ -162,8 +171,12 @@ class GroupConsumer(Service):
             await self._commit()
         if self._consumer is not None:
             await self._consumer.stop()
-        if self._producer is not None:
+        if self._owns_producer:
             await self._producer.stop()
+        self._thread.shutdown(wait=False)
+
+    async def _in_thread(self, deliveries: list[Delivery]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.process, deliveries)
 
     @Service.task
     async def _consume(self) -> None:
@@ -278,7 +291,7 @@ class GroupConsumer(Service):
         pause = 0.0
         while True:
             try:
-                await asyncio.to_thread(self.process, deliveries)
+                await self._in_thread(deliveries)
                 return
             except Exception as error:
                 if not dependency_away(error):
@@ -325,7 +338,6 @@ class GroupConsumer(Service):
             "x-consumer-group": self.group.encode(),
             "x-parked-at": datetime.now(UTC).isoformat().encode(),
         }
-        assert self._producer is not None
         pause = 0.0
         while True:  # the offset must not move past it until the DLQ has it
             try:
@@ -353,6 +365,33 @@ class GroupConsumer(Service):
             tries,
             error,
         )
+
+
+class DeadLetterProducer:
+    """The producer that parks messages: acks from every in-sync replica, idempotent. One
+    per process, shared by the groups it hosts; made when started (aiokafka wants a loop)."""
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self.bootstrap, self.client_id = bootstrap, client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id=self.client_id,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send_and_wait(self, topic: str, **message: Any) -> None:
+        """Until the broker has it."""
+        assert self._producer is not None, "the dead-letter producer was not started"
+        await self._producer.send_and_wait(topic, **message)
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

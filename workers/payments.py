@@ -35,7 +35,7 @@ def refund_or_void(ctx: Context, event: Envelope) -> None:
 def adapters(settings: Settings) -> dict[str, Any]:
     return {
         "gateway": SandboxGateway(),
-        "intents": PostgresPaymentIntents(make_pool(settings.dsn, max_size=2)),
+        "intents": PostgresPaymentIntents(make_pool(settings.context_dsn("payments"), max_size=2)),
     }
 
 

@@ -1,16 +1,15 @@
-"""A projection worker: one read model, its own consumer group, rows + tracking in one
-transaction per batch."""
+"""A projection as a consumer group: one read model, rows + tracking in one transaction
+per batch, on the database of the context that owns the read model."""
 
 from __future__ import annotations
 
-import faust
 from psycopg_pool import ConnectionPool
 
-from eventmart.database import make_pool
+from eventmart.groups import database_of
 from eventmart.settings import Settings
-from projections.registry import READ_MODELS, ReadModel, install
+from projections.registry import ReadModel, install
 from projections.tracking import Delivery, apply_deliveries
-from workers.consumer import GroupConsumer, build_app
+from workers.host import HostedGroup, SharedResources
 
 
 class ProjectionProcessor:
@@ -23,19 +22,13 @@ class ProjectionProcessor:
             return apply_deliveries(conn, self.model.group, self.model.handlers, deliveries)
 
 
-def build_projection_worker(name: str, settings: Settings) -> faust.App:
-    model = READ_MODELS[name]
-    pool = make_pool(settings.dsn, max_size=4)
+def build_projection_group(
+    model: ReadModel, settings: Settings, shared: SharedResources
+) -> HostedGroup:
+    pool = shared.pool(database_of(model.group, settings))
     with pool.connection() as conn:
         install(conn)
-    app = build_app(model.group, settings)
-    GroupConsumer(
-        app,
-        model.group,
-        model.topics,
-        ProjectionProcessor(model, pool),
-        bootstrap=settings.bootstrap_servers,
-        max_tries=settings.worker_max_tries,
+    return HostedGroup(
+        process=ProjectionProcessor(model, pool),
         gather_ms=settings.projection_fetch_wait_ms,
     )
-    return app

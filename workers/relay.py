@@ -40,7 +40,7 @@ from eventsourcing.application import Application
 from eventmart.outages import DATABASE_AWAY, database_away, dependency_away
 from eventmart.relay_operations import NOTIFY_CHANNEL, REQUESTS_PREFIX
 from eventmart.settings import Settings
-from eventmart.wiring import APPLICATION_TOPICS, build_application, events_table
+from eventmart.wiring import APPLICATION_TOPICS, application_dsn, build_application, events_table
 from workers.outbox import DEAD_LETTERS_DDL, Outbox
 from workers.relay_send import OutboxSender, SharedConnection
 
@@ -94,6 +94,25 @@ def install(dsn: str, applications: list[Application[Any]]) -> None:
             conn.execute("SELECT pg_advisory_unlock(7001)")
 
 
+def install_everywhere(settings: Settings, applications: list[Application[Any]]) -> None:
+    """The relay's own tables in the shared database (where its lock, positions, dead
+    letters and heartbeat live), and the wake-up trigger on each outbox in whichever
+    database its context keeps it (EVENTMART_<CONTEXT>_DATABASE_URL)."""
+    install(settings.dsn, [])
+    for dsn, members in outbox_databases(settings, applications).items():
+        install(dsn, members)
+
+
+def outbox_databases(
+    settings: Settings, applications: list[Application[Any]]
+) -> dict[str, list[Application[Any]]]:
+    """The applications by the database their events (their outbox) are stored in."""
+    grouped: dict[str, list[Application[Any]]] = {}
+    for application in applications:
+        grouped.setdefault(application_dsn(type(application), settings), []).append(application)
+    return grouped
+
+
 @dataclass
 class Pause:
     """Exponential pauses between attempts at something that keeps failing."""
@@ -129,7 +148,7 @@ class Relay:
             Outbox(build_application(app_class, settings, pool_size=2, prompt_seconds=2), topic)
             for app_class, topic in APPLICATION_TOPICS.items()
         ]
-        install(settings.dsn, [outbox.application for outbox in outboxes])
+        install_everywhere(settings, [outbox.application for outbox in outboxes])
         return cls(settings, outboxes)
 
     async def run(self) -> None:
@@ -278,12 +297,17 @@ class Relay:
             pass
 
     async def _listen(self) -> None:
-        """LISTEN for commits and operators' requests; a lost connection only means
-        falling back to the poll."""
+        """LISTEN for commits (in every database holding an outbox) and operators'
+        requests (in the shared one); a lost connection only means falling back to the poll."""
+        applications = [outbox.application for outbox in self.outboxes]
+        dsns = {self.settings.dsn, *outbox_databases(self.settings, applications)}
+        await asyncio.gather(*(self._listen_to(dsn) for dsn in sorted(dsns)))
+
+    async def _listen_to(self, dsn: str) -> None:
         while not self.stopping.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.settings.dsn, autocommit=True, connect_timeout=5
+                    dsn, autocommit=True, connect_timeout=5
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

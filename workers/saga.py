@@ -7,7 +7,6 @@ at the bottom of each participant module; this module is the thin part around th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,19 +15,19 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-import faust
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from psycopg_pool import ConnectionPool
 
 from domain.inventory import ConcurrentUpdate
 from eventmart.contracts import Envelope
-from eventmart.database import eventsourcing_env, make_pool
+from eventmart.database import eventsourcing_env
 from eventmart.metrics import METRICS
 from eventmart.settings import Settings
+from eventmart.wiring import application_dsn
 from projections.tracking import Delivery
-from workers.consumer import GroupConsumer, build_app
 from workers.deadlines import Deadline
+from workers.host import HostedGroup, SharedResources
 from workers.tracking import (
     PROCESS_RECORDER_TOPIC,
     UnitOfWork,
@@ -175,9 +174,14 @@ class PolicyProcessor:
         )
 
 
-def build_context(participant: Participant, settings: Settings) -> Context:
+def build_context(
+    participant: Participant, settings: Settings, shared: SharedResources | None = None
+) -> Context:
+    """Its application on its context's database, with a pool of that database from the
+    process's shared ones (several groups hosted in one process share them)."""
+    shared = shared or SharedResources()
     env = {
-        **eventsourcing_env(settings.dsn, pool_size=4),
+        **eventsourcing_env(application_dsn(participant.application, settings), pool_size=4),
         "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,
         # Hot aggregates (a best-selling product's stock) are fast-forwarded, not replayed.
         "AGGREGATE_CACHE_MAXSIZE": "10000",
@@ -187,38 +191,20 @@ def build_context(participant: Participant, settings: Settings) -> Context:
     return Context(
         settings=settings,
         application=application,
-        pool=make_pool(settings.dsn, max_size=4),
+        # Its own context's database: its deadline tables, or (orders) its read model.
+        pool=shared.pool(application_dsn(participant.application, settings)),
         adapters=participant.adapters(settings),
     )
 
 
-def build_participant_worker(participant: Participant, settings: Settings) -> faust.App:
-    context = build_context(participant, settings)
-    app = build_app(participant.group, settings)
-    GroupConsumer(
-        app,
-        participant.group,
-        participant.topics,
-        PolicyProcessor(participant, context),
-        bootstrap=settings.bootstrap_servers,
-        max_tries=settings.worker_max_tries,
+def build_participant_group(
+    participant: Participant, settings: Settings, shared: SharedResources | None = None
+) -> HostedGroup:
+    """The participant as one consumer group of a worker host, with its timers."""
+    context = build_context(participant, settings, shared)
+    return HostedGroup(
+        process=PolicyProcessor(participant, context),
         wanted=frozenset(participant.policies),
+        timers={name: partial(timer, context) for name, timer in participant.timers.items()},
+        timer_interval=settings.saga_timer_seconds,
     )
-    for name, timer in participant.timers.items():
-        _install_timer(app, participant.group, name, timer, context, settings.saga_timer_seconds)
-    return app
-
-
-def _install_timer(
-    app: faust.App, group: str, name: str, timer: Timer, context: Context, interval: float
-) -> None:
-    async def tick() -> None:
-        try:
-            done = await asyncio.to_thread(timer, context)
-            if done:
-                log.info("%s/%s: %d due", group, name, done)
-        except Exception:
-            log.exception("%s/%s failed; will try again", group, name)
-
-    tick.__name__ = f"{group}_{name}".replace("-", "_")
-    app.timer(interval=interval, on_leader=False)(tick)

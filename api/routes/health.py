@@ -28,13 +28,14 @@ def _relay(services: Services) -> dict[str, Any]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready only when PostgreSQL and Kafka both answer, and the relay is alive with no
+    """Ready only when PostgreSQL (every database the API uses) and Kafka both answer, and the relay is alive with no
     event waiting longer than relay_max_lag_seconds to be published (parked ones count):
     a platform whose events stopped reaching the bus is not ready, whatever else answers."""
 
     def database() -> None:
-        with services.pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
+        for pool in services.pools():
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
 
     checks: dict[str, str] = {}
     relay: dict[str, Any] | None = None

@@ -66,13 +66,15 @@ def _documentation_path(scope: Scope) -> str | None:
 
 
 def _database_gauges(services: Any) -> None:
-    """Saga outcomes, and the relay: its dead letters (group `relay`) and the outboxes."""
-    with services.pool.connection() as conn:
+    """Saga outcomes (from the orders read model's database), and the relay: its dead
+    letters (group `relay`) and the outboxes (the shared database)."""
+    with services.read_pool("orders-projection").connection() as conn:
         rows = conn.execute(
             "SELECT status, count(*) FROM orders_view WHERE status = ANY(%s) GROUP BY status",
             (list(SAGA_TERMINAL_STATUSES),),
         ).fetchall()
-        METRICS.record_saga_outcomes({status: count for status, count in rows})
+    METRICS.record_saga_outcomes({status: count for status, count in rows})
+    with services.pool.connection() as conn:
         METRICS.record_dead_letters([dead_letter_summary(conn)])
         METRICS.record_relay(relay_health(conn, services.applications.all(), services.settings))
 

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from api.deps import Db, ServicesDep, require_role
+from api.deps import OrdersDb, ServicesDep, require_role
 from api.errors import ApiError, error_responses
 from api.security import Principal
 from eventmart.broker import consumer_groups
@@ -78,7 +78,7 @@ class StuckSagaPage(BaseModel):
 @router.get("/sagas", response_model=StuckSagaPage, responses=error_responses(*ADMIN_ERRORS))
 def sagas(
     _: Admin,
-    db: Db,
+    db: OrdersDb,
     services: ServicesDep,
     state: Literal["stuck"] = "stuck",
     limit: Annotated[int, Query(ge=1, le=100)] = 100,

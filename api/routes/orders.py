@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentUser, Db, ServicesDep, require_role, retry_concurrent
+from api.deps import CurrentUser, OrdersDb, ServicesDep, require_role, retry_concurrent
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of, money_in_detail
@@ -207,7 +207,9 @@ def place_order(
 @router.get(
     "/orders/{order_id}", response_model=OrderView, responses=error_responses(401, 404, 503)
 )
-def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDep) -> OrderView:
+def order_detail(
+    order_id: UUID, user: CurrentUser, db: OrdersDb, services: ServicesDep
+) -> OrderView:
     """The buyer's (or, for admins, any) order with its timeline; others get 404. Right after
     placing, the read model may lag: 503 with Retry-After then."""
     found = get_order(db, str(order_id))
@@ -229,7 +231,7 @@ def order_detail(order_id: UUID, user: CurrentUser, db: Db, services: ServicesDe
 @router.get("/orders", response_model=OrderPage, responses=error_responses(401, 503))
 def my_orders(
     user: CurrentUser,
-    db: Db,
+    db: OrdersDb,
     services: ServicesDep,
     status: Status | None = None,
     limit: Limit = 20,

@@ -30,6 +30,7 @@ from eventmart.contracts.bounds import (
     StockReceipt,
 )
 from eventmart.database import make_async_pool
+from eventmart.groups import database_of
 from projections.catalog import get_product, list_products
 
 
@@ -40,7 +41,7 @@ async def catalog_reads(app: FastAPI) -> AsyncIterator[None]:
     detail cache (api.product_cache), which the fast path in front of the routes answers
     from; the route below serves what it passes on."""
     settings = app.state.services.settings
-    dsn = settings.dsn
+    dsn = database_of("catalog-projection", settings)
     # Checked before lending: a connection PostgreSQL closed while idle (a restart) is
     # replaced, not failed on.
     pool = make_async_pool(dsn, min_size=2, max_size=8, timeout=settings.database_wait_seconds)

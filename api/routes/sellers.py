@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
-from api.deps import Db, ServicesDep, require_role
+from api.deps import SalesDb, ServicesDep, require_role
 from api.errors import ApiError, error_responses
 from api.money import Amount
 from api.params import Cursor, Limit
@@ -113,7 +113,7 @@ def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
 
 @router.get("/me/sales", response_model=SalesSummary, responses=error_responses(401, 403, 503))
 def my_sales(
-    user: Seller, db: Db, services: ServicesDep, since: Since = None, until: Until = None
+    user: Seller, db: SalesDb, services: ServicesDep, since: Since = None, until: Until = None
 ) -> SalesSummary:
     """Totals and per-product figures over [from, to): a line is sold when its order is
     confirmed (paid) and refunded when that order is cancelled afterwards; each counts in
@@ -145,7 +145,7 @@ def my_sales(
 )
 def my_sale_lines(
     user: Seller,
-    db: Db,
+    db: SalesDb,
     services: ServicesDep,
     since: Since = None,
     until: Until = None,

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import CurrentUser, Db, ServicesDep
+from api.deps import CurrentUser, ServicesDep, UsersDb
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.security import MAX_PASSWORD_BYTES
@@ -121,7 +121,7 @@ def issue_token(body: Credentials, request: Request, services: ServicesDep) -> A
 
 
 @router.get("/users/me", response_model=UserView, responses=error_responses(401, 503))
-def me(user: CurrentUser, db: Db, response: Response) -> UserView:
+def me(user: CurrentUser, db: UsersDb, response: Response) -> UserView:
     """The caller's profile, from the users read model. Right after registration the
     read model may not have caught up: 503 with Retry-After, retry then."""
     found = find_user(db, str(user.user_id))

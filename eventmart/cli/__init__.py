@@ -15,7 +15,7 @@ from rich.console import Console
 
 from eventmart.cli import analyst, ops
 from eventmart.cli.shared import console
-from eventmart.settings import get_settings
+from eventmart.settings import Settings, get_settings
 
 app = typer.Typer(
     help="EventMart: an event-sourced shop on PostgreSQL, Kafka and Faust. "
@@ -45,15 +45,34 @@ def _logging(level: str) -> None:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Seed demo users and print how to try them.")] = True,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            help="The worker processes, separated by spaces, each a comma-separated list of "
+            "consumer groups or sets: `sagas projections` (the default), `all` (one process), "
+            "`inventory-saga,payments-saga orders-saga …`. Defaults to "
+            "EVENTMART_WORKER_PROCESSES.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start PostgreSQL, Kafka, the relay, the workers and the API; Ctrl-C stops them all.
 
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
     servers instead of the embedded ones."""
+    from eventmart.groups import UnknownGroup
     from eventmart.stack import Stack
 
-    Stack(get_settings()).run(seed_demo=demo)
+    settings = get_settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"worker_processes": workers})
+    try:
+        stack = Stack(settings)
+    except UnknownGroup as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    stack.run(seed_demo=demo)
 
 
 @app.command()
@@ -78,19 +97,28 @@ def api(
     import uvicorn
 
     from api.main import create_app
-    from api.server import uvicorn_options
 
     settings = get_settings()
-    options: dict[str, Any] = {
-        "host": host or settings.api_host,
-        "port": port or settings.api_port,
-        **uvicorn_options(settings),
-    }
+    options = api_options(settings, host, port)
     workers = workers or settings.api_workers
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:  # each worker process builds its app from the same environment
         uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
+
+
+def api_options(settings: Settings, host: str | None, port: int | None) -> dict[str, Any]:
+    """uvicorn's options for the API process."""
+    from api.server import uvicorn_options
+
+    return {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        **uvicorn_options(settings),
+        # uvicorn's default (5 s) is shorter than most clients' idle pools: a client sending
+        # on a connection the server is closing meets a reset. Shedding is ShedLoad's.
+        "timeout_keep_alive": settings.api_keepalive_seconds,
+    }
 
 
 @app.command()
@@ -104,15 +132,15 @@ def relay(log_level: Annotated[str, typer.Option()] = "info") -> None:
 
 @app.command()
 def worker(
-    name: Annotated[
-        str,
+    names: Annotated[
+        list[str] | None,
         typer.Argument(
-            help="The worker, which is also its consumer group: "
-            "a saga participant (inventory-saga, payments-saga, "
-            "orders-saga, shipping-saga) or a projection "
-            "(users-projection, …)."
+            help="Consumer groups to host in this process, or sets of them: `sagas` (the four "
+            "saga participants), `projections` (the read models), `all`; or single groups "
+            "(inventory-saga, orders-projection, …). `eventmart worker --list` names them.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="Faust log level: debug, info, warn, error.")
     ] = "warn",
@@ -120,29 +148,55 @@ def worker(
         int,
         typer.Option(
             min=1,
-            help="Run N child processes in the group and supervise them; Ctrl-C/SIGTERM stops all.",
+            help="Run N child processes, each hosting the same groups, and supervise them; "
+            "Ctrl-C/SIGTERM stops all.",
         ),
     ] = 1,
+    list_groups: Annotated[
+        bool, typer.Option("--list", help="List the consumer groups and sets, then exit.")
+    ] = False,
 ) -> None:
-    """Run one worker in its consumer group. N replicas split the partitions (6 per topic,
-    so at most 6 replicas get work). EVENTMART_WORKER_METRICS_PORT=P serves the worker's
-    Prometheus metrics on P (replica i on P+i)."""
-    from eventmart.wiring import build_worker, worker_names
-    from workers.consumer import run_worker
+    """Run consumer groups in one process, each with its own consumer, offsets, tracking,
+    dead-letter topic, retries and metrics. N replicas split each group's partitions (6 per
+    topic, so at most 6 replicas of a group get work). EVENTMART_WORKER_METRICS_PORT=P serves
+    every hosted group's Prometheus metrics on P (replica i on P+i)."""
+    from eventmart.groups import UnknownGroup, resolve
 
-    if name not in worker_names():
-        console.print(f"[red]unknown worker {name!r}[/]; choose from: {', '.join(worker_names())}")
+    if list_groups:
+        _print_groups()
+        return
+    if not names:
+        console.print("[red]name at least one consumer group or set[/] (see --list)")
         raise typer.Exit(2)
+    try:
+        resolve(names)  # refuse a typo here, not in each replica
+    except UnknownGroup as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
     if replicas > 1:
-        raise typer.Exit(_supervise_replicas(name, replicas, log_level))
+        raise typer.Exit(_supervise_replicas(names, replicas, log_level))
     from eventmart.metrics import start_worker_metrics_server
+    from workers.consumer import run_worker
+    from workers.host import build_host
 
     start_worker_metrics_server()
-    run_worker(build_worker(name, get_settings()), loglevel=log_level)
+    run_worker(build_host(names, get_settings()), loglevel=log_level)
 
 
-def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
-    """Run `replicas` children of `eventmart worker NAME`, restart any that die, and stop
+def _print_groups() -> None:
+    from rich.table import Table
+
+    from eventmart.groups import GROUPS
+
+    table = Table("group", "topics", "database of", "sets")
+    for spec in GROUPS:
+        table.add_row(spec.name, ", ".join(spec.topics), spec.context, ", ".join(sorted(spec.sets)))
+    Console().print(table)
+    Console().print("`all` is every group.")
+
+
+def _supervise_replicas(names: list[str], replicas: int, log_level: str) -> int:
+    """Run `replicas` children of `eventmart worker NAMES…`, restart any that die, and stop
     them all on SIGINT/SIGTERM; returns the exit code."""
     import os
     import signal
@@ -152,13 +206,15 @@ def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
 
     stopping = threading.Event()
     base_port = os.environ.get("EVENTMART_WORKER_METRICS_PORT")
+    label = " ".join(names)
 
     def spawn(index: int) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         if base_port:
             env["EVENTMART_WORKER_METRICS_PORT"] = str(int(base_port) + index)
         return subprocess.Popen(
-            [sys.executable, "-m", "eventmart", "worker", name, "--log-level", log_level], env=env
+            [sys.executable, "-m", "eventmart", "worker", *names, "--log-level", log_level],
+            env=env,
         )
 
     def stop(signum: int, _: object) -> None:
@@ -166,13 +222,13 @@ def _supervise_replicas(name: str, replicas: int, log_level: str) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     children = [spawn(index) for index in range(replicas)]
-    console.print(f"{name}: {replicas} replicas, pids {', '.join(str(c.pid) for c in children)}")
+    console.print(f"{label}: {replicas} replicas, pids {', '.join(str(c.pid) for c in children)}")
     try:
         while not stopping.wait(0.5):
             for index, child in enumerate(children):
                 if child.poll() is not None:
                     console.print(
-                        f"[yellow]{name} replica {index} exited with {child.returncode}; "
+                        f"[yellow]{label} replica {index} exited with {child.returncode}; "
                         "restarting[/]"
                     )
                     children[index] = spawn(index)

@@ -28,6 +28,7 @@ def analyst_rebuild(
     model: Annotated[str, typer.Argument(help="users, catalog, orders (or the group name).")],
 ) -> None:
     """Rebuild a read model from offset zero into shadow tables, then swap it in atomically."""
+    from eventmart.groups import database_of
     from projections.rebuild import find_model, rebuild
 
     try:
@@ -41,7 +42,7 @@ def analyst_rebuild(
         job = asyncio.run(
             rebuild(
                 read_model,
-                settings.dsn,
+                database_of(read_model.group, settings),
                 settings.bootstrap_servers,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )

@@ -1,6 +1,7 @@
 """The saga's worker processes, started once per session beside the relay; the API
 served by uvicorn as `eventmart api` serves it; the CLI; the API's patience for the load
-tests."""
+tests; for tests that run consumer groups in their own process, an event loop thread and
+a throwaway topic."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typer.testing import CliRunner
 
 from eventmart.cli import app as cli_app
 from eventmart.settings import Settings, get_settings
+from eventmart.stack import Infrastructure
 from eventmart.wiring import SAGA_PARTICIPANTS
+from tests.integration.consumer_support import Loop, make_topic
 from tests.shop import Customer, Seller
 from tests.support import (
     WorkerProcess,
@@ -125,3 +128,15 @@ def patient_api(api: TestClient) -> Iterator[TestClient]:
     )
     yield api
     services.settings = usual
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    running = Loop()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def topic(infrastructure: Infrastructure, settings: Settings) -> str:
+    return make_topic(settings, "test.consumer")

@@ -9,99 +9,13 @@ import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-import pytest
-
-from eventmart.broker import TopicSpec, create_topics
-from eventmart.contracts import CONTRACTS
 from eventmart.settings import Settings
-from eventmart.stack import Infrastructure
-from projections.tracking import Delivery
-from tests.support import group_lag, publish, wait_until
+from tests.integration.consumer_support import Loop, Recorder, publish_events
+from tests.support import group_lag, wait_until
 from workers.consumer import GroupConsumer, build_app
-
-T = TypeVar("T")
-PARTITIONS = 2
-
-
-class Recorder:
-    """A batch processor that records (partition, offset) of what it applied; the first
-    batch can be held until the test lets it go."""
-
-    def __init__(self, *, hold_first: bool = False) -> None:
-        self.applied: list[tuple[int, int]] = []
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        if not hold_first:
-            self.release.set()
-        self.lock = threading.Lock()
-
-    def __call__(self, deliveries: list[Delivery]) -> None:
-        self.entered.set()
-        assert self.release.wait(timeout=60), "the test never released the batch"
-        with self.lock:
-            self.applied.extend((d.partition, d.offset) for d in deliveries)
-
-
-class Loop:
-    """An event loop in its own thread, so the test can use the synchronous helpers."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.consumers: list[GroupConsumer] = []
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        for consumer in self.consumers:
-            self.run(consumer.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    running = Loop()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def topic(infrastructure: Infrastructure, settings: Settings) -> str:
-    name = f"test.consumer.{uuid.uuid4().hex[:8]}"
-    asyncio.run(
-        create_topics(
-            settings.bootstrap_servers,
-            [
-                TopicSpec(
-                    name=name,
-                    partitions=PARTITIONS,
-                    replication_factor=1,
-                    retention_ms=3_600_000,
-                    key="test",
-                    schema_version=1,
-                )
-            ],
-        )
-    )
-    return name
-
-
-def publish_events(settings: Settings, topic: str, count: int) -> None:
-    example = CONTRACTS["user.registered"].example
-    publish(
-        settings.bootstrap_servers,
-        topic,
-        [(f"key-{n}".encode(), orjson.dumps(example)) for n in range(count)],
-    )
 
 
 def begin_consumer(
@@ -118,7 +32,7 @@ def begin_consumer(
             recorder,
             bootstrap=settings.bootstrap_servers,
         )
-        loop.consumers.append(consumer)
+        loop.services.append(consumer)
         await consumer.start()
         return consumer
 
