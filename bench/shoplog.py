@@ -400,7 +400,6 @@ class OrderLife:
                 "reference": f"sbx_ch_{self.rng.getrandbits(96):024x}",
             },
         )
-        self.emit("order.paid", self.order_id, when + 0.05, {"amount": self.total})
         self.emit("order.confirmed", self.order_id, when + 0.06, {"total": self.total})
         self.shop.skip_version(self.reservation_id)  # Reservation.OrderPaid
         self.shop.emit(

@@ -247,10 +247,9 @@ class Order(Aggregate):
             raise PaymentAmountMismatch(f"captured {amount}, order total is {self.total}")
         if self.status == "pending":
             self._reserved(order_id=self.id, correlation_id=self.id, causation_id=causation_id)
-        if self.status == "reserved":
-            self._paid(
-                order_id=self.id, amount=amount, correlation_id=self.id, causation_id=causation_id
-            )
+        # One event, not `order.paid` then `order.confirmed`: the two always came together,
+        # in this aggregate and this transaction, and the second said all the first did (a
+        # confirmed order is paid its total). Old logs keep their `Paid` events (_paid).
         self._confirmed(
             order_id=self.id, total=self.total, correlation_id=self.id, causation_id=causation_id
         )
@@ -347,7 +346,7 @@ class Order(Aggregate):
     def _confirmed(
         self, order_id: UUID, total: int, correlation_id: UUID | None, causation_id: UUID | None
     ) -> None:
-        self.status = "confirmed"
+        self.status, self.paid_amount = "confirmed", total
 
     @event("Cancelled")
     def _cancelled(

@@ -40,8 +40,7 @@ SAGA_TYPES = {
     "orders.events": [
         "order.placed",
         "order.reserved",
-        "order.paid",
-        "order.confirmed",
+        "order.confirmed",  # order.paid is in old logs only (it always preceded this)
         "order.shipped",
         "order.delivered",
         "order.completed",

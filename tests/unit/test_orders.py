@@ -161,11 +161,22 @@ def test_bad_orders_are_refused(lines, address, payment) -> None:
         Order.place(BUYER, lines, address, payment, "CNY", NOW, TIMEOUT)
 
 
-def test_capture_overtaking_reservation_records_reserved_paid_confirmed() -> None:
+def test_capture_overtaking_reservation_records_reserved_then_confirmed() -> None:
     order = placed()
     assert order.mark_paid_and_confirm(TOTAL)
-    assert names(order) == ["Reserved", "Paid", "Confirmed"]
+    assert names(order) == ["Reserved", "Confirmed"]
     assert order.mark_reserved() is False
+
+
+def test_a_capture_confirms_in_one_event() -> None:
+    """`order.paid` always preceded `order.confirmed` in the same transaction and said
+    nothing the latter does not: a capture now records Confirmed alone, paid its total."""
+    order = placed()
+    order.mark_reserved()
+    order.collect_events()
+    assert order.mark_paid_and_confirm(TOTAL)
+    assert names(order) == ["Confirmed"]
+    assert (order.status, order.paid_amount) == ("confirmed", TOTAL)
 
 
 def test_capture_of_wrong_amount_is_refused() -> None:
@@ -260,10 +271,10 @@ def test_a_whole_order_through_the_application() -> None:
     assert orders.confirm_receipt(order_id, BUYER)
     assert not orders.complete(order_id)
     order = orders.get_order(order_id, buyer_id=BUYER)
-    assert (order.status, order.version) == ("completed", 7)
+    assert (order.status, order.version) == ("completed", 6)
     events = list(orders.repository.event_store.get(order_id))
     assert all(e.correlation_id == order_id for e in events)
-    assert [e.causation_id for e in events[1:4]] == [cause] * 3
+    assert [e.causation_id for e in events[1:3]] == [cause] * 2  # reserved, confirmed
 
 
 def test_capture_for_a_cancelled_order_is_ignored() -> None:
