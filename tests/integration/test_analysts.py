@@ -208,8 +208,8 @@ def test_as_of_shows_an_order_and_stock_as_they_were(shop, traffic, settings):
     order_id, mug = UUID(traffic["completed"]), UUID(traffic["mug"])
     orders = application_for("order", settings)
     moments = history(orders, order_id)
-    paid = next(m for m in moments if m.event.endswith("Paid"))
-    before_payment = paid.timestamp - timedelta(microseconds=1)
+    confirmed = next(m for m in moments if m.event.endswith("Confirmed"))
+    before_payment = confirmed.timestamp - timedelta(microseconds=1)
     assert as_of(orders, "order", order_id, before_payment)["status"] in ("pending", "reserved")
     assert as_of(orders, "order", order_id, datetime.now(UTC))["status"] == "completed"
 

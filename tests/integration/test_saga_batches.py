@@ -228,7 +228,7 @@ def test_a_capture_that_overtakes_its_reservation_in_one_batch_confirms_the_orde
     assert (processor.batches_saved, processor.batches_split) == (1, 0)
     order = orders.get_order(order_id)
     orders.close()
-    assert (order.status, order.version) == ("confirmed", 4)  # placed, reserved, paid, confirmed
+    assert (order.status, order.version) == ("confirmed", 3)  # placed, reserved, confirmed
 
 
 def test_a_batch_loads_its_aggregates_in_one_query_and_sees_other_writers(
