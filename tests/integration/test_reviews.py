@@ -342,9 +342,11 @@ def test_concurrent_reviews_match_a_recomputation_survive_a_rebuild_and_ignore_c
     votes = helpful_counts(shop, products)
     assert sum(votes.values()) > 0
 
-    # A rebuild of the ratings from offset zero reproduces them.
+    # A rebuild of the ratings and of the reviews from offset zero reproduces them.
     eventmart_cli("analyst", "rebuild", "ratings-projection")
+    eventmart_cli("analyst", "rebuild", "reviews-projection")
     assert_ratings_match_the_log(shop, settings, products)
+    assert helpful_counts(shop, products) == votes
 
     # Every review event published again changes nothing.
     records = read_topic(settings.bootstrap_servers, "reviews.events")
