@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from domain.reviews import MAX_TERM_LENGTH, MAX_TERMS, Review, Reviews
 from eventmart.contracts import Envelope
 from eventmart.ml.feedback import Classification, FeedbackModel, load_default
@@ -24,6 +26,7 @@ from eventmart.settings import Settings
 from workers.saga import Context, Participant
 
 TEXT_FIELDS = {"title", "body"}
+CONFLICT_RETRIES = 5
 
 
 def review_text(title: str | None, body: str) -> str:
@@ -101,12 +104,20 @@ def reclassify(
     stored = 0
     pending: list[Review] = []
 
+    def stored_one(item: Review, reading: Classification) -> bool:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return record(reviews, item.id, item.text_version, item.text, model, reading)
+            except IntegrityError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                # The review changed meanwhile: its reading is recorded against it as it is
+                # now (or refused, if its text was edited: the edit is classified in turn).
+        return False
+
     def flush(items: Sequence[Review]) -> int:
         readings = model.classify([item.text for item in items])
-        return sum(
-            record(reviews, item.id, item.text_version, item.text, model, reading)
-            for item, reading in zip(items, readings, strict=True)
-        )
+        return sum(stored_one(item, reading) for item, reading in zip(items, readings, strict=True))
 
     for review_id in review_ids:
         pending.append(reviews.get_review(review_id))

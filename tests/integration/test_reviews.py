@@ -9,13 +9,14 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from eventmart.ml.feedback import load_default
+from eventmart.ml.feedback import ASPECTS, SENTIMENTS, load_default
 from eventmart.settings import Settings
 from projections.ratings import PRIOR_WEIGHT
 from tests.conftest import REVIEW_GROUPS
@@ -358,3 +359,40 @@ def test_concurrent_reviews_match_a_recomputation_survive_a_rebuild_and_ignore_c
     wait_for_quiet(settings, REVIEW_TOPIC_GROUPS)
     assert_ratings_match_the_log(shop, settings, products)
     assert helpful_counts(shop, products) == votes
+
+
+def test_a_new_model_version_reclassifies_and_replaces_the_labels(
+    shop, settings, eventmart_cli, tmp_path
+):
+    seller, buyer = Seller(shop), Customer(shop)
+    kettle = seller.product(stock=2, name="Kettle")
+    buy(settings, buyer, [kettle])
+    assert review(buyer, kettle, rating=5, body="Love it, works great").status_code == 201
+    [first] = wait_until(
+        lambda: (items := listing(shop, kettle)) and items[0]["sentiment"] and items,
+        timeout=60,
+        message="the review to be classified",
+    )
+    assert first["sentiment"] == "positive" and "price" not in first["aspects"]
+    # Another version that reads every review as a negative remark about the price.
+    shipped = load_default()
+    intercepts = list(shipped.intercepts)
+    intercepts[ASPECTS.index("price")] += 100
+    intercepts[len(ASPECTS) + SENTIMENTS.index("negative")] += 100
+    other = replace(shipped, version="feedback-test-2", intercepts=tuple(intercepts))
+    other.save(tmp_path / "model.json")
+    eventmart_cli("analyst", "reclassify-reviews", "--model", str(tmp_path / "model.json"))
+    [again] = wait_until(
+        lambda: (items := listing(shop, kettle)) and items[0]["sentiment"] == "negative" and items,
+        timeout=30,
+        message="the new labels to replace the old",
+    )
+    assert "price" in again["aspects"]
+    versions = [
+        envelope.payload["model_version"]
+        for envelope in read_envelopes(settings.bootstrap_servers, "reviews.events")
+        if envelope.type == "review.classified" and str(envelope.aggregate_id) == first["review_id"]
+    ]
+    assert versions == [shipped.version, "feedback-test-2"]
+    # The same version again reads nothing again.
+    eventmart_cli("analyst", "reclassify-reviews", "--model", str(tmp_path / "model.json"))
