@@ -77,6 +77,10 @@ def seed(settings: Settings, base_url: str) -> None:
                     headers=seller,
                 ).raise_for_status()
         product_id = _first_product(client)
+    # Reviews need delivered orders: they follow in the background (eventmart.demo_reviews).
+    from eventmart.demo_reviews import start_seeding_reviews
+
+    start_seeding_reviews(base_url)
     console.print(
         "[green]Demo data:[/] seller@eventmart.demo (seller), alice@eventmart.demo and bob@eventmart.demo "
         f"(customers), password {PASSWORD}; products DEMO-MUG, DEMO-TEAPOT, DEMO-LAMP.\n"
