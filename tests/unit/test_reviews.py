@@ -232,3 +232,31 @@ def test_a_classification_is_recorded_once_per_text_and_model() -> None:
     assert reviews.record_classification(review_id, 1, "m1", labels, {"positive": ["love"]})
     assert not reviews.record_classification(review_id, 1, "m1", labels, {})
     assert reviews.get_review(review_id).version == 2
+
+
+# The purchase record and the classifier's terms.
+
+
+def test_a_refund_or_cancellation_never_takes_a_received_purchase_back() -> None:
+    """The decision (docs/reviews.md): a review stays valid whatever happens to the order
+    after delivery, so the purchase record reacts to placement and receipt only."""
+    from projections.purchases import HANDLERS
+
+    assert set(HANDLERS) == {"order.placed", "order.delivered", "order.completed"}
+
+
+@pytest.mark.parametrize(
+    ("text", "sentiment", "positive", "negative"),
+    [
+        ("质量很好，物流也很给力", "positive", True, False),
+        ("Broke after two days, terrible quality", "negative", False, True),
+    ],
+)
+def test_the_classifier_keeps_the_terms_of_the_reviews_side(
+    text: str, sentiment: str, positive: bool, negative: bool
+) -> None:
+    from workers.review_classifier import terms_of
+
+    terms = terms_of(text, sentiment)
+    assert bool(terms["positive"]) is positive and bool(terms["negative"]) is negative
+    assert all(len(found) <= 10 for found in terms.values())
