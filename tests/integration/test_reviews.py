@@ -396,3 +396,31 @@ def test_a_new_model_version_reclassifies_and_replaces_the_labels(
     assert versions == [shipped.version, "feedback-test-2"]
     # The same version again reads nothing again.
     eventmart_cli("analyst", "reclassify-reviews", "--model", str(tmp_path / "model.json"))
+
+
+def test_the_demo_seeds_reviews_in_both_languages(shop, settings, api_server):
+    from eventmart.demo import seed
+
+    seed(settings, api_server).join(timeout=180)
+    mug = wait_until(
+        lambda: [
+            p for p in shop.get("/v1/products?q=mug").json()["items"] if p["sku"] == "DEMO-MUG"
+        ],
+        timeout=30,
+        message="the demo mug",
+    )[0]["product_id"]
+    reviews = wait_until(
+        lambda: (
+            len(items := listing(shop, mug)) == 2 and all(i["sentiment"] for i in items) and items
+        ),
+        timeout=60,
+        message="the demo reviews to be listed and classified",
+    )
+    languages = {
+        "zh" if any("\u4e00" <= c <= "\u9fff" for c in r["body"]) else "en" for r in reviews
+    }
+    assert languages == {"zh", "en"}
+    assert product_view(shop, mug)["rating"]["count"] == 2
+    assert shop.get(f"/v1/products/{mug}/feedback").json()["reviews"] == 2
+    seed(settings, api_server).join(timeout=180)  # again: nothing twice
+    assert len(listing(shop, mug)) == 2
