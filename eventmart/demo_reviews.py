@@ -41,7 +41,7 @@ DEMO_REVIEWS: dict[str, list[tuple[str, int, int, str, str]]] = {
     ],
 }
 DELIVERY_WAIT_SECONDS = 1200.0
-POLL_SECONDS = 5.0
+POLL_SECONDS = 1.0
 
 
 def _token(client: httpx.Client, email: str) -> dict[str, str]:
