@@ -15,7 +15,7 @@ import psycopg
 
 from domain.errors import InvalidInput
 from eventmart.contracts import Envelope
-from projections.cursors import Cursors
+from projections.cursors import Cursors, InvalidCursor
 from projections.tracking import Handler
 
 GROUP = "reviews-projection"
@@ -225,9 +225,11 @@ def list_reviews(
     if sentiment is not None:
         where.append("sentiment = %s")
         params.append(sentiment)
-    kind = f"reviews:{product_id}:{sort}"
+    kind = f"reviews:{sort}"
     if cursor is not None:
-        last_key, last_id = cursors.decode(cursor, kind)
+        last_key, last_id, of_product = cursors.decode(cursor, kind)
+        if str(of_product) != product_id:
+            raise InvalidCursor("the cursor is not one this list handed out")
         compare = ">" if direction == "ASC" else "<"
         # Ties broken by id in the key's direction, as ORDER BY below.
         where.append(f"({key}, review_id) {compare} (%s::{cast}, %s::uuid)")
@@ -240,7 +242,7 @@ def list_reviews(
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
-        next_cursor = cursors.encode(kind, (page[-1][-1], page[-1][0]))
+        next_cursor = cursors.encode(kind, (page[-1][-1], page[-1][0], product_id))
     return [_listed(row[:-1]) for row in page], next_cursor
 
 
