@@ -86,7 +86,6 @@ OrdersDb = read_model_db("orders-projection")
 UsersDb = read_model_db("users-projection")
 SalesDb = read_model_db("sales-projection")
 PurchasesDb = read_model_db("purchases")
-ReviewsDb = read_model_db("reviews-projection")
 RatingsDb = read_model_db("ratings-projection")
 
 bearer = HTTPBearer(auto_error=False)

@@ -198,8 +198,8 @@ def _listed(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def list_reviews(
-    conn: psycopg.Connection[Any],
+async def list_reviews(
+    conn: psycopg.AsyncConnection[Any],
     product_id: str,
     *,
     sort: str = "newest",
@@ -238,7 +238,7 @@ def list_reviews(
         f"SELECT {', '.join(LISTED)}, {key} FROM reviews_view WHERE {' AND '.join(where)} "
         f"ORDER BY {key} {direction}, review_id {direction} LIMIT %s"
     )
-    rows = conn.execute(query, [*params, limit + 1]).fetchall()
+    rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -271,25 +271,24 @@ _TOP_TERMS = (
 ASPECTS = ("quality", "shipping", "price", "service")
 
 
-def _feedback(conn: psycopg.Connection[Any], where: str, params: dict[str, Any]) -> dict[str, Any]:
+async def _feedback(
+    conn: psycopg.AsyncConnection[Any], where: str, params: dict[str, Any]
+) -> dict[str, Any]:
     where = f"{where} AND status = 'published'"
-    total, positive, neutral, negative = conn.execute(
-        _SENTIMENT_COUNTS.format(where=where), params
-    ).fetchone() or (0, 0, 0, 0)
+    counts = await conn.execute(_SENTIMENT_COUNTS.format(where=where), params)
+    total, positive, neutral, negative = await counts.fetchone() or (0, 0, 0, 0)
     aspects = {aspect: {"positive": 0, "neutral": 0, "negative": 0} for aspect in ASPECTS}
-    for aspect, sentiment, count in conn.execute(_ASPECT_COUNTS.format(where=where), params):
+    by_aspect = await conn.execute(_ASPECT_COUNTS.format(where=where), params)
+    for aspect, sentiment, count in await by_aspect.fetchall():
         if aspect in aspects and sentiment in aspects[aspect]:
             aspects[aspect][sentiment] = count
-    terms = {
-        polarity: [
-            term
-            for term, _ in conn.execute(
-                _TOP_TERMS.format(column=f"terms_{polarity}", where=where),
-                {**params, "top": TOP_TERMS},
-            )
-        ]
-        for polarity in ("positive", "negative")
-    }
+    terms: dict[str, list[str]] = {}
+    for polarity in ("positive", "negative"):
+        top = await conn.execute(
+            _TOP_TERMS.format(column=f"terms_{polarity}", where=where),
+            {**params, "top": TOP_TERMS},
+        )
+        terms[polarity] = [term for term, _ in await top.fetchall()]
     return {
         "reviews": total,
         "sentiment": {"positive": positive, "neutral": neutral, "negative": negative},
@@ -298,26 +297,25 @@ def _feedback(conn: psycopg.Connection[Any], where: str, params: dict[str, Any])
     }
 
 
-def product_feedback(conn: psycopg.Connection[Any], product_id: str) -> dict[str, Any]:
-    return {
-        "product_id": product_id,
-        **_feedback(conn, "product_id = %(product)s", {"product": product_id}),
-    }
+async def product_feedback(conn: psycopg.AsyncConnection[Any], product_id: str) -> dict[str, Any]:
+    figures = await _feedback(conn, "product_id = %(product)s", {"product": product_id})
+    return {"product_id": product_id, **figures}
 
 
-def seller_feedback(conn: psycopg.Connection[Any], seller_id: str) -> dict[str, Any]:
-    """Over all the seller's products, then one row per product."""
-    overall = _feedback(conn, "seller_id = %(seller)s", {"seller": seller_id})
-    products = [
-        row[0]
-        for row in conn.execute(
-            "SELECT DISTINCT product_id FROM reviews_view WHERE seller_id = %s "
-            "AND status = 'published' ORDER BY product_id",
-            (seller_id,),
-        )
-    ]
+MAX_SELLER_PRODUCTS = 100  # rows of a seller's feedback, most reviewed products first
+
+
+async def seller_feedback(conn: psycopg.AsyncConnection[Any], seller_id: str) -> dict[str, Any]:
+    """Over all the seller's products, then one row per product (the most reviewed)."""
+    overall = await _feedback(conn, "seller_id = %(seller)s", {"seller": seller_id})
+    reviewed = await conn.execute(
+        "SELECT product_id FROM reviews_view WHERE seller_id = %s AND status = 'published' "
+        "GROUP BY product_id ORDER BY count(*) DESC, product_id LIMIT %s",
+        (seller_id, MAX_SELLER_PRODUCTS),
+    )
+    products = [str(row[0]) for row in await reviewed.fetchall()]
     return {
         "seller_id": seller_id,
         **overall,
-        "products": [product_feedback(conn, str(product)) for product in products],
+        "products": [await product_feedback(conn, product) for product in products],
     }

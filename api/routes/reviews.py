@@ -3,18 +3,19 @@ reply, anyone reads; listings, feedback and ratings come from the read models on
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import (
     CurrentUser,
     PurchasesDb,
     RatingsDb,
-    ReviewsDb,
     ServicesDep,
     require_role,
     retry_concurrent,
@@ -22,20 +23,44 @@ from api.deps import (
 from api.errors import error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.params import Cursor, Limit
+from api.product_cache import encode
 from api.security import Principal
 from domain.reviews import Review
 from eventmart.contracts.bounds import Rating, Reason, ReviewBody, ReviewReply, ReviewTitle
+from eventmart.database import make_async_pool
+from eventmart.groups import database_of
 from projections.purchases import has_received
 from projections.ratings import seller_rating
 from projections.reviews import list_reviews, product_feedback, seller_feedback
 
-router = APIRouter(prefix="/v1", tags=["reviews"])
+
+@asynccontextmanager
+async def review_reads(app: FastAPI) -> AsyncIterator[None]:
+    """Listings and feedback read the reviews read model through an async pool of their
+    own, as the catalogue's queries do: no thread hop per request."""
+    settings = app.state.services.settings
+    pool = make_async_pool(
+        database_of("reviews-projection", settings),
+        min_size=2,
+        max_size=8,
+        timeout=settings.database_wait_seconds,
+    )
+    await pool.open(wait=True, timeout=30)
+    app.state.review_reads = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+router = APIRouter(prefix="/v1", tags=["reviews"], lifespan=review_reads)
 
 Seller = Annotated[Principal, require_role("seller")]
 Admin = Annotated[Principal, require_role("admin")]
 Aspect = Literal["quality", "shipping", "price", "service"]
 Sentiment = Literal["positive", "neutral", "negative"]
 IDEMPOTENT = [Depends(accept_idempotency_key)]
+JSON = "application/json"
 
 
 class SubmitReview(BaseModel):
@@ -246,31 +271,31 @@ def withdraw_review(review_id: UUID, user: CurrentUser, services: ServicesDep) -
     response_model=ReviewPage,
     responses=error_responses(503),
 )
-def product_reviews(
+async def product_reviews(
     product_id: UUID,
-    services: ServicesDep,
-    db: ReviewsDb,
+    request: Request,
     sort: Literal["newest", "helpful", "rating", "-rating"] = "newest",
     rating: Annotated[int | None, Query(ge=1, le=5)] = None,
     aspect: Aspect | None = None,
     sentiment: Sentiment | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> ReviewPage:
+) -> Response:
     """A product's published reviews, one page at a time; `rating` sorts lowest first,
     `-rating` highest first. Aspects and sentiment are null until the classifier saw it."""
-    items, next_cursor = list_reviews(
-        db,
-        str(product_id),
-        sort=sort,
-        rating=rating,
-        aspect=aspect,
-        sentiment=sentiment,
-        limit=limit,
-        cursor=cursor,
-        cursors=services.cursors,
-    )
-    return ReviewPage.model_validate({"items": items, "next_cursor": next_cursor})
+    async with request.app.state.review_reads.connection() as conn:
+        items, next_cursor = await list_reviews(
+            conn,
+            str(product_id),
+            sort=sort,
+            rating=rating,
+            aspect=aspect,
+            sentiment=sentiment,
+            limit=limit,
+            cursor=cursor,
+            cursors=request.app.state.services.cursors,
+        )
+    return Response(encode({"items": items, "next_cursor": next_cursor}), media_type=JSON)
 
 
 @router.post(
@@ -325,9 +350,11 @@ def hide_review(
     response_model=ProductFeedback,
     responses=error_responses(503),
 )
-def feedback_of_product(product_id: UUID, db: ReviewsDb) -> ProductFeedback:
+async def feedback_of_product(product_id: UUID, request: Request) -> Response:
     """What the product's published reviews praise and complain about, by aspect."""
-    return ProductFeedback.model_validate(product_feedback(db, str(product_id)))
+    async with request.app.state.review_reads.connection() as conn:
+        figures = await product_feedback(conn, str(product_id))
+    return Response(encode(figures), media_type=JSON)
 
 
 @router.get(
@@ -335,9 +362,12 @@ def feedback_of_product(product_id: UUID, db: ReviewsDb) -> ProductFeedback:
     response_model=SellerFeedback,
     responses=error_responses(401, 403, 503),
 )
-def feedback_of_my_products(user: Seller, db: ReviewsDb) -> SellerFeedback:
-    """The feedback over all your products, then one row per reviewed product."""
-    return SellerFeedback.model_validate(seller_feedback(db, str(user.user_id)))
+async def feedback_of_my_products(user: Seller, request: Request) -> Response:
+    """The feedback over all your products, then one row per reviewed product (the 100
+    most reviewed)."""
+    async with request.app.state.review_reads.connection() as conn:
+        figures = await seller_feedback(conn, str(user.user_id))
+    return Response(encode(figures), media_type=JSON)
 
 
 @router.get(
