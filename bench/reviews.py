@@ -139,7 +139,8 @@ async def submit_all(
     async def worker() -> None:
         nonlocal done
         while not queue.empty():
-            done += await submit(client, *queue.get_nowait())
+            stored = await submit(client, *queue.get_nowait())
+            done += stored  # not `done += await …`: that reads `done` before awaiting
 
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(connections)))
