@@ -85,6 +85,8 @@ def read_model_db(group: str) -> Any:
 OrdersDb = read_model_db("orders-projection")
 UsersDb = read_model_db("users-projection")
 SalesDb = read_model_db("sales-projection")
+PurchasesDb = read_model_db("purchases")
+RatingsDb = read_model_db("ratings-projection")
 
 bearer = HTTPBearer(auto_error=False)
 

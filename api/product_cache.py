@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventmart.outages import DATABASE_AWAY
+from projections import ratings
 from projections.catalog import CHANGES_CHANNEL, get_product
 
 log = logging.getLogger("eventmart.api.product_cache")
@@ -113,6 +114,7 @@ class ProductCache:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    await conn.execute(f"LISTEN {ratings.CHANGES_CHANNEL}")  # a product's rating
                     self._forget_all()  # changes made while nobody listened
                     self.listening.set()
                     async for notify in conn.notifies():

@@ -40,6 +40,10 @@ MAX_POSTAL_CODE_LENGTH = 20
 MAX_PAYMENT_TOKEN_LENGTH = 200
 MAX_REASON_LENGTH = 200
 MAX_REFERENCE_LENGTH = 100
+MAX_REVIEW_TITLE_LENGTH = 120
+MAX_REVIEW_BODY_LENGTH = 5_000
+MAX_REVIEW_REPLY_LENGTH = 5_000
+MAX_RATING = 5
 
 # C0 and C1 control characters and DEL, and lone surrogates (which no UTF-8 encoder takes).
 # Multi-line texts (descriptions) keep tab, line feed and carriage return.

@@ -3,6 +3,7 @@ through the HTTP API like any client, and the curl commands to try an order."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -52,8 +53,9 @@ def _token(client: httpx.Client, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
-def seed(settings: Settings, base_url: str) -> None:
-    """Idempotent: users carry an Idempotency-Key and SKUs are unique, so a restart seeds nothing twice."""
+def seed(settings: Settings, base_url: str) -> threading.Thread:
+    """Idempotent: users carry an Idempotency-Key and SKUs are unique, so a restart seeds
+    nothing twice. Returns the thread that goes on to seed the reviews."""
     with httpx.Client(base_url=base_url, timeout=30) as client:
         for user in DEMO_USERS:
             answer = client.post(
@@ -77,6 +79,10 @@ def seed(settings: Settings, base_url: str) -> None:
                     headers=seller,
                 ).raise_for_status()
         product_id = _first_product(client)
+    # Reviews need delivered orders: they follow in the background (eventmart.demo_reviews).
+    from eventmart.demo_reviews import start_seeding_reviews
+
+    reviews = start_seeding_reviews(base_url)
     console.print(
         "[green]Demo data:[/] seller@eventmart.demo (seller), alice@eventmart.demo and bob@eventmart.demo "
         f"(customers), password {PASSWORD}; products DEMO-MUG, DEMO-TEAPOT, DEMO-LAMP.\n"
@@ -94,6 +100,7 @@ def seed(settings: Settings, base_url: str) -> None:
         "# watch it go pending -> ... -> completed",
         soft_wrap=True,
     )
+    return reviews
 
 
 def _first_product(client: httpx.Client, timeout: float = 15) -> str | None:

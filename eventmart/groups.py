@@ -58,8 +58,15 @@ def projection(name: str) -> Build:
     return build
 
 
+def classifier(module: str) -> Build:
+    """A worker that runs a model over events and stores what it says as events of its own
+    context (a participant of workers.saga, in its own set: it wants a core to itself)."""
+    return saga(module)
+
+
 SAGAS = frozenset({"sagas"})
 PROJECTIONS = frozenset({"projections"})
+CLASSIFIERS = frozenset({"classifiers"})
 
 GROUPS: tuple[GroupSpec, ...] = (
     GroupSpec("inventory-saga", ("orders.events",), "inventory", saga("inventory"), SAGAS),
@@ -107,13 +114,37 @@ GROUPS: tuple[GroupSpec, ...] = (
         projection("sales-projection"),
         PROJECTIONS,
     ),
+    # Who received what, for the reviews context's verified-purchase check.
+    GroupSpec("purchases", ("orders.events",), "reviews", projection("purchases"), PROJECTIONS),
+    GroupSpec(
+        "reviews-projection",
+        ("reviews.events",),
+        "reviews",
+        projection("reviews-projection"),
+        PROJECTIONS,
+    ),
+    GroupSpec(
+        # Product ratings sit beside the products they rate: the catalogue's queries join them.
+        "ratings-projection",
+        ("reviews.events",),
+        "catalog",
+        projection("ratings-projection"),
+        PROJECTIONS,
+    ),
+    GroupSpec(
+        "review-classifier",
+        ("reviews.events",),
+        "reviews",
+        classifier("review_classifier"),
+        CLASSIFIERS,
+    ),
 )
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
 # The worker processes of `eventmart up` and docker-compose.yml: one per entry. Measured on
 # two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
-WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (("sagas",), ("projections",))
+WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (("sagas",), ("projections",), ("classifiers",))
 
 
 class UnknownGroup(ValueError):

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from domain.errors import InvalidInput
 from eventmart.contracts import Envelope, Event
+from projections import ratings
 from projections.cursors import Cursors
 
 GROUP = "catalog-projection"
@@ -262,25 +263,24 @@ COLUMNS = (
     "on_hand",
     "reserved",
     "available",
-    "rating_average",
-    "rating_count",
     "created_at",
     "updated_at",
+    *ratings.COLUMNS,
 )
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM products_view WHERE sku IS NOT NULL"
+# The rating comes from the ratings read model (projections.ratings), beside each row.
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM products_view {ratings.JOIN} WHERE sku IS NOT NULL"
 
 # sort -> (key expression, direction, how a cursor's key is cast back)
 ORDERINGS: dict[str, tuple[str, str, str]] = {
     "price": ("price_amount", "ASC", "bigint"),
     "-price": ("price_amount", "DESC", "bigint"),
-    "rating": ("coalesce(rating_average, -1)", "DESC", "numeric"),
+    "rating": (f"coalesce({ratings.BAYESIAN}, -1)", "DESC", "numeric"),
     "newest": ("created_at", "DESC", "timestamptz"),
 }
 
 
 def _view(row: tuple[Any, ...]) -> dict[str, Any]:
     r = dict(zip(COLUMNS, row, strict=True))
-    average = r["rating_average"]
     return {
         "product_id": r["product_id"],
         "sku": r["sku"],
@@ -290,10 +290,7 @@ def _view(row: tuple[Any, ...]) -> dict[str, Any]:
         "seller_id": r["seller_id"],
         "price": {"amount": r["price_amount"], "currency": r["currency"]},
         "stock": {"on_hand": r["on_hand"], "reserved": r["reserved"], "available": r["available"]},
-        "rating": {
-            "average": float(average) if average is not None else None,
-            "count": r["rating_count"],
-        },
+        "rating": ratings.rating_view(*row[-len(ratings.COLUMNS) :]),
         "created_at": r["created_at"],
         "updated_at": r["updated_at"],
     }
@@ -312,8 +309,8 @@ def _sort_key(row: tuple[Any, ...], sort: str) -> Any:
     if sort in ("price", "-price"):
         return r["price_amount"]
     if sort == "rating":
-        average: Decimal | None = r["rating_average"]
-        return average if average is not None else Decimal(-1)
+        bayesian: Decimal | None = row[-1]
+        return bayesian if bayesian is not None else Decimal(-1)
     created_at: datetime = r["created_at"]
     return created_at
 

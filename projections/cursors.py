@@ -34,6 +34,8 @@ MAX_CURSOR_LENGTH = 512
 
 BigInt = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Rating = Annotated[Decimal, Field(ge=-1, le=5, allow_inf_nan=False, max_digits=40)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Stars = Annotated[int, Field(ge=1, le=5)]
 
 
 class InvalidCursor(InvalidInput):
@@ -48,6 +50,11 @@ POSITIONS: dict[str, TypeAdapter[Any]] = {
     "products:newest": TypeAdapter(tuple[AwareDatetime, UUID]),
     "orders": TypeAdapter(tuple[AwareDatetime, UUID]),
     "sales": TypeAdapter(tuple[AwareDatetime, UUID, UUID]),
+    # a product's reviews: the sort key, the review, and the product the list is of
+    "reviews:newest": TypeAdapter(tuple[AwareDatetime, UUID, UUID]),
+    "reviews:helpful": TypeAdapter(tuple[Count, UUID, UUID]),
+    "reviews:rating": TypeAdapter(tuple[Stars, UUID, UUID]),
+    "reviews:-rating": TypeAdapter(tuple[Stars, UUID, UUID]),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from projections import catalog, orders, sales, users
+from projections import catalog, orders, purchases, ratings, reviews, sales, users
 from projections.tracking import TRACKING_DDL, Handler
 
 
@@ -25,6 +25,11 @@ READ_MODELS: dict[str, ReadModel] = {
     catalog.GROUP: ReadModel(catalog.GROUP, catalog.TOPICS, catalog.DDL, catalog.HANDLERS),
     orders.GROUP: ReadModel(orders.GROUP, orders.TOPICS, orders.DDL, orders.HANDLERS),
     sales.GROUP: ReadModel(sales.GROUP, sales.TOPICS, sales.DDL, sales.HANDLERS),
+    purchases.GROUP: ReadModel(
+        purchases.GROUP, purchases.TOPICS, purchases.DDL, purchases.HANDLERS
+    ),
+    reviews.GROUP: ReadModel(reviews.GROUP, reviews.TOPICS, reviews.DDL, reviews.HANDLERS),
+    ratings.GROUP: ReadModel(ratings.GROUP, ratings.TOPICS, ratings.DDL, ratings.HANDLERS),
 }
 
 

@@ -141,3 +141,12 @@ def orders_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerP
 @pytest.fixture(scope="session")
 def sales_projection(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
     yield from _worker("sales-projection", ["worker", "sales-projection"], settings, worker_logs)
+
+
+REVIEW_GROUPS = ["purchases", "reviews-projection", "ratings-projection", "review-classifier"]
+
+
+@pytest.fixture(scope="session")
+def review_workers(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    """The reviews context's groups, hosted by one worker process."""
+    yield from _worker("reviews", ["worker", *REVIEW_GROUPS], settings, worker_logs)

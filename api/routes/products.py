@@ -109,8 +109,14 @@ class StockView(BaseModel):
 
 
 class RatingView(BaseModel):
+    """Over the product's counted reviews (withdrawn and hidden ones leave it)."""
+
     average: float | None
     count: int
+    bayesian_average: float | None = Field(
+        description="pulled towards the catalogue-wide mean by 5 reviews' weight (docs/reviews.md)"
+    )
+    histogram: dict[Literal["1", "2", "3", "4", "5"], int]
 
 
 class ProductFields(BaseModel):

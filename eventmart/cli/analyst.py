@@ -384,3 +384,51 @@ def analyst_classify(
     else:
         title = f"{len(examples)} labelled reviews, model {model.version}"
         print_report(wide_console(), report, title)
+
+
+@app.command("reclassify-reviews")
+def analyst_reclassify_reviews(
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="A saved model; default: the shipped one (built on first use)."
+        ),
+    ] = None,
+) -> None:
+    """Read every review again with a model version that has not read it yet: each new
+    reading is stored as a `review.classified` event and replaces the labels the listings
+    and the feedback show. Reviews this version has read already are left alone."""
+    from uuid import UUID
+
+    import psycopg
+
+    from domain.reviews import Reviews
+    from eventmart.groups import database_of
+    from eventmart.ml.feedback import FeedbackModel, load_default
+    from eventmart.wiring import build_application
+    from workers.review_classifier import reclassify
+
+    if model_path is not None and not model_path.is_file():
+        console.print(f"[red]no model at {model_path}[/]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    with console.status("loading the feedback model (built from the repository on first use)"):
+        model = FeedbackModel.load(model_path) if model_path else load_default()
+    with psycopg.connect(database_of("reviews-projection", settings), autocommit=True) as conn:
+        review_ids = [
+            UUID(str(row[0]))
+            for row in conn.execute(
+                "SELECT review_id FROM reviews_view WHERE status <> 'withdrawn' "
+                "AND model_version IS DISTINCT FROM %s ORDER BY review_id",
+                (model.version,),
+            )
+        ]
+    reviews: Reviews = build_application(Reviews, settings, pool_size=1)
+    try:
+        stored = reclassify(reviews, review_ids, model)
+    finally:
+        reviews.close()
+    console.print(
+        f"{model.version}: {stored:,} of {len(review_ids):,} reviews read again "
+        "(review.classified events stored)"
+    )

@@ -26,8 +26,12 @@ from domain.limits import (
     MAX_PAYMENT_TOKEN_LENGTH,
     MAX_POSTAL_CODE_LENGTH,
     MAX_PRODUCT_NAME_LENGTH,
+    MAX_RATING,
     MAX_REASON_LENGTH,
     MAX_REFERENCE_LENGTH,
+    MAX_REVIEW_BODY_LENGTH,
+    MAX_REVIEW_REPLY_LENGTH,
+    MAX_REVIEW_TITLE_LENGTH,
     MAX_SKU_LENGTH,
     MAX_STOCK,
     MAX_STOCK_RECEIPT,
@@ -101,6 +105,12 @@ Reason = Annotated[str, safe_text(MAX_REASON_LENGTH, min_length=1)]
 """Why an order or a payment ended as it did (machine codes, such as `payment_declined`)."""
 Reference = Annotated[str, safe_text(MAX_REFERENCE_LENGTH, min_length=1)]
 """A payment provider's reference of a charge or refund."""
+
+Rating = Annotated[StrictInt, Field(ge=1, le=MAX_RATING)]
+"""Stars, 1 to 5, for a product or for its seller's service."""
+ReviewTitle = Annotated[str, safe_text(MAX_REVIEW_TITLE_LENGTH, min_length=1)]
+ReviewBody = Annotated[str, safe_text(MAX_REVIEW_BODY_LENGTH, min_length=1, multiline=True)]
+ReviewReply = Annotated[str, safe_text(MAX_REVIEW_REPLY_LENGTH, min_length=1, multiline=True)]
 
 _EMAIL_PART = f"[^@\\s{_CONTROL}]+"
 EmailAddress = Annotated[

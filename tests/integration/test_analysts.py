@@ -41,6 +41,7 @@ def shop(
     catalog_projection,
     orders_projection,
     sales_projection,
+    review_workers,
 ) -> TestClient:
     wait_for_groups_to_join(settings.bootstrap_servers, worker_names())
     return api

@@ -122,7 +122,12 @@ def test_the_fold_writes_what_the_handlers_write(
 
 @pytest.fixture(scope="module")
 def shop(
-    api: TestClient, saga_workers, catalog_projection, orders_projection, sales_projection
+    api: TestClient,
+    saga_workers,
+    catalog_projection,
+    orders_projection,
+    sales_projection,
+    review_workers,
 ) -> TestClient:
     return api
 

@@ -28,8 +28,9 @@ def test_the_topic_catalogue_lists_exactly_the_registry_groups_and_their_topics(
 
 def test_each_group_reads_the_topics_its_participant_or_read_model_declares():
     for spec in GROUPS:
-        if "sagas" in spec.sets:
-            module = importlib.import_module(f"workers.{spec.name.removesuffix('-saga')}")
+        if "sagas" in spec.sets or "classifiers" in spec.sets:
+            name = spec.name.removesuffix("-saga").replace("-", "_")
+            module = importlib.import_module(f"workers.{name}")
             participant = module.PARTICIPANT
             assert participant.group == spec.name
             assert sorted(participant.topics) == sorted(spec.topics), spec.name
@@ -48,8 +49,9 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "shipping-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
-    assert set(group_names("sagas")) | set(group_names("projections")) == set(BY_NAME)
-    assert not set(group_names("sagas")) & set(group_names("projections"))
+    sets = [set(group_names(name)) for name in ("sagas", "projections", "classifiers")]
+    assert set.union(*sets) == set(BY_NAME)
+    assert sum(map(len, sets)) == len(BY_NAME)  # no group in two of them
 
 
 def test_names_resolve_to_each_group_once_in_registry_order():
@@ -71,8 +73,11 @@ def test_the_default_layout_hosts_every_group_once():
 
 def test_a_layout_that_leaves_a_group_out_is_refused():
     assert worker_processes("all") == [["all"]]
-    assert worker_processes("inventory-saga,payments-saga orders-saga,shipping-saga projections")[
-        0
-    ] == ["inventory-saga", "payments-saga"]
+    assert worker_processes(
+        "inventory-saga,payments-saga orders-saga,shipping-saga projections classifiers"
+    )[0] == ["inventory-saga", "payments-saga"]
     with pytest.raises(UnknownGroup, match="users-projection"):
-        worker_processes("sagas orders-projection catalog-projection sales-projection")
+        worker_processes(
+            "sagas classifiers orders-projection catalog-projection sales-projection "
+            "purchases reviews-projection ratings-projection"
+        )
