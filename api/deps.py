@@ -116,6 +116,20 @@ async def get_current_user(
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
+async def get_optional_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | None:
+    """The caller if a token was sent (checked as for CurrentUser: a bad one is 401), or
+    None for an anonymous visitor."""
+    if credentials is None:
+        return None
+    return await get_current_user(services, credentials)
+
+
+OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
+
+
 def require_role(*roles: str) -> Any:
     async def check(user: CurrentUser) -> Principal:
         if user.role not in roles:

@@ -1,0 +1,79 @@
+"""The behaviour stream through the HTTP API: views land on `behavior.events` once each,
+202 only once the broker has them (a broker restart in the middle of a burst loses and
+doubles nothing), and bad views are 422 with nothing published."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from fastapi.testclient import TestClient
+
+from eventmart.contracts.behavior import visitor_id
+from eventmart.settings import Settings
+from tests.shop import Customer, Seller
+from tests.support import read_envelopes
+
+
+def viewed(settings: Settings) -> list[dict[str, object]]:
+    return [
+        {"event_id": str(e.event_id), "key": str(e.aggregate_id), **e.payload}
+        for e in read_envelopes(settings.bootstrap_servers, "behavior.events")
+        if e.type == "behavior.viewed"
+    ]
+
+
+def test_views_of_users_and_sessions_are_on_the_topic_keyed_by_visitor(
+    api: TestClient, settings: Settings
+):
+    seller, customer = Seller(api), Customer(api)
+    product_id = seller.product(stock=0)
+    session = f"s-{uuid.uuid4().hex}"
+    signed_in = customer.post("/v1/events/view", {"product_id": product_id, "source": "search"})
+    anonymous = api.post("/v1/events/view", json={"product_id": product_id, "session_id": session})
+    assert signed_in.status_code == 202, signed_in.text
+    assert anonymous.status_code == 202, anonymous.text
+    on_topic = {view["event_id"]: view for view in viewed(settings)}
+    mine = on_topic[signed_in.json()["event_id"]]
+    assert mine["user_id"] == customer.user_id and mine["source"] == "search"
+    assert mine["key"] == customer.user_id and mine["product_id"] == product_id
+    theirs = on_topic[anonymous.json()["event_id"]]
+    assert theirs["session_id"] == session and theirs["user_id"] is None
+    assert theirs["key"] == str(visitor_id(None, session)) and theirs["source"] == "direct"
+
+
+def test_a_retried_view_with_its_idempotency_key_is_the_same_event(api: TestClient):
+    product_id = Seller(api).product(stock=0)
+    body = {"product_id": product_id, "session_id": "retry-me"}
+    key = {"Idempotency-Key": f"view-{uuid.uuid4().hex}"}
+    first = api.post("/v1/events/view", json=body, headers=key)
+    again = api.post("/v1/events/view", json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+
+
+def test_bad_views_are_422_and_publish_nothing(api: TestClient, settings: Settings):
+    product_id = Seller(api).product(stock=0)
+    before = Counter(view["product_id"] for view in viewed(settings))
+    unknown = str(uuid.uuid4())
+    cases = [
+        ({"product_id": unknown, "session_id": "s1"}, "unknown_product"),
+        ({"product_id": product_id}, "session_required"),
+        ({"product_id": product_id, "session_id": "s1", "source": "telepathy"}, "invalid_input"),
+        ({"product_id": product_id, "session_id": "x" * 129}, "invalid_input"),
+        ({"product_id": product_id, "session_id": "bad id\n"}, "invalid_input"),
+        ({"product_id": product_id, "session_id": "s1", "extra": 1}, "invalid_input"),
+        ({"product_id": "not-a-uuid", "session_id": "s1"}, "invalid_input"),
+    ]
+    for body, code in cases:
+        answer = api.post("/v1/events/view", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["error"]["code"] == code, (body, answer.text)
+    bad_token = api.post(
+        "/v1/events/view",
+        json={"product_id": product_id},
+        headers={"Authorization": "Bearer nonsense"},
+    )
+    assert bad_token.status_code == 401
+    after = Counter(view["product_id"] for view in viewed(settings))
+    assert after[unknown] == 0 and after[product_id] == before[product_id]
