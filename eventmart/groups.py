@@ -58,8 +58,16 @@ def projection(name: str) -> Build:
     return build
 
 
+def recommender(settings: Settings, shared: SharedResources) -> HostedGroup:
+    """The recommender: counts interactions, retrains (workers/recommender.py)."""
+    from workers.recommender import build_recommender_group
+
+    return build_recommender_group(settings, shared)
+
+
 SAGAS = frozenset({"sagas"})
 PROJECTIONS = frozenset({"projections"})
+RECOMMENDER = frozenset({"recommender"})
 
 GROUPS: tuple[GroupSpec, ...] = (
     GroupSpec("inventory-saga", ("orders.events",), "inventory", saga("inventory"), SAGAS),
@@ -107,13 +115,17 @@ GROUPS: tuple[GroupSpec, ...] = (
         projection("sales-projection"),
         PROJECTIONS,
     ),
+    # No database of its own: models go to EVENTMART_RECOMMENDER_MODELS_DIR.
+    GroupSpec(
+        "recommender", ("behavior.events", "orders.events"), "catalog", recommender, RECOMMENDER
+    ),
 )
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
 # The worker processes of `eventmart up` and docker-compose.yml: one per entry. Measured on
 # two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
-WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (("sagas",), ("projections",))
+WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (("sagas",), ("projections", "recommender"))
 
 
 class UnknownGroup(ValueError):

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from api.behavior import BehaviorPublisher, KnownProducts, RecentCategories, behavior_envelope
-from api.deps import OptionalUser
+from api.deps import OPTIONAL_TOKEN, OptionalUser
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader
 from domain.catalog import ProductNotFound
@@ -76,6 +76,7 @@ async def product_category(request: Request, product_id: UUID) -> str:
 @router.post(
     "/events/view",
     status_code=202,
+    openapi_extra=OPTIONAL_TOKEN,
     response_model=ViewAccepted,
     responses=error_responses(401, 503),
 )

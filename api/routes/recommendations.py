@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.behavior import BehaviorPublisher, behavior_envelope
-from api.deps import CurrentUser, OptionalUser
+from api.deps import OPTIONAL_TOKEN, CurrentUser, OptionalUser
 from api.errors import ApiError, error_responses
 from api.params import text_query
 from api.product_cache import encode
@@ -117,6 +117,7 @@ async def my_recommendations(
 @router.get(
     "/products/{product_id}/similar",
     response_model=RecommendationList,
+    openapi_extra=OPTIONAL_TOKEN,
     responses=error_responses(401, 404, 503),
 )
 async def similar_products(
@@ -142,6 +143,7 @@ async def similar_products(
 @router.get(
     "/recommendations/popular",
     response_model=RecommendationList,
+    openapi_extra=OPTIONAL_TOKEN,
     responses=error_responses(401, 503),
 )
 async def popular_products(

@@ -35,6 +35,10 @@ def test_each_group_reads_the_topics_its_participant_or_read_model_declares():
             assert sorted(participant.topics) == sorted(spec.topics), spec.name
             # Its effects and tracking go to the database of the context it is.
             assert context_of(participant.application) == spec.context, spec.name
+        elif "recommender" in spec.sets:
+            from workers.recommender import TOPICS_READ
+
+            assert sorted(TOPICS_READ) == sorted(spec.topics)
         else:
             assert sorted(READ_MODELS[spec.name].topics) == sorted(spec.topics), spec.name
     assert set(READ_MODELS) == set(group_names("projections"))
@@ -48,7 +52,9 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "shipping-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
-    assert set(group_names("sagas")) | set(group_names("projections")) == set(BY_NAME)
+    assert set(group_names("sagas")) | set(group_names("projections")) | {"recommender"} == set(
+        BY_NAME
+    )
     assert not set(group_names("sagas")) & set(group_names("projections"))
 
 
@@ -71,8 +77,8 @@ def test_the_default_layout_hosts_every_group_once():
 
 def test_a_layout_that_leaves_a_group_out_is_refused():
     assert worker_processes("all") == [["all"]]
-    assert worker_processes("inventory-saga,payments-saga orders-saga,shipping-saga projections")[
-        0
-    ] == ["inventory-saga", "payments-saga"]
+    assert worker_processes(
+        "inventory-saga,payments-saga orders-saga,shipping-saga projections recommender"
+    )[0] == ["inventory-saga", "payments-saga"]
     with pytest.raises(UnknownGroup, match="users-projection"):
         worker_processes("sagas orders-projection catalog-projection sales-projection")
