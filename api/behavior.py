@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from eventmart.contracts import CONTRACTS, Envelope
 from eventmart.contracts.behavior import SESSION_NAMESPACE, visitor_id
@@ -102,11 +102,27 @@ class BehaviorPublisher:
         """Returns once the broker acknowledged the record; a KafkaError (503) otherwise."""
         producer = await self._started()
         topic = CONTRACTS[envelope.type].topic
-        sent = await producer.send(topic, envelope.to_bytes(), key=envelope.key())
         try:
+            sent = await producer.send(topic, envelope.to_bytes(), key=envelope.key())
             await asyncio.wait_for(asyncio.shield(sent), self.timeout)
-        except TimeoutError as error:
-            raise KafkaTimeoutError("the broker did not acknowledge the view in time") from error
+        except (TimeoutError, KafkaError) as error:
+            # A batch that expired while the broker was away leaves a gap in the idempotent
+            # producer's sequence numbers, and aiokafka then fails every later batch
+            # (OutOfOrderSequenceNumber): a failed send retires the producer, and the next
+            # publish starts a fresh one (a new producer id, new sequences).
+            self._retire(producer)
+            raise KafkaConnectionError(
+                f"the broker did not acknowledge in time ({type(error).__name__})"
+            ) from error
+
+    def _retire(self, producer: AIOKafkaProducer) -> None:
+        if id(self._producer) != id(producer):
+            return  # another request retired it already
+        self._producer = None
+        log.warning("behaviour producer: a send failed; starting a fresh producer")
+        task = asyncio.get_running_loop().create_task(producer.stop())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def publish_soon(self, envelope: Envelope) -> None:
         """Publish without making anyone wait; a failure is logged."""

@@ -41,8 +41,9 @@ Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
 
 @dataclass
 class Outcome:
-    latencies_ms: list[float]
-    failed: int
+    latencies_ms: list[float]  # of every request sent
+    failed: int  # sent, but not answered with the expected status
+    unsent: int  # at a fixed rate: due, but so far behind schedule it was never sent
     seconds: float
 
 
@@ -59,13 +60,13 @@ async def drive(
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     rng = random.Random(seed_value)
     latencies: list[float] = []
-    failed = 0
+    failed = unsent = 0
     started = time.perf_counter()
     stop_at = started + seconds
     due: asyncio.Queue[float] = asyncio.Queue()
 
     async def worker() -> None:
-        nonlocal failed
+        nonlocal failed, unsent
         connection = Connection(host, port)
         while True:
             if rate is None:
@@ -77,7 +78,7 @@ async def drive(
                 if scheduled < 0:
                     return
                 if time.perf_counter() > stop_at + GRACE_SECONDS:
-                    failed += 1
+                    unsent += 1
                     continue
             method, path, body, headers = rng.choice(requests)
             try:
@@ -104,7 +105,7 @@ async def drive(
     if rate is not None:
         tasks.append(asyncio.create_task(schedule()))
     await asyncio.gather(*tasks)
-    return Outcome(latencies, failed, time.perf_counter() - started)
+    return Outcome(latencies, failed, unsent, time.perf_counter() - started)
 
 
 def generator(
@@ -144,11 +145,12 @@ def run(
     after = {role: cpu_seconds(processes) for role, processes in servers.items()}
     latencies = sorted(latency for outcome in outcomes for latency in outcome.latencies_ms)
     failed = sum(outcome.failed for outcome in outcomes)
+    unsent = sum(outcome.unsent for outcome in outcomes)
     return [
         name,
         "max" if rate is None else f"{rate:,.0f}/s",
         f"{len(latencies):,}",
-        f"{failed:,}",
+        f"{failed:,} / {unsent:,}",
         f"{(len(latencies) - failed) / max(outcome.seconds for outcome in outcomes):,.0f}",
         *(f"{percentile(latencies, fraction):.1f}" for fraction in (0.5, 0.99)),
         f"{(after['api'] - before['api']) / wall * 100:.0f}%",
@@ -208,7 +210,7 @@ def main(args: argparse.Namespace) -> None:
         "endpoint",
         "offered",
         "sent",
-        "failed",
+        "failed / unsent",
         "answered/s",
         "p50 ms",
         "p99 ms",
