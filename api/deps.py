@@ -118,6 +118,23 @@ async def get_current_user(
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
+async def get_optional_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | None:
+    """The caller if a token was sent (checked as for CurrentUser: a bad one is 401), or
+    None for an anonymous visitor."""
+    if credentials is None:
+        return None
+    return await get_current_user(services, credentials)
+
+
+OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
+# For the routes that take OptionalUser: the OpenAPI document says a token is optional
+# (FastAPI lists the bearer scheme alone; this adds the empty requirement beside it).
+OPTIONAL_TOKEN: dict[str, Any] = {"security": [{}]}
+
+
 def require_role(*roles: str) -> Any:
     async def check(user: CurrentUser) -> Principal:
         if user.role not in roles:

@@ -15,7 +15,18 @@ from api.errors import install_error_handlers
 from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
-from api.routes import health, metrics, ops, orders, products, reviews, sellers, users
+from api.routes import (
+    behavior,
+    health,
+    metrics,
+    ops,
+    orders,
+    products,
+    recommendations,
+    reviews,
+    sellers,
+    users,
+)
 from api.security import PasswordHasher, TokenIssuer
 from api.shedding import ShedLoad
 from api.throttle import LoginThrottle
@@ -101,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(products.router)
+    app.include_router(behavior.router)  # after products: it reads their catalogue pool
+    app.include_router(recommendations.router)  # after behavior: it publishes impressions
     app.include_router(orders.router)
     app.include_router(sellers.router)
     app.include_router(reviews.router)

@@ -64,9 +64,17 @@ def classifier(module: str) -> Build:
     return saga(module)
 
 
+def recommender(settings: Settings, shared: SharedResources) -> HostedGroup:
+    """The recommender: counts interactions, retrains (workers/recommender.py)."""
+    from workers.recommender import build_recommender_group
+
+    return build_recommender_group(settings, shared)
+
+
 SAGAS = frozenset({"sagas"})
 PROJECTIONS = frozenset({"projections"})
 CLASSIFIERS = frozenset({"classifiers"})
+RECOMMENDER = frozenset({"recommender"})
 
 GROUPS: tuple[GroupSpec, ...] = (
     GroupSpec("inventory-saga", ("orders.events",), "inventory", saga("inventory"), SAGAS),
@@ -138,13 +146,21 @@ GROUPS: tuple[GroupSpec, ...] = (
         classifier("review_classifier"),
         CLASSIFIERS,
     ),
+    # No database of its own: models go to EVENTMART_RECOMMENDER_MODELS_DIR.
+    GroupSpec(
+        "recommender", ("behavior.events", "orders.events"), "catalog", recommender, RECOMMENDER
+    ),
 )
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
 # The worker processes of `eventmart up` and docker-compose.yml: one per entry. Measured on
 # two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
-WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (("sagas",), ("projections",), ("classifiers",))
+WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (
+    ("sagas",),
+    ("projections", "recommender"),
+    ("classifiers",),
+)
 
 
 class UnknownGroup(ValueError):

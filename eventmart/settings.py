@@ -192,6 +192,41 @@ class Settings(BaseSettings):
         "gather: read models lag by up to this much more, and apply fewer, fuller batches",
     )
 
+    behavior_publish_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=120,
+        description="how long POST /v1/events/view waits for Kafka to acknowledge a view "
+        "before it answers 503 (a view is 202 only once the broker has it)",
+    )
+    behavior_linger_ms: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="how long the API's behaviour producer lets views gather into one batch",
+    )
+    recommender_models_dir: Path | None = Field(
+        None,
+        description="where recommender model versions are stored and served from; unset: "
+        "state_dir/models/recommender",
+    )
+    recommender_reload_seconds: float = Field(
+        1.0, gt=0, le=3600, description="how often the API looks for a newer model version"
+    )
+    recommender_retrain_interactions: int = Field(
+        1000,
+        ge=1,
+        le=10_000_000,
+        description="the recommender worker retrains once this many new interactions "
+        "(views, confirmed orders) arrived since its last model",
+    )
+    recommender_retrain_seconds: float = Field(
+        3600,
+        gt=0,
+        description="the recommender worker also retrains this long after its last model "
+        "when any new interaction arrived meanwhile",
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def split_networks(cls, value: Any) -> Any:
@@ -243,6 +278,10 @@ class Settings(BaseSettings):
             for name in type(self).model_fields
             if name.endswith("_database_url") and name != "database_url"
         }
+
+    @property
+    def models_dir(self) -> Path:
+        return self.recommender_models_dir or self.state_dir / "models" / "recommender"
 
     @property
     def bootstrap_servers(self) -> str:

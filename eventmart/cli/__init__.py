@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from eventmart.cli import analyst, ops
+from eventmart.cli import analyst, demo, ops
 from eventmart.cli.shared import console
 from eventmart.settings import Settings, get_settings
 
@@ -31,6 +31,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(analyst.app, name="analyst")
 app.add_typer(ops.app, name="ops")
+app.add_typer(demo.app, name="demo")
 
 # The processes the stack runs; docker-compose.yml runs the same commands (a test checks it).
 PROCESS_COMMANDS = ["api", "relay", "worker"]
@@ -49,7 +50,7 @@ def up(
         str | None,
         typer.Option(
             help="The worker processes, separated by spaces, each a comma-separated list of "
-            "consumer groups or sets: `sagas projections` (the default), `all` (one process), "
+            "consumer groups or sets: `sagas projections,recommender` (the default), `all` (one process), "
             "`inventory-saga,payments-saga orders-saga …`. Defaults to "
             "EVENTMART_WORKER_PROCESSES.",
             show_default=False,

@@ -227,7 +227,7 @@ def analyst_train_recs(
     path: Annotated[Path | None, typer.Argument(help=recs.PATH_HELP)] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Models directory; default EVENTMART_STATE_DIR/models/recommender."),
+        typer.Option(help="Models directory; default EVENTMART_RECOMMENDER_MODELS_DIR."),
     ] = None,
     seed: Annotated[int, typer.Option(help="LightFM's random seed.")] = 0,
     threads: Annotated[
@@ -241,7 +241,7 @@ def analyst_train_recs(
 
     interactions, items, seen = recs.load_source(source, path)
     recs.describe_input(interactions, items)
-    directory = out or get_settings().state_dir / "models" / "recommender"
+    directory = out or get_settings().models_dir
     with recs.epoch_progress() as progress:
         task = progress.add_task("training", total=HybridParams().epochs)
         try:

@@ -1,10 +1,12 @@
 """Public event contracts: importing this package registers every event type."""
 
 from eventmart.contracts import (
+    behavior,  # noqa: F401  (registers behavior.* events)
     catalog,  # noqa: F401  (registers product.* events)
     inventory,  # noqa: F401  (registers stock.*, reservation.*)
     orders,  # noqa: F401  (registers order.* events)
     payments,  # noqa: F401  (registers payment.* events)
+    recommender,  # noqa: F401  (registers recommender.* events)
     reviews,  # noqa: F401  (registers review.* events)
     shipping,  # noqa: F401  (registers shipment.* events)
     users,  # noqa: F401  (registers users.* events)

@@ -28,22 +28,7 @@ COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "
 
 def read_online_retail(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(interactions, items) of the CSV (gzipped or not)."""
-    raw = pd.read_csv(
-        path,
-        dtype={"InvoiceNo": str, "StockCode": str, "Description": str, "CustomerID": str},
-    )
-    missing = [column for column in [*COLUMNS, "CustomerID"] if column not in raw.columns]
-    if missing:
-        raise ValueError(f"{path} is not the Online Retail CSV: no {', '.join(missing)} column")
-    lines = raw[
-        raw["CustomerID"].notna()
-        & ~raw["InvoiceNo"].str.startswith("C")
-        & (raw["Quantity"] > 0)
-        & (raw["UnitPrice"] > 0)
-        & raw["StockCode"].str.match(PRODUCT_CODE)
-    ].copy()
-    lines["StockCode"] = lines["StockCode"].str.upper()
-    lines["CustomerID"] = lines["CustomerID"].str.removesuffix(".0")
+    lines = purchase_lines(path)
     interactions = pd.DataFrame(
         {
             "user_id": lines["CustomerID"],
@@ -62,3 +47,25 @@ def read_online_retail(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     items = pd.DataFrame({"item_id": prices.index, "price": prices.to_numpy()})
     items["name"] = items["item_id"].map(names).fillna("")
     return checked_interactions(interactions), checked_items(items)
+
+
+def purchase_lines(path: Path) -> pd.DataFrame:
+    """The CSV's invoice lines that are purchases of products by known customers (see the
+    module docstring), StockCode in upper case and CustomerID as digits."""
+    raw = pd.read_csv(
+        path,
+        dtype={"InvoiceNo": str, "StockCode": str, "Description": str, "CustomerID": str},
+    )
+    missing = [column for column in [*COLUMNS, "CustomerID"] if column not in raw.columns]
+    if missing:
+        raise ValueError(f"{path} is not the Online Retail CSV: no {', '.join(missing)} column")
+    lines = raw[
+        raw["CustomerID"].notna()
+        & ~raw["InvoiceNo"].str.startswith("C")
+        & (raw["Quantity"] > 0)
+        & (raw["UnitPrice"] > 0)
+        & raw["StockCode"].str.match(PRODUCT_CODE)
+    ].copy()
+    lines["StockCode"] = lines["StockCode"].str.upper()
+    lines["CustomerID"] = lines["CustomerID"].str.removesuffix(".0")
+    return lines

@@ -36,6 +36,10 @@ def test_each_group_reads_the_topics_its_participant_or_read_model_declares():
             assert sorted(participant.topics) == sorted(spec.topics), spec.name
             # Its effects and tracking go to the database of the context it is.
             assert context_of(participant.application) == spec.context, spec.name
+        elif "recommender" in spec.sets:
+            from workers.recommender import TOPICS_READ
+
+            assert sorted(TOPICS_READ) == sorted(spec.topics)
         else:
             assert sorted(READ_MODELS[spec.name].topics) == sorted(spec.topics), spec.name
     assert set(READ_MODELS) == set(group_names("projections"))
@@ -49,7 +53,7 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "shipping-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
-    sets = [set(group_names(name)) for name in ("sagas", "projections", "classifiers")]
+    sets = [set(group_names(name)) for name in ("sagas", "projections", "classifiers", "recommender")]
     assert set.union(*sets) == set(BY_NAME)
     assert sum(map(len, sets)) == len(BY_NAME)  # no group in two of them
 
@@ -74,7 +78,7 @@ def test_the_default_layout_hosts_every_group_once():
 def test_a_layout_that_leaves_a_group_out_is_refused():
     assert worker_processes("all") == [["all"]]
     assert worker_processes(
-        "inventory-saga,payments-saga orders-saga,shipping-saga projections classifiers"
+        "inventory-saga,payments-saga orders-saga,shipping-saga projections classifiers recommender"
     )[0] == ["inventory-saga", "payments-saga"]
     with pytest.raises(UnknownGroup, match="users-projection"):
         worker_processes(

@@ -1,0 +1,305 @@
+"""Recommendations as the API serves them: the newest stored model in memory (switched
+without a restart), and the business rules applied to whatever it proposes.
+
+The model proposes candidates (eventmart.ml.serving: numpy, well under a millisecond);
+the rules are checked against the read models, never against the model's training data:
+- never a product the user bought: their orders in the orders read model (every order
+  not rejected or cancelled, pending ones included), excluded before ranking;
+- nothing out of stock, never a seller's own products: each candidate's row in the
+  catalogue read model (`available`, `seller_id`, kept current from inventory.events
+  within a projection's lag), checked after ranking; if too few pass, the model is asked
+  for more.
+Cold start: a visitor the model does not know gets popular products, those of the
+categories they viewed (as this process saw their views) first. With no model at all,
+popular means most sold in the sales read model (refreshed every half minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+from api.security import Principal
+from eventmart.ml import store
+from eventmart.ml.interactions import Item
+from eventmart.ml.serving import POPULAR, Recommendation, ServingModel
+
+log = logging.getLogger("eventmart.api.recommendations")
+
+ROUNDS = 3  # times the model is asked for more when the rules drop too many candidates
+POPULAR_CACHE_SECONDS = 30.0
+POPULAR_POOL = 500  # most-sold products kept for the no-model fallback
+NOT_BOUGHT = ("rejected", "cancelled")
+
+
+class ModelHolder:
+    """The model this process serves: the store's LATEST version, looked for every
+    `reload_seconds` and loaded off the event loop; requests read `current` (one reference
+    swap, so a request scores with one model from start to end)."""
+
+    def __init__(self, directory: Path, reload_seconds: float) -> None:
+        self.directory = directory
+        self.reload_seconds = reload_seconds
+        self.current: ServingModel | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> bool:
+        """Load LATEST if it is not the model served; True if the model changed."""
+        latest = store.latest_version(self.directory)
+        if latest is None or (self.current is not None and self.current.version == latest):
+            return False
+        try:
+            self.current = store.load(self.directory, latest)
+        except (store.NoModel, ValueError, OSError) as error:
+            log.warning("recommender model %s not loaded: %s", latest, error)
+            return False
+        log.info("serving recommender model %s", latest)
+        return True
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.refresh)
+        self._task = asyncio.create_task(self._watch(), name="recommender-model-watch")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_seconds)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:
+                log.exception("looking for a new recommender model failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    name: str
+    description: str
+    category: str | None
+    price_amount: int
+    currency: str
+    seller_id: str | None
+    available: int
+
+
+@dataclass(frozen=True)
+class Shown:
+    product: Product
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    model: ServingModel | None
+    items: list[Shown]
+
+
+Propose = Callable[[int, Collection[str]], list[Recommendation]]
+
+
+class Recommendations:
+    """The three answers, synchronous (read-model queries): call off the event loop."""
+
+    def __init__(
+        self,
+        models: ModelHolder,
+        catalog: ConnectionPool,
+        orders: ConnectionPool,
+        sales: ConnectionPool,
+    ) -> None:
+        self.models = models
+        self.catalog = catalog  # products_view (stock, seller, name, price)
+        self.orders = orders  # orders_view (what a user bought)
+        self.sales = sales  # sale_lines (most sold, when there is no model)
+        self._popular: tuple[float, list[tuple[str, float]]] = (0.0, [])
+        self._popular_lock = threading.Lock()
+
+    def for_user(self, user_id: UUID, role: str, limit: int, categories: Iterable[str]) -> Answer:
+        model = self.models.current
+        bought = self.bought(user_id)
+        wanted = list(categories)
+        if model is not None and model.knows_user(str(user_id)):
+            items = self._apply_rules(
+                lambda n, exclude: model.recommend(str(user_id), n, exclude=exclude),
+                limit,
+                bought,
+                seller_of(user_id, role),
+            )
+        else:
+            items = self._popular_items(model, limit, bought, wanted, seller_of(user_id, role))
+        return Answer(model, items)
+
+    def similar(self, product: Product, limit: int, caller: Principal | None) -> Answer:
+        model = self.models.current
+        user_id, role = (caller.user_id, caller.role) if caller else (None, None)
+        bought = self.bought(user_id)
+        excluded = {*bought, product.product_id}
+        if model is None:
+            categories = [product.category] if product.category else []
+            return Answer(
+                None,
+                self._popular_items(None, limit, excluded, categories, seller_of(user_id, role)),
+            )
+        item = Item(
+            product.product_id,
+            product.name,
+            product.description,
+            product.category,
+            float(product.price_amount),
+            product.seller_id,
+        )
+        items = self._apply_rules(
+            lambda n, exclude: model.similar_to_new(item, n, exclude=exclude),
+            limit,
+            excluded,
+            seller_of(user_id, role),
+        )
+        return Answer(model, items)
+
+    def popular(self, limit: int, category: str | None, caller: Principal | None) -> Answer:
+        model = self.models.current
+        user_id, role = (caller.user_id, caller.role) if caller else (None, None)
+        bought = self.bought(user_id)
+        categories = [category] if category else []
+        items = self._popular_items(model, limit, bought, categories, seller_of(user_id, role))
+        if category:
+            items = [shown for shown in items if shown.product.category == category]
+        return Answer(model, items)
+
+    def _popular_items(
+        self,
+        model: ServingModel | None,
+        limit: int,
+        exclude: set[str],
+        categories: list[str],
+        seller: UUID | None,
+    ) -> list[Shown]:
+        if model is not None:
+            return self._apply_rules(
+                lambda n, skip: model.popular(n, exclude=skip, categories=categories),
+                limit,
+                exclude,
+                seller,
+            )
+        sold = [
+            Recommendation(product_id, units, POPULAR)
+            for product_id, units in self._most_sold()
+            if product_id not in exclude
+        ]
+        shown = self._passing(sold, seller)
+        if categories:  # the visitor's categories first, each part in sales order
+            shown.sort(key=lambda item: item.product.category not in categories)
+        return shown[:limit]
+
+    def _apply_rules(
+        self, propose: Propose, limit: int, exclude: set[str], seller: UUID | None
+    ) -> list[Shown]:
+        """The model's best `limit` that pass the rules, asking it for more while too many
+        fail (a few rounds, each four times wider)."""
+        skipped = set(exclude)
+        shown: list[Shown] = []
+        want = limit * 2 + 10
+        for _ in range(ROUNDS):
+            proposed = propose(want, skipped)
+            shown.extend(self._passing(proposed, seller))
+            if len(shown) >= limit or len(proposed) < want:
+                break
+            skipped.update(candidate.item_id for candidate in proposed)
+            want *= 4
+        return shown[:limit]
+
+    def _passing(self, proposed: list[Recommendation], seller: UUID | None) -> list[Shown]:
+        """The proposals, in their order, whose product exists, is in stock and is not the
+        seller's own."""
+        products = self.products([candidate.item_id for candidate in proposed])
+        passing = []
+        for candidate in proposed:
+            product = products.get(candidate.item_id)
+            if product is None or product.available <= 0:
+                continue
+            if seller is not None and product.seller_id == str(seller):
+                continue
+            passing.append(Shown(product, candidate.score, candidate.reason))
+        return passing
+
+    def products(self, product_ids: list[str]) -> dict[str, Product]:
+        if not product_ids:
+            return {}
+        with self.catalog.connection() as conn:
+            rows = conn.execute(
+                "SELECT product_id::text, name, description, category, price_amount, currency, "
+                "seller_id::text, available FROM products_view "
+                "WHERE product_id = ANY(%s::uuid[])",
+                (product_ids,),
+            ).fetchall()
+        return {row[0]: Product(*row) for row in rows if row[1] is not None}
+
+    def product(self, product_id: UUID) -> Product | None:
+        return self.products([str(product_id)]).get(str(product_id))
+
+    def bought(self, user_id: UUID | None) -> set[str]:
+        """Every product on the user's orders that were not rejected or cancelled."""
+        if user_id is None:
+            return set()
+        with self.orders.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT line->>'product_id' FROM orders_view, "
+                "jsonb_array_elements(lines) AS line "
+                "WHERE buyer_id = %s AND NOT (status = ANY(%s))",
+                (user_id, list(NOT_BOUGHT)),
+            ).fetchall()
+        return {str(row[0]) for row in rows if row[0] is not None}
+
+    def _most_sold(self) -> list[tuple[str, float]]:
+        """Most distinct orders first, from the sales read model; cached briefly."""
+        with self._popular_lock:
+            at, cached = self._popular
+            if time.monotonic() - at < POPULAR_CACHE_SECONDS:
+                return cached
+            with self.sales.connection() as conn:
+                rows = conn.execute(
+                    "SELECT product_id::text, count(DISTINCT order_id) FROM sale_lines "
+                    "WHERE refunded_at IS NULL GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT %s",
+                    (POPULAR_POOL,),
+                ).fetchall()
+            ranked = [(str(row[0]), float(row[1])) for row in rows]
+            self._popular = (time.monotonic(), ranked)
+            return ranked
+
+
+def seller_of(user_id: UUID | None, role: str | None) -> UUID | None:
+    """Whose own products a caller must not be shown: a seller's."""
+    return user_id if role == "seller" else None
+
+
+def as_json(answer: Answer) -> dict[str, Any]:
+    model = answer.model
+    return {
+        "model": None
+        if model is None
+        else {"version": model.version, "trained_at": model.trained_at},
+        "items": [
+            {
+                "product_id": shown.product.product_id,
+                "name": shown.product.name,
+                "price": {"amount": shown.product.price_amount, "currency": shown.product.currency},
+                "score": shown.score,
+                "reason": shown.reason,
+            }
+            for shown in answer.items
+        ],
+    }

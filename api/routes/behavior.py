@@ -1,0 +1,107 @@
+"""The behaviour stream: product views (clicks on recommendations are views with their
+source), straight to `behavior.events`, answered 202 once the broker has them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+
+from api.behavior import BehaviorPublisher, KnownProducts, RecentCategories, behavior_envelope
+from api.deps import OPTIONAL_TOKEN, OptionalUser
+from api.errors import ApiError, error_responses
+from api.idempotency import IdempotencyKeyHeader
+from domain.catalog import ProductNotFound
+from eventmart.contracts.behavior import SessionId, ViewSource, visitor_id
+
+
+@asynccontextmanager
+async def behavior_stream(app: FastAPI) -> AsyncIterator[None]:
+    """One producer for the process; the products views may name, and what visitors viewed."""
+    publisher = BehaviorPublisher(app.state.services.settings)
+    await publisher.start()
+    app.state.behavior = publisher
+    app.state.known_products = KnownProducts()
+    app.state.recent_categories = RecentCategories()
+    try:
+        yield
+    finally:
+        await publisher.stop()
+
+
+router = APIRouter(prefix="/v1", tags=["behaviour"], lifespan=behavior_stream)
+
+
+class RecordView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: UUID
+    session_id: SessionId | None = None
+    source: ViewSource = "direct"
+
+
+class ViewAccepted(BaseModel):
+    event_id: UUID
+
+
+async def product_category(request: Request, product_id: UUID) -> str:
+    """The category of a product that exists; 422 `unknown_product` otherwise (a product
+    listed a moment ago, not yet in the read model, is found in the catalogue's store)."""
+    known: KnownProducts = request.app.state.known_products
+    category = known.get(product_id)
+    if category is not None:
+        return category
+    async with request.app.state.catalog_reads.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT category FROM products_view WHERE product_id = %s", (product_id,)
+        )
+        row = await cursor.fetchone()
+    if row is not None and row[0] is not None:
+        category = str(row[0])
+    else:
+        catalog = request.app.state.services.applications.catalog
+        try:
+            product = await run_in_threadpool(catalog.get_product, product_id)
+        except ProductNotFound as error:
+            raise ApiError(422, "unknown_product", f"no product {product_id}") from error
+        category = product.category
+    known.add([(product_id, category)])
+    return category
+
+
+@router.post(
+    "/events/view",
+    status_code=202,
+    openapi_extra=OPTIONAL_TOKEN,
+    response_model=ViewAccepted,
+    responses=error_responses(401, 503),
+)
+async def record_view(
+    body: RecordView,
+    request: Request,
+    user: OptionalUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ViewAccepted:
+    """Record a product view of a signed-in user (the token) or an anonymous visitor
+    (`session_id`, then required: 422 `session_required`). 422 `unknown_product` for a
+    product that does not exist. 202 once Kafka acknowledged it; 503 if it could not in
+    time. With an Idempotency-Key a retried view is the same event."""
+    user_id = user.user_id if user is not None else None
+    if user_id is None and body.session_id is None:
+        raise ApiError(422, "session_required", "an anonymous view needs a session_id")
+    category = await product_category(request, body.product_id)
+    envelope = behavior_envelope(
+        "behavior.viewed",
+        {"product_id": body.product_id, "source": body.source},
+        user_id=user_id,
+        session_id=body.session_id,
+        idempotency_key=idempotency_key,
+    )
+    await request.app.state.behavior.publish(envelope)
+    recent: RecentCategories = request.app.state.recent_categories
+    recent.viewed(visitor_id(user_id, body.session_id), category)
+    return ViewAccepted(event_id=envelope.event_id)
