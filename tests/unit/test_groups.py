@@ -53,7 +53,9 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "shipping-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
-    sets = [set(group_names(name)) for name in ("sagas", "projections", "classifiers", "recommender")]
+    sets = [
+        set(group_names(name)) for name in ("sagas", "projections", "classifiers", "recommender")
+    ]
     assert set.union(*sets) == set(BY_NAME)
     assert sum(map(len, sets)) == len(BY_NAME)  # no group in two of them
 
