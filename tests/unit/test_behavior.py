@@ -88,3 +88,18 @@ def test_the_worker_retrains_after_n_interactions_or_when_its_model_is_old(tmp_p
     retrainer.last_trained -= 61  # the schedule: anything new, and the model is old
     assert retrainer.tick() == 1 and trained == [3, 1]
     assert retrainer.tick() == 0  # nothing new since
+
+
+def test_a_failed_training_is_not_retried_every_second(tmp_path: Path):
+    retrainer = Retrainer(Settings(state_dir=tmp_path, recommender_retrain_interactions=1))
+
+    def broker_away() -> None:
+        raise ConnectionError("the broker is away")
+
+    retrainer.retrain = broker_away  # type: ignore[assignment,method-assign]
+    retrainer.count(deliveries(["behavior.viewed"]))
+    with pytest.raises(ConnectionError):
+        retrainer.tick()
+    assert not retrainer.due() and retrainer.new_interactions == 1
+    retrainer.retry_at = 0.0  # the pause is over
+    assert retrainer.due()
