@@ -40,6 +40,7 @@ log = logging.getLogger("eventmart.recommender")
 # join when the reviews context registers its contracts.
 INTERACTIONS = frozenset({"behavior.viewed", "order.confirmed"})
 TOPICS_READ = ("behavior.events", "orders.events")
+RETRY_SECONDS = 30.0  # after a failed training
 
 
 class Retrainer:
@@ -51,6 +52,7 @@ class Retrainer:
         self._lock = threading.Lock()
         self.new_interactions = 0
         self.last_trained = time.monotonic()
+        self.retry_at = 0.0
         self.have_model = store.latest_version(self.directory) is not None
 
     def count(self, deliveries: list[Delivery]) -> int:
@@ -63,7 +65,7 @@ class Retrainer:
     def due(self) -> bool:
         with self._lock:
             pending = self.new_interactions
-        if pending == 0:
+        if pending == 0 or time.monotonic() < self.retry_at:
             return False
         stale = time.monotonic() - self.last_trained >= self.after_seconds
         return pending >= self.every or stale or not self.have_model
@@ -74,7 +76,12 @@ class Retrainer:
             return 0
         with self._lock:
             taken = self.new_interactions
-        model = self.retrain()
+        try:
+            model = self.retrain()
+        except Exception:
+            # The broker away, or a training that fails: not again every second.
+            self.retry_at = time.monotonic() + RETRY_SECONDS
+            raise
         with self._lock:
             self.new_interactions -= taken
             self.last_trained = time.monotonic()

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from eventmart.export import COLUMNS, EventFilter, export_events, partitions_of
+from eventmart.groups import group_names
 from eventmart.replay import LiveGroup, replay
 from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.timetravel import application_for, as_of, history
@@ -43,7 +44,10 @@ def shop(
     sales_projection,
     review_workers,
 ) -> TestClient:
-    wait_for_groups_to_join(settings.bootstrap_servers, worker_names())
+    # The groups this module runs (the recommender is not one of them).
+    wait_for_groups_to_join(
+        settings.bootstrap_servers, [*group_names("sagas"), *group_names("projections")]
+    )
     return api
 
 

@@ -1,0 +1,105 @@
+"""The behaviour stream's pieces without I/O: envelopes keyed by visitor with ids that a
+retry keeps, bounded memories, and when the recommender worker retrains."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from api.behavior import KnownProducts, RecentCategories, behavior_envelope
+from eventmart.contracts import parse
+from eventmart.contracts.behavior import visitor_id
+from eventmart.settings import Settings
+from projections.tracking import Delivery
+from workers.recommender import Retrainer
+
+PRODUCT = uuid.uuid4()
+
+
+def view(session_id: str | None = "s-1", user_id: uuid.UUID | None = None, key: str | None = None):
+    return behavior_envelope(
+        "behavior.viewed",
+        {"product_id": PRODUCT, "source": "search"},
+        user_id=user_id,
+        session_id=session_id,
+        idempotency_key=key,
+    )
+
+
+def test_a_view_is_keyed_by_its_visitor_and_parses_as_its_contract():
+    user = uuid.uuid4()
+    assert view(user_id=user, session_id=None).aggregate_id == user
+    anonymous = view("s-1")
+    assert anonymous.aggregate_id == visitor_id(None, "s-1") != visitor_id(None, "s-2")
+    assert parse(anonymous.to_bytes()).payload["session_id"] == "s-1"
+
+
+def test_an_idempotency_key_makes_the_same_event_id_for_the_same_visitor_only():
+    assert view(key="k").event_id == view(key="k").event_id
+    assert view(key="k").event_id != view("s-2", key="k").event_id
+    assert view().event_id != view().event_id
+
+
+@pytest.mark.parametrize("session_id", [None, "", "x" * 129, "two words", "tab\t"])
+def test_an_anonymous_view_needs_a_well_formed_session(session_id: str | None):
+    with pytest.raises((ValidationError, ValueError)):
+        view(session_id)
+
+
+def test_memories_are_bounded_and_keep_the_latest():
+    recent = RecentCategories(max_visitors=2, per_visitor=2)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for category in ("garden", "kitchen", "garden", "toys"):
+        recent.viewed(a, category)
+    assert recent.of(a) == ["toys", "garden"]
+    recent.viewed(b, "books")
+    recent.viewed(c, "books")
+    assert recent.of(a) == [] and recent.of(c) == ["books"]
+    known = KnownProducts(max_entries=1)
+    known.add([(a, "x"), (b, "y")])
+    assert known.get(a) is None and known.get(b) == "y"
+
+
+def deliveries(types: list[str]) -> list[Delivery]:
+    """What the worker counts by: the envelopes' types."""
+    envelopes: list[Any] = [SimpleNamespace(type=kind) for kind in types]
+    return [Delivery("t", 0, n, envelope) for n, envelope in enumerate(envelopes)]
+
+
+def test_the_worker_retrains_after_n_interactions_or_when_its_model_is_old(tmp_path: Path):
+    settings = Settings(
+        state_dir=tmp_path, recommender_retrain_interactions=3, recommender_retrain_seconds=60
+    )
+    retrainer = Retrainer(settings)
+    retrainer.have_model = True
+    trained: list[int] = []
+    retrainer.retrain = lambda: trained.append(retrainer.new_interactions) or object()  # type: ignore[method-assign,func-returns-value]
+    assert retrainer.count(deliveries(["behavior.viewed", "product.created"])) == 1
+    assert retrainer.tick() == 0 and not trained
+    retrainer.count(deliveries(["order.confirmed", "behavior.viewed"]))
+    assert retrainer.tick() == 1 and trained == [3] and retrainer.new_interactions == 0
+    retrainer.count(deliveries(["behavior.viewed"]))
+    assert retrainer.tick() == 0
+    retrainer.last_trained -= 61  # the schedule: anything new, and the model is old
+    assert retrainer.tick() == 1 and trained == [3, 1]
+    assert retrainer.tick() == 0  # nothing new since
+
+
+def test_a_failed_training_is_not_retried_every_second(tmp_path: Path):
+    retrainer = Retrainer(Settings(state_dir=tmp_path, recommender_retrain_interactions=1))
+
+    def broker_away() -> None:
+        raise ConnectionError("the broker is away")
+
+    retrainer.retrain = broker_away  # type: ignore[assignment,method-assign]
+    retrainer.count(deliveries(["behavior.viewed"]))
+    with pytest.raises(ConnectionError):
+        retrainer.tick()
+    assert not retrainer.due() and retrainer.new_interactions == 1
+    retrainer.retry_at = 0.0  # the pause is over
+    assert retrainer.due()
