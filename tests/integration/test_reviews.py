@@ -208,6 +208,10 @@ def test_a_review_from_order_to_hiding(shop, settings, admin):
     assert feedback["sentiment"]["positive"] == 1 and feedback["sentiment"]["negative"] == 1
     assert feedback["aspects"]["quality"]["positive"] == 1
     assert feedback["top_terms"]["negative"]
+    later = {"from": "2100-01-01T00:00:00Z"}
+    assert shop.get(f"/v1/products/{mug}/feedback", params=later).json()["reviews"] == 0
+    backwards = {**later, "to": "2000-01-01T00:00:00Z"}
+    assert shop.get(f"/v1/products/{mug}/feedback", params=backwards).status_code == 422
     mine = seller.get("/v1/sellers/me/feedback").json()
     assert mine["reviews"] == 2 and [p["product_id"] for p in mine["products"]] == [mug]
     assert bob.get("/v1/sellers/me/feedback").status_code == 403
