@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -423,15 +424,18 @@ def test_a_new_model_version_reclassifies_and_replaces_the_labels(
 
 def test_the_demo_seeds_reviews_in_both_languages(shop, settings, api_server):
     from eventmart.demo import seed
+    from eventmart.demo_reviews import demo_products
 
     seed(settings, api_server).join(timeout=180)
-    mug = wait_until(
-        lambda: [
-            p for p in shop.get("/v1/products?q=mug").json()["items"] if p["sku"] == "DEMO-MUG"
-        ],
-        timeout=30,
-        message="the demo mug",
-    )[0]["product_id"]
+    with httpx.Client(base_url=api_server, timeout=30) as client:
+        seller = {
+            "Authorization": "Bearer "
+            + client.post(
+                "/v1/auth/token",
+                json={"email": "seller@eventmart.demo", "password": "demo-password"},
+            ).json()["access_token"]
+        }
+        mug = demo_products(client, seller)["DEMO-MUG"]["product_id"]
     reviews = wait_until(
         lambda: (
             len(items := listing(shop, mug)) == 2 and all(i["sentiment"] for i in items) and items
