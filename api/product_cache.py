@@ -113,8 +113,8 @@ class ProductCache:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     await conn.execute(f"LISTEN {ratings.CHANGES_CHANNEL}")  # a product's rating
+                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     self._forget_all()  # changes made while nobody listened
                     self.listening.set()
                     async for notify in conn.notifies():

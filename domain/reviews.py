@@ -195,7 +195,9 @@ class Review(Aggregate):
         if not changed:
             return False
         after = {field: checked.get(field, getattr(self, field)) for field in EDITABLE_FIELDS}
-        self._edited(changed=changed, **after)
+        # The product and author ride along, so the public event is whole on its own (the
+        # recommender reads ratings from the log: eventmart.ml.event_log).
+        self._edited(changed=changed, product_id=self.product_id, author_id=self.author_id, **after)
         return True
 
     @event("Edited")
@@ -206,6 +208,8 @@ class Review(Aggregate):
         title: str | None,
         body: str,
         changed: list[str],
+        product_id: UUID,
+        author_id: UUID,
     ) -> None:
         """Carries the review as it now reads, and which fields changed."""
         self.history.append(

@@ -50,12 +50,15 @@ def _token(client: httpx.Client, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
-def _products(client: httpx.Client, timeout: float = 60) -> dict[str, dict[str, Any]]:
-    """The demo products, once the catalogue's read model shows them all."""
+def demo_products(
+    client: httpx.Client, seller: dict[str, str], timeout: float = 60
+) -> dict[str, dict[str, Any]]:
+    """The demo seller's products by SKU, once the catalogue's read model shows them all."""
     wanted = {sku for reviews in DEMO_REVIEWS.values() for sku, *_ in reviews}
+    seller_id = client.get("/v1/users/me", headers=seller).json()["user_id"]
     deadline = time.monotonic() + timeout
     while True:
-        answer = client.get("/v1/products", params={"limit": 100})
+        answer = client.get("/v1/products", params={"seller_id": seller_id, "limit": 100})
         answer.raise_for_status()
         found = {item["sku"]: item for item in answer.json()["items"]}
         if wanted <= set(found) or time.monotonic() > deadline:
@@ -93,8 +96,8 @@ def _review_when_verified(
 
 def seed_reviews(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        products = _products(client)
         seller = _token(client, "seller@eventmart.demo")
+        products = demo_products(client, seller)
         for email, reviews in DEMO_REVIEWS.items():
             buyer = _token(client, email)
             lines = [

@@ -9,6 +9,7 @@ events: the latest one wins, so a reclassification by a new model replaces the l
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -271,10 +272,22 @@ _TOP_TERMS = (
 ASPECTS = ("quality", "shipping", "price", "service")
 
 
+Window = tuple[datetime | None, datetime | None]  # reviews written in [from, to)
+
+
 async def _feedback(
-    conn: psycopg.AsyncConnection[Any], where: str, params: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any],
+    where: str,
+    params: dict[str, Any],
+    window: Window = (None, None),
 ) -> dict[str, Any]:
     where = f"{where} AND status = 'published'"
+    since, until = window
+    if since is not None:
+        where += " AND created_at >= %(since)s"
+    if until is not None:
+        where += " AND created_at < %(until)s"
+    params = {**params, "since": since, "until": until}
     counts = await conn.execute(_SENTIMENT_COUNTS.format(where=where), params)
     total, positive, neutral, negative = await counts.fetchone() or (0, 0, 0, 0)
     aspects = {aspect: {"positive": 0, "neutral": 0, "negative": 0} for aspect in ASPECTS}
@@ -297,17 +310,21 @@ async def _feedback(
     }
 
 
-async def product_feedback(conn: psycopg.AsyncConnection[Any], product_id: str) -> dict[str, Any]:
-    figures = await _feedback(conn, "product_id = %(product)s", {"product": product_id})
+async def product_feedback(
+    conn: psycopg.AsyncConnection[Any], product_id: str, window: Window = (None, None)
+) -> dict[str, Any]:
+    figures = await _feedback(conn, "product_id = %(product)s", {"product": product_id}, window)
     return {"product_id": product_id, **figures}
 
 
 MAX_SELLER_PRODUCTS = 100  # rows of a seller's feedback, most reviewed products first
 
 
-async def seller_feedback(conn: psycopg.AsyncConnection[Any], seller_id: str) -> dict[str, Any]:
+async def seller_feedback(
+    conn: psycopg.AsyncConnection[Any], seller_id: str, window: Window = (None, None)
+) -> dict[str, Any]:
     """Over all the seller's products, then one row per product (the most reviewed)."""
-    overall = await _feedback(conn, "seller_id = %(seller)s", {"seller": seller_id})
+    overall = await _feedback(conn, "seller_id = %(seller)s", {"seller": seller_id}, window)
     reviewed = await conn.execute(
         "SELECT product_id FROM reviews_view WHERE seller_id = %s AND status = 'published' "
         "GROUP BY product_id ORDER BY count(*) DESC, product_id LIMIT %s",
@@ -317,5 +334,5 @@ async def seller_feedback(conn: psycopg.AsyncConnection[Any], seller_id: str) ->
     return {
         "seller_id": seller_id,
         **overall,
-        "products": [await product_feedback(conn, product) for product in products],
+        "products": [await product_feedback(conn, product, window) for product in products],
     }

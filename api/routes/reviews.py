@@ -24,6 +24,7 @@ from api.errors import error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.params import Cursor, Limit
 from api.product_cache import encode
+from api.routes.sellers import Since, Until, _range
 from api.security import Principal
 from domain.reviews import Review
 from eventmart.contracts.bounds import Rating, Reason, ReviewBody, ReviewReply, ReviewTitle
@@ -350,10 +351,14 @@ def hide_review(
     response_model=ProductFeedback,
     responses=error_responses(503),
 )
-async def feedback_of_product(product_id: UUID, request: Request) -> Response:
-    """What the product's published reviews praise and complain about, by aspect."""
+async def feedback_of_product(
+    product_id: UUID, request: Request, since: Since = None, until: Until = None
+) -> Response:
+    """What the product's published reviews praise and complain about, by aspect; with
+    `from`/`to`, over the reviews written in that window (this month against the last)."""
+    window = _range(since, until)
     async with request.app.state.review_reads.connection() as conn:
-        figures = await product_feedback(conn, str(product_id))
+        figures = await product_feedback(conn, str(product_id), window)
     return Response(encode(figures), media_type=JSON)
 
 
@@ -362,11 +367,14 @@ async def feedback_of_product(product_id: UUID, request: Request) -> Response:
     response_model=SellerFeedback,
     responses=error_responses(401, 403, 503),
 )
-async def feedback_of_my_products(user: Seller, request: Request) -> Response:
+async def feedback_of_my_products(
+    user: Seller, request: Request, since: Since = None, until: Until = None
+) -> Response:
     """The feedback over all your products, then one row per reviewed product (the 100
-    most reviewed)."""
+    most reviewed); `from`/`to` as for a product's."""
+    window = _range(since, until)
     async with request.app.state.review_reads.connection() as conn:
-        figures = await seller_feedback(conn, str(user.user_id))
+        figures = await seller_feedback(conn, str(user.user_id), window)
     return Response(encode(figures), media_type=JSON)
 
 

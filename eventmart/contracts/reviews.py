@@ -1,8 +1,9 @@
 """Public events of the reviews context, on `reviews.events` (key: review id, derived from
 the author and the product, so one buyer has one review of a product).
 
-`review.submitted` names the product, the seller and the author; later events name only
-their review (per-aggregate order brings the submission first)."""
+`review.submitted` names the product, the seller and the author, `review.edited` the product
+and the author; the others name only their review (per-aggregate order brings the
+submission first)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class ReviewEdited(Payload):
     """The review as it reads after the edit, and which fields changed."""
 
     review_id: UUID
+    product_id: UUID
+    author_id: UUID
     rating: Rating
     seller_rating: Rating | None
     title: ReviewTitle | None
@@ -171,6 +174,8 @@ register(
         domain_event=Review.Edited,
         to_payload=lambda e: {
             **_ids(e),
+            "product_id": e.product_id,
+            "author_id": e.author_id,
             "rating": e.rating,
             "seller_rating": e.seller_rating,
             "title": e.title,
@@ -181,6 +186,8 @@ register(
             "review.edited",
             2,
             {
+                "product_id": PRODUCT_ID,
+                "author_id": AUTHOR_ID,
                 "rating": 2,
                 "seller_rating": 5,
                 "title": "Solid mug",

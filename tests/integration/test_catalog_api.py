@@ -88,7 +88,12 @@ def test_seller_lists_changes_and_restocks_a_product(api: TestClient):
         "seller_id": seller.user_id,
         "price": {"amount": 4900, "currency": "CNY"},
         "stock": {"on_hand": 0, "reserved": 0, "available": 0},
-        "rating": {"average": None, "count": 0},
+        "rating": {
+            "average": None,
+            "count": 0,
+            "bayesian_average": None,
+            "histogram": dict.fromkeys("12345", 0),
+        },
     }
 
     changed = api.patch(

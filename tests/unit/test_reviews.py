@@ -260,3 +260,14 @@ def test_the_classifier_keeps_the_terms_of_the_reviews_side(
     terms = terms_of(text, sentiment)
     assert bool(terms["positive"]) is positive and bool(terms["negative"]) is negative
     assert all(len(found) <= 10 for found in terms.values())
+
+
+def test_the_recommenders_log_reader_takes_published_ratings_and_their_edits() -> None:
+    from eventmart.ml.event_log import read_events
+
+    review = Review.submit(AUTHOR, "Ada", PRODUCT, SELLER, 5, None, None, "Good")
+    review.edit(AUTHOR, rating=2)
+    envelopes = [envelope_from_domain(e) for e in review.collect_events()]
+    data = read_events(envelopes)
+    assert data.counts.get("malformed", 0) == 0
+    assert len(data.interactions) == 1  # the latest rating of the author for the product
