@@ -3,6 +3,7 @@ retry keeps, bounded memories, and when the recommender worker retrains."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from api import behavior
 from api.behavior import KnownProducts, RecentCategories, behavior_envelope
 from eventmart.contracts import parse
 from eventmart.contracts.behavior import visitor_id
@@ -167,3 +169,24 @@ def test_the_recommender_ignores_searches_and_impressions():
     assert len(data.interactions) == 1
     assert data.counts["behavior.searched"] == 1 and data.counts["malformed"] == 0
     assert records[0].occurred_at <= datetime.now(UTC)
+
+
+def test_fire_and_forget_sends_are_bounded_while_the_broker_hangs():
+    async def scenario() -> tuple[int, int]:
+        publisher = behavior.BehaviorPublisher(Settings())
+        release = asyncio.Event()
+
+        async def hanging(envelope: Any) -> None:
+            await release.wait()
+
+        publisher.publish = hanging  # type: ignore[method-assign]
+        for _ in range(behavior.MAX_PENDING + 5):
+            publisher.publish_soon(search())
+        dropped = publisher.dropped
+        release.set()
+        await publisher.stop()
+        publisher.publish_soon(search())  # drained: accepted again
+        await publisher.stop()
+        return dropped, publisher.dropped
+
+    assert asyncio.run(scenario()) == (5, 5)
