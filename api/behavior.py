@@ -4,8 +4,10 @@ away at start.
 
 A view is answered 202 only after the broker acknowledged it (`publish`): acks=all and the
 idempotent producer mean an acknowledged record is in the log once, even if the producer
-retried its batch across a broker restart. Impressions are published without waiting
-(`publish_soon`): losing one costs a click-through figure, never an answer.
+retried its batch across a broker restart. Impressions and searches are published without
+waiting (`publish_soon`): losing one costs a click-through or search figure, never an
+answer. While Kafka is away such sends pile up only to `MAX_PENDING`; past it they are
+dropped (counted, and logged once per outage) rather than queued without end.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from eventmart.settings import Settings
 
 log = logging.getLogger("eventmart.api.behavior")
 
+MAX_PENDING = 1000  # fire-and-forget sends in flight at once; more are dropped
+
 
 def behavior_envelope(
     event_type: str,
@@ -38,17 +42,22 @@ def behavior_envelope(
 ) -> Envelope:
     """The envelope of a behaviour event, checked against its contract. With an
     Idempotency-Key the event id is derived from it and the visitor, so a retried view is
-    the same event (the recommender counts an event id once)."""
+    the same event (the recommender counts an event id once). An event of nobody (a
+    contract that allows it: searches) is keyed by its own id."""
     contract = CONTRACTS[event_type]
-    visitor = visitor_id(user_id, session_id)
     checked = contract.payload.model_validate(
         {**payload, "user_id": user_id, "session_id": session_id}
     )
-    event_id = (
-        uuid5(SESSION_NAMESPACE, f"{event_type}:{visitor}:{idempotency_key}")
-        if idempotency_key
-        else uuid4()
-    )
+    if user_id is None and session_id is None:
+        event_id = uuid4()
+        visitor = event_id
+    else:
+        visitor = visitor_id(user_id, session_id)
+        event_id = (
+            uuid5(SESSION_NAMESPACE, f"{event_type}:{visitor}:{idempotency_key}")
+            if idempotency_key
+            else uuid4()
+        )
     return Envelope(
         event_id=event_id,
         type=event_type,
@@ -68,6 +77,9 @@ class BehaviorPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._pending = 0
+        self._dropping = False
+        self.dropped = 0  # events dropped since the process started
 
     async def start(self) -> None:
         """Start now if Kafka answers; otherwise the first publish tries again."""
@@ -125,13 +137,25 @@ class BehaviorPublisher:
         task.add_done_callback(self._background.discard)
 
     def publish_soon(self, envelope: Envelope) -> None:
-        """Publish without making anyone wait; a failure is logged."""
+        """Publish without making anyone wait; a failure is logged. With `MAX_PENDING`
+        sends already in flight (Kafka slow or away) the event is dropped and counted."""
+        if self._pending >= MAX_PENDING:
+            if not self._dropping:
+                self._dropping = True
+                log.warning("behaviour: %d sends in flight; dropping until they drain", MAX_PENDING)
+            self.dropped += 1
+            return
+        self._pending += 1
 
         async def send() -> None:
             try:
                 await self.publish(envelope)
             except Exception as error:  # noqa: BLE001 - an impression lost is only logged
                 log.warning("behaviour: %s not published (%s)", envelope.type, error)
+            finally:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._dropping = False
 
         task = asyncio.get_running_loop().create_task(send())
         self._background.add(task)

@@ -37,7 +37,8 @@ from workers.host import HostedGroup, SharedResources
 log = logging.getLogger("eventmart.recommender")
 
 # What the group counts: the events that become interactions (event_log.py). Reviews
-# join when the reviews context registers its contracts.
+# join when the reviews context registers its contracts. Searches and impressions on
+# behavior.events are not interactions (event_log.IGNORED) and do not hasten a retraining.
 INTERACTIONS = frozenset({"behavior.viewed", "order.confirmed"})
 TOPICS_READ = ("behavior.events", "orders.events")
 RETRY_SECONDS = 30.0  # after a failed training

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import ServicesDep, require_role, retry_concurrent
+from api.behavior import BehaviorPublisher, behavior_envelope
+from api.deps import OPTIONAL_TOKEN, ServicesDep, bearer, require_role, retry_concurrent
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.params import Cursor, Limit, text_query
 from api.product_cache import ProductCache, encode
-from api.security import Principal
+from api.security import InvalidToken, Principal
 from domain.catalog import CurrencyMismatch, Product
 from domain.limits import MAX_CATEGORY_LENGTH
+from eventmart.contracts.behavior import MAX_QUERY_LENGTH, SessionId
 from eventmart.contracts.bounds import (
     Category,
     CurrencyCode,
@@ -32,6 +36,8 @@ from eventmart.contracts.bounds import (
 from eventmart.database import make_async_pool
 from eventmart.groups import database_of
 from projections.catalog import get_product, list_products
+
+log = logging.getLogger("eventmart.api.products")
 
 
 @asynccontextmanager
@@ -264,17 +270,32 @@ def receive_stock(
     return StockReceived(on_hand=on_hand)
 
 
-@router.get("/products", response_model=ProductPage, responses=error_responses(503))
+@router.get(
+    "/products",
+    response_model=ProductPage,
+    openapi_extra=OPTIONAL_TOKEN,
+    responses=error_responses(503),
+)
 async def browse_products(
     request: Request,
     category: Annotated[str | None, text_query(MAX_CATEGORY_LENGTH, min_length=1)] = None,
-    q: Annotated[str | None, text_query(200, description="words to search for")] = None,
+    q: Annotated[
+        str | None, text_query(MAX_QUERY_LENGTH, description="words to search for")
+    ] = None,
     seller_id: UUID | None = None,
     sort: Literal["price", "-price", "rating", "newest"] = "newest",
     limit: Limit = 20,
     cursor: Cursor = None,
+    session_id: Annotated[
+        SessionId | None,
+        Query(description="an anonymous visitor's session, for the behaviour stream"),
+    ] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
 ) -> Response:
-    """Browse and search the catalogue read model, one page at a time."""
+    """Browse and search the catalogue read model, one page at a time. The first page of a
+    search (`q`) is published as `behavior.searched`, keyed by the signed-in user (a token
+    is optional here, and one that does not verify only makes the search anonymous), else
+    by `session_id`, else anonymous; the answer never waits for it."""
     async with request.app.state.catalog_reads.connection() as conn:
         items, next_cursor = await list_products(
             conn,
@@ -286,7 +307,38 @@ async def browse_products(
             cursor=cursor,
             cursors=request.app.state.services.cursors,
         )
+    if q is not None and cursor is None and q.strip():
+        _publish_search(request, q, category, len(items), credentials, session_id)
     return _json({"items": items, "next_cursor": next_cursor})
+
+
+def _publish_search(
+    request: Request,
+    query: str,
+    category: str | None,
+    found: int,
+    credentials: HTTPAuthorizationCredentials | None,
+    session_id: str | None,
+) -> None:
+    """The search on the behaviour stream, not waited for (a lost one is only logged)."""
+    user_id = None
+    if credentials is not None:
+        try:
+            user_id = request.app.state.services.tokens.verify(credentials.credentials).user_id
+        except InvalidToken:
+            pass  # browsing needs no token: a stale one only makes the search anonymous
+    try:
+        envelope = behavior_envelope(
+            "behavior.searched",
+            {"query": query, "category": category, "result_count": found},
+            user_id=user_id,
+            session_id=None if user_id is not None else session_id,
+        )
+    except ValidationError as error:  # the API's bounds are the contract's; just in case
+        log.warning("behaviour: search not published (%s)", error)
+        return
+    publisher: BehaviorPublisher = request.app.state.behavior
+    publisher.publish_soon(envelope)
 
 
 @router.get(

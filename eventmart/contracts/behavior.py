@@ -1,11 +1,16 @@
 """Public events of the behaviour stream, on `behavior.events` (key: the visitor).
 
-Views and recommendation impressions are not aggregate state: the API produces them
+Views, recommendation impressions and catalogue searches are not aggregate state: the API produces them
 straight to Kafka (api/behavior.py), not through an event store and the relay. Their
 envelope's `aggregate_id` is the visitor (the user's id, or a uuid5 of the anonymous
 session id), so one visitor's events keep their order on one partition, and
 `aggregate_version` is 0: no aggregate history stands behind them. A click on a
 recommendation is a view whose `source` is "recommendation" or "similar".
+
+A search (`behavior.searched`) may come from nobody in particular: a visitor who is
+neither signed in nor names a session. Its envelope's `aggregate_id` is then the event's
+own id, so anonymous searches spread over the partitions instead of piling on one.
+The recommender does not train on searches (eventmart/ml/event_log.py says why).
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StrictInt, StringConstraints, model_validator
 
+from eventmart.contracts.bounds import Category, safe_text
 from eventmart.contracts.envelope import EventContract, Payload, register
 
 TOPIC = "behavior.events"
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:session")
 MAX_SESSION_ID_LENGTH = 128
 MAX_SHOWN = 50
+MAX_QUERY_LENGTH = 200  # the `q` of GET /v1/products
+MAX_PAGE_ITEMS = 100  # the largest `limit` of a page
 
 SessionId = Annotated[
     str,
@@ -77,6 +85,20 @@ class RecommendationsShown(_Visitor):
     model_version: ModelVersion | None = None
 
 
+class Searched(Payload):
+    """A catalogue search's first page as answered: what was asked (the words, the category
+    filter) and how many products the page held. Page turns are not new searches. The
+    visitor is the signed-in user, the anonymous `session_id` given, or neither."""
+
+    query: Annotated[str, safe_text(MAX_QUERY_LENGTH, min_length=1)]
+    category: Category | None = None
+    result_count: StrictInt = Field(
+        ge=0, le=MAX_PAGE_ITEMS, description="products on the first page answered"
+    )
+    user_id: UUID | None = None
+    session_id: SessionId | None = None
+
+
 def _example(type_name: str, event_id: str, payload: dict[str, object]) -> dict[str, object]:
     return {
         "event_id": event_id,
@@ -121,6 +143,26 @@ register(
                 "product_ids": [PRODUCT_ID, OTHER_PRODUCT_ID],
                 "anchor_product_id": None,
                 "model_version": "20261206T100000Z-3f2b8c1e5a4d",
+            },
+        ),
+    )
+)
+
+register(
+    EventContract(
+        type="behavior.searched",
+        topic=TOPIC,
+        schema_version=1,
+        payload=Searched,
+        example=_example(
+            "behavior.searched",
+            "0b6f3c2a-1d4e-4f5a-8b6c-7d8e9f0a1b2e",
+            {
+                "query": "green tea",
+                "category": "tea",
+                "result_count": 12,
+                "user_id": USER_ID,
+                "session_id": None,
             },
         ),
     )

@@ -9,6 +9,12 @@ when it reads the log, as analysts do (by replay or from an export), never read 
   author_id)}; the latest rating of a user for a product counts;
 - items: `product.created`, then `product.updated` and `product.price_changed`.
 
+Ignored on purpose (`IGNORED`, counted but no interaction): `behavior.searched` (words
+typed name no product, and what a search answered is the catalogue's ranking, not the
+visitor's taste; the products a searcher then opens arrive as views with source
+"search") and `behavior.recommendations_shown` (what the model itself showed: training
+on it would feed the model its own output; it is for click-through figures).
+
 Records may be `Envelope`s, envelope dicts, or rows of `eventmart analyst export` (the
 payload as JSON text, with the record's topic, partition and offset). A re-published copy
 of an event (same event_id) counts once; a record without the fields needed is skipped
@@ -32,6 +38,7 @@ import pyarrow.parquet as pq
 from eventmart.ml.interactions import Interaction, Item, interactions_frame, items_frame
 
 VIEWED = "behavior.viewed"
+IGNORED = frozenset({"behavior.searched", "behavior.recommendations_shown"})
 REVIEW_TYPES = ("review.submitted", "review.edited")
 TOPICS = ("catalog.events", "orders.events", "reviews.events", "behavior.events")
 
@@ -83,6 +90,8 @@ def _read_one(reading: _Reading, data: dict[str, Any]) -> None:
     reading.event_ids.add(event_id)
     kind, payload, at = data["type"], data["payload"], data["occurred_at"]
     reading.counts[kind] += 1
+    if kind in IGNORED:
+        return
     if kind == VIEWED:
         user = payload.get("user_id") or (
             f"session:{payload['session_id']}" if payload.get("session_id") else None

@@ -3,7 +3,9 @@ retry keeps, bounded memories, and when the recommender worker retrains."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,9 +13,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from api import behavior
 from api.behavior import KnownProducts, RecentCategories, behavior_envelope
 from eventmart.contracts import parse
 from eventmart.contracts.behavior import visitor_id
+from eventmart.ml.event_log import read_events
 from eventmart.settings import Settings
 from projections.tracking import Delivery
 from workers.recommender import Retrainer
@@ -103,3 +107,86 @@ def test_a_failed_training_is_not_retried_every_second(tmp_path: Path):
     assert not retrainer.due() and retrainer.new_interactions == 1
     retrainer.retry_at = 0.0  # the pause is over
     assert retrainer.due()
+
+
+def search(**visitor: Any):
+    return behavior_envelope(
+        "behavior.searched",
+        {"query": "green tea", "category": None, "result_count": 3},
+        user_id=visitor.get("user_id"),
+        session_id=visitor.get("session_id"),
+    )
+
+
+def test_a_search_is_keyed_by_its_visitor_or_by_itself_when_anonymous():
+    user = uuid.uuid4()
+    assert search(user_id=user).aggregate_id == user
+    assert search(session_id="s-1").aggregate_id == visitor_id(None, "s-1")
+    anonymous = search()
+    assert anonymous.aggregate_id == anonymous.event_id
+    parsed = parse(anonymous.to_bytes()).payload
+    assert parsed["query"] == "green tea"
+    assert parsed["user_id"] is None and parsed["session_id"] is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"query": ""},
+        {"query": "   "},
+        {"query": "tea\x00"},
+        {"query": "tea\n"},
+        {"query": "x" * 201},
+        {"category": "tea\x1b"},
+        {"result_count": -1},
+        {"result_count": 101},
+        {"result_count": "3"},
+    ],
+)
+def test_a_search_out_of_bounds_is_refused(fields: dict[str, Any]):
+    with pytest.raises(ValidationError):
+        behavior_envelope(
+            "behavior.searched",
+            {"query": "tea", "category": None, "result_count": 0, **fields},
+            user_id=None,
+            session_id=None,
+        )
+
+
+def test_the_recommender_ignores_searches_and_impressions():
+    user = uuid.uuid4()
+    records = [
+        search(user_id=user),
+        behavior_envelope(
+            "behavior.recommendations_shown",
+            {"surface": "popular", "product_ids": [PRODUCT]},
+            user_id=user,
+            session_id=None,
+        ),
+        view(user_id=user, session_id=None),
+    ]
+    data = read_events(records)
+    assert len(data.interactions) == 1
+    assert data.counts["behavior.searched"] == 1 and data.counts["malformed"] == 0
+    assert records[0].occurred_at <= datetime.now(UTC)
+
+
+def test_fire_and_forget_sends_are_bounded_while_the_broker_hangs():
+    async def scenario() -> tuple[int, int]:
+        publisher = behavior.BehaviorPublisher(Settings())
+        release = asyncio.Event()
+
+        async def hanging(envelope: Any) -> None:
+            await release.wait()
+
+        publisher.publish = hanging  # type: ignore[method-assign]
+        for _ in range(behavior.MAX_PENDING + 5):
+            publisher.publish_soon(search())
+        dropped = publisher.dropped
+        release.set()
+        await publisher.stop()
+        publisher.publish_soon(search())  # drained: accepted again
+        await publisher.stop()
+        return dropped, publisher.dropped
+
+    assert asyncio.run(scenario()) == (5, 5)
