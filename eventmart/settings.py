@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     orders_database_url: str | None = None
     payments_database_url: str | None = None
     shipping_database_url: str | None = None
+    pricing_database_url: str | None = None
     postgres_port: int = 5432
     database_name: str = "eventmart"
     kafka_port: int = 9092

@@ -12,6 +12,7 @@ from domain.catalog import Catalog
 from domain.inventory import Inventory
 from domain.orders import Orders
 from domain.payments import Payments
+from domain.pricing_context import Pricing
 from domain.shipping import Shipping
 from domain.users import Users
 from eventmart.database import eventsourcing_env
@@ -26,6 +27,7 @@ APPLICATION_TOPICS: dict[type[Application[Any]], str] = {
     Orders: "orders.events",
     Payments: "payments.events",
     Shipping: "shipping.events",
+    Pricing: "pricing.events",
 }
 
 
@@ -37,9 +39,18 @@ class Applications:
     orders: Orders
     payments: Payments
     shipping: Shipping
+    pricing: Pricing
 
     def all(self) -> list[Application[Any]]:
-        return [self.users, self.catalog, self.inventory, self.orders, self.payments, self.shipping]
+        return [
+            self.users,
+            self.catalog,
+            self.inventory,
+            self.orders,
+            self.payments,
+            self.shipping,
+            self.pricing,
+        ]
 
 
 def context_of(cls: type[Application[Any]]) -> str:
@@ -84,6 +95,7 @@ def build_applications(
         orders=build(Orders),
         payments=build(Payments),
         shipping=build(Shipping),
+        pricing=build(Pricing),
     )
 
 

@@ -5,6 +5,7 @@ from eventmart.contracts import (
     inventory,  # noqa: F401  (registers stock.*, reservation.*)
     orders,  # noqa: F401  (registers order.* events)
     payments,  # noqa: F401  (registers payment.* events)
+    pricing,  # noqa: F401  (registers promotion.*, coupon.*, coupon_use.*, price.* events)
     shipping,  # noqa: F401  (registers shipment.* events)
     users,  # noqa: F401  (registers users.* events)
 )

@@ -1,0 +1,260 @@
+"""The pricing context's application (tables `pricing_events`): promotions, coupons, price
+rules, the quote, and the coupon steps of the order saga."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.coupons import (
+    Coupon,
+    CouponCodeTaken,
+    CouponInvalid,
+    CouponNotFound,
+    CouponUse,
+    normalise_code,
+)
+from domain.inventory import ConcurrentUpdate
+from domain.price_rules import PriceRule
+from domain.pricing import CouponTerms, OrderQuote, PricedProduct, Scope, price_order
+from domain.promotions import (
+    PricingIndex,
+    Promotion,
+    PromotionNotFound,
+    active_terms,
+    index_keys_for,
+    index_keys_of,
+)
+
+ALL_PROMOTIONS = "all"
+
+
+@dataclass(frozen=True)
+class CouponStatus:
+    code: str
+    remaining_uses: int
+    valid: bool
+    reason: str | None
+
+
+class Pricing(Application[UUID]):
+    name = "Pricing"
+
+    # Promotions
+
+    def create_promotion(self, owner_id: UUID, **fields: Any) -> Promotion:
+        promotion = Promotion.create(owner_id, **fields)
+        keys = [*index_keys_of(Scope.from_dict(promotion.scope)), ALL_PROMOTIONS]
+        self._save_filed(promotion, keys, lambda index: index.file_promotion(promotion.id))
+        return promotion
+
+    def end_promotion(self, promotion_id: UUID, by: UUID, is_admin: bool, now: datetime) -> bool:
+        promotion = self.get_promotion(promotion_id)
+        ended = promotion.end(by, is_admin, now)
+        if ended:
+            self._save(promotion)
+        return ended
+
+    def get_promotion(self, promotion_id: UUID) -> Promotion:
+        found = self._find(promotion_id)
+        if not isinstance(found, Promotion):
+            raise PromotionNotFound(str(promotion_id))
+        return found
+
+    def promotions_filed(self, keys: Iterable[str]) -> list[Promotion]:
+        """The promotions filed under any of these index keys, each once, oldest first."""
+        ids: dict[UUID, None] = {}
+        for key in keys:
+            index = self._find(PricingIndex.create_id(key))
+            if isinstance(index, PricingIndex):
+                ids.update(dict.fromkeys(index.promotion_ids))
+        return [p for p in map(self._find, ids) if isinstance(p, Promotion)]
+
+    def promotions_for(self, product_id: UUID, category: str, seller_id: UUID) -> list[Promotion]:
+        return self.promotions_filed(index_keys_for(product_id, category, seller_id))
+
+    def all_promotions(self) -> list[Promotion]:
+        return self.promotions_filed([ALL_PROMOTIONS])
+
+    # Price rules
+
+    def create_rule(self, owner_id: UUID, **fields: Any) -> PriceRule:
+        rule = PriceRule.create(owner_id, **fields)
+        keys = index_keys_of(Scope.from_dict(rule.scope))
+        self._save_filed(rule, keys, lambda index: index.file_rule(rule.id))
+        return rule
+
+    def rules_for(self, product_id: UUID, category: str, seller_id: UUID) -> list[PriceRule]:
+        ids: dict[UUID, None] = {}
+        for key in index_keys_for(product_id, category, seller_id):
+            index = self._find(PricingIndex.create_id(key))
+            if isinstance(index, PricingIndex):
+                ids.update(dict.fromkeys(index.rule_ids))
+        return [r for r in map(self._find, ids) if isinstance(r, PriceRule)]
+
+    def get_rule(self, rule_id: UUID) -> PriceRule:
+        found = self._find(rule_id)
+        if not isinstance(found, PriceRule):
+            raise PromotionNotFound(f"no price rule {rule_id}")
+        return found
+
+    # Coupons
+
+    def create_coupon(self, owner_id: UUID, code: str | None, **fields: Any) -> Coupon:
+        coupon = Coupon.create(code or secrets.token_hex(5).upper(), owner_id, **fields)
+        try:
+            self.save(coupon)
+        except IntegrityError as error:
+            raise CouponCodeTaken(f"coupon {coupon.code} exists already") from error
+        return coupon
+
+    def find_coupon(self, code: str) -> Coupon | None:
+        try:
+            found = self._find(Coupon.create_id(normalise_code(code)))
+        except CouponInvalid:
+            return None
+        return found if isinstance(found, Coupon) else None
+
+    def get_coupon(self, code: str) -> Coupon:
+        coupon = self.find_coupon(code)
+        if coupon is None:
+            raise CouponNotFound(f"no coupon {code}")
+        return coupon
+
+    def coupon_status(self, code: str, user_id: UUID | None, now: datetime) -> CouponStatus:
+        coupon = self.get_coupon(code)
+        reason = coupon.why_unusable(user_id, now)
+        return CouponStatus(coupon.code, max(coupon.remaining_uses, 0), reason is None, reason)
+
+    def usable_coupon(self, code: str, now: datetime) -> CouponTerms:
+        """At placement: 422 `coupon_invalid` if unknown, not begun or ended. Whether a use
+        is left is the saga's question (uses are locked with the stock)."""
+        coupon = self.find_coupon(code)
+        if coupon is None:
+            raise CouponInvalid(f"no coupon {code}")
+        reason = coupon.why_unusable(None, now)
+        if reason in ("not_started", "ended"):
+            raise CouponInvalid(f"coupon {coupon.code} has {reason.replace('_', ' ')}")
+        return coupon.terms()
+
+    # The quote: the one pricing function, fed from this context's store
+
+    def quote(
+        self,
+        products: Sequence[PricedProduct],
+        coupon: CouponTerms | None,
+        now: datetime,
+    ) -> OrderQuote:
+        """`products` carry the catalogue's price: a price rule's current price replaces it
+        (bounded by the rule's floor, which discounts may not go below either)."""
+        promotions: dict[UUID, Promotion] = {}
+        priced: list[PricedProduct] = []
+        for product in products:
+            assert product.seller_id is not None
+            filed = self.promotions_for(product.product_id, product.category, product.seller_id)
+            promotions.update((p.id, p) for p in filed)
+            rules = self.rules_for(product.product_id, product.category, product.seller_id)
+            priced.append(_with_rules(product, rules, now))
+        return price_order(priced, active_terms(list(promotions.values()), now), coupon, now)
+
+    # The saga's coupon steps (the pricing participant, workers/pricing.py)
+
+    def lock_coupon(
+        self, order_id: UUID, code: str, user_id: UUID, caused_by: UUID | None = None
+    ) -> CouponUse:
+        """With the order's stock held: one use locked for the order, or refused."""
+        use = self._find(CouponUse.create_id(order_id))
+        if not isinstance(use, CouponUse):
+            use = CouponUse(order_id=order_id, code=normalise_code(code))
+        if use.status != "open":
+            return use
+        coupon = self.find_coupon(code)
+        if coupon is None:
+            raise CouponNotFound(f"no coupon {code}")
+        use.record_lock(coupon, user_id, caused_by)
+        self._save(coupon, use)
+        return use
+
+    def redeem_coupon(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
+        use = self._find(CouponUse.create_id(order_id))
+        if not isinstance(use, CouponUse) or use.code is None:
+            return False
+        coupon = self.get_coupon(use.code)
+        if not use.record_redemption(coupon, caused_by):
+            return False
+        self._save(coupon, use)
+        return True
+
+    def release_coupon(self, order_id: UUID, reason: str, caused_by: UUID | None = None) -> bool:
+        """The order ended unpaid (or was refunded): its use goes back. An order that ends
+        before its use was locked closes it, so a late lock holds nothing."""
+        use = self._find(CouponUse.create_id(order_id))
+        if not isinstance(use, CouponUse):
+            use = CouponUse(order_id=order_id, code=None)
+        coupon = self.find_coupon(use.code) if use.code else None
+        if not use.record_release(coupon, reason, caused_by):
+            return False
+        self._save(*([coupon] if coupon is not None else []), use)
+        return True
+
+    def find_coupon_use(self, order_id: UUID) -> CouponUse | None:
+        use = self._find(CouponUse.create_id(order_id))
+        return use if isinstance(use, CouponUse) else None
+
+    # Storage
+
+    def _find(self, aggregate_id: UUID) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _save_filed(self, filed: Aggregate, keys: Iterable[str], file: Any) -> None:
+        """Save an aggregate with the indexes it is filed in; a racing filing retries."""
+        for _ in range(20):
+            candidate = deepcopy(filed)  # a failed save takes the pending events with it
+            indexes = []
+            for key in keys:
+                index = self._find(PricingIndex.create_id(key))
+                if not isinstance(index, PricingIndex):
+                    index = PricingIndex(key=key)
+                file(index)
+                indexes.append(index)
+            try:
+                self.save(candidate, *indexes)
+                return
+            except IntegrityError:
+                continue
+        raise ConcurrentUpdate("the pricing index kept changing; retry")
+
+    def _save(self, *aggregates: Aggregate) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError as error:
+            raise ConcurrentUpdate("a coupon changed meanwhile; retry") from error
+
+
+def _with_rules(product: PricedProduct, rules: Sequence[PriceRule], now: datetime) -> PricedProduct:
+    """The first rule in force sets the list price; every rule on the product bounds the
+    discounts by its floor."""
+    if not rules:
+        return product
+    prices = (rule.price_at(product.product_id, product.list_price, now) for rule in rules)
+    price = next((p for p in prices if p is not None), product.list_price)
+    return PricedProduct(
+        product_id=product.product_id,
+        quantity=product.quantity,
+        list_price=price,
+        category=product.category,
+        seller_id=product.seller_id,
+        floor=max(rule.floor for rule in rules),
+    )
