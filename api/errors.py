@@ -14,10 +14,12 @@ from api.boundary import allowed_methods
 from domain.catalog import NotProductOwner
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
+from domain.promotions import NotPromotionOwner
 
 # First match wins: specific classes before the bases they subclass.
 STATUS_FOR_DOMAIN_ERROR: list[tuple[type[DomainError], int]] = [
     (NotProductOwner, 403),
+    (NotPromotionOwner, 403),
     (ConcurrentUpdate, 409),
     (NotFound, 404),
     (Conflict, 409),

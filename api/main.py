@@ -15,7 +15,7 @@ from api.errors import install_error_handlers
 from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
-from api.routes import health, metrics, ops, orders, products, sellers, users
+from api.routes import health, metrics, ops, orders, pricing, products, sellers, users
 from api.security import PasswordHasher, TokenIssuer
 from api.shedding import ShedLoad
 from api.throttle import LoginThrottle
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(products.router)
     app.include_router(orders.router)
     app.include_router(sellers.router)
+    app.include_router(pricing.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses

@@ -29,6 +29,7 @@ MAX_SCOPE_PRODUCTS = 100
 MAX_TIERS = 10
 MAX_USES = 10**9
 MAX_PER_USER = 10**6
+EVERY_PRODUCT = "every-product"
 
 
 class PromotionNotFound(NotFound):
@@ -67,17 +68,14 @@ def check_window(starts_at: datetime, ends_at: datetime) -> None:
 
 
 def check_scope(scope: Mapping[str, Any]) -> Scope:
-    """At least one of product_ids, category, seller_id; every field given must match."""
+    """Every field given must match; an empty scope (an admin's) covers every product."""
     product_ids = list(scope.get("product_ids") or ())
     if len(product_ids) > MAX_SCOPE_PRODUCTS:
         raise InvalidPromotion(f"a scope names at most {MAX_SCOPE_PRODUCTS} products")
     category = scope.get("category")
     if category is not None:
         category = check_text("scope category", category, MAX_CATEGORY_LENGTH)
-    checked = Scope.from_dict({**scope, "product_ids": product_ids, "category": category})
-    if not (checked.product_ids or checked.category or checked.seller_id):
-        raise InvalidPromotion("a scope needs product_ids, a category or a seller_id")
-    return checked
+    return Scope.from_dict({**scope, "product_ids": product_ids, "category": category})
 
 
 def check_kind_terms(kind: str, terms: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,12 +119,14 @@ def index_keys_of(scope: Scope) -> list[str]:
         return [f"product:{product_id}" for product_id in sorted(map(str, scope.product_ids))]
     if scope.category is not None:
         return [f"category:{scope.category}"]
-    return [f"seller:{scope.seller_id}"]
+    if scope.seller_id is not None:
+        return [f"seller:{scope.seller_id}"]
+    return [EVERY_PRODUCT]
 
 
 def index_keys_for(product_id: UUID, category: str, seller_id: UUID) -> list[str]:
     """Every index a product's promotions may be filed in."""
-    return [f"product:{product_id}", f"category:{category}", f"seller:{seller_id}"]
+    return [f"product:{product_id}", f"category:{category}", f"seller:{seller_id}", EVERY_PRODUCT]
 
 
 class Promotion(Aggregate):

@@ -48,6 +48,7 @@ POSITIONS: dict[str, TypeAdapter[Any]] = {
     "products:newest": TypeAdapter(tuple[AwareDatetime, UUID]),
     "orders": TypeAdapter(tuple[AwareDatetime, UUID]),
     "sales": TypeAdapter(tuple[AwareDatetime, UUID, UUID]),
+    "promotions": TypeAdapter(tuple[AwareDatetime, UUID]),
 }
 
 

@@ -148,7 +148,9 @@ def test_promotion_rules_refuse_bad_terms() -> None:
     with pytest.raises(InvalidPromotion):
         Promotion.create(SELLER, "p", "percent_off", {"percent_off": 5}, scope, NOW, NOW)
     with pytest.raises(InvalidPromotion):
-        Promotion.create(SELLER, "p", "percent_off", {"percent_off": 5}, {}, **window)
+        Promotion.create(
+            SELLER, "p", "percent_off", {"percent_off": 5}, scope, **window, max_uses=0
+        )
 
 
 def test_given_a_promotion_when_another_seller_ends_it_then_refused_and_owner_may() -> None:
