@@ -14,8 +14,9 @@ How discounts combine, for each line (the documented rule):
 4. Then the coupon, if it covers the product and the order reaches its `min_order` (the
    order's total after promotions): a percentage of what is left of each covered line, or
    an amount once per order, taken from the covered lines in order.
-5. No discount takes a line below its floor (a price rule's floor x quantity) or below
-   zero: a discount that would is cut to fit; a discount cut to nothing is not listed.
+5. No discount takes a line below its floor (a price rule's floor x quantity), nor below
+   one minor unit per unit (an order is never free: a payment of nothing is no payment):
+   a discount that would is cut to fit; a discount cut to nothing is not listed.
 
 Overlapping windows are allowed: the rule above resolves them. The line total is
 authoritative; `unit_price` is the line total divided by the quantity, rounded down.
@@ -198,7 +199,7 @@ class _Line:
     def __init__(self, product: PricedProduct) -> None:
         self.product = product
         self.left = product.list_price * product.quantity
-        self.lowest = min(product.floor * product.quantity, self.left)
+        self.lowest = min(max(product.floor, 1) * product.quantity, self.left)
         self.discounts: list[Discount] = []
 
     def take(self, wanted: int, kind: str, label: str, **source: Any) -> int:

@@ -1,0 +1,85 @@
+"""Placement prices every line through the pricing context, as the quote does, and the
+order keeps what it was charged; coupons go through the saga with the stock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.test_pricing_api import coupon, promotion, quote
+from tests.shop import Customer, Seller
+
+
+@pytest.fixture(scope="module")
+def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -> TestClient:
+    return api
+
+
+def cny(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "CNY"}
+
+
+def place(customer: Customer, lines: list[tuple[str, int]], **extra: Any) -> Any:
+    return customer.post("/v1/orders", {**customer.order_body(lines), **extra})
+
+
+def test_promotions_and_a_coupon_price_a_multi_line_order_as_quoted(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=5000, stock=20)
+    bowl = seller.product(price=1200, stock=20, name="Bowl")
+    assert promotion(seller, mug, percent_off=20).status_code == 201
+    tiered = promotion(
+        seller,
+        bowl,
+        name="Bulk bowls",
+        kind="tiered",
+        percent_off=None,
+        tiers=[{"min_quantity": 3, "percent_off": 10}, {"min_quantity": 6, "percent_off": 25}],
+    )
+    assert tiered.status_code == 201, tiered.text
+    code = coupon(seller, percent_off=5, total_uses=5).json()["code"]
+
+    quoted = {
+        mug: quote(shop, mug, quantity=2, coupon_code=code),
+        bowl: quote(shop, bowl, quantity=6, coupon_code=code),
+    }
+    placed = place(customer, [(mug, 2), (bowl, 6)], coupon_code=code.lower())
+    assert placed.status_code == 202, placed.text
+    order = customer.wait_for(placed.json()["order_id"], "confirmed", "shipped", "delivered")
+
+    # mug: 10000 - 20% (2000) - 5% of 8000 (400) = 7600; bowl: 7200 - 25% (1800) - 5% (270)
+    lines = {line["product_id"]: line for line in order["lines"]}
+    assert lines[mug]["list_price"] == cny(5000) and lines[mug]["line_total"] == cny(7600)
+    assert [d["amount"] for d in lines[mug]["discounts"]] == [cny(2000), cny(400)]
+    assert lines[bowl]["line_total"] == cny(5130) and lines[bowl]["unit_price"] == cny(855)
+    assert [d["kind"] for d in lines[bowl]["discounts"]] == ["tiered", "coupon"]
+    assert order["coupon_code"] == code
+    assert order["discount_total"] == cny(2000 + 400 + 1800 + 270)
+    listed = sum(line["list_price"]["amount"] * line["quantity"] for line in order["lines"])
+    assert order["total"]["amount"] == listed - order["discount_total"]["amount"] == 12730
+    for product_id, shown in quoted.items():  # what the shopper was shown is what they pay
+        line = lines[product_id]
+        assert (shown["line_total"], shown["unit_price"]) == (
+            line["line_total"],
+            line["unit_price"],
+        )
+        assert shown["discounts"] == line["discounts"]
+    captured = [e for e in order["timeline"] if e["type"] == "payment.captured"]
+    assert captured and captured[0]["detail"]["amount"] == order["total"]
+
+
+def test_an_unknown_or_ended_coupon_is_refused_at_placement(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=1000, stock=5)
+    unknown = place(customer, [(mug, 1)], coupon_code="NO-SUCH-CODE")
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "coupon_invalid"
+    ended = coupon(
+        seller,
+        starts_at=(datetime.now(UTC) - timedelta(days=2)).isoformat(),
+        ends_at=(datetime.now(UTC) - timedelta(days=1)).isoformat(),
+    ).json()["code"]
+    refused = place(customer, [(mug, 1)], coupon_code=ended)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "coupon_invalid"
