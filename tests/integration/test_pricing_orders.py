@@ -3,6 +3,7 @@ order keeps what it was charged; coupons go through the saga with the stock."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.integration.test_pricing_api import coupon, promotion, quote
 from tests.shop import Customer, Seller
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +85,88 @@ def test_an_unknown_or_ended_coupon_is_refused_at_placement(shop: TestClient):
     ).json()["code"]
     refused = place(customer, [(mug, 1)], coupon_code=ended)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "coupon_invalid"
+
+
+PAID = ("confirmed", "shipped", "delivered", "completed")
+
+
+def outcomes(placed: list[tuple[Customer, str]]) -> list[dict[str, Any]]:
+    return [
+        customer.wait_for(order_id, "cancelled", "rejected", *PAID, timeout=120)
+        for customer, order_id in placed
+    ]
+
+
+def redemptions(shop: TestClient, code: str) -> int:
+    """Redeemed uses, as the pricing context's coupon aggregate holds them."""
+    pricing = shop.app.state.services.applications.pricing  # type: ignore[attr-defined]
+    return len(pricing.get_coupon(code).redeemed)
+
+
+def available(shop: TestClient, product_id: str) -> int:
+    return int(shop.get(f"/v1/products/{product_id}").json()["stock"]["available"])
+
+
+def test_a_hundred_orders_race_for_ten_uses_of_a_coupon(shop: TestClient):
+    seller = Seller(shop)
+    mug = seller.product(price=1000, stock=150)
+    code = coupon(seller, total_uses=10, per_user_uses=100).json()["code"]
+    customers = [Customer(shop) for _ in range(10)]
+
+    def order(n: int) -> tuple[Customer, str]:
+        customer = customers[n % len(customers)]
+        answer = place(customer, [(mug, 1)], coupon_code=code)
+        assert answer.status_code == 202, answer.text
+        return customer, answer.json()["order_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        placed = list(pool.map(order, range(100)))
+    finals = outcomes(placed)
+    paid = [f for f in finals if f["status"] in PAID]
+    rejected = [f for f in finals if f["status"] == "rejected"]
+    assert len(paid) == 10 and all(f["total"] == cny(900) for f in paid)
+    assert len(rejected) == 90 and {f["reason"] for f in rejected} == {"coupon_unavailable"}
+    wait_until(lambda: redemptions(shop, code) == 10, timeout=30, message="ten uses redeemed")
+    # The losers' stock went back: only the ten paid orders hold (or took) units.
+    wait_until(lambda: available(shop, mug) == 140, timeout=30, message="stock released")
+    assert seller.get(f"/v1/coupons/{code}").json()["remaining_uses"] == 0
+
+
+def test_a_per_user_limit_of_one_holds_against_twenty_concurrent_orders(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=1000, stock=30)
+    code = coupon(seller, total_uses=100, per_user_uses=1).json()["code"]
+
+    def order(_: int) -> tuple[Customer, str]:
+        answer = place(customer, [(mug, 1)], coupon_code=code)
+        assert answer.status_code == 202, answer.text
+        return customer, answer.json()["order_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        finals = outcomes(list(pool.map(order, range(20))))
+    assert sum(f["status"] in PAID for f in finals) == 1
+    assert [f["reason"] for f in finals if f["status"] == "rejected"] == ["coupon_unavailable"] * 19
+    wait_until(lambda: available(shop, mug) == 29, timeout=30, message="stock released")
+    status = customer.get(f"/v1/coupons/{code}").json()
+    assert status["valid"] is False and status["reason"] == "per_user_limit_reached"
+
+
+def test_a_declined_payment_gives_the_coupon_use_back(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=1000, stock=5)
+    code = coupon(seller, total_uses=1, per_user_uses=1).json()["code"]
+    declined = customer.post(
+        "/v1/orders", {**customer.order_body([(mug, 1)], token="tok_declined"), "coupon_code": code}
+    )
+    assert declined.status_code == 202, declined.text
+    cancelled = customer.wait_for(declined.json()["order_id"], "cancelled", "rejected")
+    assert cancelled["reason"] == "payment_declined"
+    wait_until(
+        lambda: customer.get(f"/v1/coupons/{code}").json()["remaining_uses"] == 1,
+        timeout=30,
+        message="the coupon's use released",
+    )
+    again = place(customer, [(mug, 1)], coupon_code=code)
+    assert again.status_code == 202, again.text
+    assert customer.wait_for(again.json()["order_id"], "rejected", *PAID)["status"] in PAID
+    wait_until(lambda: redemptions(shop, code) == 1, timeout=30, message="redeemed")

@@ -63,7 +63,7 @@ SAGA_TYPES = {
     ],
 }
 # Versions past the first, each with its upcasters from every older one.
-CURRENT_VERSIONS = {"order.placed": 3}
+CURRENT_VERSIONS = {"order.placed": 3, "reservation.confirmed": 2}
 ALL_SAGA_TYPES = [(topic, t) for topic, types in SAGA_TYPES.items() for t in types]
 
 

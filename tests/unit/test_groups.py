@@ -46,6 +46,7 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "payments-saga",
         "orders-saga",
         "shipping-saga",
+        "pricing-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
     assert set(group_names("sagas")) | set(group_names("projections")) == set(BY_NAME)
@@ -58,6 +59,7 @@ def test_names_resolve_to_each_group_once_in_registry_order():
         "payments-saga",
         "orders-saga",
         "shipping-saga",
+        "pricing-saga",
         "orders-projection",
     ]
     with pytest.raises(UnknownGroup, match="inventory-sagas"):
@@ -71,8 +73,8 @@ def test_the_default_layout_hosts_every_group_once():
 
 def test_a_layout_that_leaves_a_group_out_is_refused():
     assert worker_processes("all") == [["all"]]
-    assert worker_processes("inventory-saga,payments-saga orders-saga,shipping-saga projections")[
-        0
-    ] == ["inventory-saga", "payments-saga"]
+    assert worker_processes(
+        "inventory-saga,payments-saga orders-saga,shipping-saga,pricing-saga projections"
+    )[0] == ["inventory-saga", "payments-saga"]
     with pytest.raises(UnknownGroup, match="users-projection"):
         worker_processes("sagas orders-projection catalog-projection sales-projection")
