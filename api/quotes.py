@@ -31,9 +31,8 @@ def coupon_terms(
     why it will not apply to this user (its uses are gone, or theirs are)."""
     if code is None:
         return None, None
-    terms = applications.pricing.usable_coupon(code, now)
-    coupon = applications.pricing.get_coupon(code)
-    return terms, coupon.why_unusable(user_id, now)
+    coupon = applications.pricing.usable_coupon(code, now)
+    return coupon.terms(), coupon.why_unusable(user_id, now)
 
 
 def price_lines(
@@ -58,14 +57,7 @@ def price_lines(
     return applications.pricing.quote(products, coupon, now)
 
 
-def valid_until(applications: Applications, quote: OrderQuote, now: datetime) -> datetime:
+def valid_until(quote: OrderQuote, now: datetime) -> datetime:
     """Now plus QUOTE_VALID_SECONDS, or the end of the first discount to end before that."""
     until = now + timedelta(seconds=QUOTE_VALID_SECONDS)
-    for line in quote.lines:
-        for discount in line.discounts:
-            if discount.promotion_id is not None:
-                promotion = applications.pricing.get_promotion(discount.promotion_id)
-                until = min(until, promotion.ends_at)
-            elif discount.coupon_code is not None:
-                until = min(until, applications.pricing.get_coupon(discount.coupon_code).ends_at)
-    return until
+    return until if quote.holds_until is None else min(until, quote.holds_until)

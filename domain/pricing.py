@@ -72,9 +72,12 @@ class Window:
     ends_at: datetime
     ended_at: datetime | None = None  # ended early by its owner
 
+    @property
+    def end(self) -> datetime:
+        return self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
+
     def is_open(self, now: datetime) -> bool:
-        end = self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
-        return self.starts_at <= now < end
+        return self.starts_at <= now < self.end
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Discount:
     label: str
     promotion_id: UUID | None = None
     coupon_code: str | None = None
+    ends_at: datetime | None = field(default=None, compare=False)  # when it stops applying
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +187,12 @@ class OrderQuote:
     lines: tuple[LineQuote, ...]
     coupon_code: str | None = None  # set when the coupon took something off
     coupon_refused: str | None = field(default=None)  # why a coupon given did not apply
+
+    @property
+    def holds_until(self) -> datetime | None:
+        """When the first discount taken stops applying (None: none was taken)."""
+        ends = [d.ends_at for line in self.lines for d in line.discounts if d.ends_at]
+        return min(ends, default=None)
 
     @property
     def discount_total(self) -> int:
@@ -229,10 +239,18 @@ def _apply_promotions(line: _Line, promotions: Sequence[PromotionTerms], now: da
         gross = line.left
         best = max(exclusive, key=lambda x: x.discount_on(p.list_price, p.quantity, gross))
         wanted = best.discount_on(p.list_price, p.quantity, gross)
-        line.take(wanted, best.kind, best.label, promotion_id=best.promotion_id)
+        line.take(
+            wanted, best.kind, best.label, promotion_id=best.promotion_id, ends_at=best.window.end
+        )
     for stacked in (x for x in active if x.stackable):
         wanted = stacked.discount_on(p.list_price, p.quantity, line.left)
-        line.take(wanted, stacked.kind, stacked.label, promotion_id=stacked.promotion_id)
+        line.take(
+            wanted,
+            stacked.kind,
+            stacked.label,
+            promotion_id=stacked.promotion_id,
+            ends_at=stacked.window.end,
+        )
 
 
 def _apply_coupon(lines: Sequence[_Line], coupon: CouponTerms, now: datetime) -> str | None:
@@ -250,7 +268,9 @@ def _apply_coupon(lines: Sequence[_Line], coupon: CouponTerms, now: datetime) ->
             wanted = line.left * coupon.percent_off // 100
         else:
             wanted = budget
-        taken = line.take(wanted, "coupon", coupon.label, coupon_code=coupon.code)
+        taken = line.take(
+            wanted, "coupon", coupon.label, coupon_code=coupon.code, ends_at=coupon.window.end
+        )
         if coupon.percent_off is None:
             budget -= taken
     return None

@@ -3,12 +3,14 @@ rules, the quote, and the coupon steps of the order saga."""
 
 from __future__ import annotations
 
+import random
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -48,6 +50,9 @@ class CouponStatus:
 
 class Pricing(Application[UUID]):
     name = "Pricing"
+    # Quotes read the same few aggregates again and again: kept in memory, each read only
+    # fast-forwards past the version held (one query), never replays from the start.
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "20000"}
 
     # Promotions
 
@@ -70,14 +75,21 @@ class Pricing(Application[UUID]):
             raise PromotionNotFound(str(promotion_id))
         return found
 
+    def indexes(self, keys: Iterable[str]) -> list[PricingIndex]:
+        found = (self._find(PricingIndex.create_id(key)) for key in keys)
+        return [index for index in found if isinstance(index, PricingIndex)]
+
     def promotions_filed(self, keys: Iterable[str]) -> list[Promotion]:
         """The promotions filed under any of these index keys, each once, oldest first."""
-        ids: dict[UUID, None] = {}
-        for key in keys:
-            index = self._find(PricingIndex.create_id(key))
-            if isinstance(index, PricingIndex):
-                ids.update(dict.fromkeys(index.promotion_ids))
+        return self._promotions_in(self.indexes(keys))
+
+    def _promotions_in(self, indexes: Iterable[PricingIndex]) -> list[Promotion]:
+        ids = dict.fromkeys(i for index in indexes for i in index.promotion_ids)
         return [p for p in map(self._find, ids) if isinstance(p, Promotion)]
+
+    def _rules_in(self, indexes: Iterable[PricingIndex]) -> list[PriceRule]:
+        ids = dict.fromkeys(i for index in indexes for i in index.rule_ids)
+        return [r for r in map(self._find, ids) if isinstance(r, PriceRule)]
 
     def promotions_for(self, product_id: UUID, category: str, seller_id: UUID) -> list[Promotion]:
         return self.promotions_filed(index_keys_for(product_id, category, seller_id))
@@ -94,12 +106,7 @@ class Pricing(Application[UUID]):
         return rule
 
     def rules_for(self, product_id: UUID, category: str, seller_id: UUID) -> list[PriceRule]:
-        ids: dict[UUID, None] = {}
-        for key in index_keys_for(product_id, category, seller_id):
-            index = self._find(PricingIndex.create_id(key))
-            if isinstance(index, PricingIndex):
-                ids.update(dict.fromkeys(index.rule_ids))
-        return [r for r in map(self._find, ids) if isinstance(r, PriceRule)]
+        return self._rules_in(self.indexes(index_keys_for(product_id, category, seller_id)))
 
     def get_rule(self, rule_id: UUID) -> PriceRule:
         found = self._find(rule_id)
@@ -135,7 +142,7 @@ class Pricing(Application[UUID]):
         reason = coupon.why_unusable(user_id, now)
         return CouponStatus(coupon.code, max(coupon.remaining_uses, 0), reason is None, reason)
 
-    def usable_coupon(self, code: str, now: datetime) -> CouponTerms:
+    def usable_coupon(self, code: str, now: datetime) -> Coupon:
         """At placement: 422 `coupon_invalid` if unknown, not begun or ended. Whether a use
         is left is the saga's question (uses are locked with the stock)."""
         coupon = self.find_coupon(code)
@@ -144,7 +151,7 @@ class Pricing(Application[UUID]):
         reason = coupon.why_unusable(None, now)
         if reason in ("not_started", "ended"):
             raise CouponInvalid(f"coupon {coupon.code} has {reason.replace('_', ' ')}")
-        return coupon.terms()
+        return coupon
 
     # The quote: the one pricing function, fed from this context's store
 
@@ -160,10 +167,10 @@ class Pricing(Application[UUID]):
         priced: list[PricedProduct] = []
         for product in products:
             assert product.seller_id is not None
-            filed = self.promotions_for(product.product_id, product.category, product.seller_id)
-            promotions.update((p.id, p) for p in filed)
-            rules = self.rules_for(product.product_id, product.category, product.seller_id)
-            priced.append(_with_rules(product, rules, now))
+            keys = index_keys_for(product.product_id, product.category, product.seller_id)
+            indexes = self.indexes(keys)
+            promotions.update((p.id, p) for p in self._promotions_in(indexes))
+            priced.append(_with_rules(product, self._rules_in(indexes), now))
         return price_order(priced, active_terms(list(promotions.values()), now), coupon, now)
 
     # The saga's coupon steps (the pricing participant, workers/pricing.py)
@@ -219,8 +226,11 @@ class Pricing(Application[UUID]):
             return None
 
     def _save_filed(self, filed: Aggregate, keys: Iterable[str], file: Any) -> None:
-        """Save an aggregate with the indexes it is filed in; a racing filing retries."""
-        for _ in range(20):
+        """Save an aggregate with the indexes it is filed in; a racing filing retries (after
+        a short random pause, so racers spread out)."""
+        for attempt in range(50):
+            if attempt:
+                time.sleep(random.uniform(0, 0.002 * attempt))
             candidate = deepcopy(filed)  # a failed save takes the pending events with it
             indexes = []
             for key in keys:

@@ -190,7 +190,7 @@ def place_order(
     coupon = (
         None
         if body.coupon_code is None
-        else services.applications.pricing.usable_coupon(body.coupon_code, now)
+        else services.applications.pricing.usable_coupon(body.coupon_code, now).terms()
     )
     quote = price_lines(
         services.applications,

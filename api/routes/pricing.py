@@ -458,6 +458,6 @@ def quote(
             )
             for d in line.discounts
         ],
-        valid_until=valid_until(applications, priced, now),
+        valid_until=valid_until(priced, now),
         coupon_refused=refused or priced.coupon_refused,
     )

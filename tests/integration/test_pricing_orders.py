@@ -16,7 +16,9 @@ from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
-def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -> TestClient:
+def shop(
+    api: TestClient, saga_workers, catalog_projection, orders_projection, sales_projection
+) -> TestClient:
     return api
 
 
@@ -71,6 +73,15 @@ def test_promotions_and_a_coupon_price_a_multi_line_order_as_quoted(shop: TestCl
         assert shown["discounts"] == line["discounts"]
     captured = [e for e in order["timeline"] if e["type"] == "payment.captured"]
     assert captured and captured[0]["detail"]["amount"] == order["total"]
+
+    # The seller's sales: gross as paid, and before discounts.
+    totals = wait_until(
+        lambda: (t := seller.get("/v1/sellers/me/sales").json()["totals"])["orders"] == 1 and t,
+        timeout=30,
+        message="the sale in the sales read model",
+    )
+    assert totals["gross"] == cny(12730) and totals["gross_before_discounts"] == cny(17200)
+    assert totals["discounts"] == cny(4470)
 
 
 def test_an_unknown_or_ended_coupon_is_refused_at_placement(shop: TestClient):
