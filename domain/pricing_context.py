@@ -114,6 +114,23 @@ class Pricing(Application[UUID]):
             raise PromotionNotFound(f"no price rule {rule_id}")
         return found
 
+    def reprice_for_stock(
+        self, product_id: UUID, available: int, caused_by: UUID | None = None
+    ) -> list[PriceRule]:
+        """Inventory reported the product's available stock: each stock_level rule filed
+        under the product records the price it now sets, if that changed (`price.changed`,
+        with the reason). Rules scoped by category or seller are not moved by stock."""
+        changed = []
+        for rule in self._rules_in(self.indexes([f"product:{product_id}"])):
+            if rule.kind != "stock_level":
+                continue
+            price = rule.price_for_stock(available)
+            if rule.change_price(product_id, price, f"available stock {available}", caused_by):
+                changed.append(rule)
+        if changed:
+            self._save(*changed)
+        return changed
+
     # Coupons
 
     def create_coupon(self, owner_id: UUID, code: str | None, **fields: Any) -> Coupon:

@@ -181,3 +181,30 @@ def test_a_declined_payment_gives_the_coupon_use_back(shop: TestClient):
     assert again.status_code == 202, again.text
     assert customer.wait_for(again.json()["order_id"], "rejected", *PAID)["status"] in PAID
     wait_until(lambda: redemptions(shop, code) == 1, timeout=30, message="redeemed")
+
+
+def test_a_stock_level_rule_reprices_as_stock_crosses_its_threshold(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=1000, stock=10)
+    rule = seller.post(
+        "/v1/pricing/rules",
+        {
+            "name": "Scarce",
+            "kind": "stock_level",
+            "scope": {"product_ids": [mug]},
+            "params": {"thresholds": [{"below_available": 5, "price": cny(1500)}]},
+            "floor": cny(800),
+            "ceiling": cny(2000),
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    assert quote(shop, mug)["list_price"] == cny(1000)
+    customer.place([(mug, 6)])  # 4 left: below the threshold
+    wait_until(
+        lambda: quote(shop, mug)["list_price"] == cny(1500),
+        timeout=30,
+        message="the rule's price after the stock fell",
+    )
+    pricing = shop.app.state.services.applications.pricing  # type: ignore[attr-defined]
+    stored = pricing.get_rule(rule.json()["rule_id"])
+    assert stored.prices == {mug: 1500} and stored.version >= 2  # price.changed is an event

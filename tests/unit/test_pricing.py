@@ -380,3 +380,23 @@ def test_every_pricing_event_a_scenario_stores_becomes_a_valid_public_envelope()
         "coupon_use.released",
         "price_rule.created",
     } <= types
+
+
+def test_pricing_given_a_stock_level_rule_when_stock_crosses_then_a_price_change_is_stored() -> (
+    None
+):
+    pricing = Pricing()
+    rule = pricing.create_rule(
+        SELLER,
+        name="scarce",
+        kind="stock_level",
+        scope={"product_ids": [MUG]},
+        params={"thresholds": [{"below_available": 5, "price": 1500}]},
+        floor=800,
+        ceiling=2000,
+    )
+    assert pricing.reprice_for_stock(MUG, 10) == []
+    assert [r.id for r in pricing.reprice_for_stock(MUG, 4)] == [rule.id]
+    assert pricing.reprice_for_stock(MUG, 3) == []  # same price: no event
+    assert pricing.quote([product(MUG)], None, NOW).lines[0].list_price == 1500
+    assert pricing.reprice_for_stock(MUG, 9) and pricing.get_rule(rule.id).prices == {}
