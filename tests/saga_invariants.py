@@ -300,7 +300,7 @@ def assert_saga_invariants(
             view["total"] for view in finals.values() if view["status"] == "completed"
         )
         assert captured - refunded == confirmed_totals, (captured, refunded, confirmed_totals)
-        assert_coupon_uses(applications, placed, finals)
+        assert_coupon_uses(applications, placed)
     finally:
         for application in applications.all():
             application.close()
@@ -311,18 +311,15 @@ def assert_saga_invariants(
         assert not stored or max(stored.values()) == 1, (table, stored.most_common(3))
 
 
-def assert_coupon_uses(
-    applications: Applications, placed: list[PlacedOrder], finals: dict[str, dict[str, Any]]
-) -> None:
+def assert_coupon_uses(applications: Applications, placed: list[PlacedOrder]) -> None:
     """A coupon's use is redeemed for each order with it that was confirmed (paid), and no
     use is left locked: every other one was released or refused."""
     with_coupon = [order for order in placed if order.coupon_code is not None]
-    paid = {
-        order.order_id
-        for order in with_coupon
-        if finals[order.order_id]["status"] == "completed"
-        or "payment_refunded" in finals[order.order_id]["compensations"]
-    }
+    paid = set()
+    for order in with_coupon:
+        payment = applications.payments.find_payment(uuid.UUID(order.order_id))
+        if payment is not None and payment.status in ("captured", "refunded"):
+            paid.add(order.order_id)
     redeemed = set()
     for order in with_coupon:
         use = applications.pricing.find_coupon_use(uuid.UUID(order.order_id))
