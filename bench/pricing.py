@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from queries import console, register_seller, retried, run
+from queries import COLUMNS, console, register_seller, retried, run
 from rich.table import Table
 
 CATEGORY = "bench-pricing"
@@ -87,22 +87,7 @@ def main(args: argparse.Namespace) -> None:
         title=f"GET /v1/products/{{id}}/price, {args.seconds:.0f}s per run, "
         f"{args.processes} generator processes x {args.connections} keep-alive connections"
     )
-    for column in (
-        "endpoint",
-        "offered",
-        "sent",
-        "failed / unsent",
-        "answered/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-        "busiest generator CPU",
-        "API CPU",
-        "postgres CPU",
-        "API CPU µs/req",
-        "postgres CPU µs/req",
-    ):
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "endpoint" else "right")
     for rate in (None, args.rate):
         console.print(f"quote at {'max rate' if rate is None else f'{rate:,.0f}/s'}…")

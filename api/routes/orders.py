@@ -15,7 +15,7 @@ from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, finger
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
-from api.routes.pricing import CouponCode
+from api.routes.pricing import CouponCode, DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
 from domain.payments import PaymentIntent
@@ -85,14 +85,6 @@ class PlaceOrder(BaseModel):
 class OrderAccepted(BaseModel):
     order_id: UUID
     status: Status
-
-
-class DiscountView(BaseModel):
-    kind: str
-    promotion_id: UUID | None = None
-    coupon_code: str | None = None
-    amount: Amount
-    label: str
 
 
 class OrderLineView(BaseModel):

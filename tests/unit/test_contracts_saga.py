@@ -217,11 +217,11 @@ def test_order_placed_v2_is_upcast_to_lines_at_their_unit_price_without_discount
     assert (envelope.payload["discount_total"], envelope.payload["coupon_code"]) == (0, None)
 
 
-def test_an_order_stored_before_pricing_replays_and_publishes_as_v3() -> None:
-    """Its stored event has no discount_total or coupon_code, and lines without pricing."""
+def placed_event(quantity: int) -> Any:
+    """A new order's `Placed` event, for tests to make look as older code stored it."""
     order = Order.place(
         uuid4(),
-        [OrderLine(uuid4(), 2, 500)],
+        [OrderLine(uuid4(), quantity, 500)],
         ADDRESS,
         {"method": "card", "intent_id": str(uuid4())},
         "CNY",
@@ -229,6 +229,12 @@ def test_an_order_stored_before_pricing_replays_and_publishes_as_v3() -> None:
         timedelta(minutes=15),
     )
     [placed] = order.collect_events()
+    return placed
+
+
+def test_an_order_stored_before_pricing_replays_and_publishes_as_v3() -> None:
+    """Its stored event has no discount_total or coupon_code, and lines without pricing."""
+    placed = placed_event(quantity=2)
     del placed.__dict__["discount_total"], placed.__dict__["coupon_code"]
     placed.__dict__["lines"] = [{"product_id": uuid4(), "quantity": 2, "unit_price": 500}]
     replayed = placed.mutate(None)
@@ -240,16 +246,7 @@ def test_an_order_stored_before_pricing_replays_and_publishes_as_v3() -> None:
 
 def test_an_order_stored_before_intents_is_published_without_its_token() -> None:
     """Such an order's stored event holds {method, token}; the relay publishes it as v2."""
-    order = Order.place(
-        uuid4(),
-        [OrderLine(uuid4(), 1, 500)],
-        ADDRESS,
-        {"method": "card", "intent_id": str(uuid4())},
-        "CNY",
-        NOW,
-        timedelta(minutes=15),
-    )
-    [placed] = order.collect_events()
+    placed = placed_event(quantity=1)
     placed.__dict__["payment"] = {"method": "card", "token": "tok_ok"}  # as stored back then
     envelope = envelope_from_domain(placed)
     assert envelope is not None and b"tok_" not in envelope.to_bytes()
