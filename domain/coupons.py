@@ -93,8 +93,11 @@ class Coupon(Aggregate):
         self.ends_at = ends_at
         self.total_uses = total_uses
         self.per_user_uses = per_user_uses
-        self.locks: dict[str, str] = {}  # order id -> user id
-        self.redeemed: dict[str, str] = {}
+        # Only what is in flight is kept per order; the rest are counts, so the state (which a
+        # saga batch copies for each event it applies) does not grow with every order.
+        self.locks: dict[str, str] = {}  # order id -> user id, for uses locked, not settled
+        self.redeemed_count = 0
+        self.uses_per_user: dict[str, int] = {}  # locked or redeemed
 
     @staticmethod
     def create(
@@ -131,11 +134,10 @@ class Coupon(Aggregate):
 
     @property
     def remaining_uses(self) -> int:
-        return self.total_uses - len(self.locks) - len(self.redeemed)
+        return self.total_uses - len(self.locks) - self.redeemed_count
 
     def uses_by(self, user_id: UUID) -> int:
-        user = str(user_id)
-        return sum(1 for u in (*self.locks.values(), *self.redeemed.values()) if u == user)
+        return self.uses_per_user.get(str(user_id), 0)
 
     def terms(self) -> CouponTerms:
         return CouponTerms(
@@ -157,7 +159,8 @@ class Coupon(Aggregate):
         return None
 
     def holds_use_for(self, order_id: UUID) -> bool:
-        return str(order_id) in self.locks or str(order_id) in self.redeemed
+        """A use locked for the order (a redeemed one is its CouponUse's to remember)."""
+        return str(order_id) in self.locks
 
     def may_lock(self, order_id: UUID, user_id: UUID) -> bool:
         """Limits only: the window was checked when the order was placed."""
@@ -188,6 +191,7 @@ class Coupon(Aggregate):
         causation_id: UUID | None,
     ) -> None:
         self.locks[str(order_id)] = str(user_id)
+        self.uses_per_user[str(user_id)] = self.uses_per_user.get(str(user_id), 0) + 1
 
     def redeem(self, order_id: UUID, causation_id: UUID | None = None) -> bool:
         if str(order_id) not in self.locks:
@@ -212,7 +216,8 @@ class Coupon(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        self.redeemed[str(order_id)] = self.locks.pop(str(order_id))
+        del self.locks[str(order_id)]
+        self.redeemed_count += 1
 
     def release(self, order_id: UUID, reason: str, causation_id: UUID | None = None) -> bool:
         if str(order_id) not in self.locks:
@@ -239,7 +244,12 @@ class Coupon(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        del self.locks[str(order_id)]
+        user = self.locks.pop(str(order_id))
+        left = self.uses_per_user.get(user, 1) - 1
+        if left:
+            self.uses_per_user[user] = left
+        else:
+            self.uses_per_user.pop(user, None)
 
 
 class CouponUse(Aggregate):

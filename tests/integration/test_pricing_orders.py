@@ -111,7 +111,7 @@ def outcomes(placed: list[tuple[Customer, str]]) -> list[dict[str, Any]]:
 def redemptions(shop: TestClient, code: str) -> int:
     """Redeemed uses, as the pricing context's coupon aggregate holds them."""
     pricing = shop.app.state.services.applications.pricing  # type: ignore[attr-defined]
-    return len(pricing.get_coupon(code).redeemed)
+    return int(pricing.get_coupon(code).redeemed_count)
 
 
 def available(shop: TestClient, product_id: str) -> int:
