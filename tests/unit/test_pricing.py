@@ -400,3 +400,20 @@ def test_pricing_given_a_stock_level_rule_when_stock_crosses_then_a_price_change
     assert pricing.reprice_for_stock(MUG, 3) == []  # same price: no event
     assert pricing.quote([product(MUG)], None, NOW).lines[0].list_price == 1500
     assert pricing.reprice_for_stock(MUG, 9) and pricing.get_rule(rule.id).prices == {}
+
+
+def test_a_time_window_rule_starts_and_ends_on_time_within_its_bounds() -> None:
+    rule = PriceRule.create(
+        SELLER,
+        "flash",
+        "time_window",
+        {"product_ids": [MUG]},
+        {"starts_at": NOW, "ends_at": NOW + timedelta(hours=1), "price": 500},
+        floor=600,
+        ceiling=1500,
+    )
+    before, start, end = NOW - timedelta(seconds=1), NOW, NOW + timedelta(hours=1)
+    assert rule.price_at(MUG, 1000, before) is None
+    assert rule.price_at(MUG, 1000, start) == 600  # the floor holds
+    assert rule.price_at(MUG, 1000, end - timedelta(microseconds=1)) == 600
+    assert rule.price_at(MUG, 1000, end) is None
