@@ -15,6 +15,7 @@ from domain.catalog import NotProductOwner
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
 from domain.reviews import NotAVerifiedBuyer, NotProductSeller, OwnReview
+from domain.promotions import NotPromotionOwner
 
 # First match wins: specific classes before the bases they subclass.
 STATUS_FOR_DOMAIN_ERROR: list[tuple[type[DomainError], int]] = [
@@ -22,6 +23,7 @@ STATUS_FOR_DOMAIN_ERROR: list[tuple[type[DomainError], int]] = [
     (NotAVerifiedBuyer, 403),
     (NotProductSeller, 403),
     (OwnReview, 403),
+    (NotPromotionOwner, 403),
     (ConcurrentUpdate, 409),
     (NotFound, 404),
     (Conflict, 409),

@@ -21,6 +21,7 @@ from api.routes import (
     metrics,
     ops,
     orders,
+    pricing,
     products,
     recommendations,
     reviews,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(sellers.router)
     app.include_router(reviews.router)
+    app.include_router(pricing.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses

@@ -311,6 +311,25 @@ def run(args: argparse.Namespace, name: str, paths: list[str], rate: float | Non
     ]
 
 
+# The columns of the table each row of `run` fills.
+COLUMNS = (
+    "endpoint",
+    "offered",
+    "sent",
+    "failed / unsent",
+    "answered/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "busiest generator CPU",
+    "API CPU",
+    "postgres CPU",
+    "API CPU µs/req",
+    "postgres CPU µs/req",
+)
+
+
 def main(args: argparse.Namespace) -> None:
     product_ids = asyncio.run(seed(args.api, args.products, args.categories, args.stock))
     console.print(
@@ -325,22 +344,7 @@ def main(args: argparse.Namespace) -> None:
         title=f"GET, {args.seconds:.0f}s per run, {args.processes} generator processes x "
         f"{args.connections} keep-alive connections"
     )
-    for column in (
-        "endpoint",
-        "offered",
-        "sent",
-        "failed / unsent",
-        "answered/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-        "busiest generator CPU",
-        "API CPU",
-        "postgres CPU",
-        "API CPU µs/req",
-        "postgres CPU µs/req",
-    ):
+    for column in COLUMNS:
         table.add_column(
             column,
             justify="left" if column == "endpoint" else "right",

@@ -78,7 +78,7 @@ async def user(client: httpx.AsyncClient, role: str) -> dict[str, str]:
 
 async def setup(
     client: httpx.AsyncClient, products: int, customers: int, stock: int
-) -> tuple[list[str], list[dict]]:
+) -> tuple[list[str], list[dict], dict]:
     seller = await user(client, "seller")
     product_ids = []
     for n in range(products):
@@ -102,7 +102,26 @@ async def setup(
         ).raise_for_status()
         product_ids.append(product_id)
     buyers = [await user(client, "customer") for _ in range(customers)]
-    return product_ids, buyers
+    return product_ids, buyers, seller
+
+
+async def unlimited_coupon(client: httpx.AsyncClient, seller: dict) -> str:
+    """A 5%-off coupon on the seller's products that never runs out, so every order with it
+    locks, then redeems, one use (the pricing step of the saga, measured by --coupons)."""
+    now = datetime.now(UTC)
+    answer = await client.post(
+        "/v1/coupons",
+        headers=seller,
+        json={
+            "percent_off": 5,
+            "starts_at": now.isoformat(),
+            "ends_at": now.replace(year=now.year + 1).isoformat(),
+            "total_uses": 10**9,
+            "per_user_uses": 10**6,
+        },
+    )
+    answer.raise_for_status()
+    return str(answer.json()["code"])
 
 
 class ProjectionWatch:
@@ -263,9 +282,15 @@ class Placer:
     connections (raw HTTP/1.1, see rawhttp: httpx would cost more CPU than the API)."""
 
     def __init__(
-        self, api: str, product_ids: list[str], buyers: list[dict], concurrency: int
+        self,
+        api: str,
+        product_ids: list[str],
+        buyers: list[dict],
+        concurrency: int,
+        coupon_code: str | None = None,
     ) -> None:
         parts = urlsplit(api)
+        self.coupon_code = coupon_code
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.product_ids, self.buyers = product_ids, buyers
         self.semaphore = asyncio.Semaphore(concurrency)
@@ -287,6 +312,7 @@ class Placer:
                 "lines": [{"product_id": random.choice(self.product_ids), "quantity": 1}],
                 "shipping_address": ADDRESS,
                 "payment": {"method": "card", "token": "tok_ok"},
+                **({"coupon_code": self.coupon_code} if self.coupon_code else {}),
             }
             connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
             try:
@@ -390,7 +416,8 @@ async def main(args: argparse.Namespace) -> None:
         if (await client.get("/readyz")).status_code != 200:
             raise SystemExit(f"the stack at {args.api} is not ready; start it with ./run up")
         console.print("setting up sellers, products and customers…")
-        product_ids, buyers = await setup(client, args.products, args.customers, args.stock)
+        product_ids, buyers, seller = await setup(client, args.products, args.customers, args.stock)
+        code = await unlimited_coupon(client, seller) if args.coupons else None
         timeline, stop = Timeline(), asyncio.Event()
         follower = asyncio.create_task(timeline.follow(args.kafka, stop))
         watch = ProjectionWatch(Settings(postgres_port=args.postgres_port).dsn)
@@ -403,7 +430,7 @@ async def main(args: argparse.Namespace) -> None:
                 if args.warmup > 0:
                     # Not measured: the broker's JIT compiler, PostgreSQL's buffers and the
                     # workers' caches warm up, and the run starts with orders in flight.
-                    warm = Placer(args.api, product_ids, buyers, args.concurrency)
+                    warm = Placer(args.api, product_ids, buyers, args.concurrency, code)
                     placers.append(warm)
                     await warm.at_rate(args.rate, args.warmup, progress, "warming up with")
                     if args.backlog:  # the backlog is timed on a quiet saga
@@ -414,7 +441,7 @@ async def main(args: argparse.Namespace) -> None:
                             timeline.confirmed,
                             timeout=120,
                         )
-                placer = Placer(args.api, product_ids, buyers, args.concurrency)
+                placer = Placer(args.api, product_ids, buyers, args.concurrency, code)
                 placers.append(placer)
                 if args.backlog:
                     await backlog_run(args, placer, procs, timeline, progress)
@@ -611,6 +638,9 @@ if __name__ == "__main__":
         "--concurrency", type=int, default=64, help="HTTP requests in flight at most"
     )
     parser.add_argument("--products", type=int, default=50)
+    parser.add_argument(
+        "--coupons", action="store_true", help="every order with a coupon (the pricing step)"
+    )
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--stock", type=int, default=100000)
     parser.add_argument(

@@ -330,7 +330,15 @@ class OrderLife:
                 "order_id": self.order_id,
                 "buyer_id": self.buyer_id,
                 "lines": [
-                    {"product_id": p, "quantity": q, "unit_price": prices[p]} for p, q in self.lines
+                    {
+                        "product_id": p,
+                        "quantity": q,
+                        "unit_price": prices[p],
+                        "list_price": prices[p],
+                        "discounts": [],
+                        "line_total": prices[p] * q,
+                    }
+                    for p, q in self.lines
                 ],
                 "total": self.total,
                 "currency": "CNY",
@@ -341,6 +349,8 @@ class OrderLife:
                     "intent_id": new_id(self.rng),
                 },
                 "payment_deadline": _time(START + timedelta(seconds=when + 900)),
+                "discount_total": 0,
+                "coupon_code": None,
             },
             correlation_id=self.order_id,
         )

@@ -232,6 +232,7 @@ class Reservation(Aggregate):
         self.reason: str | None = None
         self.failed_product_id: UUID | None = None
         self.order_paid = False
+        self.coupon: dict[str, Any] | None = None
 
     @property
     def expiry(self) -> datetime | None:
@@ -269,10 +270,14 @@ class Reservation(Aggregate):
         expires_at: datetime,
         correlation_id: UUID | None,
         causation_id: UUID | None,
+        coupon: dict[str, Any] | None = None,
     ) -> None:
+        """`coupon` ({code, buyer_id}): the order's coupon, whose use the pricing context
+        locks once the stock is held (holds stored before coupons have none)."""
         self.status = "confirmed"
         self.lines = [ReservationLine.coerce(line) for line in lines]
         self.expires_at = expires_at
+        self.coupon = coupon
 
     @event("Failed")
     def _fail(
@@ -373,8 +378,12 @@ class Inventory(Application[UUID]):
         lines: Iterable[ReservationLine | Mapping[str, Any]],
         expires_at: datetime,
         caused_by: UUID | None = None,
+        coupon: dict[str, Any] | None = None,
     ) -> Reservation:
-        """All lines or none, in one atomic save; optimistic concurrency forbids oversell."""
+        """All lines or none, in one atomic save; optimistic concurrency forbids oversell.
+        `coupon` ({code, buyer_id}) travels on with the hold, for the pricing context to
+        lock one of its uses (the order is rejected, and this hold released, if none is
+        left)."""
         existing = self.find_reservation(order_id)
         if existing is not None:
             return existing
@@ -402,6 +411,7 @@ class Inventory(Application[UUID]):
             expires_at=expires_at,
             correlation_id=order_id,
             causation_id=caused_by,
+            coupon=coupon,
         )
         self._save(*stocks, reservation)
         return reservation

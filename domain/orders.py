@@ -13,6 +13,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from domain.coupons import normalise_code
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, save_with_key
 from domain.inventory import ConcurrentUpdate
@@ -20,9 +21,11 @@ from domain.limits import (
     MAX_ADDRESS_LINE_LENGTH,
     MAX_ADDRESS_NAME_LENGTH,
     MAX_CITY_LENGTH,
+    MAX_LINE_DISCOUNTS,
     MAX_LINE_QUANTITY,
     MAX_MONEY_AMOUNT,
     MAX_ORDER_LINES,
+    MAX_ORDER_TOTAL,
     MAX_POSTAL_CODE_LENGTH,
     MAX_REASON_LENGTH,
     check_currency,
@@ -63,13 +66,29 @@ def _key_scope(buyer_id: UUID) -> str:
 
 @dataclass(frozen=True)
 class OrderLine:
+    """A line as the pricing context priced it at placement: `list_price` per unit, the
+    `discounts` taken, and `line_total` (what is charged; `unit_price` is it divided by
+    the quantity, rounded down). A line without pricing (placed before the pricing
+    context) is its quantity at its unit price."""
+
     product_id: UUID
     quantity: int
     unit_price: int
+    list_price: int | None = None
+    discounts: tuple[Mapping[str, Any], ...] = ()
+    total: int | None = None
 
     @property
     def line_total(self) -> int:
-        return self.quantity * self.unit_price
+        return self.quantity * self.unit_price if self.total is None else self.total
+
+    @property
+    def listed_price(self) -> int:
+        return self.unit_price if self.list_price is None else self.list_price
+
+    @property
+    def discount_total(self) -> int:
+        return sum(int(discount["amount"]) for discount in self.discounts)
 
     @staticmethod
     def coerce(line: OrderLine | Mapping[str, Any]) -> OrderLine:
@@ -80,6 +99,9 @@ class OrderLine:
             product_id=product_id if isinstance(product_id, UUID) else UUID(str(product_id)),
             quantity=line["quantity"],
             unit_price=line["unit_price"],
+            list_price=line.get("list_price"),
+            discounts=tuple(line.get("discounts") or ()),
+            total=line.get("line_total"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,11 +109,29 @@ class OrderLine:
             "product_id": self.product_id,
             "quantity": self.quantity,
             "unit_price": self.unit_price,
+            "list_price": self.listed_price,
+            "discounts": [dict(discount) for discount in self.discounts],
+            "line_total": self.line_total,
         }
 
 
+def check_pricing(line: OrderLine) -> None:
+    """The figures of a priced line agree: list total less discounts is the line total."""
+    if not is_whole_number(line.listed_price, MAX_MONEY_AMOUNT):
+        raise InvalidInput(f"list_price must be a whole number from 1 to {MAX_MONEY_AMOUNT}")
+    if len(line.discounts) > MAX_LINE_DISCOUNTS:
+        raise InvalidInput(f"a line has at most {MAX_LINE_DISCOUNTS} discounts")
+    for discount in line.discounts:
+        if not is_whole_number(discount.get("amount"), MAX_ORDER_TOTAL):
+            raise InvalidInput("a discount amount must be a positive whole number")
+    if line.line_total != line.listed_price * line.quantity - line.discount_total:
+        raise InvalidInput("line_total must be the list total less the discounts")
+    if line.line_total < line.quantity or line.unit_price != line.line_total // line.quantity:
+        raise InvalidInput("unit_price must be the line total divided by the quantity")
+
+
 def check_lines(lines: Iterable[OrderLine | Mapping[str, Any]]) -> list[OrderLine]:
-    """Prices come from the catalogue at placing time; one line per product."""
+    """Prices come from the pricing context at placing time; one line per product."""
     checked = [OrderLine.coerce(line) for line in lines]
     if not 1 <= len(checked) <= MAX_ORDER_LINES:
         raise InvalidInput(f"an order needs 1 to {MAX_ORDER_LINES} lines")
@@ -100,6 +140,7 @@ def check_lines(lines: Iterable[OrderLine | Mapping[str, Any]]) -> list[OrderLin
             raise InvalidInput(f"quantity must be a whole number from 1 to {MAX_LINE_QUANTITY}")
         if not is_whole_number(line.unit_price, MAX_MONEY_AMOUNT):
             raise InvalidInput(f"unit_price must be a whole number from 1 to {MAX_MONEY_AMOUNT}")
+        check_pricing(line)
     if len({line.product_id for line in checked}) != len(checked):
         raise InvalidInput("each product may appear on one line only")
     return checked
@@ -160,9 +201,12 @@ class Order(Aggregate):
         payment: dict[str, str],
         payment_deadline: datetime,
         correlation_id: UUID | None,
+        discount_total: int = 0,
+        coupon_code: str | None = None,
     ) -> None:
         """`payment` is {method, intent_id}; orders placed before payment intents stored
-        {method, token} here (the public event never carries it)."""
+        {method, token} here (the public event never carries it). Orders placed before the
+        pricing context have no discounts and no coupon."""
         self.order_id = order_id
         self.buyer_id = buyer_id
         self.lines = [OrderLine.coerce(line) for line in lines]
@@ -176,6 +220,8 @@ class Order(Aggregate):
         self.paid_amount = 0
         self.shipment_id: UUID | None = None
         self.delivered_at: datetime | None = None
+        self.discount_total = discount_total
+        self.coupon_code = coupon_code
 
     @staticmethod
     def place(
@@ -187,6 +233,7 @@ class Order(Aggregate):
         now: datetime,
         payment_timeout: timedelta,
         order_id: UUID | None = None,
+        coupon_code: str | None = None,
     ) -> Order:
         checked = check_lines(lines)
         if now.tzinfo is None:
@@ -202,6 +249,8 @@ class Order(Aggregate):
             payment=check_payment(payment),
             payment_deadline=now + payment_timeout,
             correlation_id=order_id,
+            discount_total=sum(line.discount_total for line in checked),
+            coupon_code=None if coupon_code is None else normalise_code(coupon_code),
         )
 
     def _may(self, command: str) -> bool:
@@ -408,6 +457,7 @@ class Orders(Application[UUID]):
         payment_timeout: timedelta,
         currency: str = "CNY",
         order_id: UUID | None = None,
+        coupon_code: str | None = None,
     ) -> tuple[UUID, bool]:
         """Returns (order_id, created); a repeated key with the same body creates nothing.
         `payment` is {method, intent_id}: the intent the payments context opened for
@@ -416,7 +466,15 @@ class Orders(Application[UUID]):
         if placed is not None:
             return placed, False
         order = Order.place(
-            buyer_id, lines, shipping_address, payment, currency, now, payment_timeout, order_id
+            buyer_id,
+            lines,
+            shipping_address,
+            payment,
+            currency,
+            now,
+            payment_timeout,
+            order_id,
+            coupon_code,
         )
         scope = _key_scope(buyer_id)
         claim = claim_key(scope, idempotency_key, request_fingerprint, order)

@@ -80,19 +80,22 @@ GROUPS: tuple[GroupSpec, ...] = (
     GroupSpec("inventory-saga", ("orders.events",), "inventory", saga("inventory"), SAGAS),
     GroupSpec(
         "payments-saga",
-        ("inventory.events", "orders.events"),
+        ("inventory.events", "orders.events", "pricing.events"),
         "payments",
         saga("payments"),
         SAGAS,
     ),
     GroupSpec(
         "orders-saga",
-        ("inventory.events", "payments.events", "shipping.events"),
+        ("inventory.events", "payments.events", "shipping.events", "pricing.events"),
         "orders",
         saga("orders"),
         SAGAS,
     ),
     GroupSpec("shipping-saga", ("orders.events",), "shipping", saga("shipping"), SAGAS),
+    GroupSpec(
+        "pricing-saga", ("inventory.events", "orders.events"), "pricing", saga("pricing"), SAGAS
+    ),
     GroupSpec(
         "users-projection",
         ("users.events",),

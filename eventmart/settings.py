@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     payments_database_url: str | None = None
     shipping_database_url: str | None = None
     reviews_database_url: str | None = None
+    pricing_database_url: str | None = None
     postgres_port: int = 5432
     database_name: str = "eventmart"
     kafka_port: int = 9092

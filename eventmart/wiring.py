@@ -13,6 +13,7 @@ from domain.inventory import Inventory
 from domain.orders import Orders
 from domain.payments import Payments
 from domain.reviews import Reviews
+from domain.pricing_context import Pricing
 from domain.shipping import Shipping
 from domain.users import Users
 from eventmart.database import eventsourcing_env
@@ -28,6 +29,7 @@ APPLICATION_TOPICS: dict[type[Application[Any]], str] = {
     Payments: "payments.events",
     Shipping: "shipping.events",
     Reviews: "reviews.events",
+    Pricing: "pricing.events",
 }
 
 
@@ -40,6 +42,7 @@ class Applications:
     payments: Payments
     shipping: Shipping
     reviews: Reviews
+    pricing: Pricing
 
     def all(self) -> list[Application[Any]]:
         return [
@@ -50,6 +53,7 @@ class Applications:
             self.payments,
             self.shipping,
             self.reviews,
+            self.pricing,
         ]
 
 
@@ -96,6 +100,7 @@ def build_applications(
         payments=build(Payments),
         shipping=build(Shipping),
         reviews=build(Reviews),
+        pricing=build(Pricing),
     )
 
 

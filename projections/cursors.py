@@ -55,6 +55,7 @@ POSITIONS: dict[str, TypeAdapter[Any]] = {
     "reviews:helpful": TypeAdapter(tuple[Count, UUID, UUID]),
     "reviews:rating": TypeAdapter(tuple[Stars, UUID, UUID]),
     "reviews:-rating": TypeAdapter(tuple[Stars, UUID, UUID]),
+    "promotions": TypeAdapter(tuple[AwareDatetime, UUID]),
 }
 
 

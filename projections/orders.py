@@ -60,8 +60,13 @@ CREATE TABLE IF NOT EXISTS orders_view (
     shipment_id uuid,
     compensations text[] NOT NULL DEFAULT '{}',
     saga_step text,
-    order_version bigint NOT NULL DEFAULT 0
+    order_version bigint NOT NULL DEFAULT 0,
+    discount_total bigint NOT NULL DEFAULT 0,
+    coupon_code text
 );
+-- Added with the pricing context (order.placed v3): a model built before has them too.
+ALTER TABLE orders_view ADD COLUMN IF NOT EXISTS discount_total bigint NOT NULL DEFAULT 0;
+ALTER TABLE orders_view ADD COLUMN IF NOT EXISTS coupon_code text;
 CREATE INDEX IF NOT EXISTS orders_view_buyer ON orders_view (buyer_id, created_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS orders_view_open ON orders_view (status, updated_at)
     WHERE status NOT IN ('completed', 'cancelled', 'rejected');
@@ -102,12 +107,14 @@ def order_columns(event: Envelope | Event) -> dict[str, Any]:
     }
     if event.type == "order.placed":
         lines = [
-            {**line, "line_total": line["quantity"] * line["unit_price"]} for line in p["lines"]
+            {"line_total": line["quantity"] * line["unit_price"], **line} for line in p["lines"]
         ]
         columns.update(
             buyer_id=p["buyer_id"],
             lines=lines,
             total=p["total"],
+            discount_total=p.get("discount_total", 0),
+            coupon_code=p.get("coupon_code"),
             currency=p["currency"],
             created_at=event.occurred_at,
             payment_deadline=p["payment_deadline"],
@@ -250,6 +257,8 @@ STORED = (
     "compensations",
     "saga_step",
     "order_version",
+    "discount_total",
+    "coupon_code",
 )
 
 
@@ -297,6 +306,7 @@ class Fold:
                 lines="[]",
                 compensations=[],
                 order_version=0,
+                discount_total=0,
                 updated_at=at,
                 saga_step=event.type,
             )
@@ -335,6 +345,8 @@ COLUMNS = (
     "shipment_id",
     "compensations",
     "saga_step",
+    "discount_total",
+    "coupon_code",
 )
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM orders_view WHERE status IS NOT NULL"
 

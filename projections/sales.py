@@ -49,8 +49,14 @@ CREATE TABLE IF NOT EXISTS sale_lines (
     placed_at timestamptz NOT NULL,
     sold_at timestamptz,
     refunded_at timestamptz,
+    list_price bigint,
+    line_total bigint,
     PRIMARY KEY (order_id, product_id)
 );
+-- Added with the pricing context (a line's list price and what was charged for it); lines
+-- stored before have neither: they cost their unit price, undiscounted.
+ALTER TABLE sale_lines ADD COLUMN IF NOT EXISTS list_price bigint;
+ALTER TABLE sale_lines ADD COLUMN IF NOT EXISTS line_total bigint;
 CREATE INDEX IF NOT EXISTS sale_lines_product_sold ON sale_lines (product_id, sold_at);
 CREATE INDEX IF NOT EXISTS sale_lines_product_refunded ON sale_lines (product_id, refunded_at)
     WHERE refunded_at IS NOT NULL;
@@ -84,8 +90,9 @@ def order_placed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     """Lines wait here, unsold, until the order is confirmed or dropped."""
     p = event.payload
     cursor.executemany(
-        "INSERT INTO sale_lines (order_id, product_id, quantity, unit_price, currency, placed_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id, product_id) DO NOTHING",
+        "INSERT INTO sale_lines (order_id, product_id, quantity, unit_price, currency, placed_at, "
+        "list_price, line_total) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (order_id, product_id) DO NOTHING",
         [
             (
                 p["order_id"],
@@ -94,6 +101,8 @@ def order_placed(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
                 line["unit_price"],
                 p["currency"],
                 event.occurred_at,
+                line.get("list_price"),
+                line.get("line_total"),
             )
             for line in p["lines"]
         ],
@@ -150,6 +159,8 @@ class Fold:
             "placed_at",
             "sold_at",
             "refunded_at",
+            "list_price",
+            "line_total",
         ),
     }
 
@@ -187,6 +198,8 @@ class Fold:
                         at,
                         None,
                         None,
+                        line.get("list_price"),
+                        line.get("line_total"),
                     ],
                 )
         else:
@@ -225,15 +238,28 @@ REFUNDED = (
     "l.refunded_at >= coalesce(%(since)s::timestamptz, '-infinity') "
     "AND l.refunded_at < coalesce(%(until)s::timestamptz, 'infinity')"
 )
+# What a line was charged (after discounts), and what it would have been at list price;
+# lines stored before the pricing context were charged their unit price, undiscounted.
+CHARGED = "coalesce(l.line_total, l.quantity * l.unit_price)"
+LISTED = "l.quantity * coalesce(l.list_price, l.unit_price)"
 MEASURES = f"""
     count(DISTINCT l.order_id) FILTER (WHERE {SOLD}) AS orders,
     coalesce(sum(l.quantity) FILTER (WHERE {SOLD}), 0)::bigint AS units,
-    coalesce(sum(l.quantity * l.unit_price) FILTER (WHERE {SOLD}), 0)::bigint AS gross,
+    coalesce(sum({CHARGED}) FILTER (WHERE {SOLD}), 0)::bigint AS gross,
+    coalesce(sum({LISTED}) FILTER (WHERE {SOLD}), 0)::bigint AS gross_before_discounts,
     count(DISTINCT l.order_id) FILTER (WHERE {REFUNDED}) AS refunded_orders,
     coalesce(sum(l.quantity) FILTER (WHERE {REFUNDED}), 0)::bigint AS refunded_units,
-    coalesce(sum(l.quantity * l.unit_price) FILTER (WHERE {REFUNDED}), 0)::bigint AS refunds
+    coalesce(sum({CHARGED}) FILTER (WHERE {REFUNDED}), 0)::bigint AS refunds
 """
-MEASURE_NAMES = ("orders", "units", "gross", "refunded_orders", "refunded_units", "refunds")
+MEASURE_NAMES = (
+    "orders",
+    "units",
+    "gross",
+    "gross_before_discounts",
+    "refunded_orders",
+    "refunded_units",
+    "refunds",
+)
 SELLERS_LINES = (
     f"FROM sale_lines l JOIN sales_products p USING (product_id) "
     f"WHERE p.seller_id = %(seller)s AND (({SOLD}) OR ({REFUNDED}))"
@@ -243,6 +269,7 @@ SELLERS_LINES = (
 def _measures(row: tuple[Any, ...]) -> dict[str, int]:
     measures = dict(zip(MEASURE_NAMES, row, strict=True))
     measures["net"] = measures["gross"] - measures["refunds"]
+    measures["discounts"] = measures["gross_before_discounts"] - measures["gross"]
     return measures
 
 
@@ -281,6 +308,8 @@ LINE_COLUMNS = (
     "currency",
     "sold_at",
     "refunded_at",
+    "list_price",
+    "line_total",
 )
 
 
@@ -298,7 +327,8 @@ def list_sale_lines(
     time if reversed (whenever that was); a page and the next page's cursor."""
     query = (
         "SELECT l.order_id, l.product_id, p.name, l.quantity, l.unit_price, l.currency, "
-        "l.sold_at, l.refunded_at FROM sale_lines l JOIN sales_products p USING (product_id) "
+        "l.sold_at, l.refunded_at, coalesce(l.list_price, l.unit_price), "
+        "coalesce(l.line_total, l.quantity * l.unit_price) FROM sale_lines l JOIN sales_products p USING (product_id) "
         f"WHERE p.seller_id = %(seller)s AND {SOLD}"
     )
     params: dict[str, Any] = {

@@ -37,7 +37,13 @@ from tests.support import (
     wait_until,
 )
 
-SAGA_TOPICS = ["orders.events", "inventory.events", "payments.events", "shipping.events"]
+SAGA_TOPICS = [
+    "orders.events",
+    "inventory.events",
+    "payments.events",
+    "shipping.events",
+    "pricing.events",
+]
 # A replica may decide on a stock it read a moment before another replica's release of a
 # hold was saved: a rejection must find the product out of stock within this window.
 STOCK_READ_SLACK = timedelta(seconds=1)
@@ -52,6 +58,7 @@ class PlacedOrder:
     token: str
     # The buyer's cancel was accepted (202): the order ends cancelled, or as it already had.
     cancelled_by_buyer: bool = False
+    coupon_code: str | None = None
 
 
 def parked_about(
@@ -293,14 +300,40 @@ def assert_saga_invariants(
             view["total"] for view in finals.values() if view["status"] == "completed"
         )
         assert captured - refunded == confirmed_totals, (captured, refunded, confirmed_totals)
+        assert_coupon_uses(applications, placed)
     finally:
         for application in applications.all():
             application.close()
 
     # No effect twice: one charge, one hold, one shipment per order, whatever was redelivered.
-    for table in ("payments_events", "inventory_events", "shipping_events"):
+    for table in ("payments_events", "inventory_events", "shipping_events", "pricing_events"):
         stored = events_by_type(db, table, order_ids)
         assert not stored or max(stored.values()) == 1, (table, stored.most_common(3))
+
+
+def assert_coupon_uses(applications: Applications, placed: list[PlacedOrder]) -> None:
+    """A coupon's use is redeemed for each order with it that was confirmed (paid), and no
+    use is left locked: every other one was released or refused."""
+    with_coupon = [order for order in placed if order.coupon_code is not None]
+    paid = set()
+    for order in with_coupon:
+        payment = applications.payments.find_payment(uuid.UUID(order.order_id))
+        if payment is not None and payment.status in ("captured", "refunded"):
+            paid.add(order.order_id)
+    redeemed = set()
+    for order in with_coupon:
+        use = applications.pricing.find_coupon_use(uuid.UUID(order.order_id))
+        status = None if use is None else use.status
+        assert status in (None, "redeemed", "released", "refused"), (order.order_id, status)
+        if status == "redeemed":
+            redeemed.add(order.order_id)
+    assert redeemed == paid, (len(redeemed), len(paid))
+    for code in {order.coupon_code for order in with_coupon}:
+        assert code is not None
+        coupon = applications.pricing.get_coupon(code)
+        mine = {order.order_id for order in with_coupon if order.coupon_code == code}
+        assert not set(coupon.locks) & mine, "a use is still locked"
+        assert coupon.redeemed_count == len(paid & mine), (coupon.redeemed_count, len(paid))
 
 
 def unpaid(db: psycopg.Connection[Any], order_ids: list[str]) -> int:

@@ -28,7 +28,14 @@ def reserve_stock(ctx: Context, event: Envelope) -> None:
         ],
         expires_at,
         caused_by=event.event_id,
+        coupon=order_coupon(event.payload),
     )
+
+
+def order_coupon(placed: dict[str, Any]) -> dict[str, Any] | None:
+    """The coupon an order was placed with, for the pricing context to lock with the hold."""
+    code = placed.get("coupon_code")
+    return None if code is None else {"code": code, "buyer_id": placed["buyer_id"]}
 
 
 def note_order_paid(ctx: Context, event: Envelope) -> None:

@@ -22,6 +22,13 @@ def reject(ctx: Context, event: Envelope) -> None:
     )
 
 
+def reject_for_coupon(ctx: Context, event: Envelope) -> None:
+    """No use of the order's coupon was left: rejected, and so its stock released."""
+    ctx.application.reject(
+        event.payload["order_id"], "coupon_unavailable", caused_by=event.event_id
+    )
+
+
 def cancel_on_expiry(ctx: Context, event: Envelope) -> None:
     if event.payload["reason"] == "expired":
         ctx.application.cancel(
@@ -81,7 +88,7 @@ def touches(event: Envelope) -> list[UUID]:
 
 PARTICIPANT = Participant(
     group="orders-saga",
-    topics=["inventory.events", "payments.events", "shipping.events"],
+    topics=["inventory.events", "payments.events", "shipping.events", "pricing.events"],
     application=Orders,
     policies={
         "reservation.confirmed": mark_reserved,
@@ -91,6 +98,7 @@ PARTICIPANT = Participant(
         "payment.declined": cancel_declined,
         "shipment.picked_up": mark_shipped,
         "shipment.delivered": mark_delivered,
+        "coupon_use.refused": reject_for_coupon,
     },
     timers={"cancel_unpaid": cancel_unpaid, "complete_delivered": complete_delivered},
     touches=touches,

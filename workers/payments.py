@@ -15,6 +15,13 @@ from eventmart.settings import Settings
 from workers.saga import Context, Participant
 
 
+def charge_for_held_stock(ctx: Context, event: Envelope) -> None:
+    """Stock held: charge, unless the order has a coupon, whose use must be locked first
+    (the charge then follows `coupon_use.locked`)."""
+    if event.payload.get("coupon") is None:
+        charge_for_order(ctx, event)
+
+
 def charge_for_order(ctx: Context, event: Envelope) -> None:
     """The intent was stored before the order was, so it is there for every reservation.
     An order cancelled meanwhile had its payment voided first: the charge is then skipped
@@ -45,10 +52,11 @@ def touches(event: Envelope) -> list[UUID]:
 
 PARTICIPANT = Participant(
     group="payments-saga",
-    topics=["inventory.events", "orders.events"],
+    topics=["inventory.events", "orders.events", "pricing.events"],
     application=Payments,
     policies={
-        "reservation.confirmed": charge_for_order,
+        "reservation.confirmed": charge_for_held_stock,
+        "coupon_use.locked": charge_for_order,
         "order.cancelled": refund_or_void,
     },
     adapters=adapters,

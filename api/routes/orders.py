@@ -14,10 +14,10 @@ from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
+from api.quotes import price_lines
+from api.routes.pricing import CouponCode, DiscountView
 from api.security import Principal
-from domain.catalog import ProductNotFound
 from domain.limits import MAX_ORDER_LINES
-from domain.orders import order_total
 from domain.payments import PaymentIntent
 from eventmart.contracts.bounds import (
     AddressLine,
@@ -77,6 +77,9 @@ class PlaceOrder(BaseModel):
     lines: list[OrderLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     shipping_address: ShippingAddressIn
     payment: PaymentIn
+    coupon_code: CouponCode | None = Field(
+        None, description="422 `coupon_invalid` if unknown or ended; case-insensitive"
+    )
 
 
 class OrderAccepted(BaseModel):
@@ -87,7 +90,9 @@ class OrderAccepted(BaseModel):
 class OrderLineView(BaseModel):
     product_id: UUID
     quantity: int
+    list_price: Amount
     unit_price: Amount
+    discounts: list[DiscountView]
     line_total: Amount
 
 
@@ -105,6 +110,8 @@ class OrderSummary(BaseModel):
     reason: str | None
     lines: list[OrderLineView]
     total: Amount
+    discount_total: Amount
+    coupon_code: str | None
     created_at: datetime
     updated_at: datetime
     payment_deadline: datetime | None
@@ -128,11 +135,17 @@ def with_money(order: dict[str, Any]) -> dict[str, Any]:
     shaped = {
         **order,
         "total": amount_of(order["total"], currency),
+        "discount_total": amount_of(order.get("discount_total") or 0, currency),
         "lines": [
             {
                 **line,
+                "list_price": amount_of(line.get("list_price", line["unit_price"]), currency),
                 "unit_price": amount_of(line["unit_price"], currency),
                 "line_total": amount_of(line["line_total"], currency),
+                "discounts": [
+                    {**discount, "amount": amount_of(discount["amount"], currency)}
+                    for discount in line.get("discounts") or ()
+                ],
             }
             for line in order["lines"]
         ],
@@ -157,33 +170,42 @@ def place_order(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderAccepted:
-    """Price each line from the catalogue now, hand the payment token to the payments
-    context (a payment intent: the token goes nowhere else) and store the order, which names
+    """Price each line now through the pricing context (the quote's function: catalogue
+    price, promotions, the coupon), hand the payment token to the payments context (a payment intent: the token goes nowhere else) and store the order, which names
     the intent; reservation, payment and shipping continue in the saga workers."""
     orders, settings = services.applications.orders, services.settings
     request = fingerprint(settings.secret_key, body)
     earlier = orders.placed_with_key(user.user_id, idempotency_key, request)
     if earlier is not None:
         return OrderAccepted(order_id=earlier, status="pending")
-    catalog = services.applications.catalog
-    lines = []
-    for line in body.lines:
-        try:
-            product = catalog.get_product(line.product_id)
-        except ProductNotFound as error:
-            raise ApiError(422, "unknown_product", f"no product {line.product_id}") from error
-        lines.append(
-            {
-                "product_id": line.product_id,
-                "quantity": line.quantity,
-                "unit_price": product.price_amount,
-            }
-        )
+    now = datetime.now(UTC)
+    coupon = (
+        None
+        if body.coupon_code is None
+        else services.applications.pricing.usable_coupon(body.coupon_code, now).terms()
+    )
+    quote = price_lines(
+        services.applications,
+        [(line.product_id, line.quantity) for line in body.lines],
+        coupon,
+        now,
+    )
+    lines = [
+        {
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "list_price": line.list_price,
+            "discounts": [discount.as_dict() for discount in line.discounts],
+            "line_total": line.line_total,
+        }
+        for line in quote.lines
+    ]
     order_id = uuid4()
     intent = services.payment_intents.open(
         PaymentIntent.open(
             order_id,
-            order_total(lines),
+            quote.total,
             settings.currency,
             body.payment.method,
             body.payment.token,
@@ -196,10 +218,11 @@ def place_order(
         intent.reference,
         idempotency_key=idempotency_key,
         request_fingerprint=request,
-        now=datetime.now(UTC),
+        now=now,
         payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
         currency=settings.currency,
         order_id=order_id,
+        coupon_code=body.coupon_code,
     )
     return OrderAccepted(order_id=order_id, status="pending")
 

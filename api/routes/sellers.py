@@ -49,7 +49,9 @@ class SalesFigures(BaseModel):
     units: int
     refunded_orders: int
     refunded_units: int
-    gross: Amount
+    gross: Amount = Field(description="what the buyers paid: after discounts")
+    gross_before_discounts: Amount = Field(description="the same units at their list prices")
+    discounts: Amount = Field(description="gross_before_discounts - gross")
     refunds: Amount
     net: Amount
 
@@ -73,6 +75,7 @@ class SaleLine(BaseModel):
     product_id: UUID
     name: str
     quantity: int
+    list_price: Amount
     unit_price: Amount
     line_total: Amount
     status: Literal["sold", "refunded"]
@@ -106,7 +109,7 @@ def _figures(measures: dict[str, Any], currency: str) -> dict[str, Any]:
         },
         **{
             name: Amount(amount=measures[name], currency=currency)
-            for name in ("gross", "refunds", "net")
+            for name in ("gross", "gross_before_discounts", "discounts", "refunds", "net")
         },
     }
 
@@ -171,10 +174,9 @@ def my_sale_lines(
                 product_id=line["product_id"],
                 name=line["name"],
                 quantity=line["quantity"],
+                list_price=Amount(amount=line["list_price"], currency=line["currency"]),
                 unit_price=Amount(amount=line["unit_price"], currency=line["currency"]),
-                line_total=Amount(
-                    amount=line["quantity"] * line["unit_price"], currency=line["currency"]
-                ),
+                line_total=Amount(amount=line["line_total"], currency=line["currency"]),
                 status="refunded" if line["refunded_at"] is not None else "sold",
                 sold_at=line["sold_at"],
                 refunded_at=line["refunded_at"],

@@ -8,6 +8,7 @@ from eventmart.contracts import (
     payments,  # noqa: F401  (registers payment.* events)
     recommender,  # noqa: F401  (registers recommender.* events)
     reviews,  # noqa: F401  (registers review.* events)
+    pricing,  # noqa: F401  (registers promotion.*, coupon.*, coupon_use.*, price.* events)
     shipping,  # noqa: F401  (registers shipment.* events)
     users,  # noqa: F401  (registers users.* events)
 )

@@ -7,10 +7,10 @@ reservation events are what the order saga reacts to.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from domain.inventory import Reservation, Stock
 from domain.limits import MAX_ORDER_LINES
@@ -23,16 +23,22 @@ PRODUCT_ID = "3f2b8c1e-5a4d-4e6f-8b7a-9c0d1e2f3a4b"
 STOCK_ID = str(Stock.create_id(UUID(PRODUCT_ID)))
 RESERVATION_ID = str(Reservation.create_id(UUID(ORDER_ID)))
 PLACED_EVENT_ID = "4e1c2b3a-9d8e-5f7a-8b6c-1d2e3f4a5b6c"
+BUYER_ID = "0b6f3d7e-8c2a-4d5e-9f1b-3a4c5d6e7f80"
 
 
 def _example(
-    type_: str, aggregate_id: str, version: int, payload: dict[str, Any], saga: bool = True
+    type_: str,
+    aggregate_id: str,
+    version: int,
+    payload: dict[str, Any],
+    saga: bool = True,
+    schema_version: int = 1,
 ) -> dict[str, Any]:
     event_id = str(event_id_for(UUID(aggregate_id), version))
     return {
         "event_id": event_id,
         "type": type_,
-        "schema_version": 1,
+        "schema_version": schema_version,
         "aggregate_id": aggregate_id,
         "aggregate_version": version,
         "occurred_at": "2026-11-25T10:20:00+00:00",
@@ -74,10 +80,25 @@ class ReservedLine(Payload):
     quantity: StockQuantity
 
 
+class HeldCoupon(Payload):
+    """The order's coupon: the pricing context locks one of its uses for the order."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$")]
+    buyer_id: UUID
+
+
 class ReservationConfirmed(Payload):
     order_id: UUID
     lines: list[ReservedLine] = Field(max_length=MAX_ORDER_LINES)
     expires_at: datetime
+    coupon: HeldCoupon | None = Field(
+        None, description="v2: the order's coupon (null without one); payments waits for its lock"
+    )
+
+
+def confirmed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Holds before coupons had none."""
+    return {**payload, "coupon": None}
 
 
 class ReservationFailed(Payload):
@@ -177,10 +198,16 @@ register(
     EventContract(
         type="reservation.confirmed",
         topic=TOPIC,
-        schema_version=1,
+        schema_version=2,
         payload=ReservationConfirmed,
         domain_event=Reservation.Confirmed,
-        to_payload=lambda e: {"order_id": e.order_id, "lines": e.lines, "expires_at": e.expires_at},
+        to_payload=lambda e: {
+            "order_id": e.order_id,
+            "lines": e.lines,
+            "expires_at": e.expires_at,
+            "coupon": getattr(e, "coupon", None),
+        },
+        upcasters={1: confirmed_v1_to_v2},
         example=_example(
             "reservation.confirmed",
             RESERVATION_ID,
@@ -189,7 +216,9 @@ register(
                 "order_id": ORDER_ID,
                 "lines": [{"product_id": PRODUCT_ID, "quantity": 2}],
                 "expires_at": "2026-11-25T10:35:00+00:00",
+                "coupon": {"code": "SPRING10", "buyer_id": BUYER_ID},
             },
+            schema_version=2,
         ),
     )
 )

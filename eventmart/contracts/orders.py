@@ -5,19 +5,26 @@ causation_id the consumed event that led to it.
 
 `order.placed` v2 names the order's payment intent (kept by the payments context) where
 v1 carried the buyer's payment token; v1 events stay on the topic forever and are upcast
-on read, their token dropped.
+on read, their token dropped. v3 carries the pricing of each line (`list_price`,
+`discounts`, `line_total`), the order's `discount_total` and its `coupon_code`; v2 events
+are upcast to lines at their unit price with no discount and no coupon.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, StrictInt, StringConstraints
 
-from domain.limits import MAX_ORDER_LINES
-from domain.orders import Order
+from domain.limits import (
+    MAX_DISCOUNT_LABEL_LENGTH,
+    MAX_LINE_DISCOUNTS,
+    MAX_ORDER_LINES,
+    MAX_ORDER_TOTAL,
+)
+from domain.orders import Order, OrderLine
 from eventmart.contracts.bounds import (
     AddressLine,
     AddressName,
@@ -41,6 +48,9 @@ CAUSE_EVENT_ID = "5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e"
 
 
 INTENT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+PROMOTION_ID = "5d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a"
+CouponCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$")]
+DiscountLabel = Annotated[str, StringConstraints(max_length=MAX_DISCOUNT_LABEL_LENGTH)]
 
 
 def _example(
@@ -59,10 +69,21 @@ def _example(
     }
 
 
+class LineDiscount(Payload):
+    kind: Literal["percent_off", "amount_off", "buy_x_get_y", "tiered", "coupon"]
+    promotion_id: UUID | None = None
+    coupon_code: CouponCode | None = None
+    amount: MoneyTotal
+    label: DiscountLabel
+
+
 class PlacedLine(Payload):
     product_id: UUID
     quantity: LineQuantity
-    unit_price: MoneyAmount
+    unit_price: MoneyAmount = Field(description="line_total / quantity, rounded down")
+    list_price: MoneyAmount
+    discounts: list[LineDiscount] = Field(max_length=MAX_LINE_DISCOUNTS)
+    line_total: MoneyTotal
 
 
 class ShippingAddress(Payload):
@@ -91,6 +112,8 @@ class OrderPlaced(Payload):
     shipping_address: ShippingAddress
     payment: PaymentReference
     payment_deadline: datetime
+    discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL)]
+    coupon_code: CouponCode | None
 
 
 def placed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +121,26 @@ def placed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     payment = payload.get("payment")
     method = payment.get("method") if isinstance(payment, dict) else None
     return {**payload, "payment": {"method": method, "intent_id": None}}
+
+
+def placed_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """Before the pricing context every line cost its unit price: no discount, no coupon."""
+    lines = [
+        {
+            **line,
+            "list_price": line.get("unit_price"),
+            "discounts": [],
+            "line_total": line.get("quantity", 0) * line.get("unit_price", 0),
+        }
+        for line in payload.get("lines") or ()
+        if isinstance(line, dict)
+    ]
+    return {**payload, "lines": lines, "discount_total": 0, "coupon_code": None}
+
+
+def _placed_lines(lines: list[Any]) -> list[dict[str, Any]]:
+    """The stored lines as v3 says them (a line stored before pricing had none)."""
+    return [OrderLine.coerce(line).as_dict() for line in lines]
 
 
 def _payment_reference(payment: dict[str, Any]) -> dict[str, Any]:
@@ -151,28 +194,47 @@ register(
     EventContract(
         type="order.placed",
         topic=TOPIC,
-        schema_version=2,
+        schema_version=3,
         payload=OrderPlaced,
         domain_event=Order.Placed,
         to_payload=lambda e: {
             "order_id": e.order_id,
             "buyer_id": e.buyer_id,
-            "lines": e.lines,
+            "lines": _placed_lines(e.lines),
             "total": e.total,
             "currency": e.currency,
             "shipping_address": e.shipping_address,
             "payment": _payment_reference(e.payment),
             "payment_deadline": e.payment_deadline,
+            "discount_total": getattr(e, "discount_total", 0),
+            "coupon_code": getattr(e, "coupon_code", None),
         },
-        upcasters={1: placed_v1_to_v2},
+        upcasters={1: placed_v1_to_v2, 2: placed_v2_to_v3},
         personal=("shipping_address",),
         example=_example(
             "order.placed",
             1,
             {
                 "buyer_id": BUYER_ID,
-                "lines": [{"product_id": PRODUCT_ID, "quantity": 2, "unit_price": 4900}],
-                "total": 9800,
+                "lines": [
+                    {
+                        "product_id": PRODUCT_ID,
+                        "quantity": 2,
+                        "unit_price": 3920,
+                        "list_price": 4900,
+                        "discounts": [
+                            {
+                                "kind": "percent_off",
+                                "promotion_id": PROMOTION_ID,
+                                "coupon_code": None,
+                                "amount": 1960,
+                                "label": "Winter sale: 20% off",
+                            }
+                        ],
+                        "line_total": 7840,
+                    }
+                ],
+                "total": 7840,
                 "currency": "CNY",
                 "shipping_address": {
                     "name": "Ada",
@@ -183,8 +245,10 @@ register(
                 },
                 "payment": {"method": "card", "intent_id": INTENT_ID},
                 "payment_deadline": "2026-11-25T10:45:00+00:00",
+                "discount_total": 1960,
+                "coupon_code": None,
             },
-            schema_version=2,
+            schema_version=3,
         ),
     )
 )

@@ -73,12 +73,23 @@ class Saga:
             "order.placed",
             1,
             buyer_id=str(self.buyer_id),
-            lines=[{"product_id": str(uuid.uuid4()), "quantity": 2, "unit_price": 4900}],
+            lines=[
+                {
+                    "product_id": str(uuid.uuid4()),
+                    "quantity": 2,
+                    "unit_price": 4900,
+                    "list_price": 4900,
+                    "discounts": [],
+                    "line_total": 9800,
+                }
+            ],
             total=9800,
             currency="CNY",
             shipping_address=ADDRESS,
             payment={"method": "card", "intent_id": str(uuid.uuid4())},
             payment_deadline=(deadline or self.t0 + timedelta(minutes=15)).isoformat(),
+            discount_total=0,
+            coupon_code=None,
         )
 
     def publish(self, topic: str, *events: Envelope) -> None:
@@ -329,6 +340,8 @@ def test_buyers_see_only_their_own_orders(api: TestClient):
         "quantity": 2,
         "unit_price": {"amount": 4900, "currency": "CNY"},
         "line_total": {"amount": 9800, "currency": "CNY"},
+        "list_price": {"amount": 4900, "currency": "CNY"},
+        "discounts": [],
     }
     assert seen["timeline"][0]["type"] == "order.placed"
     assert api.get(f"/v1/orders/{order_id}", headers=bob).status_code == 404

@@ -1,4 +1,4 @@
-"""The saga survives its workers dying: while 1,000 orders run, one saga worker at a time
+"""The saga survives its workers dying: while 1,000 orders run (a third with a coupon), one saga worker at a time
 is killed with SIGKILL and restarted, again and again (each next kill once the last one's
 replacement consumes, so the saga moves on between kills even on a busy machine). Afterwards every order ended as its
 payment token and the stock dictate, every consumed event was applied and no effect twice,
@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventmart.settings import Settings
+from tests.integration.test_pricing_api import coupon
 from tests.saga_invariants import PlacedOrder, assert_saga_invariants, settle, unpaid
 from tests.shop import Customer, Seller
 from tests.support import (
@@ -52,8 +53,12 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
     seller = Seller(shop)
     products = [seller.product(price=100 * (n + 1), stock=STOCK_PER_PRODUCT) for n in range(5)]
     customers = [Customer(shop) for _ in range(20)]
+    code = coupon(seller, percent_off=10, total_uses=ORDERS, per_user_uses=ORDERS).json()["code"]
     rng = random.Random(11)
-    plan = [(customers[n % 20], rng.choice(products), rng.choice(TOKENS)) for n in range(ORDERS)]
+    plan = [
+        (customers[n % 20], rng.choice(products), rng.choice(TOKENS), code if n % 3 == 0 else None)
+        for n in range(ORDERS)
+    ]
 
     stop_chaos = threading.Event()
     kills: list[str] = []
@@ -68,9 +73,12 @@ def test_killing_saga_workers_loses_and_duplicates_nothing(
             saga_workers[name].start()
             wait_for_replacement(settings.bootstrap_servers, name, killed)
 
-    def place(step: tuple[Customer, str, str]) -> PlacedOrder:
-        customer, product, token = step
-        return PlacedOrder(customer.place([(product, 1)], token=token), product, token)
+    def place(step: tuple[Customer, str, str, str | None]) -> PlacedOrder:
+        customer, product, token, coupon_code = step
+        body = {**customer.order_body([(product, 1)], token=token), "coupon_code": coupon_code}
+        answer = customer.post("/v1/orders", body)
+        assert answer.status_code == 202, answer.text
+        return PlacedOrder(answer.json()["order_id"], product, token, coupon_code=coupon_code)
 
     killer = threading.Thread(target=chaos)
     started = time.monotonic()

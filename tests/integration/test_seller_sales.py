@@ -68,6 +68,8 @@ def figures(
         "orders": orders,
         "units": units,
         "gross": money(gross),
+        "gross_before_discounts": money(gross),  # nothing discounted here
+        "discounts": money(0),
         "refunded_orders": refunded_orders,
         "refunded_units": refunded_units,
         "refunds": money(refunds),
@@ -316,6 +318,8 @@ def test_order_events_before_the_product_event_still_count(db: psycopg.Connectio
             "orders": 1,
             "units": 3,
             "gross": 2100,
+            "gross_before_discounts": 2100,  # a line stored without pricing: undiscounted
+            "discounts": 0,
             "refunded_orders": 0,
             "refunded_units": 0,
             "refunds": 0,

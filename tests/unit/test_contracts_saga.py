@@ -63,7 +63,7 @@ SAGA_TYPES = {
     ],
 }
 # Versions past the first, each with its upcasters from every older one.
-CURRENT_VERSIONS = {"order.placed": 2}
+CURRENT_VERSIONS = {"order.placed": 3, "reservation.confirmed": 2}
 ALL_SAGA_TYPES = [(topic, t) for topic, types in SAGA_TYPES.items() for t in types]
 
 
@@ -201,16 +201,27 @@ def test_order_placed_v1_is_upcast_without_its_token() -> None:
         "payload": {**v2["payload"], "payment": {"method": "alipay", "token": "tok_ok"}},
     }
     envelope = parse(v1)
-    assert envelope.schema_version == 2
+    assert envelope.schema_version == 3
     assert envelope.payload["payment"] == {"method": "alipay", "intent_id": None}
     assert b"tok_" not in envelope.to_bytes()
 
 
-def test_an_order_stored_before_intents_is_published_without_its_token() -> None:
-    """Such an order's stored event holds {method, token}; the relay publishes it as v2."""
+def test_order_placed_v2_is_upcast_to_lines_at_their_unit_price_without_discounts() -> None:
+    v3 = CONTRACTS["order.placed"].example
+    payload = {k: v for k, v in v3["payload"].items() if k not in ("discount_total", "coupon_code")}
+    payload["lines"] = [{"product_id": str(uuid4()), "quantity": 2, "unit_price": 4900}]
+    payload["total"] = 9800
+    envelope = parse({**v3, "schema_version": 2, "payload": payload})
+    [line] = envelope.payload["lines"]
+    assert (line["list_price"], line["discounts"], line["line_total"]) == (4900, [], 9800)
+    assert (envelope.payload["discount_total"], envelope.payload["coupon_code"]) == (0, None)
+
+
+def placed_event(quantity: int) -> Any:
+    """A new order's `Placed` event, for tests to make look as older code stored it."""
     order = Order.place(
         uuid4(),
-        [OrderLine(uuid4(), 1, 500)],
+        [OrderLine(uuid4(), quantity, 500)],
         ADDRESS,
         {"method": "card", "intent_id": str(uuid4())},
         "CNY",
@@ -218,6 +229,24 @@ def test_an_order_stored_before_intents_is_published_without_its_token() -> None
         timedelta(minutes=15),
     )
     [placed] = order.collect_events()
+    return placed
+
+
+def test_an_order_stored_before_pricing_replays_and_publishes_as_v3() -> None:
+    """Its stored event has no discount_total or coupon_code, and lines without pricing."""
+    placed = placed_event(quantity=2)
+    del placed.__dict__["discount_total"], placed.__dict__["coupon_code"]
+    placed.__dict__["lines"] = [{"product_id": uuid4(), "quantity": 2, "unit_price": 500}]
+    replayed = placed.mutate(None)
+    assert replayed is not None and (replayed.discount_total, replayed.coupon_code) == (0, None)
+    assert replayed.lines[0].line_total == 1000
+    envelope = envelope_from_domain(placed)
+    assert envelope is not None and envelope.payload["lines"][0]["line_total"] == 1000
+
+
+def test_an_order_stored_before_intents_is_published_without_its_token() -> None:
+    """Such an order's stored event holds {method, token}; the relay publishes it as v2."""
+    placed = placed_event(quantity=1)
     placed.__dict__["payment"] = {"method": "card", "token": "tok_ok"}  # as stored back then
     envelope = envelope_from_domain(placed)
     assert envelope is not None and b"tok_" not in envelope.to_bytes()

@@ -51,6 +51,7 @@ def test_sets_name_the_saga_participants_the_projections_and_everything():
         "payments-saga",
         "orders-saga",
         "shipping-saga",
+        "pricing-saga",
     ]
     assert set(group_names("all")) == set(BY_NAME)
     sets = [
@@ -66,6 +67,7 @@ def test_names_resolve_to_each_group_once_in_registry_order():
         "payments-saga",
         "orders-saga",
         "shipping-saga",
+        "pricing-saga",
         "orders-projection",
     ]
     with pytest.raises(UnknownGroup, match="inventory-sagas"):
@@ -80,7 +82,7 @@ def test_the_default_layout_hosts_every_group_once():
 def test_a_layout_that_leaves_a_group_out_is_refused():
     assert worker_processes("all") == [["all"]]
     assert worker_processes(
-        "inventory-saga,payments-saga orders-saga,shipping-saga projections classifiers recommender"
+        "inventory-saga,payments-saga orders-saga,shipping-saga,pricing-saga projections classifiers recommender"
     )[0] == ["inventory-saga", "payments-saga"]
     with pytest.raises(UnknownGroup, match="users-projection"):
         worker_processes(

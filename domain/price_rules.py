@@ -1,0 +1,155 @@
+"""Dynamic price rules: a price that moves with stock, time or demand, within a floor and a
+ceiling. Every change a rule causes is an event (`PriceChanged`, with its reason), so a
+price's history can be replayed and explained.
+
+- `stock_level`: `{thresholds: [{below_available, price}]}`; when the product's available
+  stock falls below a threshold, the price of the lowest threshold crossed applies (the
+  pricing participant records the change as inventory reports the stock).
+- `time_window`: `{starts_at, ends_at, price}`: the price applies inside the window only
+  (a flash sale); it needs no event to start or end, the quote reads the clock.
+- `demand`: `{step_percent, sales_per_step}`: each `sales_per_step` units sold in the last
+  hour raise the price by `step_percent` of the list price; never past the ceiling.
+
+A rule's price is always clamped to `floor..ceiling`, and the floor also bounds discounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.limits import MAX_LINE_QUANTITY, MAX_MONEY_AMOUNT, MAX_PRODUCT_NAME_LENGTH, check_text
+from domain.promotions import (
+    InvalidPromotion,
+    check_count,
+    check_percent,
+    check_scope,
+    check_window,
+)
+
+RULE_KINDS = ("stock_level", "time_window", "demand")
+MAX_THRESHOLDS = 10
+
+
+def check_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    if kind not in RULE_KINDS:
+        raise InvalidPromotion(f"kind must be one of {', '.join(RULE_KINDS)}")
+    if kind == "stock_level":
+        thresholds = list(params.get("thresholds") or ())
+        if not 1 <= len(thresholds) <= MAX_THRESHOLDS:
+            raise InvalidPromotion(f"a stock_level rule needs 1 to {MAX_THRESHOLDS} thresholds")
+        checked = sorted(
+            (
+                check_count("below_available", t.get("below_available"), 10**9),
+                check_count("price", t.get("price"), MAX_MONEY_AMOUNT),
+            )
+            for t in thresholds
+        )
+        return {"thresholds": [{"below_available": b, "price": p} for b, p in checked]}
+    if kind == "time_window":
+        starts_at, ends_at = params.get("starts_at"), params.get("ends_at")
+        if not isinstance(starts_at, datetime) or not isinstance(ends_at, datetime):
+            raise InvalidPromotion("a time_window rule needs starts_at and ends_at")
+        check_window(starts_at, ends_at)
+        price = check_count("price", params.get("price"), MAX_MONEY_AMOUNT)
+        return {"starts_at": starts_at, "ends_at": ends_at, "price": price}
+    return {
+        "step_percent": check_percent("step_percent", params.get("step_percent")),
+        "sales_per_step": check_count(
+            "sales_per_step", params.get("sales_per_step"), MAX_LINE_QUANTITY
+        ),
+    }
+
+
+class PriceRule(Aggregate):
+    @event("Created")
+    def __init__(
+        self,
+        owner_id: UUID,
+        name: str,
+        kind: str,
+        scope: dict[str, Any],
+        params: dict[str, Any],
+        floor: int,
+        ceiling: int,
+    ) -> None:
+        self.owner_id = owner_id
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.params = params
+        self.floor = floor
+        self.ceiling = ceiling
+        self.prices: dict[str, int] = {}  # product id -> the price the rule set
+
+    @staticmethod
+    def create(
+        owner_id: UUID,
+        name: str,
+        kind: str,
+        scope: Mapping[str, Any],
+        params: Mapping[str, Any],
+        floor: int,
+        ceiling: int,
+    ) -> PriceRule:
+        floor = check_count("floor", floor, MAX_MONEY_AMOUNT)
+        ceiling = check_count("ceiling", ceiling, MAX_MONEY_AMOUNT)
+        if ceiling < floor:
+            raise InvalidPromotion("ceiling must not be below floor")
+        return PriceRule(
+            owner_id=owner_id,
+            name=check_text("name", name, MAX_PRODUCT_NAME_LENGTH),
+            kind=kind,
+            scope=check_scope(scope).as_dict(),
+            params=check_params(kind, params),
+            floor=floor,
+            ceiling=ceiling,
+        )
+
+    def clamp(self, price: int) -> int:
+        return max(self.floor, min(self.ceiling, price))
+
+    def price_at(self, product_id: UUID, list_price: int, now: datetime) -> int | None:
+        """The price this rule sets for the product now, or None if it sets none."""
+        if self.kind == "time_window":
+            if self.params["starts_at"] <= now < self.params["ends_at"]:
+                return self.clamp(self.params["price"])
+            return None
+        price = self.prices.get(str(product_id))
+        return None if price is None else self.clamp(price)
+
+    def price_for_stock(self, available: int) -> int | None:
+        """A stock_level rule's price at this availability (None: the list price)."""
+        crossed = [
+            t["price"] for t in self.params["thresholds"] if available < t["below_available"]
+        ]
+        return self.clamp(crossed[0]) if crossed else None
+
+    def price_for_demand(self, list_price: int, units_last_hour: int) -> int:
+        steps = units_last_hour // self.params["sales_per_step"]
+        return self.clamp(list_price + list_price * self.params["step_percent"] * steps // 100)
+
+    def change_price(
+        self, product_id: UUID, price: int | None, reason: str, causation_id: UUID | None = None
+    ) -> bool:
+        """Record a new price for the product (None: back to the list price) if it changed."""
+        price = None if price is None else self.clamp(price)
+        if self.prices.get(str(product_id)) == price:
+            return False
+        self._price_changed(
+            product_id=product_id, price=price, reason=reason, causation_id=causation_id
+        )
+        return True
+
+    @event("PriceChanged")
+    def _price_changed(
+        self, product_id: UUID, price: int | None, reason: str, causation_id: UUID | None
+    ) -> None:
+        if price is None:
+            self.prices.pop(str(product_id), None)
+        else:
+            self.prices[str(product_id)] = price

@@ -1,0 +1,139 @@
+"""Promotions, coupons, price rules and the quote over HTTP, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.shop import Customer, Seller
+
+NOW = datetime.now(UTC)
+WINDOW = {
+    "starts_at": (NOW - timedelta(hours=1)).isoformat(),
+    "ends_at": (NOW + timedelta(days=1)).isoformat(),
+}
+
+
+def promotion(seller: Seller, product_id: str, **overrides: Any) -> Any:
+    body = {
+        "name": "Winter sale",
+        "kind": "percent_off",
+        "percent_off": 20,
+        "scope": {"product_ids": [product_id]},
+        **WINDOW,
+        **overrides,
+    }
+    return seller.post("/v1/promotions", body)
+
+
+def coupon(seller: Seller, **overrides: Any) -> Any:
+    body = {
+        "code": f"C{uuid.uuid4().hex[:10]}",
+        "percent_off": 10,
+        **WINDOW,
+        "total_uses": 10,
+        "per_user_uses": 1,
+        **overrides,
+    }
+    return seller.post("/v1/coupons", body)
+
+
+def quote(api: TestClient, product_id: str, **params: Any) -> dict[str, Any]:
+    answer = api.get(f"/v1/products/{product_id}/price", params=params)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_sellers_promotion_prices_the_quote_until_it_is_ended(api: TestClient, seller: Seller):
+    product_id = seller.product(price=5000)
+    created = promotion(seller, product_id)
+    assert created.status_code == 201, created.text
+    promotion_id = created.json()["promotion_id"]
+
+    shown = quote(api, product_id, quantity=2)
+    assert shown["list_price"] == {"amount": 5000, "currency": "CNY"}
+    assert shown["unit_price"] == {"amount": 4000, "currency": "CNY"}
+    assert shown["line_total"] == {"amount": 8000, "currency": "CNY"}
+    [discount] = shown["discounts"]
+    assert discount["promotion_id"] == promotion_id and discount["amount"]["amount"] == 2000
+    assert datetime.fromisoformat(shown["valid_until"]) > NOW
+
+    listed = api.get("/v1/promotions", params={"product_id": product_id, "active": True})
+    assert [p["promotion_id"] for p in listed.json()["items"]] == [promotion_id]
+
+    other = Seller(api)
+    assert other.post(f"/v1/promotions/{promotion_id}/end").status_code == 403
+    ended = seller.post(f"/v1/promotions/{promotion_id}/end")
+    assert ended.status_code == 202 and ended.json()["ended_at"] is not None
+    assert quote(api, product_id)["discounts"] == []
+
+
+def test_bad_promotions_are_refused(api: TestClient, seller: Seller, customer: Customer):
+    product_id = seller.product()
+    assert promotion(seller, product_id, percent_off=101).status_code == 422
+    assert promotion(seller, product_id, percent_off=0).status_code == 422
+    negative = promotion(
+        seller, product_id, kind="amount_off", amount_off={"amount": -5, "currency": "CNY"}
+    )
+    assert negative.status_code == 422
+    backwards = promotion(
+        seller, product_id, starts_at=WINDOW["ends_at"], ends_at=WINDOW["starts_at"]
+    )
+    assert backwards.status_code == 422 and backwards.json()["error"]["code"] == "invalid_promotion"
+    assert promotion(seller, product_id, kind="tiered").status_code == 422  # tiers required
+    theirs = promotion(Seller(api), product_id)
+    assert theirs.status_code == 403 and theirs.json()["error"]["code"] == "not_product_owner"
+    assert promotion(customer, product_id).status_code == 403  # type: ignore[arg-type]
+
+
+def test_coupons_are_unique_by_code_and_priced_in_the_quote(api: TestClient, seller: Seller):
+    product_id = seller.product(price=2000)
+    created = coupon(seller, code="frost-10")
+    assert created.status_code == 201 and created.json() == {"code": "FROST-10"}
+    taken = coupon(seller, code="FROST-10")
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "coupon_code_taken"
+    both = coupon(seller, amount_off={"amount": 100, "currency": "CNY"})
+    assert both.status_code == 422
+
+    status = seller.get("/v1/coupons/frost-10")
+    assert status.json() == {
+        "code": "FROST-10",
+        "remaining_uses": 10,
+        "valid": True,
+        "reason": None,
+    }
+    assert seller.get("/v1/coupons/NO-SUCH").status_code == 404
+
+    shown = quote(api, product_id, quantity=1, coupon_code="frost-10")
+    assert shown["line_total"]["amount"] == 1800
+    assert [d["kind"] for d in shown["discounts"]] == ["coupon"]
+    unknown = api.get(f"/v1/products/{product_id}/price", params={"coupon_code": "NOPE-NOPE"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "coupon_invalid"
+    ended = coupon(
+        seller,
+        starts_at=(NOW - timedelta(days=2)).isoformat(),
+        ends_at=(NOW - timedelta(days=1)).isoformat(),
+    ).json()["code"]
+    gone = api.get(f"/v1/products/{product_id}/price", params={"coupon_code": ended})
+    assert gone.status_code == 422 and gone.json()["error"]["code"] == "coupon_invalid"
+
+
+def test_a_time_window_rule_sets_the_list_price_within_its_bounds(api: TestClient, seller: Seller):
+    product_id = seller.product(price=3000)
+    rule = {
+        "name": "Flash sale",
+        "kind": "time_window",
+        "scope": {"product_ids": [product_id]},
+        "params": {**WINDOW, "price": {"amount": 1000, "currency": "CNY"}},
+        "floor": {"amount": 1500, "currency": "CNY"},
+        "ceiling": {"amount": 4000, "currency": "CNY"},
+    }
+    created = seller.post("/v1/pricing/rules", rule)
+    assert created.status_code == 201, created.text
+    shown = quote(api, product_id)
+    assert shown["list_price"]["amount"] == 1500  # clamped to the floor
+    assert promotion(seller, product_id, percent_off=50).status_code == 201
+    assert quote(api, product_id)["line_total"]["amount"] == 1500  # never below the floor
