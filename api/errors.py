@@ -14,8 +14,8 @@ from api.boundary import allowed_methods
 from domain.catalog import NotProductOwner
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.inventory import ConcurrentUpdate
-from domain.reviews import NotAVerifiedBuyer, NotProductSeller, OwnReview
 from domain.promotions import NotPromotionOwner
+from domain.reviews import NotAVerifiedBuyer, NotProductSeller, OwnReview
 
 # First match wins: specific classes before the bases they subclass.
 STATUS_FOR_DOMAIN_ERROR: list[tuple[type[DomainError], int]] = [

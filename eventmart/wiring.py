@@ -12,8 +12,8 @@ from domain.catalog import Catalog
 from domain.inventory import Inventory
 from domain.orders import Orders
 from domain.payments import Payments
-from domain.reviews import Reviews
 from domain.pricing_context import Pricing
+from domain.reviews import Reviews
 from domain.shipping import Shipping
 from domain.users import Users
 from eventmart.database import eventsourcing_env
