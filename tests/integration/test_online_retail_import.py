@@ -13,9 +13,6 @@ from eventmart.settings import Settings
 from eventmart.stack import Infrastructure
 from eventmart.wiring import build_applications
 
-DATASET = (
-    Path(__file__).resolve().parents[3] / "shared" / "datasets" / "online-retail-sample.csv.gz"
-)
 ROWS = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 536365,84029E,RED WOOLLY HOTTIE WHITE HEART.,6,2010-12-01T08:26:00,3.39,17850.0,United Kingdom
 536365,71053,WHITE METAL LANTERN,6,2010-12-01T08:26:00,3.39,17850.0,United Kingdom
@@ -60,7 +57,3 @@ def test_invoices_become_products_customers_and_orders_once(
     finally:
         for application in applications.all():
             application.close()
-
-
-def test_the_shared_sample_is_where_the_docs_say():
-    assert DATASET.exists()
