@@ -84,7 +84,7 @@ def start_embedded(settings: Settings, *, durable: bool = True) -> None:
         return
     options = [
         f"-h 127.0.0.1 -p {settings.postgres_port} -k {pgdata}",
-        "-c max_connections=300 -c shared_buffers=256MB",
+        "-c max_connections=1000 -c shared_buffers=256MB",
     ]
     if not durable:
         # Fast, and still keeps every acknowledged commit through a crash of PostgreSQL

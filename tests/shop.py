@@ -125,6 +125,16 @@ class Customer(Shopper):
         )
 
 
+def visible_product(api: TestClient, product_id: str) -> dict[str, Any] | None:
+    """The product view, or None while a just-listed product's read model catches up (503
+    not_yet_visible: a lag, the answer to wait through)."""
+    answer = api.get(f"/v1/products/{product_id}")
+    if answer.status_code == 503 and answer.json()["error"]["code"] == "not_yet_visible":
+        return None
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def product_view(api: TestClient, product_id: str) -> dict[str, Any]:
     answer = api.get(f"/v1/products/{product_id}")
     assert answer.status_code == 200, answer.text

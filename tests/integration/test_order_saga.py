@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.shop import TERMINAL, Customer, Seller, product_view
+from tests.shop import TERMINAL, Customer, Seller, visible_product
 from tests.support import wait_until
 
 
@@ -20,7 +20,8 @@ def shop(api: TestClient, saga_workers, catalog_projection, orders_projection) -
 def stock_settles(api: TestClient, product_id: str, **expected: int) -> dict:
     return wait_until(
         lambda: (
-            (stock := product_view(api, product_id)["stock"])
+            (view := visible_product(api, product_id))
+            and (stock := view["stock"])
             and all(stock[k] == v for k, v in expected.items())
             and stock
         ),
