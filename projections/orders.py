@@ -356,20 +356,27 @@ def _view(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def get_order(conn: psycopg.Connection[Any], order_id: str) -> dict[str, Any] | None:
-    """The order with its timeline (oldest first), or None until order.placed is projected."""
-    row = conn.execute(SELECT + " AND order_id = %s", (order_id,)).fetchone()
-    if row is None:
+    """The order with its timeline (oldest first), or None until order.placed is projected.
+
+    One statement, so one snapshot: read as two, a compensation committed between them
+    showed in the timeline but not yet in `compensations`."""
+    rows = conn.execute(GET_ORDER, (order_id,)).fetchall()
+    if not rows:
         return None
-    order = _view(row)
+    order = _view(rows[0][: len(COLUMNS)])
     order["timeline"] = [
         {"event_id": event_id, "type": type_, "at": at, "detail": detail}
-        for event_id, type_, at, detail in conn.execute(
-            "SELECT event_id, type, at, detail FROM order_timeline WHERE order_id = %s "
-            "ORDER BY at, type",
-            (order_id,),
-        ).fetchall()
+        for event_id, type_, at, detail in (row[len(COLUMNS) :] for row in rows)
+        if event_id is not None
     ]
     return order
+
+
+GET_ORDER = (
+    f"SELECT {', '.join('v.' + c for c in COLUMNS)}, t.event_id, t.type, t.at, t.detail "
+    "FROM orders_view v LEFT JOIN order_timeline t ON t.order_id = v.order_id "
+    "WHERE v.status IS NOT NULL AND v.order_id = %s ORDER BY t.at, t.type"
+)
 
 
 def list_orders(
