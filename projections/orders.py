@@ -329,25 +329,7 @@ class Fold:
         yield "orders_view", (tuple(row.values()) for row in self.orders.values())
 
 
-COLUMNS = (
-    "order_id",
-    "buyer_id",
-    "status",
-    "reason",
-    "lines",
-    "total",
-    "currency",
-    "created_at",
-    "updated_at",
-    "payment_deadline",
-    "reservation_expires_at",
-    "delivered_at",
-    "shipment_id",
-    "compensations",
-    "saga_step",
-    "discount_total",
-    "coupon_code",
-)
+COLUMNS = tuple(name for name in STORED if name != "order_version")  # what readers get
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM orders_view WHERE status IS NOT NULL"
 
 
