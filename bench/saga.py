@@ -154,11 +154,13 @@ class ProjectionWatch:
 
 
 class Timeline:
-    """order.placed / order.confirmed times per order, read from orders.events."""
+    """order.placed / order.confirmed / order.completed times per order, read from
+    orders.events."""
 
     def __init__(self) -> None:
         self.placed: dict[str, datetime] = {}
         self.confirmed: dict[str, datetime] = {}
+        self.completed: dict[str, datetime] = {}
 
     async def follow(self, bootstrap: str, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -180,6 +182,8 @@ class Timeline:
                             self.placed.setdefault(event["aggregate_id"], at)
                         elif event["type"] == "order.confirmed":
                             self.confirmed.setdefault(event["aggregate_id"], at)
+                        elif event["type"] == "order.completed":
+                            self.completed.setdefault(event["aggregate_id"], at)
         finally:
             await consumer.stop()
 
@@ -473,6 +477,8 @@ async def rate_run(
     place_seconds = await placer.at_rate(args.rate, args.seconds, progress, "placing", sample)
     placed = placer.placed
     await wait_for(progress, "waiting for confirmations", placed, timeline.confirmed, timeout=120)
+    if args.whole_life:
+        await wait_for(progress, "waiting for completions", placed, timeline.completed, timeout=600)
     wall = time.monotonic() - wall_before
     used = spent(cpu_before, cpu_seconds(procs))
 
@@ -511,6 +517,22 @@ async def rate_run(
     )
     for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         table.add_row(f"placed->confirmed {label}", f"{percentile(latencies, fraction):.0f} ms")
+    if args.whole_life:
+        life = [
+            (timeline.completed[o] - timeline.placed[o]).total_seconds()
+            for o in placed
+            if o in timeline.completed and o in timeline.placed
+        ]
+        completed_times = sorted(timeline.completed[o] for o in placed if o in timeline.completed)
+        table.add_row("orders completed", f"{len(life)}")
+        if len(completed_times) > 1:
+            life_span = (completed_times[-1] - completed_times[0]).total_seconds()
+            table.add_row(
+                "completed throughput (first..last completion)",
+                f"{len(completed_times) / life_span:.0f}/s",
+            )
+        for label, fraction in (("p50", 0.5), ("p99", 0.99)):
+            table.add_row(f"placed->completed {label}", f"{percentile(life, fraction):.1f} s")
     for label, fraction in (("p50", 0.5), ("p99", 0.99)):
         table.add_row(
             f"projection lag {label} ({len(lag_samples)} orders: confirmed -> read model)",
@@ -655,6 +677,13 @@ if __name__ == "__main__":
         default=10,
         help="seconds of orders at --rate before measuring: a fresh broker spends "
         "much of its CPU compiling (JIT) at first; 0 to measure a cold stack",
+    )
+    parser.add_argument(
+        "--whole-life",
+        action="store_true",
+        help="also wait for every order to be completed and report that throughput and "
+        "latency; run the stack with EVENTMART_CARRIER_STEP_SECONDS=5 and "
+        "EVENTMART_AUTO_COMPLETE_SECONDS=5 so an order's life fits in a minute",
     )
     parser.add_argument(
         "--backlog",
