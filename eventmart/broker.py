@@ -78,12 +78,14 @@ def kafka_state_dir(settings: Settings) -> Path:
     return settings.state_dir / "kafka"
 
 
-def _java(settings: Settings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+def _java(
+    settings: Settings, main_class: str, *args: str, heap: str = "256m", options: str = ""
+) -> list[str]:
     return [
         "java",
         f"-Xmx{heap}",
         f"-Xms{heap}",
-        "-XX:+UseG1GC",
+        *(options.split() or ["-XX:+UseG1GC"]),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
         "-cp",
@@ -101,6 +103,8 @@ def write_config(settings: Settings) -> Path:
         port=settings.kafka_port,
         controller_port=settings.kafka_controller_port,
         log_dirs=state / "data",
+        network_threads=settings.kafka_network_threads,
+        io_threads=settings.kafka_io_threads,
     )
     path = state / "server.properties"
     path.write_text(config)
@@ -132,14 +136,18 @@ def format_storage(settings: Settings) -> None:
         raise BrokerUnavailable(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
 
 
-def start_embedded(settings: Settings, *, heap: str = "768m") -> subprocess.Popen[bytes]:
+def start_embedded(settings: Settings) -> subprocess.Popen[bytes]:
     """Start the broker as a child process; the caller owns its lifetime."""
     fetch_broker(settings)
     format_storage(settings)
     log = open(kafka_state_dir(settings) / "server.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen(
         _java(
-            settings, "kafka.Kafka", str(kafka_state_dir(settings) / "server.properties"), heap=heap
+            settings,
+            "kafka.Kafka",
+            str(kafka_state_dir(settings) / "server.properties"),
+            heap=settings.kafka_heap,
+            options=settings.kafka_jvm_options,
         ),
         stdout=log,
         stderr=subprocess.STDOUT,

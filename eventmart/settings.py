@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     database_name: str = "eventmart"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # The embedded broker's JVM and threads, for a small machine (docs/benchmarks.md has
+    # the measurement behind the defaults).
+    kafka_heap: str = Field("384m", pattern=r"^[0-9]+[mg]$")
+    kafka_jvm_options: str = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+    kafka_network_threads: int = Field(1, ge=1, le=64)
+    kafka_io_threads: int = Field(2, ge=1, le=64)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(
