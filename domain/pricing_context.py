@@ -183,9 +183,11 @@ class Pricing(Application[UUID]):
         products: Sequence[PricedProduct],
         coupon: CouponTerms | None,
         now: datetime,
+        user_id: UUID | None = None,
     ) -> OrderQuote:
         """`products` carry the catalogue's price: a price rule's current price replaces it
-        (bounded by the rule's floor, which discounts may not go below either)."""
+        (bounded by the rule's floor, which discounts may not go below either). A promotion
+        with no use left (for `user_id`, if given) takes nothing."""
         promotions: dict[UUID, Promotion] = {}
         priced: list[PricedProduct] = []
         for product in products:
@@ -194,47 +196,63 @@ class Pricing(Application[UUID]):
             indexes = self.indexes(keys, to_change=False)
             promotions.update((p.id, p) for p in self._promotions_in(indexes, to_change=False))
             priced.append(_with_rules(product, self._rules_in(indexes, to_change=False), now))
-        return price_order(priced, active_terms(list(promotions.values()), now), coupon, now)
+        terms = active_terms(list(promotions.values()), now, user_id)
+        return price_order(priced, terms, coupon, now)
 
     # The saga's coupon steps (the pricing participant, workers/pricing.py)
 
     def lock_coupon(
-        self, order_id: UUID, code: str, user_id: UUID, caused_by: UUID | None = None
+        self,
+        order_id: UUID,
+        code: str | None,
+        user_id: UUID,
+        caused_by: UUID | None = None,
+        promotion_ids: Sequence[UUID] = (),
     ) -> CouponUse:
-        """With the order's stock held: one use locked for the order, or refused."""
+        """With the order's stock held: one use of its coupon and of each of its limited
+        promotions locked for the order, all or none (refused)."""
         use = self._find(CouponUse.create_id(order_id))
         if not isinstance(use, CouponUse):
-            use = CouponUse(order_id=order_id, code=normalise_code(code))
+            use = CouponUse(order_id=order_id, code=None if code is None else normalise_code(code))
         if use.status != "open":
             return use
-        coupon = self.find_coupon(code)
-        if coupon is None:
-            raise CouponNotFound(f"no coupon {code}")
-        use.record_lock(coupon, user_id, caused_by)
-        self._save(coupon, use)
+        coupon = None
+        if code is not None:
+            coupon = self.find_coupon(code)
+            if coupon is None:
+                raise CouponNotFound(f"no coupon {code}")
+        promotions = self._limited_promotions(promotion_ids)
+        use.record_lock(coupon, promotions, user_id, caused_by)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return use
 
     def redeem_coupon(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
         use = self._find(CouponUse.create_id(order_id))
-        if not isinstance(use, CouponUse) or use.code is None:
+        if not isinstance(use, CouponUse):
             return False
-        coupon = self.get_coupon(use.code)
-        if not use.record_redemption(coupon, caused_by):
+        coupon = self.get_coupon(use.code) if use.code else None
+        promotions = self._limited_promotions(use.promotion_ids)
+        if not use.record_redemption(coupon, promotions, caused_by):
             return False
-        self._save(coupon, use)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return True
 
     def release_coupon(self, order_id: UUID, reason: str, caused_by: UUID | None = None) -> bool:
-        """The order ended unpaid (or was refunded): its use goes back. An order that ends
-        before its use was locked closes it, so a late lock holds nothing."""
+        """The order ended unpaid (or was refunded): its uses go back. An order that ends
+        before its uses were locked closes them, so a late lock holds nothing."""
         use = self._find(CouponUse.create_id(order_id))
         if not isinstance(use, CouponUse):
             use = CouponUse(order_id=order_id, code=None)
         coupon = self.find_coupon(use.code) if use.code else None
-        if not use.record_release(coupon, reason, caused_by):
+        promotions = self._limited_promotions(use.promotion_ids)
+        if not use.record_release(coupon, promotions, reason, caused_by):
             return False
-        self._save(*([coupon] if coupon is not None else []), use)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return True
+
+    def _limited_promotions(self, promotion_ids: Iterable[UUID]) -> list[Promotion]:
+        found = (self._find(UUID(str(i))) for i in dict.fromkeys(promotion_ids))
+        return [p for p in found if isinstance(p, Promotion) and p.limited]
 
     def find_coupon_use(self, order_id: UUID) -> CouponUse | None:
         use = self._find(CouponUse.create_id(order_id))

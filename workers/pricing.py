@@ -1,11 +1,14 @@
-"""Pricing's part in the order saga (and its dynamic prices): lock one use of the order's coupon once its stock is
-held, redeem it when the order is confirmed, give it back when the order is cancelled or
-rejected. A refused lock (no use left, overall or for the buyer) is `coupon_use.refused`,
-which rejects the order (`coupon_unavailable`) and so releases its stock: the coupon and
-the stock are held together or not at all. Stock events move `stock_level` rules' prices.
+"""Pricing's part in the order saga (and its dynamic prices): once an order's stock is held,
+lock one use of its coupon and of each promotion with `max_uses` or `per_user_limit` it
+took (all or none); redeem them when the order is confirmed, give them back when it is
+cancelled or rejected. A refused lock (no use left, overall or for the buyer) is
+`coupon_use.refused`, which rejects the order (`coupon_unavailable`, or
+`promotion_unavailable` for a promotion) and so releases its stock: the uses and the stock
+are held together or not at all. Stock events move `stock_level` rules' prices.
 
-The limits hold whatever the concurrency: every use is an event of the one coupon
-aggregate, and a racing save of the same version is refused by the event store."""
+The limits hold whatever the concurrency: every use is an event of the one coupon (or
+promotion) aggregate, and a racing save of the same version is refused by the event
+store."""
 
 from __future__ import annotations
 
@@ -21,12 +24,13 @@ from workers.saga import Context, Participant
 def lock_coupon(ctx: Context, event: Envelope) -> None:
     coupon = event.payload.get("coupon")
     if coupon is None:
-        return  # an order without a coupon: nothing to lock, payments charges at once
+        return  # nothing limited to lock: payments charges at once
     ctx.application.lock_coupon(
         UUID(event.payload["order_id"]),
-        coupon["code"],
+        coupon.get("code"),
         UUID(coupon["buyer_id"]),
         caused_by=event.event_id,
+        promotion_ids=[UUID(str(i)) for i in coupon.get("promotion_ids") or ()],
     )
 
 
@@ -58,9 +62,10 @@ def touches(event: Envelope) -> list[UUID]:
     if event.type.startswith("stock."):
         return [PricingIndex.create_id(f"product:{event.payload['product_id']}")]
     order_id = UUID(event.payload["order_id"])
-    coupon = event.payload.get("coupon")
-    named = [Coupon.create_id(coupon["code"])] if coupon else []
-    return [CouponUse.create_id(order_id), *named]
+    coupon = event.payload.get("coupon") or {}
+    named = [Coupon.create_id(coupon["code"])] if coupon.get("code") else []
+    promotions = [UUID(str(i)) for i in coupon.get("promotion_ids") or ()]
+    return [CouponUse.create_id(order_id), *named, *promotions]
 
 
 PARTICIPANT = Participant(
