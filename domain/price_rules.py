@@ -6,7 +6,10 @@ price's history can be replayed and explained.
   stock falls below a threshold, the price of the lowest threshold crossed applies (the
   pricing participant records the change as inventory reports the stock).
 - `time_window`: `{starts_at, ends_at, price}`: the price applies inside the window only
-  (a flash sale); it needs no event to start or end, the quote reads the clock.
+  (a flash sale). The quote reads the clock, so the price starts and ends on time; the
+  pricing-saga records the change: it takes the rule on (`WindowScheduled`), and its timer
+  records `WindowOpened` (with the price) at the start and `WindowClosed` (back to the list
+  price) at the end, each due as a deadline of the rule (workers/pricing.py).
 - `demand`: `{step_percent, sales_per_step}`: each `sales_per_step` units sold in the last
   hour raise the price by `step_percent` of the list price; never past the ceiling.
 
@@ -85,6 +88,8 @@ class PriceRule(Aggregate):
         self.floor = floor
         self.ceiling = ceiling
         self.prices: dict[str, int] = {}  # product id -> the price the rule set
+        # time_window: None (not taken on yet), "scheduled", "open" or "closed".
+        self.window: str | None = None
 
     @staticmethod
     def create(
@@ -144,6 +149,44 @@ class PriceRule(Aggregate):
             product_id=product_id, price=price, reason=reason, causation_id=causation_id
         )
         return True
+
+    @property
+    def window_due(self) -> datetime | None:
+        """When a time_window rule's next change is due (None: none is)."""
+        if self.window == "scheduled":
+            return self.params["starts_at"]  # type: ignore[no-any-return]
+        if self.window == "open":
+            return self.params["ends_at"]  # type: ignore[no-any-return]
+        return None
+
+    def move_window(self, now: datetime, causation_id: UUID | None = None) -> bool:
+        """Record what the window's price is at `now`: taken on, opened, closed (a late
+        timer records both the opening and the closing). True if anything was recorded."""
+        if self.kind != "time_window":
+            return False
+        moved = False
+        if self.window is None:
+            self._window_scheduled(causation_id=causation_id)
+            moved = True
+        if self.window == "scheduled" and now >= self.params["starts_at"]:
+            self._window_opened(price=self.clamp(self.params["price"]), causation_id=causation_id)
+            moved = True
+        if self.window == "open" and now >= self.params["ends_at"]:
+            self._window_closed(causation_id=causation_id)
+            moved = True
+        return moved
+
+    @event("WindowScheduled")
+    def _window_scheduled(self, causation_id: UUID | None) -> None:
+        self.window = "scheduled"
+
+    @event("WindowOpened")
+    def _window_opened(self, price: int, causation_id: UUID | None) -> None:
+        self.window = "open"
+
+    @event("WindowClosed")
+    def _window_closed(self, causation_id: UUID | None) -> None:
+        self.window = "closed"
 
     @event("PriceChanged")
     def _price_changed(

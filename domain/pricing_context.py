@@ -137,6 +137,14 @@ class Pricing(Application[UUID]):
             self._save(*changed)
         return changed
 
+    def move_window(self, rule_id: UUID, now: datetime, caused_by: UUID | None = None) -> bool:
+        """A time_window rule's change due at `now` recorded (workers/pricing.py)."""
+        rule = self._find(rule_id)
+        if not isinstance(rule, PriceRule) or not rule.move_window(now, caused_by):
+            return False
+        self._save(rule)
+        return True
+
     # Coupons
 
     def create_coupon(self, owner_id: UUID, code: str | None, **fields: Any) -> Coupon:

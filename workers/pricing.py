@@ -4,7 +4,8 @@ took (all or none); redeem them when the order is confirmed, give them back when
 cancelled or rejected. A refused lock (no use left, overall or for the buyer) is
 `coupon_use.refused`, which rejects the order (`coupon_unavailable`, or
 `promotion_unavailable` for a promotion) and so releases its stock: the uses and the stock
-are held together or not at all. Stock events move `stock_level` rules' prices.
+are held together or not at all. Stock events move `stock_level` rules' prices; a
+`time_window` rule's start and end are deadlines its timer records (`price_rule.window_*`).
 
 The limits hold whatever the concurrency: every use is an event of the one coupon (or
 promotion) aggregate, and a racing save of the same version is refused by the event
@@ -12,13 +13,21 @@ store."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from domain.coupons import Coupon, CouponUse
+from domain.price_rules import PriceRule
 from domain.pricing_context import Pricing
 from domain.promotions import PricingIndex
 from eventmart.contracts import Envelope
+from eventmart.settings import Settings
+from workers.deadlines import Deadline
+from workers.due import act_on_each
 from workers.saga import Context, Participant
+
+MOVE_WINDOWS = "move_price_windows"
 
 
 def lock_coupon(ctx: Context, event: Envelope) -> None:
@@ -56,11 +65,33 @@ def reprice_for_stock(ctx: Context, event: Envelope) -> None:
     )
 
 
+def schedule_window(ctx: Context, event: Envelope) -> None:
+    """A new time_window rule: taken on, its start (then its end) a deadline of ours."""
+    if event.payload["kind"] == "time_window":
+        ctx.application.move_window(event.aggregate_id, ctx.now(), caused_by=event.event_id)
+
+
+def move_windows(ctx: Context) -> int:
+    """Windows due to open or close: the rule records the change (the quote, reading the
+    clock, has already moved to the new price)."""
+    now = ctx.now()
+    due = ctx.application.recorder.due_order_ids(MOVE_WINDOWS, now)
+    return act_on_each(ctx, due, lambda rule_id: ctx.application.move_window(rule_id, now))
+
+
+def deadlines(settings: Settings, aggregate: Any) -> Iterable[Deadline]:
+    if not isinstance(aggregate, PriceRule) or aggregate.kind != "time_window":
+        return ()
+    return [Deadline(MOVE_WINDOWS, aggregate.id, aggregate.window_due)]
+
+
 def touches(event: Envelope) -> list[UUID]:
     """The order's coupon use, and the coupon a hold names (loaded together in a batch);
     for a stock event, the product's pricing index."""
     if event.type.startswith("stock."):
         return [PricingIndex.create_id(f"product:{event.payload['product_id']}")]
+    if event.type == "price_rule.created":
+        return [event.aggregate_id]
     order_id = UUID(event.payload["order_id"])
     coupon = event.payload.get("coupon") or {}
     named = [Coupon.create_id(coupon["code"])] if coupon.get("code") else []
@@ -70,7 +101,7 @@ def touches(event: Envelope) -> list[UUID]:
 
 PARTICIPANT = Participant(
     group="pricing-saga",
-    topics=["inventory.events", "orders.events"],
+    topics=["inventory.events", "orders.events", "pricing.events"],
     application=Pricing,
     policies={
         "reservation.confirmed": lock_coupon,
@@ -81,6 +112,9 @@ PARTICIPANT = Participant(
             ("stock.received", "stock.reserved", "stock.released", "stock.committed"),
             reprice_for_stock,
         ),
+        "price_rule.created": schedule_window,
     },
+    timers={MOVE_WINDOWS: move_windows},
     touches=touches,
+    deadlines=deadlines,
 )

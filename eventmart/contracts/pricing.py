@@ -5,12 +5,14 @@ what became of its coupon, and are what the order saga reacts to (`coupon_use.lo
 lets payments charge, `coupon_use.refused` rejects the order with its reason,
 `coupon_unavailable` or `promotion_unavailable`). A coupon_use also carries the order's
 limited promotions (`max_uses`, `per_user_limit`), whose uses are `promotion.use_*` events.
-A price rule's every price change is an event (`price.changed`), with its reason.
+A price rule's every price change is an event (`price.changed`, with its reason; a time
+window's start and end are `price_rule.window_opened` and `price_rule.window_closed`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -419,3 +421,38 @@ register(
         ),
     )
 )
+
+
+class PriceWindowMoved(Payload):
+    """A time_window rule taken on by the pricing-saga, then its window opened and closed."""
+
+    rule_id: UUID
+    window: Literal["scheduled", "open", "closed"]
+    price: MoneyAmount | None = Field(
+        None, description="open: the price in force until the window ends; else null"
+    )
+
+
+def _window_moved(window: str, e: Any) -> dict[str, Any]:
+    return {"rule_id": e.originator_id, "window": window, "price": getattr(e, "price", None)}
+
+
+WINDOW_EVENTS: list[tuple[str, type, str, int | None]] = [
+    ("price_rule.window_scheduled", PriceRule.WindowScheduled, "scheduled", None),
+    ("price_rule.window_opened", PriceRule.WindowOpened, "open", 3900),
+    ("price_rule.window_closed", PriceRule.WindowClosed, "closed", None),
+]
+for version, (type_, domain_event, window, price) in enumerate(WINDOW_EVENTS, start=2):
+    register(
+        EventContract(
+            type=type_,
+            topic=TOPIC,
+            schema_version=1,
+            payload=PriceWindowMoved,
+            domain_event=domain_event,
+            to_payload=partial(_window_moved, window),
+            example=_example(
+                type_, RULE_ID, version, {"rule_id": RULE_ID, "window": window, "price": price}
+            ),
+        )
+    )
