@@ -26,7 +26,7 @@ from domain.coupons import (
     normalise_code,
 )
 from domain.inventory import ConcurrentUpdate
-from domain.price_rules import PriceRule
+from domain.price_rules import DemandHold, PriceRule
 from domain.pricing import CouponTerms, OrderQuote, PricedProduct, Scope, price_order
 from domain.promotions import (
     PricingIndex,
@@ -141,6 +141,46 @@ class Pricing(Application[UUID]):
         """A time_window rule's change due at `now` recorded (workers/pricing.py)."""
         rule = self._find(rule_id)
         if not isinstance(rule, PriceRule) or not rule.move_window(now, caused_by):
+            return False
+        self._save(rule)
+        return True
+
+    def note_demand(self, order_id: UUID, lines: Iterable[tuple[UUID, int]]) -> bool:
+        """A placed order's units of products a demand rule watches (rules filed under the
+        product), to count as sales if it is confirmed."""
+        if self._find(DemandHold.create_id(order_id)) is not None:
+            return False
+        watched = [
+            {"rule_id": rule.id, "product_id": product_id, "units": units}
+            for product_id, units in lines
+            for rule in self._rules_in(self.indexes([f"product:{product_id}"], to_change=False))
+            if rule.kind == "demand"
+        ]
+        if not watched:
+            return False
+        self._save(DemandHold(order_id=order_id, lines=watched))
+        return True
+
+    def count_demand(self, order_id: UUID, now: datetime, caused_by: UUID | None = None) -> bool:
+        """The order is confirmed: its units are sales of the last hour; each rule moves
+        its price if its steps changed."""
+        hold = self._find(DemandHold.create_id(order_id))
+        if not isinstance(hold, DemandHold) or not hold.count():
+            return False
+        rules: dict[UUID, PriceRule] = {}
+        for line in hold.lines:
+            rule_id = UUID(str(line["rule_id"]))
+            rule = rules.get(rule_id) or self._find(rule_id)
+            if isinstance(rule, PriceRule):
+                rules[rule_id] = rule
+                rule.record_sale(UUID(str(line["product_id"])), line["units"], now, caused_by)
+        self._save(*rules.values(), hold)
+        return True
+
+    def reprice_for_demand(self, rule_id: UUID, now: datetime) -> bool:
+        """Sales left the hour: the rule steps its price back (its timer, workers/pricing)."""
+        rule = self._find(rule_id)
+        if not isinstance(rule, PriceRule) or not rule.reprice_for_demand(now):
             return False
         self._save(rule)
         return True

@@ -5,7 +5,8 @@ cancelled or rejected. A refused lock (no use left, overall or for the buyer) is
 `coupon_use.refused`, which rejects the order (`coupon_unavailable`, or
 `promotion_unavailable` for a promotion) and so releases its stock: the uses and the stock
 are held together or not at all. Stock events move `stock_level` rules' prices; a
-`time_window` rule's start and end are deadlines its timer records (`price_rule.window_*`).
+`time_window` rule's start and end are deadlines its timer records (`price_rule.window_*`);
+confirmed orders' units move `demand` rules (`price_rule.demand_changed`).
 
 The limits hold whatever the concurrency: every use is an event of the one coupon (or
 promotion) aggregate, and a racing save of the same version is refused by the event
@@ -18,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.coupons import Coupon, CouponUse
-from domain.price_rules import PriceRule
+from domain.price_rules import DemandHold, PriceRule
 from domain.pricing_context import Pricing
 from domain.promotions import PricingIndex
 from eventmart.contracts import Envelope
@@ -28,6 +29,7 @@ from workers.due import act_on_each
 from workers.saga import Context, Participant
 
 MOVE_WINDOWS = "move_price_windows"
+MOVE_DEMAND = "move_demand_prices"
 
 
 def lock_coupon(ctx: Context, event: Envelope) -> None:
@@ -43,8 +45,19 @@ def lock_coupon(ctx: Context, event: Envelope) -> None:
     )
 
 
-def redeem_coupon(ctx: Context, event: Envelope) -> None:
+def note_demand(ctx: Context, event: Envelope) -> None:
+    """A new order's units of products a demand rule watches, to count if it is paid."""
+    ctx.application.note_demand(
+        event.aggregate_id,
+        [(UUID(line["product_id"]), line["quantity"]) for line in event.payload["lines"]],
+    )
+
+
+def settle_confirmed(ctx: Context, event: Envelope) -> None:
+    """The order is confirmed: its coupon and promotion uses redeemed, its units counted as
+    sales by the demand rules watching them."""
     ctx.application.redeem_coupon(event.aggregate_id, caused_by=event.event_id)
+    ctx.application.count_demand(event.aggregate_id, ctx.now(), caused_by=event.event_id)
 
 
 def release_for_cancellation(ctx: Context, event: Envelope) -> None:
@@ -79,10 +92,21 @@ def move_windows(ctx: Context) -> int:
     return act_on_each(ctx, due, lambda rule_id: ctx.application.move_window(rule_id, now))
 
 
+def step_demand_down(ctx: Context) -> int:
+    """Demand rules whose oldest counted sale has left the hour: steps recounted."""
+    now = ctx.now()
+    due = ctx.application.recorder.due_order_ids(MOVE_DEMAND, now)
+    return act_on_each(ctx, due, lambda rule_id: ctx.application.reprice_for_demand(rule_id, now))
+
+
 def deadlines(settings: Settings, aggregate: Any) -> Iterable[Deadline]:
-    if not isinstance(aggregate, PriceRule) or aggregate.kind != "time_window":
+    if not isinstance(aggregate, PriceRule):
         return ()
-    return [Deadline(MOVE_WINDOWS, aggregate.id, aggregate.window_due)]
+    if aggregate.kind == "time_window":
+        return [Deadline(MOVE_WINDOWS, aggregate.id, aggregate.window_due)]
+    if aggregate.kind == "demand":
+        return [Deadline(MOVE_DEMAND, aggregate.id, aggregate.demand_due)]
+    return ()
 
 
 def touches(event: Envelope) -> list[UUID]:
@@ -92,11 +116,16 @@ def touches(event: Envelope) -> list[UUID]:
         return [PricingIndex.create_id(f"product:{event.payload['product_id']}")]
     if event.type == "price_rule.created":
         return [event.aggregate_id]
+    if event.type == "order.placed":
+        products = {line["product_id"] for line in event.payload["lines"]}
+        indexes = [PricingIndex.create_id(f"product:{p}") for p in sorted(products)]
+        return [DemandHold.create_id(event.aggregate_id), *indexes]
     order_id = UUID(event.payload["order_id"])
     coupon = event.payload.get("coupon") or {}
     named = [Coupon.create_id(coupon["code"])] if coupon.get("code") else []
     promotions = [UUID(str(i)) for i in coupon.get("promotion_ids") or ()]
-    return [CouponUse.create_id(order_id), *named, *promotions]
+    held = [DemandHold.create_id(order_id)] if event.type == "order.confirmed" else []
+    return [CouponUse.create_id(order_id), *named, *promotions, *held]
 
 
 PARTICIPANT = Participant(
@@ -105,7 +134,8 @@ PARTICIPANT = Participant(
     application=Pricing,
     policies={
         "reservation.confirmed": lock_coupon,
-        "order.confirmed": redeem_coupon,
+        "order.placed": note_demand,
+        "order.confirmed": settle_confirmed,
         "order.cancelled": release_for_cancellation,
         "order.rejected": release_for_rejection,
         **dict.fromkeys(
@@ -114,7 +144,7 @@ PARTICIPANT = Participant(
         ),
         "price_rule.created": schedule_window,
     },
-    timers={MOVE_WINDOWS: move_windows},
+    timers={MOVE_WINDOWS: move_windows, MOVE_DEMAND: step_demand_down},
     touches=touches,
     deadlines=deadlines,
 )

@@ -6,7 +6,8 @@ lets payments charge, `coupon_use.refused` rejects the order with its reason,
 `coupon_unavailable` or `promotion_unavailable`). A coupon_use also carries the order's
 limited promotions (`max_uses`, `per_user_limit`), whose uses are `promotion.use_*` events.
 A price rule's every price change is an event (`price.changed`, with its reason; a time
-window's start and end are `price_rule.window_opened` and `price_rule.window_closed`).
+window's start and end are `price_rule.window_opened` and `price_rule.window_closed`; a
+demand rule's recount is `price_rule.demand_changed`).
 """
 
 from __future__ import annotations
@@ -456,3 +457,36 @@ for version, (type_, domain_event, window, price) in enumerate(WINDOW_EVENTS, st
             ),
         )
     )
+
+
+class DemandChanged(Payload):
+    """A demand rule recounted a product's sales of the last hour: its price is the list
+    price raised by `percent` (steps x step_percent), within the rule's floor and ceiling."""
+
+    rule_id: UUID
+    product_id: UUID
+    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+
+
+register(
+    EventContract(
+        type="price_rule.demand_changed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=DemandChanged,
+        domain_event=PriceRule.DemandChanged,
+        to_payload=lambda e: {
+            "rule_id": e.originator_id,
+            "product_id": e.product_id,
+            "units_last_hour": min(e.units_last_hour, MAX_USES),
+            "steps": min(e.steps, MAX_USES),
+        },
+        example=_example(
+            "price_rule.demand_changed",
+            RULE_ID,
+            3,
+            {"rule_id": RULE_ID, "product_id": PRODUCT_ID, "units_last_hour": 12, "steps": 2},
+        ),
+    )
+)

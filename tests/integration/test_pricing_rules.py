@@ -1,5 +1,6 @@
 """Dynamic price rules over HTTP with the saga workers: a time_window rule starts and ends
-on time, each change an event the pricing-saga records."""
+on time, each change an event the pricing-saga records; a demand rule's price follows
+confirmed sales and never leaves its floor-ceiling band."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.integration.test_pricing_api import quote
-from tests.integration.test_pricing_orders import cny, shop
-from tests.shop import Seller
+from tests.integration.test_pricing_orders import PAID, cny, shop
+from tests.shop import Customer, Seller
 from tests.support import wait_until
 
 __all__ = ["shop"]  # the module's fixture, shared with the coupon tests
@@ -67,3 +68,37 @@ def test_a_time_window_rule_starts_and_ends_on_time_and_records_both(shop: TestC
     assert scheduled.timestamp < starts_at  # taken on before it was due
     assert starts_at <= opened.timestamp < starts_at + ON_TIME and opened.price == 700
     assert ends_at <= closed.timestamp < ends_at + ON_TIME
+
+
+def test_a_demand_rule_follows_confirmed_sales_within_its_band(shop: TestClient):
+    seller, customer = Seller(shop), Customer(shop)
+    mug = seller.product(price=1000, stock=50)
+    created = seller.post(
+        "/v1/pricing/rules",
+        {
+            "name": "Hot item",
+            "kind": "demand",
+            "scope": {"product_ids": [mug]},
+            "params": {"step_percent": 10, "sales_per_step": 2},
+            "floor": cny(900),
+            "ceiling": cny(1250),
+        },
+    )
+    assert created.status_code == 201, created.text
+    rule_id = created.json()["rule_id"]
+    assert quote(shop, mug)["list_price"] == cny(1000)
+
+    shown = []
+    for expected in (1100, 1200, 1250, 1250):  # 2, 4, 6, 8 units: +10% each 2, capped
+        order_id = customer.place([(mug, 2)])
+        assert customer.wait_for(order_id, "rejected", *PAID)["status"] in PAID
+        price = wait_until(
+            lambda expected=expected: (
+                (p := quote(shop, mug)["list_price"]["amount"]) == expected and p
+            ),
+            message=f"the demand price {expected}",
+        )
+        shown.append(price)
+    assert shown == [1100, 1200, 1250, 1250] and all(900 <= p <= 1250 for p in shown)
+    changes = named(stored_events(shop, rule_id), "DemandChanged")
+    assert [c.steps for c in changes] == [1, 2, 3, 4]  # every step recorded, the band holds

@@ -376,6 +376,36 @@ def test_price_rule_given_stock_thresholds_then_price_moves_within_floor_and_cei
     ]
 
 
+def test_demand_rule_given_sales_then_price_steps_up_within_its_band_and_back_after_an_hour() -> (
+    None
+):
+    pricing = Pricing()
+    rule = pricing.create_rule(
+        SELLER,
+        name="hot",
+        kind="demand",
+        scope={"product_ids": [MUG]},
+        params={"step_percent": 10, "sales_per_step": 2},
+        floor=900,
+        ceiling=1200,
+    )
+    prices = []
+    for n in range(5):
+        order_id = uuid4()
+        assert pricing.note_demand(order_id, [(MUG, 2), (TEA, 1)])
+        assert pricing.count_demand(order_id, NOW + timedelta(minutes=n))
+        assert not pricing.count_demand(order_id, NOW)  # counted once
+        prices.append(pricing.quote([product(MUG, 1)], None, NOW).lines[0].list_price)
+    assert prices == [1100, 1200, 1200, 1200, 1200]  # never past the ceiling
+    assert not pricing.note_demand(uuid4(), [(TEA, 3)])  # no demand rule watches tea
+    stored = pricing.get_rule(rule.id)
+    assert stored.units_last_hour(MUG, NOW + timedelta(minutes=5)) == 10
+    assert stored.demand_due == NOW + timedelta(hours=1)
+    assert pricing.reprice_for_demand(rule.id, NOW + timedelta(hours=2))
+    assert pricing.get_rule(rule.id).demand_due is None
+    assert pricing.quote([product(MUG, 1)], None, NOW).lines[0].list_price == 1000
+
+
 def test_every_pricing_event_a_scenario_stores_becomes_a_valid_public_envelope() -> None:
     from eventmart.contracts import envelope_from_domain
 
