@@ -40,8 +40,10 @@ def price_lines(
     lines: Sequence[tuple[UUID, int]],
     coupon: CouponTerms | None,
     now: datetime,
+    user_id: UUID | None = None,
 ) -> OrderQuote:
-    """(product id, quantity) lines priced as placement prices them."""
+    """(product id, quantity) lines priced as placement prices them (for `user_id`, if
+    known: a promotion the user has used up takes nothing)."""
     products = []
     for product_id, quantity in lines:
         product = catalogue_product(applications, product_id)
@@ -54,7 +56,7 @@ def price_lines(
                 seller_id=product.seller_id,
             )
         )
-    return applications.pricing.quote(products, coupon, now)
+    return applications.pricing.quote(products, coupon, now, user_id)
 
 
 def valid_until(quote: OrderQuote, now: datetime) -> datetime:

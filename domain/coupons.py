@@ -12,7 +12,7 @@ what became of that order's coupon.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -25,6 +25,7 @@ from domain.pricing import CouponTerms, Scope, Window
 from domain.promotions import (
     MAX_PER_USER,
     MAX_USES,
+    Promotion,
     check_count,
     check_percent,
     check_scope,
@@ -36,6 +37,7 @@ COUPON_USE_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:coupon-use")
 COUPON_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{2,31}")
 RELEASE_REASONS = ("rejected", "cancelled")
 REFUSAL_REASON = "coupon_unavailable"
+PROMOTION_REFUSAL_REASON = "promotion_unavailable"  # API.md names none for promotions
 UseStatus = Literal["locked", "refused", "redeemed", "released"]
 
 
@@ -253,9 +255,10 @@ class Coupon(Aggregate):
 
 
 class CouponUse(Aggregate):
-    """What became of one order's coupon: locked or refused, then redeemed or released.
-    Opened closed (`closed_before_lock`) when the order ended before its stock was held,
-    so a late reservation locks nothing."""
+    """What became of one order's coupon and limited promotions (those with `max_uses` or
+    `per_user_limit`): a use of each locked together, or refused, then redeemed or
+    released. Opened closed (`closed_before_lock`) when the order ended before its stock
+    was held, so a late reservation locks nothing."""
 
     @staticmethod
     def create_id(order_id: UUID, **_: Any) -> UUID:
@@ -266,18 +269,27 @@ class CouponUse(Aggregate):
         self.order_id = order_id
         self.code = code
         self.status: str = "open"
+        self.promotion_ids: list[UUID] = []
 
     @event("Locked")
     def _locked(
-        self, order_id: UUID, code: str, correlation_id: UUID | None, causation_id: UUID | None
+        self,
+        order_id: UUID,
+        code: str | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+        promotion_ids: list[UUID] | None = None,
     ) -> None:
+        """`promotion_ids`: the limited promotions a use was locked of (uses locked before
+        promotion limits were enforced have none)."""
         self.status = "locked"
+        self.promotion_ids = list(promotion_ids or ())
 
     @event("Refused")
     def _refused(
         self,
         order_id: UUID,
-        code: str,
+        code: str | None,
         reason: str,
         correlation_id: UUID | None,
         causation_id: UUID | None,
@@ -286,7 +298,11 @@ class CouponUse(Aggregate):
 
     @event("Redeemed")
     def _redeemed(
-        self, order_id: UUID, code: str, correlation_id: UUID | None, causation_id: UUID | None
+        self,
+        order_id: UUID,
+        code: str | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
     ) -> None:
         self.status = "redeemed"
 
@@ -301,46 +317,78 @@ class CouponUse(Aggregate):
     ) -> None:
         self.status = "released"
 
-    def record_lock(self, coupon: Coupon, user_id: UUID, causation_id: UUID | None) -> bool:
-        """Lock one use of `coupon` for this order, or refuse: True if the use is held."""
+    def record_lock(
+        self,
+        coupon: Coupon | None,
+        promotions: Sequence[Promotion],
+        user_id: UUID,
+        causation_id: UUID | None,
+    ) -> bool:
+        """Lock one use of the coupon and of each limited promotion, all or none: True if
+        the uses are held. Refused for the coupon first (`coupon_unavailable`), then for a
+        promotion (`promotion_unavailable`)."""
         if self.status != "open":
             return self.status == "locked"
         order_id = self.order_id
-        if coupon.may_lock(order_id, user_id):
-            coupon.lock(order_id, user_id, causation_id)
-            self._locked(
+        code = None if coupon is None else coupon.code
+        reason = None
+        if coupon is not None and not coupon.may_lock(order_id, user_id):
+            reason = REFUSAL_REASON
+        elif not all(p.may_lock(order_id, user_id) for p in promotions):
+            reason = PROMOTION_REFUSAL_REASON
+        if reason is not None:
+            self._refused(
                 order_id=order_id,
-                code=coupon.code,
+                code=code,
+                reason=reason,
                 correlation_id=order_id,
                 causation_id=causation_id,
             )
-            return True
-        self._refused(
+            return False
+        if coupon is not None:
+            coupon.lock(order_id, user_id, causation_id)
+        for promotion in promotions:
+            promotion.lock_use(order_id, user_id, causation_id)
+        self._locked(
             order_id=order_id,
-            code=coupon.code,
-            reason=REFUSAL_REASON,
+            code=code,
             correlation_id=order_id,
             causation_id=causation_id,
+            promotion_ids=[p.id for p in promotions],
         )
-        return False
+        return True
 
-    def record_redemption(self, coupon: Coupon, causation_id: UUID | None) -> bool:
-        if self.status != "locked" or not coupon.redeem(self.order_id, causation_id):
+    def record_redemption(
+        self, coupon: Coupon | None, promotions: Sequence[Promotion], causation_id: UUID | None
+    ) -> bool:
+        if self.status != "locked":
             return False
+        if coupon is not None:
+            coupon.redeem(self.order_id, causation_id)
+        for promotion in promotions:
+            promotion.redeem_use(self.order_id, causation_id)
         self._redeemed(
             order_id=self.order_id,
-            code=coupon.code,
+            code=self.code,
             correlation_id=self.order_id,
             causation_id=causation_id,
         )
         return True
 
-    def record_release(self, coupon: Coupon | None, reason: str, causation_id: UUID | None) -> bool:
-        """Gives the use back (if held); an open use is closed, so no later lock holds one."""
+    def record_release(
+        self,
+        coupon: Coupon | None,
+        promotions: Sequence[Promotion],
+        reason: str,
+        causation_id: UUID | None,
+    ) -> bool:
+        """Gives the uses back (if held); an open use is closed, so no later lock holds one."""
         if self.status not in ("open", "locked"):
             return False
         if coupon is not None:
             coupon.release(self.order_id, reason, causation_id)
+        for promotion in promotions:
+            promotion.release_use(self.order_id, reason, causation_id)
         self._released(
             order_id=self.order_id,
             code=self.code,

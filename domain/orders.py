@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,6 +203,7 @@ class Order(Aggregate):
         correlation_id: UUID | None,
         discount_total: int = 0,
         coupon_code: str | None = None,
+        limited_promotion_ids: list[UUID] | None = None,
     ) -> None:
         """`payment` is {method, intent_id}; orders placed before payment intents stored
         {method, token} here (the public event never carries it). Orders placed before the
@@ -222,6 +223,8 @@ class Order(Aggregate):
         self.delivered_at: datetime | None = None
         self.discount_total = discount_total
         self.coupon_code = coupon_code
+        # The promotions taken whose uses are limited: the saga locks one use of each.
+        self.limited_promotion_ids = list(limited_promotion_ids or ())
 
     @staticmethod
     def place(
@@ -234,6 +237,7 @@ class Order(Aggregate):
         payment_timeout: timedelta,
         order_id: UUID | None = None,
         coupon_code: str | None = None,
+        limited_promotion_ids: Sequence[UUID] = (),
     ) -> Order:
         checked = check_lines(lines)
         if now.tzinfo is None:
@@ -251,6 +255,7 @@ class Order(Aggregate):
             correlation_id=order_id,
             discount_total=sum(line.discount_total for line in checked),
             coupon_code=None if coupon_code is None else normalise_code(coupon_code),
+            limited_promotion_ids=list(limited_promotion_ids),
         )
 
     def _may(self, command: str) -> bool:
@@ -458,6 +463,7 @@ class Orders(Application[UUID]):
         currency: str = "CNY",
         order_id: UUID | None = None,
         coupon_code: str | None = None,
+        limited_promotion_ids: Sequence[UUID] = (),
     ) -> tuple[UUID, bool]:
         """Returns (order_id, created); a repeated key with the same body creates nothing.
         `payment` is {method, intent_id}: the intent the payments context opened for
@@ -475,6 +481,7 @@ class Orders(Application[UUID]):
             payment_timeout,
             order_id,
             coupon_code,
+            limited_promotion_ids,
         )
         scope = _key_scope(buyer_id)
         claim = claim_key(scope, idempotency_key, request_fingerprint, order)

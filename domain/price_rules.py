@@ -6,9 +6,16 @@ price's history can be replayed and explained.
   stock falls below a threshold, the price of the lowest threshold crossed applies (the
   pricing participant records the change as inventory reports the stock).
 - `time_window`: `{starts_at, ends_at, price}`: the price applies inside the window only
-  (a flash sale); it needs no event to start or end, the quote reads the clock.
+  (a flash sale). The quote reads the clock, so the price starts and ends on time; the
+  pricing-saga records the change: it takes the rule on (`WindowScheduled`), and its timer
+  records `WindowOpened` (with the price) at the start and `WindowClosed` (back to the list
+  price) at the end, each due as a deadline of the rule (workers/pricing.py).
 - `demand`: `{step_percent, sales_per_step}`: each `sales_per_step` units sold in the last
-  hour raise the price by `step_percent` of the list price; never past the ceiling.
+  hour raise the price by `step_percent` of the list price; never past the ceiling. Sales
+  are the units of confirmed orders, fed by the pricing-saga from the order stream
+  (`SaleRecorded`, private); each change of the rule's steps for a product is
+  `DemandChanged` (public `price_rule.demand_changed`), and as sales leave the hour the
+  rule's timer steps the price back down (a deadline of the rule).
 
 A rule's price is always clamped to `floor..ceiling`, and the floor also bounds discounts.
 """
@@ -16,9 +23,9 @@ A rule's price is always clamped to `floor..ceiling`, and the floor also bounds 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -31,7 +38,9 @@ from domain.promotions import (
     check_window,
 )
 
+DEMAND_HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:demand-hold")
 RULE_KINDS = ("stock_level", "time_window", "demand")
+DEMAND_WINDOW = timedelta(hours=1)
 MAX_THRESHOLDS = 10
 
 
@@ -85,6 +94,12 @@ class PriceRule(Aggregate):
         self.floor = floor
         self.ceiling = ceiling
         self.prices: dict[str, int] = {}  # product id -> the price the rule set
+        # time_window: None (not taken on yet), "scheduled", "open" or "closed".
+        self.window: str | None = None
+        # demand, per product: the sales of the last hour [(at, units)] and the steps they
+        # make (the price is the list price raised by steps x step_percent, clamped).
+        self.sales: dict[str, list[tuple[datetime, int]]] = {}
+        self.steps: dict[str, int] = {}
 
     @staticmethod
     def create(
@@ -119,6 +134,10 @@ class PriceRule(Aggregate):
             if self.params["starts_at"] <= now < self.params["ends_at"]:
                 return self.clamp(self.params["price"])
             return None
+        if self.kind == "demand":
+            steps = self.steps.get(str(product_id), 0)
+            percent = self.params["step_percent"] * steps
+            return self.clamp(list_price + list_price * percent // 100)
         price = self.prices.get(str(product_id))
         return None if price is None else self.clamp(price)
 
@@ -145,6 +164,106 @@ class PriceRule(Aggregate):
         )
         return True
 
+    @property
+    def window_due(self) -> datetime | None:
+        """When a time_window rule's next change is due (None: none is)."""
+        if self.window == "scheduled":
+            return self.params["starts_at"]  # type: ignore[no-any-return]
+        if self.window == "open":
+            return self.params["ends_at"]  # type: ignore[no-any-return]
+        return None
+
+    def move_window(self, now: datetime, causation_id: UUID | None = None) -> bool:
+        """Record what the window's price is at `now`: taken on, opened, closed (a late
+        timer records both the opening and the closing). True if anything was recorded."""
+        if self.kind != "time_window":
+            return False
+        moved = False
+        if self.window is None:
+            self._window_scheduled(causation_id=causation_id)
+            moved = True
+        if self.window == "scheduled" and now >= self.params["starts_at"]:
+            self._window_opened(price=self.clamp(self.params["price"]), causation_id=causation_id)
+            moved = True
+        if self.window == "open" and now >= self.params["ends_at"]:
+            self._window_closed(causation_id=causation_id)
+            moved = True
+        return moved
+
+    def units_last_hour(self, product_id: UUID, now: datetime) -> int:
+        since = now - DEMAND_WINDOW
+        return sum(units for at, units in self.sales.get(str(product_id), ()) if at > since)
+
+    @property
+    def demand_due(self) -> datetime | None:
+        """When the oldest sale counted leaves the hour (None: no sale is counted)."""
+        oldest = [sales[0][0] for sales in self.sales.values() if sales]
+        return min(oldest) + DEMAND_WINDOW if oldest else None
+
+    def record_sale(
+        self, product_id: UUID, units: int, now: datetime, causation_id: UUID | None = None
+    ) -> None:
+        """A confirmed order's units of the product: counted for an hour."""
+        self._sale_recorded(product_id=product_id, units=units, at=now, causation_id=causation_id)
+        self.reprice_for_demand(now, causation_id)
+
+    @event("SaleRecorded")
+    def _sale_recorded(
+        self, product_id: UUID, units: int, at: datetime, causation_id: UUID | None
+    ) -> None:
+        self.sales.setdefault(str(product_id), []).append((at, units))
+
+    def reprice_for_demand(self, now: datetime, causation_id: UUID | None = None) -> bool:
+        """Each product's steps as its last hour's sales make them; sales older than the
+        hour are dropped. True if anything was recorded."""
+        moved = False
+        for product in sorted(self.sales):
+            units = self.units_last_hour(UUID(product), now)
+            steps = units // self.params["sales_per_step"]
+            stale = any(at <= now - DEMAND_WINDOW for at, _ in self.sales[product])
+            if steps != self.steps.get(product, 0) or stale:
+                self._demand_changed(
+                    product_id=UUID(product),
+                    units_last_hour=units,
+                    steps=steps,
+                    since=now - DEMAND_WINDOW,
+                    causation_id=causation_id,
+                )
+                moved = True
+        return moved
+
+    @event("DemandChanged")
+    def _demand_changed(
+        self,
+        product_id: UUID,
+        units_last_hour: int,
+        steps: int,
+        since: datetime,
+        causation_id: UUID | None,
+    ) -> None:
+        product = str(product_id)
+        kept = [(at, units) for at, units in self.sales.get(product, ()) if at > since]
+        if kept:
+            self.sales[product] = kept
+        else:
+            self.sales.pop(product, None)
+        if steps:
+            self.steps[product] = steps
+        else:
+            self.steps.pop(product, None)
+
+    @event("WindowScheduled")
+    def _window_scheduled(self, causation_id: UUID | None) -> None:
+        self.window = "scheduled"
+
+    @event("WindowOpened")
+    def _window_opened(self, price: int, causation_id: UUID | None) -> None:
+        self.window = "open"
+
+    @event("WindowClosed")
+    def _window_closed(self, causation_id: UUID | None) -> None:
+        self.window = "closed"
+
     @event("PriceChanged")
     def _price_changed(
         self, product_id: UUID, price: int | None, reason: str, causation_id: UUID | None
@@ -153,3 +272,30 @@ class PriceRule(Aggregate):
             self.prices.pop(str(product_id), None)
         else:
             self.prices[str(product_id)] = price
+
+
+class DemandHold(Aggregate):
+    """An order's units of products a demand rule watches, noted when it is placed and
+    counted as sales when it is confirmed (private: it never leaves the pricing context).
+    Orders of products no demand rule watches have none."""
+
+    @staticmethod
+    def create_id(order_id: UUID, **_: Any) -> UUID:
+        return uuid5(DEMAND_HOLD_NAMESPACE, str(order_id))
+
+    @event("Noted")
+    def __init__(self, order_id: UUID, lines: list[dict[str, Any]]) -> None:
+        """`lines`: [{rule_id, product_id, units}]."""
+        self.order_id = order_id
+        self.lines = lines
+        self.counted = False
+
+    def count(self) -> bool:
+        if self.counted:
+            return False
+        self._counted()
+        return True
+
+    @event("Counted")
+    def _counted(self) -> None:
+        self.counted = True

@@ -88,6 +88,7 @@ class PromotionTerms:
     scope: Scope
     window: Window
     stackable: bool = False
+    limited: bool = False  # max_uses or per_user_limit: the saga locks a use per order
     percent_off: int | None = None
     amount_off: int | None = None  # per unit
     buy_quantity: int | None = None
@@ -154,6 +155,7 @@ class Discount:
     promotion_id: UUID | None = None
     coupon_code: str | None = None
     ends_at: datetime | None = field(default=None, compare=False)  # when it stops applying
+    limited: bool = field(default=False, compare=False)  # a promotion whose uses are counted
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +201,12 @@ class OrderQuote:
         return sum(line.discount_total for line in self.lines)
 
     @property
+    def limited_promotion_ids(self) -> list[UUID]:
+        """The promotions taken whose uses are limited: the saga locks one use of each."""
+        ids = {d.promotion_id for line in self.lines for d in line.discounts if d.limited}
+        return sorted(i for i in ids if i is not None)
+
+    @property
     def total(self) -> int:
         return sum(line.line_total for line in self.lines)
 
@@ -240,7 +248,12 @@ def _apply_promotions(line: _Line, promotions: Sequence[PromotionTerms], now: da
         best = max(exclusive, key=lambda x: x.discount_on(p.list_price, p.quantity, gross))
         wanted = best.discount_on(p.list_price, p.quantity, gross)
         line.take(
-            wanted, best.kind, best.label, promotion_id=best.promotion_id, ends_at=best.window.end
+            wanted,
+            best.kind,
+            best.label,
+            promotion_id=best.promotion_id,
+            ends_at=best.window.end,
+            limited=best.limited,
         )
     for stacked in (x for x in active if x.stackable):
         wanted = stacked.discount_on(p.list_price, p.quantity, line.left)
@@ -250,6 +263,7 @@ def _apply_promotions(line: _Line, promotions: Sequence[PromotionTerms], now: da
             stacked.label,
             promotion_id=stacked.promotion_id,
             ends_at=stacked.window.end,
+            limited=stacked.limited,
         )
 
 

@@ -26,7 +26,7 @@ from domain.coupons import (
     normalise_code,
 )
 from domain.inventory import ConcurrentUpdate
-from domain.price_rules import PriceRule
+from domain.price_rules import DemandHold, PriceRule
 from domain.pricing import CouponTerms, OrderQuote, PricedProduct, Scope, price_order
 from domain.promotions import (
     PricingIndex,
@@ -137,6 +137,54 @@ class Pricing(Application[UUID]):
             self._save(*changed)
         return changed
 
+    def move_window(self, rule_id: UUID, now: datetime, caused_by: UUID | None = None) -> bool:
+        """A time_window rule's change due at `now` recorded (workers/pricing.py)."""
+        rule = self._find(rule_id)
+        if not isinstance(rule, PriceRule) or not rule.move_window(now, caused_by):
+            return False
+        self._save(rule)
+        return True
+
+    def note_demand(self, order_id: UUID, lines: Iterable[tuple[UUID, int]]) -> bool:
+        """A placed order's units of products a demand rule watches (rules filed under the
+        product), to count as sales if it is confirmed."""
+        if self._find(DemandHold.create_id(order_id)) is not None:
+            return False
+        watched = [
+            {"rule_id": rule.id, "product_id": product_id, "units": units}
+            for product_id, units in lines
+            for rule in self._rules_in(self.indexes([f"product:{product_id}"], to_change=False))
+            if rule.kind == "demand"
+        ]
+        if not watched:
+            return False
+        self._save(DemandHold(order_id=order_id, lines=watched))
+        return True
+
+    def count_demand(self, order_id: UUID, now: datetime, caused_by: UUID | None = None) -> bool:
+        """The order is confirmed: its units are sales of the last hour; each rule moves
+        its price if its steps changed."""
+        hold = self._find(DemandHold.create_id(order_id))
+        if not isinstance(hold, DemandHold) or not hold.count():
+            return False
+        rules: dict[UUID, PriceRule] = {}
+        for line in hold.lines:
+            rule_id = UUID(str(line["rule_id"]))
+            rule = rules.get(rule_id) or self._find(rule_id)
+            if isinstance(rule, PriceRule):
+                rules[rule_id] = rule
+                rule.record_sale(UUID(str(line["product_id"])), line["units"], now, caused_by)
+        self._save(*rules.values(), hold)
+        return True
+
+    def reprice_for_demand(self, rule_id: UUID, now: datetime) -> bool:
+        """Sales left the hour: the rule steps its price back (its timer, workers/pricing)."""
+        rule = self._find(rule_id)
+        if not isinstance(rule, PriceRule) or not rule.reprice_for_demand(now):
+            return False
+        self._save(rule)
+        return True
+
     # Coupons
 
     def create_coupon(self, owner_id: UUID, code: str | None, **fields: Any) -> Coupon:
@@ -183,9 +231,11 @@ class Pricing(Application[UUID]):
         products: Sequence[PricedProduct],
         coupon: CouponTerms | None,
         now: datetime,
+        user_id: UUID | None = None,
     ) -> OrderQuote:
         """`products` carry the catalogue's price: a price rule's current price replaces it
-        (bounded by the rule's floor, which discounts may not go below either)."""
+        (bounded by the rule's floor, which discounts may not go below either). A promotion
+        with no use left (for `user_id`, if given) takes nothing."""
         promotions: dict[UUID, Promotion] = {}
         priced: list[PricedProduct] = []
         for product in products:
@@ -194,47 +244,63 @@ class Pricing(Application[UUID]):
             indexes = self.indexes(keys, to_change=False)
             promotions.update((p.id, p) for p in self._promotions_in(indexes, to_change=False))
             priced.append(_with_rules(product, self._rules_in(indexes, to_change=False), now))
-        return price_order(priced, active_terms(list(promotions.values()), now), coupon, now)
+        terms = active_terms(list(promotions.values()), now, user_id)
+        return price_order(priced, terms, coupon, now)
 
     # The saga's coupon steps (the pricing participant, workers/pricing.py)
 
     def lock_coupon(
-        self, order_id: UUID, code: str, user_id: UUID, caused_by: UUID | None = None
+        self,
+        order_id: UUID,
+        code: str | None,
+        user_id: UUID,
+        caused_by: UUID | None = None,
+        promotion_ids: Sequence[UUID] = (),
     ) -> CouponUse:
-        """With the order's stock held: one use locked for the order, or refused."""
+        """With the order's stock held: one use of its coupon and of each of its limited
+        promotions locked for the order, all or none (refused)."""
         use = self._find(CouponUse.create_id(order_id))
         if not isinstance(use, CouponUse):
-            use = CouponUse(order_id=order_id, code=normalise_code(code))
+            use = CouponUse(order_id=order_id, code=None if code is None else normalise_code(code))
         if use.status != "open":
             return use
-        coupon = self.find_coupon(code)
-        if coupon is None:
-            raise CouponNotFound(f"no coupon {code}")
-        use.record_lock(coupon, user_id, caused_by)
-        self._save(coupon, use)
+        coupon = None
+        if code is not None:
+            coupon = self.find_coupon(code)
+            if coupon is None:
+                raise CouponNotFound(f"no coupon {code}")
+        promotions = self._limited_promotions(promotion_ids)
+        use.record_lock(coupon, promotions, user_id, caused_by)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return use
 
     def redeem_coupon(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
         use = self._find(CouponUse.create_id(order_id))
-        if not isinstance(use, CouponUse) or use.code is None:
+        if not isinstance(use, CouponUse):
             return False
-        coupon = self.get_coupon(use.code)
-        if not use.record_redemption(coupon, caused_by):
+        coupon = self.get_coupon(use.code) if use.code else None
+        promotions = self._limited_promotions(use.promotion_ids)
+        if not use.record_redemption(coupon, promotions, caused_by):
             return False
-        self._save(coupon, use)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return True
 
     def release_coupon(self, order_id: UUID, reason: str, caused_by: UUID | None = None) -> bool:
-        """The order ended unpaid (or was refunded): its use goes back. An order that ends
-        before its use was locked closes it, so a late lock holds nothing."""
+        """The order ended unpaid (or was refunded): its uses go back. An order that ends
+        before its uses were locked closes them, so a late lock holds nothing."""
         use = self._find(CouponUse.create_id(order_id))
         if not isinstance(use, CouponUse):
             use = CouponUse(order_id=order_id, code=None)
         coupon = self.find_coupon(use.code) if use.code else None
-        if not use.record_release(coupon, reason, caused_by):
+        promotions = self._limited_promotions(use.promotion_ids)
+        if not use.record_release(coupon, promotions, reason, caused_by):
             return False
-        self._save(*([coupon] if coupon is not None else []), use)
+        self._save(*([coupon] if coupon is not None else []), *promotions, use)
         return True
+
+    def _limited_promotions(self, promotion_ids: Iterable[UUID]) -> list[Promotion]:
+        found = (self._find(UUID(str(i))) for i in dict.fromkeys(promotion_ids))
+        return [p for p in found if isinstance(p, Promotion) and p.limited]
 
     def find_coupon_use(self, order_id: UUID) -> CouponUse | None:
         use = self._find(CouponUse.create_id(order_id))

@@ -155,6 +155,11 @@ class Promotion(Aggregate):
         self.per_user_limit = per_user_limit
         self.stackable = stackable
         self.ended_at: datetime | None = None
+        # Uses, for a promotion with a limit (as a coupon keeps them): only what is in
+        # flight is kept per order, the rest are counts.
+        self.locks: dict[str, str] = {}  # order id -> user id, for uses locked, not settled
+        self.redeemed_count = 0
+        self.uses_per_user: dict[str, int] = {}  # locked or redeemed
 
     @staticmethod
     def create(
@@ -200,6 +205,117 @@ class Promotion(Aggregate):
     def is_active(self, now: datetime) -> bool:
         return self.terms_for_pricing().window.is_open(now)
 
+    # Limits: `max_uses` orders in all, `per_user_limit` per buyer. A use is locked for an
+    # order by the pricing participant of the saga (with the order's stock and coupon, all
+    # or nothing), redeemed on confirmation, released when the order ends unpaid. Every use
+    # is an event of this one aggregate, so a racing save of the same version is refused
+    # and the limits hold under any concurrency.
+
+    @property
+    def limited(self) -> bool:
+        return self.max_uses is not None or self.per_user_limit is not None
+
+    @property
+    def remaining_uses(self) -> int | None:
+        """None: no total limit."""
+        if self.max_uses is None:
+            return None
+        return self.max_uses - len(self.locks) - self.redeemed_count
+
+    def has_use_for(self, user_id: UUID | None) -> bool:
+        """A use is left (for this user, if known): else quotes leave the promotion out."""
+        remaining = self.remaining_uses
+        if remaining is not None and remaining <= 0:
+            return False
+        per_user = self.per_user_limit
+        return (
+            per_user is None
+            or user_id is None
+            or self.uses_per_user.get(str(user_id), 0) < per_user
+        )
+
+    def may_lock(self, order_id: UUID, user_id: UUID) -> bool:
+        return str(order_id) in self.locks or self.has_use_for(user_id)
+
+    def lock_use(self, order_id: UUID, user_id: UUID, causation_id: UUID | None) -> None:
+        if str(order_id) in self.locks or not self.may_lock(order_id, user_id):
+            return
+        remaining = self.remaining_uses
+        self._use_locked(
+            order_id=order_id,
+            user_id=user_id,
+            remaining_uses=None if remaining is None else remaining - 1,
+            correlation_id=order_id,
+            causation_id=causation_id,
+        )
+
+    @event("UseLocked")
+    def _use_locked(
+        self,
+        order_id: UUID,
+        user_id: UUID,
+        remaining_uses: int | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
+        self.locks[str(order_id)] = str(user_id)
+        self.uses_per_user[str(user_id)] = self.uses_per_user.get(str(user_id), 0) + 1
+
+    def redeem_use(self, order_id: UUID, causation_id: UUID | None) -> bool:
+        if str(order_id) not in self.locks:
+            return False
+        self._use_redeemed(
+            order_id=order_id,
+            user_id=UUID(self.locks[str(order_id)]),
+            remaining_uses=self.remaining_uses,
+            correlation_id=order_id,
+            causation_id=causation_id,
+        )
+        return True
+
+    @event("UseRedeemed")
+    def _use_redeemed(
+        self,
+        order_id: UUID,
+        user_id: UUID,
+        remaining_uses: int | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
+        del self.locks[str(order_id)]
+        self.redeemed_count += 1
+
+    def release_use(self, order_id: UUID, reason: str, causation_id: UUID | None) -> bool:
+        if str(order_id) not in self.locks:
+            return False
+        remaining = self.remaining_uses
+        self._use_released(
+            order_id=order_id,
+            user_id=UUID(self.locks[str(order_id)]),
+            reason=reason,
+            remaining_uses=None if remaining is None else remaining + 1,
+            correlation_id=order_id,
+            causation_id=causation_id,
+        )
+        return True
+
+    @event("UseReleased")
+    def _use_released(
+        self,
+        order_id: UUID,
+        user_id: UUID,
+        reason: str,
+        remaining_uses: int | None,
+        correlation_id: UUID | None,
+        causation_id: UUID | None,
+    ) -> None:
+        user = self.locks.pop(str(order_id))
+        left = self.uses_per_user.get(user, 1) - 1
+        if left:
+            self.uses_per_user[user] = left
+        else:
+            self.uses_per_user.pop(user, None)
+
     def terms_for_pricing(self) -> PromotionTerms:
         tiers = tuple((t["min_quantity"], t["percent_off"]) for t in self.terms.get("tiers", ()))
         return PromotionTerms(
@@ -209,6 +325,7 @@ class Promotion(Aggregate):
             scope=Scope.from_dict(self.scope),
             window=Window(self.starts_at, self.ends_at, self.ended_at),
             stackable=self.stackable,
+            limited=self.limited,
             percent_off=self.terms.get("percent_off"),
             amount_off=self.terms.get("amount_off"),
             buy_quantity=self.terms.get("buy_quantity"),
@@ -248,5 +365,10 @@ class PricingIndex(Aggregate):
         self.rule_ids.append(rule_id)
 
 
-def active_terms(promotions: Sequence[Promotion], now: datetime) -> list[PromotionTerms]:
-    return [p.terms_for_pricing() for p in promotions if p.is_active(now)]
+def active_terms(
+    promotions: Sequence[Promotion], now: datetime, user_id: UUID | None = None
+) -> list[PromotionTerms]:
+    """The promotions in force, less those with no use left (for `user_id`, if known)."""
+    return [
+        p.terms_for_pricing() for p in promotions if p.is_active(now) and p.has_use_for(user_id)
+    ]

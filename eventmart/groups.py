@@ -94,7 +94,11 @@ GROUPS: tuple[GroupSpec, ...] = (
     ),
     GroupSpec("shipping-saga", ("orders.events",), "shipping", saga("shipping"), SAGAS),
     GroupSpec(
-        "pricing-saga", ("inventory.events", "orders.events"), "pricing", saga("pricing"), SAGAS
+        "pricing-saga",
+        ("inventory.events", "orders.events", "pricing.events"),
+        "pricing",
+        saga("pricing"),
+        SAGAS,
     ),
     GroupSpec(
         "users-projection",

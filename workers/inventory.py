@@ -33,9 +33,13 @@ def reserve_stock(ctx: Context, event: Envelope) -> None:
 
 
 def order_coupon(placed: dict[str, Any]) -> dict[str, Any] | None:
-    """The coupon an order was placed with, for the pricing context to lock with the hold."""
+    """The coupon and limited promotions an order was placed with, for the pricing context
+    to lock a use of each with the hold (None: nothing to lock, payments charges at once)."""
     code = placed.get("coupon_code")
-    return None if code is None else {"code": code, "buyer_id": placed["buyer_id"]}
+    promotion_ids = placed.get("limited_promotion_ids") or []
+    if code is None and not promotion_ids:
+        return None
+    return {"code": code, "buyer_id": placed["buyer_id"], "promotion_ids": promotion_ids}
 
 
 def note_order_paid(ctx: Context, event: Envelope) -> None:

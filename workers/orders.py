@@ -23,10 +23,10 @@ def reject(ctx: Context, event: Envelope) -> None:
 
 
 def reject_for_coupon(ctx: Context, event: Envelope) -> None:
-    """No use of the order's coupon was left: rejected, and so its stock released."""
-    ctx.application.reject(
-        event.payload["order_id"], "coupon_unavailable", caused_by=event.event_id
-    )
+    """No use of the order's coupon (or of a limited promotion) was left: rejected with
+    that reason, and so its stock released."""
+    reason = event.payload.get("reason") or "coupon_unavailable"
+    ctx.application.reject(event.payload["order_id"], reason, caused_by=event.event_id)
 
 
 def cancel_on_expiry(ctx: Context, event: Envelope) -> None:

@@ -189,6 +189,7 @@ def place_order(
         [(line.product_id, line.quantity) for line in body.lines],
         coupon,
         now,
+        user.user_id,
     )
     lines = [
         {
@@ -223,6 +224,7 @@ def place_order(
         currency=settings.currency,
         order_id=order_id,
         coupon_code=body.coupon_code,
+        limited_promotion_ids=quote.limited_promotion_ids,
     )
     return OrderAccepted(order_id=order_id, status="pending")
 

@@ -439,7 +439,13 @@ def quote(
     coupon, refused = coupon_terms(
         applications, coupon_code, None if user is None else user.user_id, now
     )
-    priced = price_lines(applications, [(product_id, quantity)], None if refused else coupon, now)
+    priced = price_lines(
+        applications,
+        [(product_id, quantity)],
+        None if refused else coupon,
+        now,
+        None if user is None else user.user_id,
+    )
     [line] = priced.lines
     currency = services.settings.currency
     return QuoteView(

@@ -9,6 +9,7 @@ contexts (reviews, pricing) build their fields from these rather than from bare 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from pydantic import Field, StrictInt, StringConstraints
 
@@ -20,8 +21,10 @@ from domain.limits import (
     MAX_DESCRIPTION_LENGTH,
     MAX_DISPLAY_NAME_LENGTH,
     MAX_EMAIL_LENGTH,
+    MAX_LINE_DISCOUNTS,
     MAX_LINE_QUANTITY,
     MAX_MONEY_AMOUNT,
+    MAX_ORDER_LINES,
     MAX_ORDER_TOTAL,
     MAX_PAYMENT_TOKEN_LENGTH,
     MAX_POSTAL_CODE_LENGTH,
@@ -49,6 +52,8 @@ MoneyAmount = Annotated[
 """A price or unit price."""
 
 MoneyTotal = Annotated[StrictInt, Field(gt=0, le=MAX_ORDER_TOTAL, description="minor units")]
+# The limited promotions an order took: at most one per discount of each line.
+PromotionIds = Annotated[list[UUID], Field(max_length=MAX_ORDER_LINES * MAX_LINE_DISCOUNTS)]
 """An order's total, a payment or a refund: at most 50 lines x 1,000 units x the top price."""
 
 LineQuantity = Annotated[StrictInt, Field(gt=0, le=MAX_LINE_QUANTITY)]

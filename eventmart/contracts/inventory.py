@@ -14,7 +14,7 @@ from pydantic import Field, StringConstraints
 
 from domain.inventory import Reservation, Stock
 from domain.limits import MAX_ORDER_LINES
-from eventmart.contracts.bounds import StockLevel, StockQuantity
+from eventmart.contracts.bounds import PromotionIds, StockLevel, StockQuantity
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "inventory.events"
@@ -81,10 +81,15 @@ class ReservedLine(Payload):
 
 
 class HeldCoupon(Payload):
-    """The order's coupon: the pricing context locks one of its uses for the order."""
+    """The order's coupon and limited promotions: the pricing context locks one use of
+    each for the order (all or none)."""
 
-    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$")]
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$")] | None
     buyer_id: UUID
+    promotion_ids: PromotionIds = Field(
+        default_factory=list,
+        description="promotions with max_uses or per_user_limit the order took",
+    )
 
 
 class ReservationConfirmed(Payload):
@@ -92,7 +97,9 @@ class ReservationConfirmed(Payload):
     lines: list[ReservedLine] = Field(max_length=MAX_ORDER_LINES)
     expires_at: datetime
     coupon: HeldCoupon | None = Field(
-        None, description="v2: the order's coupon (null without one); payments waits for its lock"
+        None,
+        description="v2: the order's coupon and limited promotions (null without any); "
+        "payments waits for their lock",
     )
 
 
@@ -216,7 +223,7 @@ register(
                 "order_id": ORDER_ID,
                 "lines": [{"product_id": PRODUCT_ID, "quantity": 2}],
                 "expires_at": "2026-11-25T10:35:00+00:00",
-                "coupon": {"code": "SPRING10", "buyer_id": BUYER_ID},
+                "coupon": {"code": "SPRING10", "buyer_id": BUYER_ID, "promotion_ids": []},
             },
             schema_version=2,
         ),

@@ -35,6 +35,7 @@ from eventmart.contracts.bounds import (
     MoneyAmount,
     MoneyTotal,
     PostalCode,
+    PromotionIds,
     Reason,
 )
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
@@ -114,6 +115,11 @@ class OrderPlaced(Payload):
     payment_deadline: datetime
     discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL)]
     coupon_code: CouponCode | None
+    limited_promotion_ids: PromotionIds = Field(
+        default_factory=list,
+        description="the promotions taken that have max_uses or per_user_limit: the saga "
+        "locks one use of each with the stock (absent before limits were enforced)",
+    )
 
 
 def placed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +214,7 @@ register(
             "payment_deadline": e.payment_deadline,
             "discount_total": getattr(e, "discount_total", 0),
             "coupon_code": getattr(e, "coupon_code", None),
+            "limited_promotion_ids": getattr(e, "limited_promotion_ids", None) or [],
         },
         upcasters={1: placed_v1_to_v2, 2: placed_v2_to_v3},
         personal=("shipping_address",),
@@ -247,6 +254,7 @@ register(
                 "payment_deadline": "2026-11-25T10:45:00+00:00",
                 "discount_total": 1960,
                 "coupon_code": None,
+                "limited_promotion_ids": [PROMOTION_ID],
             },
             schema_version=3,
         ),

@@ -2,13 +2,18 @@
 
 Coupon events carry the uses left after the change; `coupon_use.*` events say, per order,
 what became of its coupon, and are what the order saga reacts to (`coupon_use.locked`
-lets payments charge, `coupon_use.refused` rejects the order with `coupon_unavailable`).
-A price rule's every price change is an event (`price.changed`), with its reason.
+lets payments charge, `coupon_use.refused` rejects the order with its reason,
+`coupon_unavailable` or `promotion_unavailable`). A coupon_use also carries the order's
+limited promotions (`max_uses`, `per_user_limit`), whose uses are `promotion.use_*` events.
+A price rule's every price change is an event (`price.changed`, with its reason; a time
+window's start and end are `price_rule.window_opened` and `price_rule.window_closed`; a
+demand rule's recount is `price_rule.demand_changed`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -17,7 +22,14 @@ from pydantic import Field, StrictInt
 from domain.coupons import Coupon, CouponUse
 from domain.price_rules import PriceRule
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
-from eventmart.contracts.bounds import Category, LineQuantity, MoneyAmount, ProductName, Reason
+from eventmart.contracts.bounds import (
+    Category,
+    LineQuantity,
+    MoneyAmount,
+    ProductName,
+    PromotionIds,
+    Reason,
+)
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "pricing.events"
@@ -116,10 +128,24 @@ class CouponUseChanged(Payload):
 
 
 class OrderCoupon(Payload):
-    """What became of an order's coupon (coupon_use.*)."""
+    """What became of an order's coupon and limited promotions (coupon_use.*)."""
 
     order_id: UUID
     code: CouponCode | None
+    reason: Reason | None = None
+    promotion_ids: PromotionIds = Field(
+        default_factory=list,
+        description="coupon_use.locked: the limited promotions a use was locked of",
+    )
+
+
+class PromotionUseChanged(Payload):
+    """A use of a limited promotion locked, redeemed or released for an order."""
+
+    promotion_id: UUID
+    order_id: UUID
+    user_id: UUID
+    remaining_uses: Uses | None = Field(description="null: no max_uses")
     reason: Reason | None = None
 
 
@@ -168,7 +194,23 @@ def _use(e: Any) -> dict[str, Any]:
 
 
 def _order_coupon(e: Any) -> dict[str, Any]:
-    return {"order_id": e.order_id, "code": e.code, "reason": getattr(e, "reason", None)}
+    return {
+        "order_id": e.order_id,
+        "code": e.code,
+        "reason": getattr(e, "reason", None),
+        "promotion_ids": getattr(e, "promotion_ids", None) or [],
+    }
+
+
+def _promotion_use(e: Any) -> dict[str, Any]:
+    remaining = e.remaining_uses
+    return {
+        "promotion_id": e.originator_id,
+        "order_id": e.order_id,
+        "user_id": e.user_id,
+        "remaining_uses": None if remaining is None else max(remaining, 0),
+        "reason": getattr(e, "reason", None),
+    }
 
 
 SCOPE = {"product_ids": [PRODUCT_ID], "category": None, "seller_id": SELLER_ID}
@@ -257,50 +299,67 @@ register(
     )
 )
 
-COUPON_EVENTS: list[tuple[str, type, dict[str, Any]]] = [
-    ("coupon.locked", Coupon.Locked, {"remaining_uses": 9}),
-    ("coupon.redeemed", Coupon.Redeemed, {"remaining_uses": 9}),
-    ("coupon.released", Coupon.Released, {"remaining_uses": 10, "reason": "cancelled"}),
-]
-for version, (type_, domain_event, extra) in enumerate(COUPON_EVENTS, start=2):
-    register(
-        EventContract(
-            type=type_,
-            topic=TOPIC,
-            schema_version=1,
-            payload=CouponUseChanged,
-            domain_event=domain_event,
-            to_payload=_use,
-            example=_example(
-                type_,
-                COUPON_ID,
-                version,
-                {"code": CODE, "order_id": ORDER_ID, "user_id": BUYER_ID, **extra},
-                saga=True,
-            ),
-        )
-    )
 
-USE_EVENTS: list[tuple[str, type, dict[str, Any]]] = [
-    ("coupon_use.locked", CouponUse.Locked, {}),
-    ("coupon_use.refused", CouponUse.Refused, {"reason": "coupon_unavailable"}),
-    ("coupon_use.redeemed", CouponUse.Redeemed, {}),
-    ("coupon_use.released", CouponUse.Released, {"reason": "cancelled"}),
-]
-for version, (type_, domain_event, extra) in enumerate(USE_EVENTS, start=2):
-    register(
-        EventContract(
-            type=type_,
-            topic=TOPIC,
-            schema_version=1,
-            payload=OrderCoupon,
-            domain_event=domain_event,
-            to_payload=_order_coupon,
-            example=_example(
-                type_, USE_ID, version, {"order_id": ORDER_ID, "code": CODE, **extra}, saga=True
-            ),
+def _register_saga_events(
+    events: list[tuple[str, type, dict[str, Any]]],
+    payload: type[Payload],
+    to_payload: Any,
+    aggregate_id: str,
+    common: dict[str, Any],
+) -> None:
+    """Events of one aggregate in the saga, its versions counted from 2 in the examples."""
+    for version, (type_, domain_event, extra) in enumerate(events, start=2):
+        register(
+            EventContract(
+                type=type_,
+                topic=TOPIC,
+                schema_version=1,
+                payload=payload,
+                domain_event=domain_event,
+                to_payload=to_payload,
+                example=_example(type_, aggregate_id, version, {**common, **extra}, saga=True),
+            )
         )
-    )
+
+
+_register_saga_events(
+    [
+        ("coupon.locked", Coupon.Locked, {"remaining_uses": 9}),
+        ("coupon.redeemed", Coupon.Redeemed, {"remaining_uses": 9}),
+        ("coupon.released", Coupon.Released, {"remaining_uses": 10, "reason": "cancelled"}),
+    ],
+    CouponUseChanged,
+    _use,
+    COUPON_ID,
+    {"code": CODE, "order_id": ORDER_ID, "user_id": BUYER_ID},
+)
+_register_saga_events(
+    [
+        ("promotion.use_locked", Promotion.UseLocked, {"remaining_uses": 2}),
+        ("promotion.use_redeemed", Promotion.UseRedeemed, {"remaining_uses": 2}),
+        (
+            "promotion.use_released",
+            Promotion.UseReleased,
+            {"remaining_uses": 3, "reason": "rejected"},
+        ),
+    ],
+    PromotionUseChanged,
+    _promotion_use,
+    PROMOTION_ID,
+    {"promotion_id": PROMOTION_ID, "order_id": ORDER_ID, "user_id": BUYER_ID},
+)
+_register_saga_events(
+    [
+        ("coupon_use.locked", CouponUse.Locked, {"promotion_ids": [PROMOTION_ID]}),
+        ("coupon_use.refused", CouponUse.Refused, {"reason": "coupon_unavailable"}),
+        ("coupon_use.redeemed", CouponUse.Redeemed, {}),
+        ("coupon_use.released", CouponUse.Released, {"reason": "cancelled"}),
+    ],
+    OrderCoupon,
+    _order_coupon,
+    USE_ID,
+    {"order_id": ORDER_ID, "code": CODE},
+)
 
 register(
     EventContract(
@@ -360,6 +419,74 @@ register(
                 "price": 5900,
                 "reason": "available stock 4 < 5",
             },
+        ),
+    )
+)
+
+
+class PriceWindowMoved(Payload):
+    """A time_window rule taken on by the pricing-saga, then its window opened and closed."""
+
+    rule_id: UUID
+    window: Literal["scheduled", "open", "closed"]
+    price: MoneyAmount | None = Field(
+        None, description="open: the price in force until the window ends; else null"
+    )
+
+
+def _window_moved(window: str, e: Any) -> dict[str, Any]:
+    return {"rule_id": e.originator_id, "window": window, "price": getattr(e, "price", None)}
+
+
+WINDOW_EVENTS: list[tuple[str, type, str, int | None]] = [
+    ("price_rule.window_scheduled", PriceRule.WindowScheduled, "scheduled", None),
+    ("price_rule.window_opened", PriceRule.WindowOpened, "open", 3900),
+    ("price_rule.window_closed", PriceRule.WindowClosed, "closed", None),
+]
+for version, (type_, domain_event, window, price) in enumerate(WINDOW_EVENTS, start=2):
+    register(
+        EventContract(
+            type=type_,
+            topic=TOPIC,
+            schema_version=1,
+            payload=PriceWindowMoved,
+            domain_event=domain_event,
+            to_payload=partial(_window_moved, window),
+            example=_example(
+                type_, RULE_ID, version, {"rule_id": RULE_ID, "window": window, "price": price}
+            ),
+        )
+    )
+
+
+class DemandChanged(Payload):
+    """A demand rule recounted a product's sales of the last hour: its price is the list
+    price raised by `percent` (steps x step_percent), within the rule's floor and ceiling."""
+
+    rule_id: UUID
+    product_id: UUID
+    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+
+
+register(
+    EventContract(
+        type="price_rule.demand_changed",
+        topic=TOPIC,
+        schema_version=1,
+        payload=DemandChanged,
+        domain_event=PriceRule.DemandChanged,
+        to_payload=lambda e: {
+            "rule_id": e.originator_id,
+            "product_id": e.product_id,
+            "units_last_hour": min(e.units_last_hour, MAX_USES),
+            "steps": min(e.steps, MAX_USES),
+        },
+        example=_example(
+            "price_rule.demand_changed",
+            RULE_ID,
+            3,
+            {"rule_id": RULE_ID, "product_id": PRODUCT_ID, "units_last_hour": 12, "steps": 2},
         ),
     )
 )

@@ -219,18 +219,61 @@ def test_coupon_use_given_an_order_when_locked_then_redeemed_and_a_late_release_
 ):
     coupon_, order = new_coupon(), uuid4()
     use = CouponUse(order_id=order, code=coupon_.code)
-    assert use.record_lock(coupon_, BUYER, None) and use.status == "locked"
-    assert use.record_redemption(coupon_, None) and use.status == "redeemed"
-    assert not use.record_release(coupon_, "cancelled", None)
+    assert use.record_lock(coupon_, [], BUYER, None) and use.status == "locked"
+    assert use.record_redemption(coupon_, [], None) and use.status == "redeemed"
+    assert not use.record_release(coupon_, [], "cancelled", None)
     assert coupon_.remaining_uses == 1
 
 
 def test_coupon_use_given_order_ended_before_lock_then_lock_holds_nothing() -> None:
     coupon_, order = new_coupon(), uuid4()
     use = CouponUse(order_id=order, code=None)
-    assert use.record_release(None, "rejected", None)
-    assert not use.record_lock(coupon_, BUYER, None)
+    assert use.record_release(None, [], "rejected", None)
+    assert not use.record_lock(coupon_, [], BUYER, None)
     assert coupon_.remaining_uses == 2
+
+
+def limited_pricing(max_uses: int | None, per_user_limit: int | None) -> tuple[Pricing, UUID]:
+    pricing = Pricing()
+    limited = pricing.create_promotion(
+        SELLER,
+        name="first three",
+        kind="percent_off",
+        terms={"percent_off": 30},
+        scope={"product_ids": [MUG]},
+        starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(hours=1),
+        max_uses=max_uses,
+        per_user_limit=per_user_limit,
+    )
+    return pricing, limited.id
+
+
+def test_limited_promotion_given_uses_locked_then_the_rest_are_refused_and_quotes_drop_it() -> None:
+    pricing, promotion_id = limited_pricing(max_uses=2, per_user_limit=None)
+    quote = pricing.quote([product(MUG, 1)], None, NOW)
+    assert quote.limited_promotion_ids == [promotion_id]
+    orders = [uuid4() for _ in range(3)]
+    uses = [pricing.lock_coupon(o, None, uuid4(), promotion_ids=[promotion_id]) for o in orders]
+    assert [u.status for u in uses] == ["locked", "locked", "refused"]
+    assert pricing.quote([product(MUG, 1)], None, NOW).total == 1000  # none left: list price
+    assert pricing.redeem_coupon(orders[0]) and pricing.release_coupon(orders[1], "rejected")
+    assert pricing.get_promotion(promotion_id).remaining_uses == 1
+    assert pricing.quote([product(MUG, 1)], None, NOW).total == 700
+
+
+def test_limited_promotion_given_a_per_user_limit_then_a_second_use_by_that_user_is_refused() -> (
+    None
+):
+    pricing, promotion_id = limited_pricing(max_uses=None, per_user_limit=1)
+    first = pricing.lock_coupon(uuid4(), None, BUYER, promotion_ids=[promotion_id])
+    second = pricing.lock_coupon(uuid4(), None, BUYER, promotion_ids=[promotion_id])
+    assert (first.status, second.status) == ("locked", "refused")
+    assert pricing.lock_coupon(uuid4(), None, uuid4(), promotion_ids=[promotion_id]).status == (
+        "locked"
+    )
+    assert pricing.quote([product(MUG, 1)], None, NOW, BUYER).total == 1000
+    assert pricing.quote([product(MUG, 1)], None, NOW).total == 700
 
 
 def pricing_with_promotions() -> Pricing:
@@ -331,6 +374,36 @@ def test_price_rule_given_stock_thresholds_then_price_moves_within_floor_and_cei
         1200,
         1300,
     ]
+
+
+def test_demand_rule_given_sales_then_price_steps_up_within_its_band_and_back_after_an_hour() -> (
+    None
+):
+    pricing = Pricing()
+    rule = pricing.create_rule(
+        SELLER,
+        name="hot",
+        kind="demand",
+        scope={"product_ids": [MUG]},
+        params={"step_percent": 10, "sales_per_step": 2},
+        floor=900,
+        ceiling=1200,
+    )
+    prices = []
+    for n in range(5):
+        order_id = uuid4()
+        assert pricing.note_demand(order_id, [(MUG, 2), (TEA, 1)])
+        assert pricing.count_demand(order_id, NOW + timedelta(minutes=n))
+        assert not pricing.count_demand(order_id, NOW)  # counted once
+        prices.append(pricing.quote([product(MUG, 1)], None, NOW).lines[0].list_price)
+    assert prices == [1100, 1200, 1200, 1200, 1200]  # never past the ceiling
+    assert not pricing.note_demand(uuid4(), [(TEA, 3)])  # no demand rule watches tea
+    stored = pricing.get_rule(rule.id)
+    assert stored.units_last_hour(MUG, NOW + timedelta(minutes=5)) == 10
+    assert stored.demand_due == NOW + timedelta(hours=1)
+    assert pricing.reprice_for_demand(rule.id, NOW + timedelta(hours=2))
+    assert pricing.get_rule(rule.id).demand_due is None
+    assert pricing.quote([product(MUG, 1)], None, NOW).lines[0].list_price == 1000
 
 
 def test_every_pricing_event_a_scenario_stores_becomes_a_valid_public_envelope() -> None:
