@@ -31,6 +31,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg_pool import PoolTimeout
 
 from api.notified_cache import NotifiedCache
+from api.quiet_reads import announce_changes
 from domain.users import User
 from eventmart.database import make_async_pool
 
@@ -41,20 +42,7 @@ NEWER_EVENTS = (
     "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
 )
 
-USERS_CHANNEL = "users_events"
-# Installed by every API process at start (idempotent; serialised by an advisory lock, as
-# concurrent CREATE OR REPLACE of one function can fail).
-NOTIFY_DDL = """
-SELECT pg_advisory_xact_lock(hashtext('eventmart.users_events_changed'));
-CREATE OR REPLACE FUNCTION public.users_events_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('users_events', NEW.originator_id::text);
-    RETURN NULL;
-END $$;
-CREATE OR REPLACE TRIGGER users_events_changed AFTER INSERT ON users_events
-    FOR EACH ROW EXECUTE FUNCTION public.users_events_changed();
-"""
+USERS_CHANNEL = "users_events"  # announced by api.quiet_reads.announce_changes
 
 
 @dataclass(frozen=True)
@@ -71,6 +59,7 @@ class UserDirectory:
         self, dsn: str, mapper: Mapper[Any], *, wait_seconds: float, max_users: int = 10_000
     ) -> None:
         self.mapper = mapper
+        self.dsn = dsn
         self.max_users = max_users
         self.pool = make_async_pool(dsn, min_size=1, max_size=8, timeout=wait_seconds)
         self._users: OrderedDict[UUID, User] = OrderedDict()  # least recently used first
@@ -80,8 +69,7 @@ class UserDirectory:
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(NOTIFY_DDL)
+        await announce_changes(self.dsn, USERS_CHANNEL)
         await self.unchanged.start()
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from api.errors import install_error_handlers
 from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
+from api.quiet_reads import QuietReads
 from api.routes import (
     behavior,
     health,
@@ -91,10 +92,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         await services.directory.open()
+        # Quotes' (and placement's prices') reads of products, promotions, rules and coupons,
+        # from memory while their stores announce no change (api.quiet_reads).
+        quiet = [
+            QuietReads(services.applications.catalog, settings.context_dsn("catalog")),
+            QuietReads(services.applications.pricing, settings.context_dsn("pricing")),
+        ]
+        for reads in quiet:
+            await reads.start()
         app.state.services = services
         try:
             yield
         finally:
+            for reads in quiet:
+                await reads.stop()
             await services.directory.close()
             for pool in services.pools():
                 pool.close()

@@ -14,14 +14,16 @@ Two races are closed:
 - the listening connection drops (notifications may be lost): everything is dropped and
   nothing is kept until it listens again.
 
-Used for product details (api.product_cache) and for who a token's user is now
-(api.auth.UserDirectory).
+Used for product details (api.product_cache), for who a token's user is now
+(api.auth.UserDirectory) and for aggregates read without changing them (api.quiet_reads).
+`get`, `ticket` and `put` may be called from the thread pool's threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -54,6 +56,7 @@ class NotifiedCache(Generic[V]):
         self._changes = 0  # notifications heard, the clock tickets are taken from
         self._changed_at: dict[str, int] = {}  # key -> self._changes when it last changed
         self._forgotten_before = 0  # fills begun before this may have missed a change
+        self._lock = threading.Lock()  # put's check-then-store against changed()
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +78,7 @@ class NotifiedCache(Generic[V]):
             return None
         stored_at, value = entry
         if time.monotonic() - stored_at > self.max_age:
-            del self._answers[key]
+            self._answers.pop(key, None)
             return None
         return value
 
@@ -84,25 +87,28 @@ class NotifiedCache(Generic[V]):
         return self._changes
 
     def put(self, key: str, value: V, ticket: int) -> None:
-        if not self.listening.is_set() or ticket < self._forgotten_before:
-            return
-        if self._changed_at.get(key, -1) > ticket:
-            return  # changed after the read began: what was read may be older
-        self._answers[key] = (time.monotonic(), value)
-        if len(self._answers) > self.max_entries:
-            self._answers.popitem(last=False)
+        with self._lock:
+            if not self.listening.is_set() or ticket < self._forgotten_before:
+                return
+            if self._changed_at.get(key, -1) > ticket:
+                return  # changed after the read began: what was read may be older
+            self._answers[key] = (time.monotonic(), value)
+            if len(self._answers) > self.max_entries:
+                self._answers.popitem(last=False)
 
     def changed(self, payload: str) -> None:
-        self._changes += 1
-        if payload == "*":
-            self._forget_all()
-            return
-        self._answers.pop(payload, None)
-        self._changed_at[payload] = self._changes
-        if len(self._changed_at) > self.max_entries:
-            self._forget_all()
+        with self._lock:
+            self._changes += 1
+            if payload == "*":
+                self._forget_all()
+                return
+            self._answers.pop(payload, None)
+            self._changed_at[payload] = self._changes
+            if len(self._changed_at) > self.max_entries:
+                self._forget_all()
 
     def _forget_all(self) -> None:
+        """Under the lock."""
         self._answers.clear()
         self._changed_at.clear()
         self._forgotten_before = self._changes = self._changes + 1
@@ -113,7 +119,8 @@ class NotifiedCache(Generic[V]):
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     for channel in self.channels:
                         await conn.execute(f"LISTEN {channel}")  # our own constants
-                    self._forget_all()  # changes made while nobody listened
+                    with self._lock:
+                        self._forget_all()  # changes made while nobody listened
                     self.listening.set()
                     async for notify in conn.notifies():
                         self.changed(notify.payload)
@@ -122,5 +129,6 @@ class NotifiedCache(Generic[V]):
             except Exception as error:  # noqa: BLE001 - any loss means: stop trusting, retry
                 log.warning("%s: listener lost (%s); retrying", self.name, error)
             self.listening.clear()
-            self._forget_all()
+            with self._lock:
+                self._forget_all()
             await asyncio.sleep(RECONNECT_SECONDS)

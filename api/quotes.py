@@ -19,7 +19,7 @@ QUOTE_VALID_SECONDS = 60
 
 def catalogue_product(applications: Applications, product_id: UUID) -> Product:
     try:
-        return applications.catalog.get_product(product_id)
+        return applications.catalog.product_to_read(product_id)
     except ProductNotFound as error:
         raise ApiError(422, "unknown_product", f"no product {product_id}") from error
 

@@ -21,6 +21,7 @@ from domain.limits import (
     check_text,
     is_whole_number,
 )
+from domain.reads import ReadsWithoutChanging
 
 SKU_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:sku")
 EDITABLE_FIELDS = ("name", "description", "category")
@@ -173,7 +174,7 @@ class SkuIndex(Aggregate):
         self.product_id = product_id
 
 
-class Catalog(Application[UUID]):
+class Catalog(ReadsWithoutChanging, Application[UUID]):
     """Command entry point for the catalogue context (tables `catalog_events`)."""
 
     name = "Catalog"
@@ -232,6 +233,14 @@ class Catalog(Application[UUID]):
             self, claim_key(scope, idempotency_key, fingerprint, product), product
         )
         return product if earlier is None else result_as_left(self, earlier, fingerprint, Product)
+
+    def product_to_read(self, product_id: UUID) -> Product:
+        """The product, not a copy (never change it), from memory where the process keeps
+        one (domain.reads): for quotes and placement's prices."""
+        product = self.read_only(product_id)
+        if not isinstance(product, Product):
+            raise ProductNotFound(str(product_id))
+        return product
 
     def get_product(self, product_id: UUID) -> Product:
         try:

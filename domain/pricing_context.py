@@ -36,6 +36,7 @@ from domain.promotions import (
     index_keys_for,
     index_keys_of,
 )
+from domain.reads import ReadsWithoutChanging
 
 ALL_PROMOTIONS = "all"
 
@@ -48,7 +49,7 @@ class CouponStatus:
     reason: str | None
 
 
-class Pricing(Application[UUID]):
+class Pricing(ReadsWithoutChanging, Application[UUID]):
     name = "Pricing"
     # Quotes read the same few aggregates again and again: kept in memory, each read only
     # fast-forwards past the version held (one query), never replays from the start.
@@ -195,28 +196,28 @@ class Pricing(Application[UUID]):
             raise CouponCodeTaken(f"coupon {coupon.code} exists already") from error
         return coupon
 
-    def find_coupon(self, code: str) -> Coupon | None:
+    def find_coupon(self, code: str, *, to_change: bool = True) -> Coupon | None:
         try:
-            found = self._find(Coupon.create_id(normalise_code(code)))
+            found = self._find(Coupon.create_id(normalise_code(code)), to_change)
         except CouponInvalid:
             return None
         return found if isinstance(found, Coupon) else None
 
-    def get_coupon(self, code: str) -> Coupon:
-        coupon = self.find_coupon(code)
+    def get_coupon(self, code: str, *, to_change: bool = True) -> Coupon:
+        coupon = self.find_coupon(code, to_change=to_change)
         if coupon is None:
             raise CouponNotFound(f"no coupon {code}")
         return coupon
 
     def coupon_status(self, code: str, user_id: UUID | None, now: datetime) -> CouponStatus:
-        coupon = self.get_coupon(code)
+        coupon = self.get_coupon(code, to_change=False)
         reason = coupon.why_unusable(user_id, now)
         return CouponStatus(coupon.code, max(coupon.remaining_uses, 0), reason is None, reason)
 
     def usable_coupon(self, code: str, now: datetime) -> Coupon:
         """At placement: 422 `coupon_invalid` if unknown, not begun or ended. Whether a use
         is left is the saga's question (uses are locked with the stock)."""
-        coupon = self.find_coupon(code)
+        coupon = self.find_coupon(code, to_change=False)
         if coupon is None:
             raise CouponInvalid(f"no coupon {code}")
         reason = coupon.why_unusable(None, now)
@@ -309,10 +310,13 @@ class Pricing(Application[UUID]):
     # Storage
 
     def _find(self, aggregate_id: UUID, to_change: bool = True) -> Any:
-        """`to_change=False` for reads that change nothing (the quote): the cached aggregate
-        itself, not a copy of it (copying was a third of a quote's time)."""
+        """`to_change=False` for reads that change nothing (the quote): the aggregate
+        itself, not a copy of it (copying was a third of a quote's time), from memory
+        where the process keeps one (domain.reads)."""
+        if not to_change:
+            return self.read_only(aggregate_id)
         try:
-            return self.repository.get(aggregate_id, deepcopy_from_cache=to_change)
+            return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
 

@@ -435,7 +435,7 @@ def quote(
     """What `quantity` units cost now, priced as an order is placed: 422 `coupon_invalid`
     for an unknown or ended coupon; a coupon the caller may no longer use takes nothing."""
     applications, now = services.applications, datetime.now(UTC)
-    applications.catalog.get_product(product_id)  # 404 product_not_found
+    applications.catalog.product_to_read(product_id)  # 404 product_not_found
     coupon, refused = coupon_terms(
         applications, coupon_code, None if user is None else user.user_id, now
     )

@@ -8,7 +8,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from domain.pricing_context import Pricing
+from domain.promotions import PricingIndex
+from eventmart.settings import Settings
+from eventmart.wiring import build_application
 from tests.shop import Customer, Seller
+from tests.support import wait_until
 
 NOW = datetime.now(UTC)
 WINDOW = {
@@ -137,3 +142,31 @@ def test_a_time_window_rule_sets_the_list_price_within_its_bounds(api: TestClien
     assert shown["list_price"]["amount"] == 1500  # clamped to the floor
     assert promotion(seller, product_id, percent_off=50).status_code == 201
     assert quote(api, product_id)["line_total"]["amount"] == 1500  # never below the floor
+
+
+def test_quotes_read_from_memory_and_see_another_process_change_at_once(
+    api: TestClient, seller: Seller, settings: Settings
+):
+    """A quote's aggregates are kept in the API's memory while their store announces no
+    change (api.quiet_reads); a change saved by any other process (here a second Pricing
+    application, as a worker or another API process would be) counts within the
+    notification's trip."""
+    product_id = seller.product(price=5000)
+    promotion_id = promotion(seller, product_id).json()["promotion_id"]
+    assert quote(api, product_id)["unit_price"]["amount"] == 4000
+    pricing = api.app.state.services.applications.pricing  # type: ignore[attr-defined]
+    kept = pricing.quiet_reads.__self__.unchanged
+    assert kept.get(promotion_id) is not None  # the next quote reads it from memory
+    assert kept.get(str(PricingIndex.create_id(f"product:{product_id}"))) is not None
+
+    elsewhere = build_application(Pricing, settings)
+    try:
+        ended = elsewhere.end_promotion(
+            uuid.UUID(promotion_id), uuid.UUID(seller.user_id), False, datetime.now(UTC)
+        )
+        assert ended
+        wait_until(lambda: kept.get(promotion_id) is None, timeout=5, message="announced")
+        assert quote(api, product_id)["discounts"] == []
+        assert kept.get(promotion_id) is not None  # read again, and kept again
+    finally:
+        elsewhere.close()
