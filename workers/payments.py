@@ -4,6 +4,7 @@ the token of the order's payment intent, which only this context keeps."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +32,18 @@ def charge_for_order(ctx: Context, event: Envelope) -> None:
     if intent is None:
         raise PaymentIntentNotFound(f"order {order_id} has no payment intent")
     ctx.application.charge_order(intent, ctx.adapters["gateway"], caused_by=event.event_id)
+
+
+def read_intents_ahead(ctx: Context, events: Sequence[Envelope]) -> None:
+    """The intents of the batch's charges, with one query instead of one each."""
+    charges = [
+        UUID(event.payload["order_id"])
+        for event in events
+        if event.type == "coupon_use.locked"
+        or (event.type == "reservation.confirmed" and event.payload.get("coupon") is None)
+    ]
+    if len(charges) > 1:
+        ctx.adapters["intents"].read_ahead(charges)
 
 
 def refund_or_void(ctx: Context, event: Envelope) -> None:
@@ -61,4 +74,5 @@ PARTICIPANT = Participant(
     },
     adapters=adapters,
     touches=touches,
+    prepare=read_intents_ahead,
 )

@@ -8,7 +8,7 @@ at the bottom of each participant module; this module is the thin part around th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -65,6 +65,9 @@ Timer = Callable[[Context], int]
 Touches = Callable[[Envelope], Iterable[UUID]]
 # The deadlines one of the participant's aggregates has after a change (workers.deadlines).
 Deadlines = Callable[[Settings, Any], Iterable[Deadline]]
+# Before a batch's policies run: read what they will need from the participant's other
+# stores with one query (payments' intents), as `touches` does for its aggregates.
+Prepare = Callable[[Context, Sequence[Envelope]], None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Participant:
     adapters: Callable[[Settings], dict[str, Any]] = lambda settings: {}
     touches: Touches = lambda event: ()
     deadlines: Deadlines = lambda settings, aggregate: ()
+    prepare: Prepare = lambda ctx, events: None
 
 
 class PolicyProcessor:
@@ -131,6 +135,14 @@ class PolicyProcessor:
                 for aggregate_id in self.participant.touches(delivery.envelope)
             ],
             application.mapper,
+        )
+        self.participant.prepare(
+            self.context,
+            [
+                delivery.envelope
+                for delivery, tracking in zip(deliveries, trackings, strict=True)
+                if identity(tracking) not in applied
+            ],
         )
         with unit_of_work_context(unit):
             for delivery, tracking in zip(deliveries, trackings, strict=True):
