@@ -140,6 +140,23 @@ class BatchProcessRecorder(PostgresProcessRecorder):
             ]
 
 
+def copy_in_unit(aggregate: Any) -> Any:
+    """A deep copy of an aggregate changed earlier in the batch, sharing its pending events
+    rather than copying them: events are frozen, and a hot aggregate (a popular coupon, a
+    product's stock) gathers one per event the batch applies, so copying them on every get
+    made a batch quadratic (a quarter of the saga process's samples under coupon load)."""
+    pending = getattr(aggregate, "_pending_events", None)
+    if not pending:
+        return deepcopy(aggregate)
+    aggregate._pending_events = []
+    try:
+        copied = deepcopy(aggregate)
+    finally:
+        aggregate._pending_events = pending
+    copied._pending_events = list(pending)
+    return copied
+
+
 class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
     """Inside a unit of work, an aggregate changed earlier in the batch is served from
     memory (a copy: a policy that fails half-way leaves the batch's version untouched).
@@ -156,7 +173,7 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
         unit = CURRENT_UNIT_OF_WORK.get()
         if unit is not None and version is None:
             if aggregate_id in unit.aggregates:
-                return deepcopy(unit.aggregates[aggregate_id])
+                return copy_in_unit(unit.aggregates[aggregate_id])
             if aggregate_id in unit.absent:
                 raise AggregateNotFoundError(aggregate_id)
         return super().get(aggregate_id, version=version, **kwargs)
