@@ -26,6 +26,7 @@ from domain.promotions import (
     MAX_PER_USER,
     MAX_USES,
     Promotion,
+    UseLedger,
     check_count,
     check_percent,
     check_scope,
@@ -63,7 +64,7 @@ def normalise_code(code: str) -> str:
     return normal
 
 
-class Coupon(Aggregate):
+class Coupon(UseLedger, Aggregate):
     """Invariant: locked + redeemed uses <= total_uses, and per user <= per_user_uses."""
 
     @staticmethod
@@ -95,11 +96,7 @@ class Coupon(Aggregate):
         self.ends_at = ends_at
         self.total_uses = total_uses
         self.per_user_uses = per_user_uses
-        # Only what is in flight is kept per order; the rest are counts, so the state (which a
-        # saga batch copies for each event it applies) does not grow with every order.
-        self.locks: dict[str, str] = {}  # order id -> user id, for uses locked, not settled
-        self.redeemed_count = 0
-        self.uses_per_user: dict[str, int] = {}  # locked or redeemed
+        self._open_ledger()
 
     @staticmethod
     def create(
@@ -136,10 +133,7 @@ class Coupon(Aggregate):
 
     @property
     def remaining_uses(self) -> int:
-        return self.total_uses - len(self.locks) - self.redeemed_count
-
-    def uses_by(self, user_id: UUID) -> int:
-        return self.uses_per_user.get(str(user_id), 0)
+        return self.total_uses - self.uses_taken
 
     def terms(self) -> CouponTerms:
         return CouponTerms(
@@ -159,10 +153,6 @@ class Coupon(Aggregate):
         if user_id is not None and self.uses_by(user_id) >= self.per_user_uses:
             return "per_user_limit_reached"
         return None
-
-    def holds_use_for(self, order_id: UUID) -> bool:
-        """A use locked for the order (a redeemed one is its CouponUse's to remember)."""
-        return str(order_id) in self.locks
 
     def may_lock(self, order_id: UUID, user_id: UUID) -> bool:
         """Limits only: the window was checked when the order was placed."""
@@ -192,16 +182,15 @@ class Coupon(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        self.locks[str(order_id)] = str(user_id)
-        self.uses_per_user[str(user_id)] = self.uses_per_user.get(str(user_id), 0) + 1
+        self._note_locked(order_id, user_id)
 
     def redeem(self, order_id: UUID, causation_id: UUID | None = None) -> bool:
-        if str(order_id) not in self.locks:
+        if not self.holds_use_for(order_id):
             return False
         self._redeemed(
             code=self.code,
             order_id=order_id,
-            user_id=UUID(self.locks[str(order_id)]),
+            user_id=self.holder_of(order_id),
             remaining_uses=self.remaining_uses,
             correlation_id=order_id,
             causation_id=causation_id,
@@ -218,16 +207,15 @@ class Coupon(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        del self.locks[str(order_id)]
-        self.redeemed_count += 1
+        self._note_redeemed(order_id)
 
     def release(self, order_id: UUID, reason: str, causation_id: UUID | None = None) -> bool:
-        if str(order_id) not in self.locks:
+        if not self.holds_use_for(order_id):
             return False
         self._released(
             code=self.code,
             order_id=order_id,
-            user_id=UUID(self.locks[str(order_id)]),
+            user_id=self.holder_of(order_id),
             reason=reason,
             remaining_uses=self.remaining_uses + 1,
             correlation_id=order_id,
@@ -246,12 +234,7 @@ class Coupon(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        user = self.locks.pop(str(order_id))
-        left = self.uses_per_user.get(user, 1) - 1
-        if left:
-            self.uses_per_user[user] = left
-        else:
-            self.uses_per_user.pop(user, None)
+        self._note_released(order_id)
 
 
 class CouponUse(Aggregate):

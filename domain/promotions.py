@@ -129,7 +129,54 @@ def index_keys_for(product_id: UUID, category: str, seller_id: UUID) -> list[str
     return [f"product:{product_id}", f"category:{category}", f"seller:{seller_id}", EVERY_PRODUCT]
 
 
-class Promotion(Aggregate):
+class UseLedger:
+    """The uses of a limited offer (a coupon, a promotion with limits): which orders hold one
+    (`locks`: order id -> user id, until settled), how many were redeemed, and how many each
+    user took (locked or redeemed). Only what is in flight is kept per order, the rest are
+    counts, so the state a saga batch copies does not grow with every order. The aggregates'
+    events call these; their names and payloads are theirs."""
+
+    locks: dict[str, str]
+    redeemed_count: int
+    uses_per_user: dict[str, int]
+
+    def _open_ledger(self) -> None:
+        self.locks = {}
+        self.redeemed_count = 0
+        self.uses_per_user = {}
+
+    @property
+    def uses_taken(self) -> int:
+        return len(self.locks) + self.redeemed_count
+
+    def uses_by(self, user_id: UUID) -> int:
+        return self.uses_per_user.get(str(user_id), 0)
+
+    def holds_use_for(self, order_id: UUID) -> bool:
+        """A use locked for the order (a redeemed one is its CouponUse's to remember)."""
+        return str(order_id) in self.locks
+
+    def holder_of(self, order_id: UUID) -> UUID:
+        return UUID(self.locks[str(order_id)])
+
+    def _note_locked(self, order_id: UUID, user_id: UUID) -> None:
+        self.locks[str(order_id)] = str(user_id)
+        self.uses_per_user[str(user_id)] = self.uses_by(user_id) + 1
+
+    def _note_redeemed(self, order_id: UUID) -> None:
+        del self.locks[str(order_id)]
+        self.redeemed_count += 1
+
+    def _note_released(self, order_id: UUID) -> None:
+        user = self.locks.pop(str(order_id))
+        left = self.uses_per_user.get(user, 1) - 1
+        if left:
+            self.uses_per_user[user] = left
+        else:
+            self.uses_per_user.pop(user, None)
+
+
+class Promotion(UseLedger, Aggregate):
     @event("Created")
     def __init__(
         self,
@@ -157,9 +204,7 @@ class Promotion(Aggregate):
         self.ended_at: datetime | None = None
         # Uses, for a promotion with a limit (as a coupon keeps them): only what is in
         # flight is kept per order, the rest are counts.
-        self.locks: dict[str, str] = {}  # order id -> user id, for uses locked, not settled
-        self.redeemed_count = 0
-        self.uses_per_user: dict[str, int] = {}  # locked or redeemed
+        self._open_ledger()
 
     @staticmethod
     def create(
@@ -220,7 +265,7 @@ class Promotion(Aggregate):
         """None: no total limit."""
         if self.max_uses is None:
             return None
-        return self.max_uses - len(self.locks) - self.redeemed_count
+        return self.max_uses - self.uses_taken
 
     def has_use_for(self, user_id: UUID | None) -> bool:
         """A use is left (for this user, if known): else quotes leave the promotion out."""
@@ -228,17 +273,13 @@ class Promotion(Aggregate):
         if remaining is not None and remaining <= 0:
             return False
         per_user = self.per_user_limit
-        return (
-            per_user is None
-            or user_id is None
-            or self.uses_per_user.get(str(user_id), 0) < per_user
-        )
+        return per_user is None or user_id is None or self.uses_by(user_id) < per_user
 
     def may_lock(self, order_id: UUID, user_id: UUID) -> bool:
-        return str(order_id) in self.locks or self.has_use_for(user_id)
+        return self.holds_use_for(order_id) or self.has_use_for(user_id)
 
     def lock_use(self, order_id: UUID, user_id: UUID, causation_id: UUID | None) -> None:
-        if str(order_id) in self.locks or not self.may_lock(order_id, user_id):
+        if self.holds_use_for(order_id) or not self.may_lock(order_id, user_id):
             return
         remaining = self.remaining_uses
         self._use_locked(
@@ -258,15 +299,14 @@ class Promotion(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        self.locks[str(order_id)] = str(user_id)
-        self.uses_per_user[str(user_id)] = self.uses_per_user.get(str(user_id), 0) + 1
+        self._note_locked(order_id, user_id)
 
     def redeem_use(self, order_id: UUID, causation_id: UUID | None) -> bool:
-        if str(order_id) not in self.locks:
+        if not self.holds_use_for(order_id):
             return False
         self._use_redeemed(
             order_id=order_id,
-            user_id=UUID(self.locks[str(order_id)]),
+            user_id=self.holder_of(order_id),
             remaining_uses=self.remaining_uses,
             correlation_id=order_id,
             causation_id=causation_id,
@@ -282,16 +322,15 @@ class Promotion(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        del self.locks[str(order_id)]
-        self.redeemed_count += 1
+        self._note_redeemed(order_id)
 
     def release_use(self, order_id: UUID, reason: str, causation_id: UUID | None) -> bool:
-        if str(order_id) not in self.locks:
+        if not self.holds_use_for(order_id):
             return False
         remaining = self.remaining_uses
         self._use_released(
             order_id=order_id,
-            user_id=UUID(self.locks[str(order_id)]),
+            user_id=self.holder_of(order_id),
             reason=reason,
             remaining_uses=None if remaining is None else remaining + 1,
             correlation_id=order_id,
@@ -309,12 +348,7 @@ class Promotion(Aggregate):
         correlation_id: UUID | None,
         causation_id: UUID | None,
     ) -> None:
-        user = self.locks.pop(str(order_id))
-        left = self.uses_per_user.get(user, 1) - 1
-        if left:
-            self.uses_per_user[user] = left
-        else:
-            self.uses_per_user.pop(user, None)
+        self._note_released(order_id)
 
     def terms_for_pricing(self) -> PromotionTerms:
         tiers = tuple((t["min_quantity"], t["percent_off"]) for t in self.terms.get("tiers", ()))
