@@ -22,9 +22,10 @@ from uuid import UUID, uuid4, uuid5
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from pydantic import BaseModel, ConfigDict
 
 from eventmart.contracts import CONTRACTS, Envelope
-from eventmart.contracts.behavior import SESSION_NAMESPACE, visitor_id
+from eventmart.contracts.behavior import SESSION_NAMESPACE, SessionId, ViewSource, visitor_id
 from eventmart.settings import Settings
 
 log = logging.getLogger("eventmart.api.behavior")
@@ -68,6 +69,39 @@ def behavior_envelope(
         correlation_id=event_id,
         payload=checked.model_dump(mode="json"),
     )
+
+
+class RecordView(BaseModel):
+    """The body of `POST /v1/events/view`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: UUID
+    session_id: SessionId | None = None
+    source: ViewSource = "direct"
+
+
+async def publish_view(
+    state: Any,
+    view: RecordView,
+    category: str,
+    user_id: UUID | None,
+    idempotency_key: str | None,
+) -> Envelope:
+    """Publish a view of a product of `category` (returning once Kafka acknowledged it)
+    with the app's producer, and remember the category for the visitor (cold start)."""
+    envelope = behavior_envelope(
+        "behavior.viewed",
+        {"product_id": view.product_id, "source": view.source},
+        user_id=user_id,
+        session_id=view.session_id,
+        idempotency_key=idempotency_key,
+    )
+    publisher: BehaviorPublisher = state.behavior
+    await publisher.publish(envelope)
+    recent: RecentCategories = state.recent_categories
+    recent.viewed(visitor_id(user_id, view.session_id), category)
+    return envelope
 
 
 class BehaviorPublisher:

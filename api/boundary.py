@@ -105,8 +105,8 @@ def body_headers(scope: Scope) -> tuple[int | None, bytes, bool]:
     return length, content_type, chunked
 
 
-def error_message(status: int, code: str, message: str) -> tuple[Message, Message]:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
+def json_messages(status: int, body: bytes) -> tuple[Message, Message]:
+    """The two ASGI messages of a JSON answer (its start, its body)."""
     start = {
         "type": "http.response.start",
         "status": status,
@@ -116,6 +116,17 @@ def error_message(status: int, code: str, message: str) -> tuple[Message, Messag
         ],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """Answer with a serialised JSON body, from a middleware in front of the routes."""
+    start, rest = json_messages(status, body)
+    await send(start)
+    await send(rest)
+
+
+def error_message(status: int, code: str, message: str) -> tuple[Message, Message]:
+    return json_messages(status, orjson.dumps({"error": {"code": code, "message": message}}))
 
 
 class HttpBoundary:

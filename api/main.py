@@ -32,6 +32,7 @@ from api.routes import (
 from api.security import PasswordHasher, TokenIssuer
 from api.shedding import ShedLoad
 from api.throttle import LoginThrottle
+from api.view_fast_path import ViewFastPath
 from eventmart.database import make_pool
 from eventmart.groups import database_of, group_names
 from eventmart.payment_intents import PostgresPaymentIntents
@@ -134,7 +135,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
     # every answer, requests are timed, shed past the in-flight bound, then product detail
-    # may be answered from memory before the routes.
+    # may be answered from memory and a view published before the routes.
+    app.add_middleware(
+        ViewFastPath,
+        state=app.state,
+        route=route_named(behavior.router.routes, behavior.record_view.__name__),
+    )
     app.add_middleware(
         ProductDetailFastPath,
         state=app.state,

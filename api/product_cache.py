@@ -29,6 +29,7 @@ import orjson
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.boundary import send_json
 from api.notified_cache import NotifiedCache
 from eventmart.outages import DATABASE_AWAY
 from projections import ratings
@@ -68,17 +69,7 @@ class ProductDetailFastPath:
                 body = await self._answer(match.group(1))
                 if body is not None:
                     scope["route"] = self.route  # the latency metric's label
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-length", str(len(body)).encode()),
-                                (b"content-type", b"application/json"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    await send_json(send, 200, body)
                     return
         await self.app(scope, receive, send)
 

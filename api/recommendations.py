@@ -12,6 +12,12 @@ the rules are checked against the read models, never against the model's trainin
 Cold start: a visitor the model does not know gets popular products, those of the
 categories they viewed (as this process saw their views) first. With no model at all,
 popular means most sold in the sales read model (refreshed every half minute).
+
+Both reads are kept in memory (`ReadModelMemory`): each candidate's catalogue row and each
+buyer's bought products, dropped as the read models announce a change (api.notified_cache:
+as fresh as the tables, give or take a notification's trip). A request whose reads are all
+in memory is answered on the event loop (`memory_only=True` raises `NeedsDatabase` at the
+first miss); the others go to a thread and fill the memory.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
+from api.notified_cache import NotifiedCache
 from api.security import Principal
 from eventmart.ml import store
 from eventmart.ml.interactions import Item
 from eventmart.ml.serving import POPULAR, Recommendation, ServingModel
+from projections.catalog import CHANGES_CHANNEL as catalog_channel
+from projections.orders import CHANGES_CHANNEL as orders_channel
 
 log = logging.getLogger("eventmart.api.recommendations")
 
@@ -111,6 +120,29 @@ class Answer:
 Propose = Callable[[int, Collection[str]], list[Recommendation]]
 
 
+class NeedsDatabase(Exception):
+    """A `memory_only` call needed a read that memory did not hold."""
+
+
+class ReadModelMemory:
+    """Catalogue rows by product (`products_view`'s announcements) and bought products by
+    buyer (`orders_view`'s); a row the read model does not have is remembered as absent."""
+
+    def __init__(self, catalog_dsn: str, orders_dsn: str) -> None:
+        self.products: NotifiedCache[tuple[Product | None]] = NotifiedCache(
+            catalog_dsn, (catalog_channel,), name="candidate rows"
+        )
+        self.bought: NotifiedCache[frozenset[str]] = NotifiedCache(
+            orders_dsn, (orders_channel,), name="bought products"
+        )
+
+    async def start(self) -> None:
+        await asyncio.gather(self.products.start(), self.bought.start())
+
+    async def stop(self) -> None:
+        await asyncio.gather(self.products.stop(), self.bought.stop())
+
+
 class Recommendations:
     """The three answers, synchronous (read-model queries): call off the event loop."""
 
@@ -120,39 +152,53 @@ class Recommendations:
         catalog: ConnectionPool,
         orders: ConnectionPool,
         sales: ConnectionPool,
+        memory: ReadModelMemory | None = None,
     ) -> None:
         self.models = models
+        self.memory = memory
         self.catalog = catalog  # products_view (stock, seller, name, price)
         self.orders = orders  # orders_view (what a user bought)
         self.sales = sales  # sale_lines (most sold, when there is no model)
         self._popular: tuple[float, list[tuple[str, float]]] = (0.0, [])
         self._popular_lock = threading.Lock()
 
-    def for_user(self, user_id: UUID, role: str, limit: int, categories: Iterable[str]) -> Answer:
+    def for_user(
+        self,
+        user_id: UUID,
+        role: str,
+        limit: int,
+        categories: Iterable[str],
+        *,
+        memory_only: bool = False,
+    ) -> Answer:
         model = self.models.current
-        bought = self.bought(user_id)
+        bought = self.bought(user_id, memory_only=memory_only)
         wanted = list(categories)
+        seller = seller_of(user_id, role)
         if model is not None and model.knows_user(str(user_id)):
             items = self._apply_rules(
                 lambda n, exclude: model.recommend(str(user_id), n, exclude=exclude),
                 limit,
                 bought,
-                seller_of(user_id, role),
+                seller,
+                memory_only,
             )
         else:
-            items = self._popular_items(model, limit, bought, wanted, seller_of(user_id, role))
+            items = self._popular_items(model, limit, bought, wanted, seller, memory_only)
         return Answer(model, items)
 
-    def similar(self, product: Product, limit: int, caller: Principal | None) -> Answer:
+    def similar(
+        self, product: Product, limit: int, caller: Principal | None, *, memory_only: bool = False
+    ) -> Answer:
         model = self.models.current
         user_id, role = (caller.user_id, caller.role) if caller else (None, None)
-        bought = self.bought(user_id)
+        bought = self.bought(user_id, memory_only=memory_only)
         excluded = {*bought, product.product_id}
+        seller = seller_of(user_id, role)
         if model is None:
             categories = [product.category] if product.category else []
             return Answer(
-                None,
-                self._popular_items(None, limit, excluded, categories, seller_of(user_id, role)),
+                None, self._popular_items(None, limit, excluded, categories, seller, memory_only)
             )
         item = Item(
             product.product_id,
@@ -166,16 +212,26 @@ class Recommendations:
             lambda n, exclude: model.similar_to_new(item, n, exclude=exclude),
             limit,
             excluded,
-            seller_of(user_id, role),
+            seller,
+            memory_only,
         )
         return Answer(model, items)
 
-    def popular(self, limit: int, category: str | None, caller: Principal | None) -> Answer:
+    def popular(
+        self,
+        limit: int,
+        category: str | None,
+        caller: Principal | None,
+        *,
+        memory_only: bool = False,
+    ) -> Answer:
         model = self.models.current
         user_id, role = (caller.user_id, caller.role) if caller else (None, None)
-        bought = self.bought(user_id)
+        bought = self.bought(user_id, memory_only=memory_only)
         categories = [category] if category else []
-        items = self._popular_items(model, limit, bought, categories, seller_of(user_id, role))
+        items = self._popular_items(
+            model, limit, bought, categories, seller_of(user_id, role), memory_only
+        )
         if category:
             items = [shown for shown in items if shown.product.category == category]
         return Answer(model, items)
@@ -187,6 +243,7 @@ class Recommendations:
         exclude: set[str],
         categories: list[str],
         seller: UUID | None,
+        memory_only: bool,
     ) -> list[Shown]:
         if model is not None:
             return self._apply_rules(
@@ -194,19 +251,25 @@ class Recommendations:
                 limit,
                 exclude,
                 seller,
+                memory_only,
             )
         sold = [
             Recommendation(product_id, units, POPULAR)
-            for product_id, units in self._most_sold()
+            for product_id, units in self._most_sold(memory_only)
             if product_id not in exclude
         ]
-        shown = self._passing(sold, seller)
+        shown = self._passing(sold, seller, memory_only)
         if categories:  # the visitor's categories first, each part in sales order
             shown.sort(key=lambda item: item.product.category not in categories)
         return shown[:limit]
 
     def _apply_rules(
-        self, propose: Propose, limit: int, exclude: set[str], seller: UUID | None
+        self,
+        propose: Propose,
+        limit: int,
+        exclude: set[str],
+        seller: UUID | None,
+        memory_only: bool,
     ) -> list[Shown]:
         """The model's best `limit` that pass the rules, asking it for more while too many
         fail (a few rounds, each four times wider)."""
@@ -215,17 +278,21 @@ class Recommendations:
         want = limit * 2 + 10
         for _ in range(ROUNDS):
             proposed = propose(want, skipped)
-            shown.extend(self._passing(proposed, seller))
+            shown.extend(self._passing(proposed, seller, memory_only))
             if len(shown) >= limit or len(proposed) < want:
                 break
             skipped.update(candidate.item_id for candidate in proposed)
             want *= 4
         return shown[:limit]
 
-    def _passing(self, proposed: list[Recommendation], seller: UUID | None) -> list[Shown]:
+    def _passing(
+        self, proposed: list[Recommendation], seller: UUID | None, memory_only: bool
+    ) -> list[Shown]:
         """The proposals, in their order, whose product exists, is in stock and is not the
         seller's own."""
-        products = self.products([candidate.item_id for candidate in proposed])
+        products = self.products(
+            [candidate.item_id for candidate in proposed], memory_only=memory_only
+        )
         passing = []
         for candidate in proposed:
             product = products.get(candidate.item_id)
@@ -236,25 +303,53 @@ class Recommendations:
             passing.append(Shown(product, candidate.score, candidate.reason))
         return passing
 
-    def products(self, product_ids: list[str]) -> dict[str, Product]:
-        if not product_ids:
-            return {}
+    def products(self, product_ids: list[str], *, memory_only: bool = False) -> dict[str, Product]:
+        """The read model's rows of these products (the ones it has), from memory first."""
+        found: dict[str, Product] = {}
+        missing = []
+        memory = self.memory.products if self.memory else None
+        for product_id in product_ids:
+            remembered = memory.get(product_id) if memory else None
+            if remembered is None:
+                missing.append(product_id)
+            elif remembered[0] is not None:
+                found[product_id] = remembered[0]
+        if not missing:
+            return found
+        if memory_only:
+            raise NeedsDatabase
+        ticket = memory.ticket() if memory else 0
         with self.catalog.connection() as conn:
             rows = conn.execute(
                 "SELECT product_id::text, name, description, category, price_amount, currency, "
                 "seller_id::text, available FROM products_view "
                 "WHERE product_id = ANY(%s::uuid[])",
-                (product_ids,),
+                (missing,),
             ).fetchall()
-        return {row[0]: Product(*row) for row in rows if row[1] is not None}
+        read = {row[0]: Product(*row) for row in rows if row[1] is not None}
+        found.update(read)
+        if memory:
+            for product_id in missing:
+                if _is_uuid_text(product_id):
+                    memory.put(product_id, (read.get(product_id),), ticket)
+        return found
 
-    def product(self, product_id: UUID) -> Product | None:
-        return self.products([str(product_id)]).get(str(product_id))
+    def product(self, product_id: UUID, *, memory_only: bool = False) -> Product | None:
+        key = str(product_id)
+        return self.products([key], memory_only=memory_only).get(key)
 
-    def bought(self, user_id: UUID | None) -> set[str]:
+    def bought(self, user_id: UUID | None, *, memory_only: bool = False) -> set[str]:
         """Every product on the user's orders that were not rejected or cancelled."""
         if user_id is None:
             return set()
+        key = str(user_id)
+        memory = self.memory.bought if self.memory else None
+        remembered = memory.get(key) if memory else None
+        if remembered is not None:
+            return set(remembered)
+        if memory_only:
+            raise NeedsDatabase
+        ticket = memory.ticket() if memory else 0
         with self.orders.connection() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT line->>'product_id' FROM orders_view, "
@@ -262,10 +357,18 @@ class Recommendations:
                 "WHERE buyer_id = %s AND NOT (status = ANY(%s))",
                 (user_id, list(NOT_BOUGHT)),
             ).fetchall()
-        return {str(row[0]) for row in rows if row[0] is not None}
+        bought = {str(row[0]) for row in rows if row[0] is not None}
+        if memory:
+            memory.put(key, frozenset(bought), ticket)
+        return bought
 
-    def _most_sold(self) -> list[tuple[str, float]]:
+    def _most_sold(self, memory_only: bool = False) -> list[tuple[str, float]]:
         """Most distinct orders first, from the sales read model; cached briefly."""
+        at, cached = self._popular
+        if time.monotonic() - at < POPULAR_CACHE_SECONDS:
+            return cached
+        if memory_only:
+            raise NeedsDatabase
         with self._popular_lock:
             at, cached = self._popular
             if time.monotonic() - at < POPULAR_CACHE_SECONDS:
@@ -279,6 +382,14 @@ class Recommendations:
             ranked = [(str(row[0]), float(row[1])) for row in rows]
             self._popular = (time.monotonic(), ranked)
             return ranked
+
+
+def _is_uuid_text(text: str) -> bool:
+    """A key the read model's announcements use (uuid text, lower case)."""
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def seller_of(user_id: UUID | None, role: str | None) -> UUID | None:

@@ -78,7 +78,39 @@ CREATE TABLE IF NOT EXISTS order_timeline (
     detail jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS order_timeline_order ON order_timeline (order_id, at);
+CREATE OR REPLACE FUNCTION public.orders_view_bought_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_SCHEMA = 'public' THEN
+        IF TG_OP <> 'INSERT' AND OLD.buyer_id IS NOT NULL THEN
+            PERFORM pg_notify(TG_TABLE_NAME, OLD.buyer_id::text);
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.buyer_id IS NOT NULL
+                AND (TG_OP = 'INSERT' OR NEW.buyer_id IS DISTINCT FROM OLD.buyer_id) THEN
+            PERFORM pg_notify(TG_TABLE_NAME, NEW.buyer_id::text);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER orders_view_bought_added AFTER INSERT OR DELETE ON orders_view
+    FOR EACH ROW EXECUTE FUNCTION public.orders_view_bought_changed();
+CREATE OR REPLACE TRIGGER orders_view_bought_changed AFTER UPDATE ON orders_view
+    FOR EACH ROW WHEN (
+        OLD.buyer_id IS DISTINCT FROM NEW.buyer_id
+        OR OLD.lines IS DISTINCT FROM NEW.lines
+        OR (OLD.status IS DISTINCT FROM NEW.status
+            AND (OLD.status IS NULL OR NEW.status IS NULL
+                 OR OLD.status IN ('rejected', 'cancelled')
+                 OR NEW.status IN ('rejected', 'cancelled')))
+    ) EXECUTE FUNCTION public.orders_view_bought_changed();
 """
+# The API keeps what each buyer has on live orders in memory (api.recommendations: never
+# recommend what a user bought). A row change that can alter that set (a new order, its
+# lines or buyer, a status into or out of rejected/cancelled/unknown) is announced with
+# the buyer's id on the channel named after the table, delivered when its transaction
+# commits; a rebuild announces "*" (projections.rebuild). The saga's other status steps
+# stay quiet.
+CHANGES_CHANNEL = "orders_view"
 
 STATUS_OF = {
     "order.placed": "pending",

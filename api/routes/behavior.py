@@ -9,14 +9,19 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from api.behavior import BehaviorPublisher, KnownProducts, RecentCategories, behavior_envelope
+from api.behavior import (
+    BehaviorPublisher,
+    KnownProducts,
+    RecentCategories,
+    RecordView,
+    publish_view,
+)
 from api.deps import OPTIONAL_TOKEN, OptionalUser
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader
 from domain.catalog import ProductNotFound
-from eventmart.contracts.behavior import SessionId, ViewSource, visitor_id
 
 
 @asynccontextmanager
@@ -34,14 +39,6 @@ async def behavior_stream(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(prefix="/v1", tags=["behaviour"], lifespan=behavior_stream)
-
-
-class RecordView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    product_id: UUID
-    session_id: SessionId | None = None
-    source: ViewSource = "direct"
 
 
 class ViewAccepted(BaseModel):
@@ -94,14 +91,5 @@ async def record_view(
     if user_id is None and body.session_id is None:
         raise ApiError(422, "session_required", "an anonymous view needs a session_id")
     category = await product_category(request, body.product_id)
-    envelope = behavior_envelope(
-        "behavior.viewed",
-        {"product_id": body.product_id, "source": body.source},
-        user_id=user_id,
-        session_id=body.session_id,
-        idempotency_key=idempotency_key,
-    )
-    await request.app.state.behavior.publish(envelope)
-    recent: RecentCategories = request.app.state.recent_categories
-    recent.viewed(visitor_id(user_id, body.session_id), category)
+    envelope = await publish_view(request.app.state, body, category, user_id, idempotency_key)
     return ViewAccepted(event_id=envelope.event_id)

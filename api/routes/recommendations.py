@@ -4,10 +4,10 @@ there; the rules of API.md hold whatever the model says (api/recommendations.py)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -20,11 +20,19 @@ from api.deps import OPTIONAL_TOKEN, CurrentUser, OptionalUser
 from api.errors import ApiError, error_responses
 from api.params import text_query
 from api.product_cache import encode
-from api.recommendations import Answer, ModelHolder, Recommendations, as_json
+from api.recommendations import (
+    Answer,
+    ModelHolder,
+    NeedsDatabase,
+    ReadModelMemory,
+    Recommendations,
+    as_json,
+)
 from api.routes.products import Money
 from api.security import Principal
 from domain.limits import MAX_CATEGORY_LENGTH
 from eventmart.contracts.behavior import MAX_SHOWN, Surface
+from eventmart.groups import database_of
 
 
 @asynccontextmanager
@@ -36,19 +44,37 @@ async def recommender(app: FastAPI) -> AsyncIterator[None]:
     threadpool_limits(limits=1)
     models = ModelHolder(settings.models_dir, settings.recommender_reload_seconds)
     await models.start()
+    memory = ReadModelMemory(
+        database_of("catalog-projection", settings), database_of("orders-projection", settings)
+    )
+    await memory.start()
     app.state.recommendations = Recommendations(
         models,
         catalog=services.read_pool("catalog-projection"),
         orders=services.read_pool("orders-projection"),
         sales=services.read_pool("sales-projection"),
+        memory=memory,
     )
     try:
         yield
     finally:
+        await memory.stop()
         await models.stop()
 
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], lifespan=recommender)
+
+T = TypeVar("T")
+
+
+async def from_memory(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` on the event loop when every read it needs is in memory (a fraction of
+    a millisecond of numpy and dict look-ups); in a thread, filling the memory, otherwise."""
+    try:
+        return call(*args, memory_only=True)
+    except NeedsDatabase:
+        return await run_in_threadpool(call, *args)
+
 
 RecommendationLimit = Annotated[
     int, Query(ge=1, le=MAX_SHOWN, description="items to answer, at most 50")
@@ -112,9 +138,7 @@ async def my_recommendations(
     the categories they viewed first), with reason "popular"."""
     recommendations: Recommendations = request.app.state.recommendations
     categories = request.app.state.recent_categories.of(user.user_id)
-    answer = await run_in_threadpool(
-        recommendations.for_user, user.user_id, user.role, limit, categories
-    )
+    answer = await from_memory(recommendations.for_user, user.user_id, user.role, limit, categories)
     return _answer(request, answer, user, "recommendations")
 
 
@@ -130,7 +154,7 @@ async def similar_products(
     """Products nearest to this one in the model's item embeddings (a product the model has
     not seen is placed by its name, category, price and seller); 404 for an unknown product."""
     recommendations: Recommendations = request.app.state.recommendations
-    product = await run_in_threadpool(recommendations.product, product_id)
+    product = await from_memory(recommendations.product, product_id)
     if product is None:
         catalog = request.app.state.services.applications.catalog
         await run_in_threadpool(catalog.get_product, product_id)  # 404 if unknown
@@ -140,7 +164,7 @@ async def similar_products(
             "the product is listed but the read model has not caught up; retry shortly",
             {"Retry-After": "1"},
         )
-    answer = await run_in_threadpool(recommendations.similar, product, limit, user)
+    answer = await from_memory(recommendations.similar, product, limit, user)
     return _answer(request, answer, user, "similar", product_id)
 
 
@@ -159,5 +183,5 @@ async def popular_products(
     """The products most users liked (bought, rated well, viewed), in stock, of `category`
     if given; reason "popular"."""
     recommendations: Recommendations = request.app.state.recommendations
-    answer = await run_in_threadpool(recommendations.popular, limit, category, user)
+    answer = await from_memory(recommendations.popular, limit, category, user)
     return _answer(request, answer, user, "popular")

@@ -11,6 +11,7 @@ from collections import Counter
 
 from fastapi.testclient import TestClient
 
+from api.view_fast_path import ViewFastPath
 from eventmart import broker
 from eventmart.contracts.behavior import visitor_id
 from eventmart.ml.event_log import read_events
@@ -158,3 +159,88 @@ def test_views_accepted_across_a_broker_restart_are_all_on_the_topic_once(
     data = read_events(read_envelopes(settings.bootstrap_servers, "behavior.events"))
     views = data.interactions[data.interactions["item_id"] == product_id]
     assert len(views) == len(accepted)
+
+
+def fast_path(api: TestClient) -> ViewFastPath:
+    """The view fast path in front of the routes (api.view_fast_path)."""
+    layer = api.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, ViewFastPath):
+        layer = layer.app
+    return layer
+
+
+def test_a_view_of_a_known_product_is_answered_before_the_routes_as_the_route_answers(
+    api: TestClient, settings: Settings
+):
+    seller, customer = Seller(api), Customer(api)
+    product_id = seller.product(stock=0)
+    session = f"s-{uuid.uuid4().hex}"
+    fast = fast_path(api)
+    first = api.post("/v1/events/view", json={"product_id": product_id, "session_id": session})
+    answered = fast.answered  # the product was new to this process: the route answered
+    anonymous = api.post("/v1/events/view", json={"product_id": product_id, "session_id": session})
+    signed_in = customer.post("/v1/events/view", {"product_id": product_id, "source": "similar"})
+    keyed = api.post(
+        "/v1/events/view",
+        json={"product_id": product_id, "session_id": session},
+        headers={"Idempotency-Key": "again-1"},
+    )
+    assert fast.answered == answered + 3
+    for answer in (first, anonymous, signed_in, keyed):
+        assert answer.status_code == 202, answer.text
+        assert set(answer.json()) == {"event_id"}
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    on_topic = {view["event_id"]: view for view in viewed(settings)}
+    theirs = on_topic[anonymous.json()["event_id"]]
+    assert theirs["session_id"] == session and theirs["user_id"] is None
+    assert theirs["source"] == "direct" and theirs["product_id"] == product_id
+    mine = on_topic[signed_in.json()["event_id"]]
+    assert mine["user_id"] == customer.user_id and mine["key"] == customer.user_id
+    assert mine["source"] == "similar"
+    again = api.post(
+        "/v1/events/view",
+        json={"product_id": product_id, "session_id": session},
+        headers={"Idempotency-Key": "again-1"},
+    )
+    assert again.json() == keyed.json(), "the same key is the same event"
+
+
+def test_a_known_product_s_bad_views_go_on_to_the_route_and_publish_nothing(
+    api: TestClient, settings: Settings
+):
+    product_id = Seller(api).product(stock=0)
+    made_known = api.post("/v1/events/view", json={"product_id": product_id, "session_id": "s"})
+    assert made_known.status_code == 202
+    fast = fast_path(api)
+    answered = fast.answered
+    before = Counter(view["product_id"] for view in viewed(settings))
+    cases = [
+        ({"product_id": product_id}, {}, 422, "session_required"),
+        ({"product_id": product_id, "session_id": "s1", "source": "x"}, {}, 422, "invalid_input"),
+        ({"product_id": product_id, "session_id": "s1", "extra": 1}, {}, 422, "invalid_input"),
+        ({"product_id": product_id, "session_id": "s 1"}, {}, 422, "invalid_input"),
+        (
+            {"product_id": product_id},
+            {"Authorization": "Bearer nonsense"},
+            401,
+            "invalid_token",
+        ),
+        (
+            {"product_id": product_id, "session_id": "s1"},
+            {"Idempotency-Key": "x" * 256},
+            422,
+            "invalid_input",
+        ),
+    ]
+    for body, headers, status, code in cases:
+        answer = api.post("/v1/events/view", json=body, headers=headers)
+        assert answer.status_code == status, (body, headers, answer.text)
+        assert answer.json()["error"]["code"] == code, (body, headers, answer.text)
+    not_json = api.post(
+        "/v1/events/view", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 422, not_json.text
+    assert fast.answered == answered, "every one went on to the route"
+    after = Counter(view["product_id"] for view in viewed(settings))
+    assert after[product_id] == before[product_id]
