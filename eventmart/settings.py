@@ -227,6 +227,14 @@ class Settings(BaseSettings):
         description="the recommender worker retrains once this many new interactions "
         "(views, confirmed orders) arrived since its last model",
     )
+    recommender_training_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="the niceness of the recommender's training thread: training is "
+        "background work, and on a machine it shares with the API and the saga it should "
+        "give way to them (0 = as important as everything else)",
+    )
     recommender_retrain_seconds: float = Field(
         3600,
         gt=0,

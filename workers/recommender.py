@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -55,6 +56,8 @@ class Retrainer:
         self.last_trained = time.monotonic()
         self.retry_at = 0.0
         self.have_model = store.latest_version(self.directory) is not None
+        self.nice = settings.recommender_training_nice
+        self._niced: set[int] = set()  # threads already made nicer
 
     def count(self, deliveries: list[Delivery]) -> int:
         """The group's batch work: count the interactions among the deliveries."""
@@ -75,6 +78,7 @@ class Retrainer:
         """The timer: retrain if due; 1 if a model was stored."""
         if not self.due():
             return 0
+        self._give_way()
         with self._lock:
             taken = self.new_interactions
         try:
@@ -90,6 +94,19 @@ class Retrainer:
             return 0
         self.have_model = True
         return 1
+
+    def _give_way(self) -> None:
+        """Lower this thread's priority (Linux sets niceness per thread): the group's timer
+        thread runs nothing but this, and a training of seconds of CPU must not take them
+        from the API's requests or the saga on a shared machine."""
+        thread = threading.get_native_id()
+        if self.nice and thread not in self._niced:
+            try:
+                current = os.getpriority(os.PRIO_PROCESS, thread)
+                os.setpriority(os.PRIO_PROCESS, thread, max(current, self.nice))
+            except OSError as error:
+                log.warning("recommender: training at normal priority (%s)", error)
+            self._niced.add(thread)
 
     def retrain(self) -> ServingModel | None:
         """Train on the whole log, store the version, announce it; None if nothing to learn."""

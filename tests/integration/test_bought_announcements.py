@@ -4,6 +4,7 @@ status steps. Real PostgreSQL notifications on the live table."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -42,7 +43,7 @@ def test_a_buyer_is_announced_when_their_live_orders_may_have_changed(db: psycop
             (order_id, buyer),
         )
         assert heard(db, listener) == [buyer], "a new order"
-        lines = '[{"product_id": "%s", "quantity": 1}]' % uuid.uuid4()
+        lines = json.dumps([{"product_id": str(uuid.uuid4()), "quantity": 1}])
         assert update(f"lines = '{lines}'") == [buyer], "its lines"
         assert update("status = 'reserved', saga_step = 'reserved'") == [], "a saga step"
         assert update("status = 'confirmed', updated_at = now()") == [], "a saga step"

@@ -4,6 +4,8 @@ retry keeps, bounded memories, and when the recommender worker retrains."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +79,10 @@ def deliveries(types: list[str]) -> list[Delivery]:
 
 def test_the_worker_retrains_after_n_interactions_or_when_its_model_is_old(tmp_path: Path):
     settings = Settings(
-        state_dir=tmp_path, recommender_retrain_interactions=3, recommender_retrain_seconds=60
+        state_dir=tmp_path,
+        recommender_retrain_interactions=3,
+        recommender_retrain_seconds=60,
+        recommender_training_nice=0,  # this is the test runner's thread
     )
     retrainer = Retrainer(settings)
     retrainer.have_model = True
@@ -95,7 +100,11 @@ def test_the_worker_retrains_after_n_interactions_or_when_its_model_is_old(tmp_p
 
 
 def test_a_failed_training_is_not_retried_every_second(tmp_path: Path):
-    retrainer = Retrainer(Settings(state_dir=tmp_path, recommender_retrain_interactions=1))
+    retrainer = Retrainer(
+        Settings(
+            state_dir=tmp_path, recommender_retrain_interactions=1, recommender_training_nice=0
+        )
+    )
 
     def broker_away() -> None:
         raise ConnectionError("the broker is away")
@@ -107,6 +116,29 @@ def test_a_failed_training_is_not_retried_every_second(tmp_path: Path):
     assert not retrainer.due() and retrainer.new_interactions == 1
     retrainer.retry_at = 0.0  # the pause is over
     assert retrainer.due()
+
+
+def test_training_runs_on_a_nicer_thread_than_the_rest(tmp_path: Path):
+    retrainer = Retrainer(
+        Settings(
+            state_dir=tmp_path, recommender_retrain_interactions=1, recommender_training_nice=7
+        )
+    )
+    retrainer.have_model = True
+    niceness: list[int] = []
+
+    def retrain() -> object:
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return object()
+
+    retrainer.retrain = retrain  # type: ignore[method-assign]
+    retrainer.count(deliveries(["behavior.viewed"]))
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    timer_thread = threading.Thread(target=retrainer.tick)
+    timer_thread.start()
+    timer_thread.join()
+    assert niceness == [max(before, 7)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before, "only that thread"
 
 
 def search(**visitor: Any):
