@@ -17,7 +17,7 @@ from eventmart.ml.feedback import (
     shipped_examples,
     train,
 )
-from eventmart.ml.feedback.data import is_held_out
+from eventmart.ml.feedback.data import HASH_SPLIT_FILES, file_examples, is_held_out
 from eventmart.ml.feedback.report import held_out_report
 from eventmart.ml.feedback.text import detect_language, normalize
 from tests.unit.feedback_support import default_model, feedback_cache, split_model
@@ -132,14 +132,26 @@ def test_the_model_beats_its_baselines_on_the_held_out_split(split_model: Feedba
 
 
 def test_the_splits_follow_the_hash_rule_and_do_not_overlap() -> None:
-    training = {example.text for example in shipped_examples("train")}
+    own_training = {example.text for example in file_examples("feedback_train.jsonl")}
     held_out = {example.text for example in shipped_examples("heldout")}
-    assert not training & held_out
+    assert not own_training & held_out
     assert all(is_held_out(text) for text in held_out)
-    assert not any(is_held_out(text) for text in training)
+    assert not any(is_held_out(text) for text in own_training)
+    own = [e for name in HASH_SPLIT_FILES for e in file_examples(name)]
     for language in ("zh", "en"):
-        mine = [e for e in shipped_examples("all") if e.lang == language]
+        mine = [e for e in own if e.lang == language]
         assert 0.2 < sum(is_held_out(e.text) for e in mine) / len(mine) < 0.3
+
+
+def test_the_independent_half_is_in_no_model_and_shares_no_review() -> None:
+    """The independently written reviews: one half trained on, the other only scored;
+    no review of theirs repeats one of ours (a repeat would score what was learnt)."""
+    outside = [e.text.casefold() for e in shipped_examples("outside")]
+    trained = {e.text.casefold() for e in shipped_examples("all")}
+    assert len(outside) == len(set(outside)) >= 200
+    assert not set(outside) & trained
+    for language in ("zh", "en"):
+        assert sum(e.lang == language for e in shipped_examples("outside")) >= 100
 
 
 def test_the_shipped_data_covers_both_languages_and_every_label() -> None:
