@@ -146,6 +146,7 @@ def _lexicon_features(normalized: str) -> Features:
         "lex:bare_negations": scale * min(reading.bare_negations, 2),
         "lex:contrast": scale * min(reading.contrasts, 2),
         "lex:last_clause": scale * _squash(reading.last_clause, signed=True),
+        "lex:final": scale * _squash(reading.final, signed=True),
         "lex:sarcasm": scale * min(reading.sarcasm + reading.quoted_praise, 2),
     }
     if reading.verdict:

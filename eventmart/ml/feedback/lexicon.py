@@ -44,6 +44,7 @@ class Reading:
     contrasts: int = 0
     hits: int = 0
     last_clause: float = 0.0  # the polarity after the last contrast
+    final: float = 0.0  # the polarity of the last clause that has any: "…Returning it."
     aspect_mentions: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     aspect_polarity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     quoted_praise: int = 0
@@ -183,6 +184,7 @@ def read(normalized: str) -> Reading:
             reading.aspect_polarity[aspect] += polarity
     reading.bare_negations += _is_negation(modifier)
     reading.last_clause = clause_polarity[-1] if reading.contrasts else 0.0
+    reading.final = next((polarity for polarity in reversed(clause_polarity) if polarity), 0.0)
     return reading
 
 
