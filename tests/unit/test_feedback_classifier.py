@@ -18,6 +18,7 @@ from eventmart.ml.feedback import (
     train,
 )
 from eventmart.ml.feedback.data import HASH_SPLIT_FILES, file_examples, is_held_out
+from eventmart.ml.feedback.lexicon import read
 from eventmart.ml.feedback.report import held_out_report
 from eventmart.ml.feedback.text import detect_language, normalize
 from tests.unit.feedback_support import default_model, feedback_cache, split_model
@@ -79,6 +80,24 @@ def test_fixed_reviews(model: FeedbackModel, text: str, aspects: set[str], senti
 )
 def test_language(text: str, language: str) -> None:
     assert detect_language(normalize(text)) == language
+
+
+@pytest.mark.parametrize(
+    ("text", "bare", "final_sign"),
+    [
+        ("Didn't last a month.", 1, 0),  # a negator with nothing polar to turn
+        ("Never worked properly from day one.", 0, -1),  # a negated polarity word
+        ("没用过，不知道", 1, 0),  # 不知道 is a phrase, not a negation
+        ("Looks nice, but the suction is weak. Returning it.", 0, -1),  # the verdict at the end
+        ("物流有点慢，不过东西很好，满意", 0, 1),
+    ],
+)
+def test_the_reading_counts_bare_negations_and_the_final_verdict(
+    text: str, bare: int, final_sign: int
+) -> None:
+    reading = read(normalize(text))
+    assert reading.bare_negations == bare
+    assert (reading.final > 0) - (reading.final < 0) == final_sign
 
 
 def test_traditional_and_simplified_read_alike(model: FeedbackModel) -> None:
