@@ -1,5 +1,6 @@
 """Feedback classifier benchmark: reviews classified per second on one core, in batches
-and one at a time, and the held-out figures beside the baselines.
+and one at a time, and the figures beside the baselines on the held-out split and on
+the independently written half.
 
     .venv/bin/python bench/classifier.py               # throughput + held-out figures
     .venv/bin/python bench/classifier.py --reviews 20000 --no-figures
@@ -70,6 +71,8 @@ def main(args: argparse.Namespace) -> None:
         report = held_out_report(with_toolkits=args.toolkits)
         title = f"held-out split: {report.held_out_count} reviews (trained on {report.train_count})"
         wide_console().print(figures_table(title, report.figures))
+        title = f"independently written half: {report.outside_count} reviews (never trained on)"
+        wide_console().print(figures_table(title, report.outside))
 
 
 if __name__ == "__main__":

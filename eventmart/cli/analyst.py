@@ -274,8 +274,9 @@ def analyst_train_classifier(
 ) -> None:
     """Rebuild the feedback classifier from the repository's labelled reviews.
 
-    Trains on the training split and prints held-out figures beside the baselines
-    (majority class, lexicon alone, VADER/snownlp), then trains the model that is used
+    Trains on the training split and prints figures beside the baselines (majority
+    class, lexicon alone, VADER/snownlp) on the held-out split and on the independently
+    written half (in no model), then trains the model that is used
     (on every shipped example) and stores it in the cache, where `classify` and the
     workers load it. Same data and code, same version and same bytes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -310,6 +311,10 @@ def analyst_train_classifier(
     out_console.print(figures_table(title, figures))
     out_console.print(aspect_table(figures["model"]))
     out_console.print(confusion_table(figures["model"]))
+    title = f"independently written half: {report.outside_count} reviews (never trained on)"
+    out_console.print(figures_table(title, report.outside))
+    out_console.print(aspect_table(report.outside["model"]))
+    out_console.print(confusion_table(report.outside["model"]))
     console.print(f"model [bold]{final.version}[/] written to {path}")
 
 

@@ -143,8 +143,10 @@ def _lexicon_features(normalized: str) -> Features:
         "lex:negative": scale * _squash(reading.negative),
         "lex:net": scale * _squash(reading.positive - reading.negative, signed=True),
         "lex:negations": scale * min(reading.negations, 2),
+        "lex:bare_negations": scale * min(reading.bare_negations, 2),
         "lex:contrast": scale * min(reading.contrasts, 2),
         "lex:last_clause": scale * _squash(reading.last_clause, signed=True),
+        "lex:final": scale * _squash(reading.final, signed=True),
         "lex:sarcasm": scale * min(reading.sarcasm + reading.quoted_praise, 2),
     }
     if reading.verdict:

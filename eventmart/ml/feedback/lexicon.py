@@ -39,10 +39,12 @@ class Reading:
     negative: float = 0.0
     verdict: float = 0.0  # explicit overall verdicts (recommend, 差评), signed
     negations: int = 0
+    bare_negations: int = 0  # a negator with no polarity word in reach: "didn't last"
     sarcasm: int = 0
     contrasts: int = 0
     hits: int = 0
     last_clause: float = 0.0  # the polarity after the last contrast
+    final: float = 0.0  # the polarity of the last clause that has any: "…Returning it."
     aspect_mentions: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     aspect_polarity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     quoted_praise: int = 0
@@ -130,6 +132,7 @@ def read(normalized: str) -> Reading:
     previous_end = 0
     for start, end, entry in scan(normalized):
         if CLAUSE_BREAK.search(normalized, previous_end, start):
+            reading.bare_negations += _is_negation(modifier)
             modifier = None
             if clause_polarity[-1] or clause_aspects[-1]:
                 clause_polarity.append(0.0)
@@ -139,6 +142,7 @@ def read(normalized: str) -> Reading:
             reading.contrasts += 1
             clause_polarity.append(0.0)
             clause_aspects.append(set())
+            reading.bare_negations += _is_negation(modifier)
             modifier = None
             continue
         if entry.kind == "SARC":
@@ -148,6 +152,8 @@ def read(normalized: str) -> Reading:
             factor = {"NEG": NEGATED, "INT": 1.5, "DOWN": 0.6}[entry.kind]
             if modifier and modifier[0] == "NEG" and entry.kind != "NEG":
                 factor *= modifier[2]  # "not very good": negated and intensified
+            elif entry.kind == "NEG":
+                reading.bare_negations += _is_negation(modifier)
             modifier = (entry.kind, end, factor)
             continue
         reading.hits += 1
@@ -157,6 +163,8 @@ def read(normalized: str) -> Reading:
             if modifier[2] < 0:
                 reading.negations += 1
             polarity *= modifier[2]
+        else:
+            reading.bare_negations += _is_negation(modifier)
         modifier = None
         if polarity > 0 and _quoted(normalized, start, end):
             reading.quoted_praise += 1
@@ -174,8 +182,14 @@ def read(normalized: str) -> Reading:
     for polarity, aspects in zip(clause_polarity, clause_aspects, strict=True):
         for aspect in aspects:
             reading.aspect_polarity[aspect] += polarity
+    reading.bare_negations += _is_negation(modifier)
     reading.last_clause = clause_polarity[-1] if reading.contrasts else 0.0
+    reading.final = next((polarity for polarity in reversed(clause_polarity) if polarity), 0.0)
     return reading
+
+
+def _is_negation(modifier: tuple[str, int, float] | None) -> bool:
+    return modifier is not None and modifier[2] < 0
 
 
 def _quoted(text: str, start: int, end: int) -> bool:

@@ -24,6 +24,8 @@ class HeldOutReport:
     train_count: int
     held_out_count: int
     figures: dict[str, dict[str, Any]]  # "model" and each baseline -> evaluate(...)
+    outside_count: int
+    outside: dict[str, dict[str, Any]]  # the same, on the independently written half
 
 
 def score(classifier: Classifier, examples: list[Example]) -> dict[str, Any]:
@@ -39,13 +41,20 @@ def held_out_report(
 ) -> HeldOutReport:
     """`model`, if given, must have been trained on the training split alone."""
     training, held_out = shipped_examples("train"), shipped_examples("heldout")
+    outside = shipped_examples("outside")
     on_step("training on the training split")
     model = model or train(training)
-    on_step("scoring the held-out split")
-    figures = {"model": score(model, held_out)}
-    figures["majority"] = score(MajorityBaseline(training), held_out)
-    figures["lexicon"] = score(LexiconBaseline(), held_out)
+    on_step("scoring the held-out split and the independently written half")
+    baselines: dict[str, Classifier] = {
+        "model": model,
+        "majority": MajorityBaseline(training),
+        "lexicon": LexiconBaseline(),
+    }
     if with_toolkits:
         on_step("scoring VADER and snownlp")
-        figures["vader+snownlp"] = score(ToolkitBaseline(), held_out)
-    return HeldOutReport(model, len(training), len(held_out), figures)
+        baselines["vader+snownlp"] = ToolkitBaseline()
+    figures = {name: score(classifier, held_out) for name, classifier in baselines.items()}
+    outside_figures = {name: score(classifier, outside) for name, classifier in baselines.items()}
+    return HeldOutReport(
+        model, len(training), len(held_out), figures, len(outside), outside_figures
+    )
