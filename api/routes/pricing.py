@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from api.deps import CurrentUser, ServicesDep, bearer, get_current_user, require_role
 from api.errors import ApiError, error_responses
-from api.idempotency import accept_idempotency_key
+from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of
 from api.params import Cursor, Limit
 from api.quotes import catalogue_product, coupon_terms, price_lines, valid_until
@@ -232,14 +232,17 @@ def _amount(money: Money | None) -> int | None:
     "/promotions",
     status_code=201,
     response_model=PromotionCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
 def create_promotion(
-    body: CreatePromotion, user: SellerOrAdmin, services: ServicesDep
+    body: CreatePromotion,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> PromotionCreated:
     """A promotion on the caller's products (an admin's on any); the field named after the
-    kind is required. Overlapping promotions are allowed: the pricing rule combines them."""
+    kind is required. Overlapping promotions are allowed: the pricing rule combines them.
+    With an Idempotency-Key, repeating the same request answers the same promotion."""
     _check_currency(services, body.amount_off)
     promotion = services.applications.pricing.create_promotion(
         user.user_id,
@@ -258,6 +261,8 @@ def create_promotion(
         max_uses=body.max_uses,
         per_user_limit=body.per_user_limit,
         stackable=body.stackable,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return PromotionCreated(promotion_id=promotion.id)
 
@@ -346,11 +351,16 @@ def end_promotion(promotion_id: UUID, user: SellerOrAdmin, services: ServicesDep
     "/pricing/rules",
     status_code=201,
     response_model=RuleCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
-def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) -> RuleCreated:
-    """A dynamic price rule: its price always within floor..ceiling, every change an event."""
+def create_rule(
+    body: CreateRule,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RuleCreated:
+    """A dynamic price rule: its price always within floor..ceiling, every change an event.
+    With an Idempotency-Key, repeating the same request answers the same rule."""
     p = body.params
     _check_currency(
         services, body.floor, body.ceiling, p.price, *(t.price for t in p.thresholds or ())
@@ -374,6 +384,8 @@ def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) ->
         params=params,
         floor=body.floor.amount,
         ceiling=body.ceiling.amount,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return RuleCreated(rule_id=rule.id)
 
@@ -382,11 +394,16 @@ def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) ->
     "/coupons",
     status_code=201,
     response_model=CouponCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
-def create_coupon(body: CreateCoupon, user: SellerOrAdmin, services: ServicesDep) -> CouponCreated:
-    """Exactly one of percent_off and amount_off; 409 `coupon_code_taken`."""
+def create_coupon(
+    body: CreateCoupon,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CouponCreated:
+    """Exactly one of percent_off and amount_off; 409 `coupon_code_taken`. With an
+    Idempotency-Key, repeating the same request answers the same code (not 409)."""
     _check_currency(services, body.amount_off, body.min_order)
     coupon = services.applications.pricing.create_coupon(
         user.user_id,
@@ -399,6 +416,8 @@ def create_coupon(body: CreateCoupon, user: SellerOrAdmin, services: ServicesDep
         ends_at=body.ends_at,
         total_uses=body.total_uses,
         per_user_uses=body.per_user_uses,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return CouponCreated(code=coupon.code)
 

@@ -126,6 +126,48 @@ def test_coupons_are_unique_by_code_and_priced_in_the_quote(api: TestClient, sel
     assert gone.status_code == 422 and gone.json()["error"]["code"] == "coupon_invalid"
 
 
+def test_creations_repeated_with_their_idempotency_key_are_stored_once(
+    api: TestClient, seller: Seller
+):
+    """API.md: the same key with the same body answers the same and stores nothing twice;
+    with another body it is 422 `idempotency_key_reused` (a retried coupon is not 409)."""
+    product_id = seller.product()
+    price = {"amount": 1500, "currency": "CNY"}
+    promotion = {
+        "name": "Once",
+        "kind": "percent_off",
+        "percent_off": 20,
+        "scope": {"product_ids": [product_id]},
+        **WINDOW,
+    }
+    rule = {
+        "name": "Scarce",
+        "kind": "stock_level",
+        "scope": {"product_ids": [product_id]},
+        "params": {"thresholds": [{"below_available": 2, "price": price}]},
+        "floor": {"amount": 1000, "currency": "CNY"},
+        "ceiling": {"amount": 2000, "currency": "CNY"},
+    }
+    coupon = {"percent_off": 10, **WINDOW, "total_uses": 5, "per_user_uses": 1}
+    named = {**coupon, "code": f"K{uuid.uuid4().hex[:10]}"}
+    for path, body, other in [
+        ("/v1/promotions", promotion, {**promotion, "percent_off": 30}),
+        ("/v1/pricing/rules", rule, {**rule, "name": "Scarcer"}),
+        ("/v1/coupons", coupon, {**coupon, "total_uses": 6}),  # its code made up
+        ("/v1/coupons", named, {**named, "total_uses": 6}),
+    ]:
+        key = {"Idempotency-Key": f"{path}-{uuid.uuid4()}"}
+        first = seller.post(path, body, **key)
+        assert first.status_code == 201, first.text
+        again = seller.post(path, body, **key)
+        assert (again.status_code, again.json()) == (201, first.json()), again.text
+        reused = seller.post(path, other, **key)
+        assert reused.status_code == 422, reused.text
+        assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    listed = api.get("/v1/promotions", params={"product_id": product_id}).json()["items"]
+    assert [p["name"] for p in listed] == ["Once"]
+
+
 def test_a_time_window_rule_sets_the_list_price_within_its_bounds(api: TestClient, seller: Seller):
     product_id = seller.product(price=3000)
     rule = {
