@@ -15,14 +15,20 @@ from api.deps import CurrentUser, ServicesDep, bearer, get_current_user, require
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of
-from api.params import Cursor, Limit
+from api.params import Cursor, Limit, text_query
 from api.quotes import catalogue_product, coupon_terms, price_lines, valid_until
 from api.routes.products import Money
 from api.security import Principal
 from domain.limits import MAX_LINE_QUANTITY
 from domain.pricing import PricedProduct, Scope
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
-from eventmart.contracts.bounds import Category, LineQuantity, ProductName
+from eventmart.contracts.bounds import (
+    Category,
+    LineQuantity,
+    ProductName,
+    safe_text,
+    safe_text_pattern,
+)
 
 router = APIRouter(prefix="/v1", tags=["pricing"])
 
@@ -32,6 +38,15 @@ Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES)]
 PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$"
 CouponCode = Annotated[str, Field(pattern=CODE_PATTERN, max_length=32)]
+# A code a shopper gives (to place an order, a quote, a look-up): any bounded text. One
+# that no coupon can have (CODE_PATTERN) is a coupon that does not exist, as API.md
+# answers it (`coupon_invalid` at placement, 404 on look-up), not malformed input.
+MAX_ASKED_CODE_LENGTH = 255
+AskedCouponCode = Annotated[
+    str,
+    safe_text(MAX_ASKED_CODE_LENGTH, min_length=1),
+    Field(description="case-insensitive; a code no coupon has is `coupon_invalid`"),
+]
 StockCount = Annotated[StrictInt, Field(ge=1, le=10**9)]
 
 
@@ -424,7 +439,15 @@ def create_coupon(
 
 @router.get("/coupons/{code}", response_model=CouponView, responses=error_responses(401, 404, 503))
 def coupon_detail(
-    code: Annotated[str, Path(pattern=CODE_PATTERN, max_length=32)],
+    code: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=MAX_ASKED_CODE_LENGTH,
+            pattern=safe_text_pattern(visible=True),
+            description="case-insensitive; 404 for a code no coupon has",
+        ),
+    ],
     user: CurrentUser,
     services: ServicesDep,
 ) -> CouponView:
@@ -449,7 +472,14 @@ def quote(
     services: ServicesDep,
     user: MaybeUser,
     quantity: Annotated[int, Query(ge=1, le=MAX_LINE_QUANTITY)] = 1,
-    coupon_code: Annotated[str | None, Query(pattern=CODE_PATTERN, max_length=32)] = None,
+    coupon_code: Annotated[
+        str | None,
+        text_query(
+            MAX_ASKED_CODE_LENGTH,
+            min_length=1,
+            description="case-insensitive; 422 `coupon_invalid` for a code no coupon has",
+        ),
+    ] = None,
 ) -> QuoteView:
     """What `quantity` units cost now, priced as an order is placed: 422 `coupon_invalid`
     for an unknown or ended coupon; a coupon the caller may no longer use takes nothing."""

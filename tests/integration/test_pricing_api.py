@@ -110,13 +110,16 @@ def test_coupons_are_unique_by_code_and_priced_in_the_quote(api: TestClient, sel
         "valid": True,
         "reason": None,
     }
-    assert seller.get("/v1/coupons/NO-SUCH").status_code == 404
+    for code in ("NO-SUCH", "ab", "summer sale!"):  # the last two no coupon can have
+        missing = seller.get(f"/v1/coupons/{code}")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "coupon_not_found"
 
     shown = quote(api, product_id, quantity=1, coupon_code="frost-10")
     assert shown["line_total"]["amount"] == 1800
     assert [d["kind"] for d in shown["discounts"]] == ["coupon"]
-    unknown = api.get(f"/v1/products/{product_id}/price", params={"coupon_code": "NOPE-NOPE"})
-    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "coupon_invalid"
+    for code in ("NOPE-NOPE", "ab", "summer sale!"):
+        unknown = api.get(f"/v1/products/{product_id}/price", params={"coupon_code": code})
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "coupon_invalid"
     ended = coupon(
         seller,
         starts_at=(NOW - timedelta(days=2)).isoformat(),
