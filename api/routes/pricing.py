@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from api.deps import CurrentUser, ServicesDep, bearer, get_current_user, require_role
 from api.errors import ApiError, error_responses
@@ -50,6 +50,18 @@ AskedCouponCode = Annotated[
 StockCount = Annotated[StrictInt, Field(ge=1, le=10**9)]
 
 
+def _date_time_text(value: Any) -> Any:
+    """The OpenAPI document says a string (date-time): a number is not read as Unix time."""
+    if not isinstance(value, str):
+        raise ValueError(  # noqa: TRY004 - pydantic makes a ValueError a 422, not a TypeError
+            "must be an ISO 8601 date and time with its zone, such as 2026-12-06T10:00:00Z"
+        )
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+
+
 class ScopeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,8 +88,8 @@ class CreatePromotion(BaseModel):
     free_quantity: LineQuantity | None = None
     tiers: list[TierIn] | None = Field(None, max_length=MAX_TIERS)
     scope: ScopeIn
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     max_uses: Uses | None = None
     per_user_limit: PerUser | None = None
     stackable: bool = False
@@ -97,8 +109,8 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     thresholds: list[ThresholdIn] | None = Field(None, max_length=10)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     price: Money | None = None
     step_percent: Percent | None = None
     sales_per_step: LineQuantity | None = None
@@ -123,8 +135,8 @@ class CreateCoupon(BaseModel):
     amount_off: Money | None = Field(None, description="off the order, once")
     min_order: Money | None = None
     scope: ScopeIn | None = None
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     total_uses: Uses
     per_user_uses: PerUser
 

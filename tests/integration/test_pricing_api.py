@@ -89,6 +89,10 @@ def test_bad_promotions_are_refused(api: TestClient, seller: Seller, customer: C
     )
     assert backwards.status_code == 422 and backwards.json()["error"]["code"] == "invalid_promotion"
     assert promotion(seller, product_id, kind="tiered").status_code == 422  # tiers required
+    # A date and time is the string the OpenAPI document says, not a number of seconds.
+    for moments in ({"starts_at": 0}, {"ends_at": 4102444800}):
+        assert promotion(seller, product_id, **moments).status_code == 422
+        assert coupon(seller, **moments).status_code == 422
     theirs = promotion(Seller(api), product_id)
     assert theirs.status_code == 403 and theirs.json()["error"]["code"] == "not_product_owner"
     assert promotion(customer, product_id).status_code == 403  # type: ignore[arg-type]
