@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from api.behavior import BehaviorPublisher, KnownProducts, RecentCategories, behavior_envelope
 from api.deps import OPTIONAL_TOKEN, OptionalUser
 from api.errors import ApiError, error_responses
-from api.idempotency import IdempotencyKeyHeader
+from api.idempotency import IdempotencyKeyHeader, RecentKeys
 from domain.catalog import ProductNotFound
 from eventmart.contracts.behavior import SessionId, ViewSource, visitor_id
 
@@ -27,6 +27,7 @@ async def behavior_stream(app: FastAPI) -> AsyncIterator[None]:
     app.state.behavior = publisher
     app.state.known_products = KnownProducts()
     app.state.recent_categories = RecentCategories()
+    app.state.view_keys = RecentKeys()
     try:
         yield
     finally:
@@ -89,11 +90,17 @@ async def record_view(
     """Record a product view of a signed-in user (the token) or an anonymous visitor
     (`session_id`, then required: 422 `session_required`). 422 `unknown_product` for a
     product that does not exist. 202 once Kafka acknowledged it; 503 if it could not in
-    time. With an Idempotency-Key a retried view is the same event."""
+    time. With an Idempotency-Key a retried view is the same event; the key with another
+    view is 422 `idempotency_key_reused` (while this process remembers the key)."""
     user_id = user.user_id if user is not None else None
     if user_id is None and body.session_id is None:
         raise ApiError(422, "session_required", "an anonymous view needs a session_id")
     category = await product_category(request, body.product_id)
+    keys: RecentKeys = request.app.state.view_keys
+    visitor = str(visitor_id(user_id, body.session_id))
+    view = f"{body.product_id}:{body.source}"
+    if idempotency_key is not None:
+        keys.check(visitor, idempotency_key, view)
     envelope = behavior_envelope(
         "behavior.viewed",
         {"product_id": body.product_id, "source": body.source},
@@ -102,6 +109,8 @@ async def record_view(
         idempotency_key=idempotency_key,
     )
     await request.app.state.behavior.publish(envelope)
+    if idempotency_key is not None:
+        keys.remember(visitor, idempotency_key, view)
     recent: RecentCategories = request.app.state.recent_categories
     recent.viewed(visitor_id(user_id, body.session_id), category)
     return ViewAccepted(event_id=envelope.event_id)

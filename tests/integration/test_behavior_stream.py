@@ -55,6 +55,12 @@ def test_a_retried_view_with_its_idempotency_key_is_the_same_event(api: TestClie
     again = api.post("/v1/events/view", json=body, headers=key)
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
+    # API.md: the key with another body is refused, not published as the first event.
+    other = {**body, "product_id": Seller(api).product(stock=0)}
+    reused = api.post("/v1/events/view", json=other, headers=key)
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    elsewhere = api.post("/v1/events/view", json={**other, "session_id": "another"}, headers=key)
+    assert elsewhere.status_code == 202  # keys are per visitor
 
 
 def test_bad_views_are_422_and_publish_nothing(api: TestClient, settings: Settings):
