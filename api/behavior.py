@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import BaseModel, ConfigDict
 
+from api.idempotency import RecentKeys
 from eventmart.contracts import CONTRACTS, Envelope
 from eventmart.contracts.behavior import SESSION_NAMESPACE, SessionId, ViewSource, visitor_id
 from eventmart.settings import Settings
@@ -89,7 +90,14 @@ async def publish_view(
     idempotency_key: str | None,
 ) -> Envelope:
     """Publish a view of a product of `category` (returning once Kafka acknowledged it)
-    with the app's producer, and remember the category for the visitor (cold start)."""
+    with the app's producer, and remember the category for the visitor (cold start).
+    IdempotencyKeyReused, before anything is published, for a key this process saw with
+    another view of the visitor."""
+    keys: RecentKeys = state.view_keys
+    visitor = visitor_id(user_id, view.session_id)
+    request = f"{view.product_id}:{view.source}"
+    if idempotency_key is not None:
+        keys.check(str(visitor), idempotency_key, request)
     envelope = behavior_envelope(
         "behavior.viewed",
         {"product_id": view.product_id, "source": view.source},
@@ -99,8 +107,10 @@ async def publish_view(
     )
     publisher: BehaviorPublisher = state.behavior
     await publisher.publish(envelope)
+    if idempotency_key is not None:
+        keys.remember(str(visitor), idempotency_key, request)
     recent: RecentCategories = state.recent_categories
-    recent.viewed(visitor_id(user_id, view.session_id), category)
+    recent.viewed(visitor, category)
     return envelope
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import OrderedDict
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Header
 from pydantic import BaseModel
 
-from domain.idempotency import MAX_KEY_LENGTH
+from domain.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
 
 # Printable ASCII, inner spaces allowed: what a header value carries intact everywhere.
 KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
@@ -42,3 +43,28 @@ def fingerprint(secret: str, body: BaseModel, *resource: UUID) -> str:
 async def accept_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> None:
     """For commands their state machine already makes idempotent (cancel, confirm receipt):
     repeating one stores nothing and answers the same, so the key needs no record."""
+
+
+class RecentKeys:
+    """Idempotency keys of a command that stores nothing a key could be checked against
+    (a view goes straight to Kafka): the request each key came with, remembered by this
+    process (bounded: the oldest is forgotten first), so that a key reused with another
+    request is refused with 422 `idempotency_key_reused` while it is remembered. Used on
+    the event loop only."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._requests: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def check(self, scope: str, key: str, request: str) -> None:
+        """IdempotencyKeyReused if the key came with another request."""
+        first = self._requests.get((scope, key))
+        if first is not None and first != request:
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for another request")
+
+    def remember(self, scope: str, key: str, request: str) -> None:
+        """The request was accepted: its key now stands for it."""
+        self._requests[(scope, key)] = request
+        self._requests.move_to_end((scope, key))
+        if len(self._requests) > self.max_entries:
+            self._requests.popitem(last=False)

@@ -246,22 +246,38 @@ class Recommendations:
         memory_only: bool,
     ) -> list[Shown]:
         if model is not None:
-            return self._apply_rules(
+            shown = self._apply_rules(
                 lambda n, skip: model.popular(n, exclude=skip, categories=categories),
                 limit,
                 exclude,
                 seller,
                 memory_only,
             )
+            if not categories or any(item.product.category in categories for item in shown):
+                return shown
+            # The model predates every product of these categories that sells (it was
+            # trained before their sales): the sales read model knows them, and API.md
+            # wants the visitor's categories first.
+            known = exclude | {item.product.product_id for item in shown}
+            ours = [
+                item
+                for item in self._sold(known, seller, memory_only)
+                if item.product.category in categories
+            ]
+            return [*ours, *shown][:limit]
+        shown = self._sold(exclude, seller, memory_only)
+        if categories:  # the visitor's categories first, each part in sales order
+            shown.sort(key=lambda item: item.product.category not in categories)
+        return shown[:limit]
+
+    def _sold(self, exclude: set[str], seller: UUID | None, memory_only: bool) -> list[Shown]:
+        """The most sold products that pass the rules, most sold first."""
         sold = [
             Recommendation(product_id, units, POPULAR)
             for product_id, units in self._most_sold(memory_only)
             if product_id not in exclude
         ]
-        shown = self._passing(sold, seller, memory_only)
-        if categories:  # the visitor's categories first, each part in sales order
-            shown.sort(key=lambda item: item.product.category not in categories)
-        return shown[:limit]
+        return self._passing(sold, seller, memory_only)
 
     def _apply_rules(
         self,

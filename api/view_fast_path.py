@@ -27,7 +27,7 @@ from api.deps import Services
 from api.idempotency import KEY_PATTERN
 from api.outages import unavailable
 from api.security import InvalidToken
-from domain.idempotency import MAX_KEY_LENGTH
+from domain.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
 
 VIEW_PATH = "/v1/events/view"
 IDEMPOTENCY_KEY = re.compile(KEY_PATTERN)
@@ -82,6 +82,8 @@ class ViewFastPath:
         scope["route"] = self.route  # the latency metric's label
         try:
             envelope = await publish_view(self.state, view, category, user_id, idempotency_key)
+        except IdempotencyKeyReused:
+            return False  # nothing was published: the route refuses it
         except KafkaError as error:
             retry_after = self.state.services.settings.unavailable_retry_after_seconds
             answer = unavailable("POST", VIEW_PATH, error, retry_after)

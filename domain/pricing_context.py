@@ -25,6 +25,7 @@ from domain.coupons import (
     CouponUse,
     normalise_code,
 )
+from domain.idempotency import IdempotencyKey, claim_key, find_key, save_with_key
 from domain.inventory import ConcurrentUpdate
 from domain.price_rules import DemandHold, PriceRule
 from domain.pricing import CouponTerms, OrderQuote, PricedProduct, Scope, price_order
@@ -57,11 +58,28 @@ class Pricing(ReadsWithoutChanging, Application[UUID]):
 
     # Promotions
 
-    def create_promotion(self, owner_id: UUID, **fields: Any) -> Promotion:
+    def create_promotion(
+        self,
+        owner_id: UUID,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        **fields: Any,
+    ) -> Promotion:
+        """With an Idempotency-Key, the same request again answers the first promotion."""
+        scope = f"create_promotion:{owner_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return self.get_promotion(earlier.replay(fingerprint))
         promotion = Promotion.create(owner_id, **fields)
         keys = [*index_keys_of(Scope.from_dict(promotion.scope)), ALL_PROMOTIONS]
-        self._save_filed(promotion, keys, lambda index: index.file_promotion(promotion.id))
-        return promotion
+        earlier = self._save_filed(
+            promotion,
+            keys,
+            lambda index: index.file_promotion(promotion.id),
+            claim_key(scope, idempotency_key, fingerprint, promotion),
+        )
+        return promotion if earlier is None else self.get_promotion(earlier.replay(fingerprint))
 
     def end_promotion(self, promotion_id: UUID, by: UUID, is_admin: bool, now: datetime) -> bool:
         promotion = self.get_promotion(promotion_id)
@@ -106,11 +124,28 @@ class Pricing(ReadsWithoutChanging, Application[UUID]):
 
     # Price rules
 
-    def create_rule(self, owner_id: UUID, **fields: Any) -> PriceRule:
+    def create_rule(
+        self,
+        owner_id: UUID,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        **fields: Any,
+    ) -> PriceRule:
+        """With an Idempotency-Key, the same request again answers the first rule."""
+        scope = f"create_rule:{owner_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return self.get_rule(earlier.replay(fingerprint))
         rule = PriceRule.create(owner_id, **fields)
         keys = index_keys_of(Scope.from_dict(rule.scope))
-        self._save_filed(rule, keys, lambda index: index.file_rule(rule.id))
-        return rule
+        earlier = self._save_filed(
+            rule,
+            keys,
+            lambda index: index.file_rule(rule.id),
+            claim_key(scope, idempotency_key, fingerprint, rule),
+        )
+        return rule if earlier is None else self.get_rule(earlier.replay(fingerprint))
 
     def rules_for(self, product_id: UUID, category: str, seller_id: UUID) -> list[PriceRule]:
         return self._rules_in(self.indexes(index_keys_for(product_id, category, seller_id)))
@@ -188,13 +223,35 @@ class Pricing(ReadsWithoutChanging, Application[UUID]):
 
     # Coupons
 
-    def create_coupon(self, owner_id: UUID, code: str | None, **fields: Any) -> Coupon:
+    def create_coupon(
+        self,
+        owner_id: UUID,
+        code: str | None,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        **fields: Any,
+    ) -> Coupon:
+        """With an Idempotency-Key, the same request again answers the first coupon (a
+        code made up for it included) instead of 409 `coupon_code_taken`."""
+        scope = f"create_coupon:{owner_id}"
+        earlier = find_key(self, scope, idempotency_key)
+        if earlier is not None:
+            return self._created_coupon(earlier.replay(fingerprint))
         coupon = Coupon.create(code or secrets.token_hex(5).upper(), owner_id, **fields)
         try:
-            self.save(coupon)
+            earlier = save_with_key(
+                self, claim_key(scope, idempotency_key, fingerprint, coupon), coupon
+            )
         except IntegrityError as error:
             raise CouponCodeTaken(f"coupon {coupon.code} exists already") from error
-        return coupon
+        return coupon if earlier is None else self._created_coupon(earlier.replay(fingerprint))
+
+    def _created_coupon(self, coupon_id: UUID) -> Coupon:
+        found = self._find(coupon_id)
+        if not isinstance(found, Coupon):
+            raise CouponNotFound(f"no coupon {coupon_id}")
+        return found
 
     def find_coupon(self, code: str, *, to_change: bool = True) -> Coupon | None:
         try:
@@ -320,9 +377,16 @@ class Pricing(ReadsWithoutChanging, Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def _save_filed(self, filed: Aggregate, keys: Iterable[str], file: Any) -> None:
-        """Save an aggregate with the indexes it is filed in; a racing filing retries (after
-        a short random pause, so racers spread out)."""
+    def _save_filed(
+        self,
+        filed: Aggregate,
+        keys: Iterable[str],
+        file: Any,
+        claim: IdempotencyKey | None = None,
+    ) -> IdempotencyKey | None:
+        """Save an aggregate with the indexes it is filed in (and its Idempotency-Key's
+        claim); a racing filing retries (after a short random pause, so racers spread out).
+        Returns the earlier claim, saving nothing, if a racing request used the key first."""
         for attempt in range(50):
             if attempt:
                 time.sleep(random.uniform(0, 0.002 * attempt))
@@ -335,9 +399,12 @@ class Pricing(ReadsWithoutChanging, Application[UUID]):
                 file(index)
                 indexes.append(index)
             try:
-                self.save(candidate, *indexes)
-                return
+                self.save(candidate, *indexes, deepcopy(claim))
+                return None
             except IntegrityError:
+                earlier = None if claim is None else find_key(self, claim.scope, claim.key)
+                if earlier is not None:
+                    return earlier
                 continue
         raise ConcurrentUpdate("the pricing index kept changing; retry")
 

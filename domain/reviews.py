@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
-from domain.idempotency import claim_key, find_key, save_with_key
+from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
 from domain.limits import (
     MAX_DISPLAY_NAME_LENGTH,
     MAX_RATING,
@@ -368,20 +368,56 @@ class Reviews(Application[UUID]):
             ) from error
         return review.id if earlier is None else earlier.replay(fingerprint)
 
-    def edit_review(self, review_id: UUID, author_id: UUID, **changes: Any) -> Review:
-        return self._change(review_id, lambda review: review.edit(author_id, **changes))
+    def edit_review(
+        self,
+        review_id: UUID,
+        author_id: UUID,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        **changes: Any,
+    ) -> Review:
+        return self._change(
+            review_id,
+            lambda review: review.edit(author_id, **changes),
+            (f"edit_review:{author_id}", idempotency_key, fingerprint),
+        )
 
     def withdraw_review(self, review_id: UUID, author_id: UUID) -> Review:
         return self._change(review_id, lambda review: review.withdraw(author_id))
 
-    def reply_to_review(self, review_id: UUID, seller_id: UUID, body: str) -> Review:
-        return self._change(review_id, lambda review: review.answer(seller_id, body))
+    def reply_to_review(
+        self,
+        review_id: UUID,
+        seller_id: UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Review:
+        return self._change(
+            review_id,
+            lambda review: review.answer(seller_id, body),
+            (f"reply_to_review:{seller_id}", idempotency_key, fingerprint),
+        )
 
     def mark_helpful(self, review_id: UUID, voter_id: UUID) -> Review:
         return self._change(review_id, lambda review: review.mark_helpful(voter_id))
 
-    def hide_review(self, review_id: UUID, admin_id: UUID, reason: str) -> Review:
-        return self._change(review_id, lambda review: review.hide(admin_id, reason))
+    def hide_review(
+        self,
+        review_id: UUID,
+        admin_id: UUID,
+        reason: str,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Review:
+        return self._change(
+            review_id,
+            lambda review: review.hide(admin_id, reason),
+            (f"hide_review:{admin_id}", idempotency_key, fingerprint),
+        )
 
     def record_classification(
         self,
@@ -405,13 +441,29 @@ class Reviews(Application[UUID]):
             self.save(review)
         return changed
 
-    def _change(self, review_id: UUID, change: Callable[[Review], bool]) -> Review:
+    def _change(
+        self,
+        review_id: UUID,
+        change: Callable[[Review], bool],
+        keyed: tuple[str, str | None, str] | None = None,
+    ) -> Review:
         """Load, change, save with the version read: a racing change of the same review
-        fails (the API retries it) instead of being overwritten."""
-        review = self.get_review(review_id)
-        if change(review):
-            self.save(review)
-        return review
+        fails (the API retries it) instead of being overwritten. With an Idempotency-Key,
+        the same request again changes nothing and answers the review as the first left it
+        (a change that changed nothing claims its key too, so another body is refused).
+        `keyed`: the key's scope, the key (or None) and the request's fingerprint."""
+        scope, key, fingerprint = keyed or ("", None, "")
+        earlier = find_key(self, scope, key)
+        if earlier is None:
+            review = self.get_review(review_id)
+            changed = change(review)
+            claim = claim_key(scope, key, fingerprint, review)
+            if not changed and claim is None:
+                return review
+            earlier = save_with_key(self, claim, *([review] if changed else []))
+            if earlier is None:
+                return review
+        return result_as_left(self, earlier, fingerprint, Review)
 
     def get_review(self, review_id: UUID) -> Review:
         try:

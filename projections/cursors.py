@@ -56,6 +56,7 @@ POSITIONS: dict[str, TypeAdapter[Any]] = {
     "reviews:rating": TypeAdapter(tuple[Stars, UUID, UUID]),
     "reviews:-rating": TypeAdapter(tuple[Stars, UUID, UUID]),
     "promotions": TypeAdapter(tuple[AwareDatetime, UUID]),
+    "sagas": TypeAdapter(tuple[AwareDatetime, UUID]),
 }
 
 

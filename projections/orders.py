@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, ClassVar
+from uuid import UUID
 
 import orjson
 import psycopg
@@ -428,18 +429,30 @@ def stuck_sagas(
     stale_after: timedelta = STALE_AFTER,
     auto_complete_after: timedelta = timedelta(days=7),
     limit: int = 100,
+    after: tuple[datetime, UUID] | None = None,
 ) -> list[dict[str, Any]]:
     """Non-terminal orders past a deadline their timers should already have acted on:
     pending/reserved past payment_deadline (should be cancelled), delivered past
     delivered_at + auto_complete_after (should be completed), or any other non-terminal
-    order (paid, confirmed, shipped, or pending/reserved) with no event for stale_after."""
+    order (paid, confirmed, shipped, or pending/reserved) with no event for stale_after.
+    Oldest update first; `after` is the (updated_at, order_id) of the previous page's last."""
+    page = "" if after is None else " AND (updated_at, order_id) > (%(at)s, %(id)s)"
+    at, last = after or (None, None)
     rows = conn.execute(
         SELECT + " AND status NOT IN ('completed', 'cancelled', 'rejected') AND ("
         " (status IN ('pending', 'reserved') AND payment_deadline < %(now)s)"
         " OR (status = 'delivered' AND delivered_at + %(complete)s < %(now)s)"
         " OR (status <> 'delivered' AND updated_at + %(stale)s < %(now)s))"
-        " ORDER BY updated_at LIMIT %(limit)s",
-        {"now": now, "complete": auto_complete_after, "stale": stale_after, "limit": limit},
+        + page
+        + " ORDER BY updated_at, order_id LIMIT %(limit)s",
+        {
+            "now": now,
+            "complete": auto_complete_after,
+            "stale": stale_after,
+            "limit": limit,
+            "at": at,
+            "id": last,
+        },
     ).fetchall()
     stuck = []
     for row in rows:

@@ -20,7 +20,7 @@ from api.behavior import (
 )
 from api.deps import OPTIONAL_TOKEN, OptionalUser
 from api.errors import ApiError, error_responses
-from api.idempotency import IdempotencyKeyHeader
+from api.idempotency import IdempotencyKeyHeader, RecentKeys
 from domain.catalog import ProductNotFound
 
 
@@ -32,6 +32,7 @@ async def behavior_stream(app: FastAPI) -> AsyncIterator[None]:
     app.state.behavior = publisher
     app.state.known_products = KnownProducts()
     app.state.recent_categories = RecentCategories()
+    app.state.view_keys = RecentKeys()
     try:
         yield
     finally:
@@ -86,7 +87,8 @@ async def record_view(
     """Record a product view of a signed-in user (the token) or an anonymous visitor
     (`session_id`, then required: 422 `session_required`). 422 `unknown_product` for a
     product that does not exist. 202 once Kafka acknowledged it; 503 if it could not in
-    time. With an Idempotency-Key a retried view is the same event."""
+    time. With an Idempotency-Key a retried view is the same event; the key with another
+    view is 422 `idempotency_key_reused` (while this process remembers the key)."""
     user_id = user.user_id if user is not None else None
     if user_id is None and body.session_id is None:
         raise ApiError(422, "session_required", "an anonymous view needs a session_id")

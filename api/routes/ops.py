@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from api.deps import OrdersDb, ServicesDep, require_role
 from api.errors import ApiError, error_responses
+from api.params import Cursor, Limit
 from api.security import Principal
 from eventmart.broker import consumer_groups
 from eventmart.operations import (
@@ -81,16 +82,25 @@ def sagas(
     db: OrdersDb,
     services: ServicesDep,
     state: Literal["stuck"] = "stuck",
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> StuckSagaPage:
-    """Orders not terminal past a deadline their timers should have acted on (oldest first)."""
+    """Orders not terminal past a deadline their timers should have acted on (oldest
+    update first), one page at a time like every list."""
     found = stuck_sagas(
         db,
         datetime.now(UTC),
         auto_complete_after=timedelta(seconds=services.settings.auto_complete_seconds),
-        limit=limit,
+        limit=limit + 1,
+        after=None if cursor is None else services.cursors.decode(cursor, "sagas"),
     )
-    return StuckSagaPage(items=[StuckSaga(**order) for order in found])
+    page = found[:limit]
+    next_cursor = None
+    if len(found) > limit:
+        next_cursor = services.cursors.encode(
+            "sagas", (page[-1]["updated_at"], page[-1]["order_id"])
+        )
+    return StuckSagaPage(items=[StuckSaga(**order) for order in page], next_cursor=next_cursor)
 
 
 class ConsumerGroupPartition(BaseModel):

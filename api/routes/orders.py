@@ -15,7 +15,7 @@ from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, finger
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
-from api.routes.pricing import CouponCode, DiscountView
+from api.routes.pricing import AskedCouponCode, DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
 from domain.payments import PaymentIntent
@@ -77,7 +77,7 @@ class PlaceOrder(BaseModel):
     lines: list[OrderLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     shipping_address: ShippingAddressIn
     payment: PaymentIn
-    coupon_code: CouponCode | None = Field(
+    coupon_code: AskedCouponCode | None = Field(
         None, description="422 `coupon_invalid` if unknown or ended; case-insensitive"
     )
 

@@ -9,20 +9,26 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from api.deps import CurrentUser, ServicesDep, bearer, get_current_user, require_role
 from api.errors import ApiError, error_responses
-from api.idempotency import accept_idempotency_key
+from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of
-from api.params import Cursor, Limit
+from api.params import Cursor, Limit, text_query
 from api.quotes import catalogue_product, coupon_terms, price_lines, valid_until
 from api.routes.products import Money
 from api.security import Principal
 from domain.limits import MAX_LINE_QUANTITY
 from domain.pricing import PricedProduct, Scope
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
-from eventmart.contracts.bounds import Category, LineQuantity, ProductName
+from eventmart.contracts.bounds import (
+    Category,
+    LineQuantity,
+    ProductName,
+    safe_text,
+    safe_text_pattern,
+)
 
 router = APIRouter(prefix="/v1", tags=["pricing"])
 
@@ -32,7 +38,28 @@ Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES)]
 PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$"
 CouponCode = Annotated[str, Field(pattern=CODE_PATTERN, max_length=32)]
+# A code a shopper gives (to place an order, a quote, a look-up): any bounded text. One
+# that no coupon can have (CODE_PATTERN) is a coupon that does not exist, as API.md
+# answers it (`coupon_invalid` at placement, 404 on look-up), not malformed input.
+MAX_ASKED_CODE_LENGTH = 255
+AskedCouponCode = Annotated[
+    str,
+    safe_text(MAX_ASKED_CODE_LENGTH, min_length=1),
+    Field(description="case-insensitive; a code no coupon has is `coupon_invalid`"),
+]
 StockCount = Annotated[StrictInt, Field(ge=1, le=10**9)]
+
+
+def _date_time_text(value: Any) -> Any:
+    """The OpenAPI document says a string (date-time): a number is not read as Unix time."""
+    if not isinstance(value, str):
+        raise ValueError(  # noqa: TRY004 - pydantic makes a ValueError a 422, not a TypeError
+            "must be an ISO 8601 date and time with its zone, such as 2026-12-06T10:00:00Z"
+        )
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 class ScopeIn(BaseModel):
@@ -61,8 +88,8 @@ class CreatePromotion(BaseModel):
     free_quantity: LineQuantity | None = None
     tiers: list[TierIn] | None = Field(None, max_length=MAX_TIERS)
     scope: ScopeIn
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     max_uses: Uses | None = None
     per_user_limit: PerUser | None = None
     stackable: bool = False
@@ -82,8 +109,8 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     thresholds: list[ThresholdIn] | None = Field(None, max_length=10)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     price: Money | None = None
     step_percent: Percent | None = None
     sales_per_step: LineQuantity | None = None
@@ -108,8 +135,8 @@ class CreateCoupon(BaseModel):
     amount_off: Money | None = Field(None, description="off the order, once")
     min_order: Money | None = None
     scope: ScopeIn | None = None
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     total_uses: Uses
     per_user_uses: PerUser
 
@@ -232,14 +259,17 @@ def _amount(money: Money | None) -> int | None:
     "/promotions",
     status_code=201,
     response_model=PromotionCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
 def create_promotion(
-    body: CreatePromotion, user: SellerOrAdmin, services: ServicesDep
+    body: CreatePromotion,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> PromotionCreated:
     """A promotion on the caller's products (an admin's on any); the field named after the
-    kind is required. Overlapping promotions are allowed: the pricing rule combines them."""
+    kind is required. Overlapping promotions are allowed: the pricing rule combines them.
+    With an Idempotency-Key, repeating the same request answers the same promotion."""
     _check_currency(services, body.amount_off)
     promotion = services.applications.pricing.create_promotion(
         user.user_id,
@@ -258,6 +288,8 @@ def create_promotion(
         max_uses=body.max_uses,
         per_user_limit=body.per_user_limit,
         stackable=body.stackable,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return PromotionCreated(promotion_id=promotion.id)
 
@@ -346,11 +378,16 @@ def end_promotion(promotion_id: UUID, user: SellerOrAdmin, services: ServicesDep
     "/pricing/rules",
     status_code=201,
     response_model=RuleCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
-def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) -> RuleCreated:
-    """A dynamic price rule: its price always within floor..ceiling, every change an event."""
+def create_rule(
+    body: CreateRule,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RuleCreated:
+    """A dynamic price rule: its price always within floor..ceiling, every change an event.
+    With an Idempotency-Key, repeating the same request answers the same rule."""
     p = body.params
     _check_currency(
         services, body.floor, body.ceiling, p.price, *(t.price for t in p.thresholds or ())
@@ -374,6 +411,8 @@ def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) ->
         params=params,
         floor=body.floor.amount,
         ceiling=body.ceiling.amount,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return RuleCreated(rule_id=rule.id)
 
@@ -382,11 +421,16 @@ def create_rule(body: CreateRule, user: SellerOrAdmin, services: ServicesDep) ->
     "/coupons",
     status_code=201,
     response_model=CouponCreated,
-    dependencies=[Depends(accept_idempotency_key)],
     responses=error_responses(401, 403, 409, 503),
 )
-def create_coupon(body: CreateCoupon, user: SellerOrAdmin, services: ServicesDep) -> CouponCreated:
-    """Exactly one of percent_off and amount_off; 409 `coupon_code_taken`."""
+def create_coupon(
+    body: CreateCoupon,
+    user: SellerOrAdmin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CouponCreated:
+    """Exactly one of percent_off and amount_off; 409 `coupon_code_taken`. With an
+    Idempotency-Key, repeating the same request answers the same code (not 409)."""
     _check_currency(services, body.amount_off, body.min_order)
     coupon = services.applications.pricing.create_coupon(
         user.user_id,
@@ -399,13 +443,23 @@ def create_coupon(body: CreateCoupon, user: SellerOrAdmin, services: ServicesDep
         ends_at=body.ends_at,
         total_uses=body.total_uses,
         per_user_uses=body.per_user_uses,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(services.settings.secret_key, body),
     )
     return CouponCreated(code=coupon.code)
 
 
 @router.get("/coupons/{code}", response_model=CouponView, responses=error_responses(401, 404, 503))
 def coupon_detail(
-    code: Annotated[str, Path(pattern=CODE_PATTERN, max_length=32)],
+    code: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=MAX_ASKED_CODE_LENGTH,
+            pattern=safe_text_pattern(visible=True),
+            description="case-insensitive; 404 for a code no coupon has",
+        ),
+    ],
     user: CurrentUser,
     services: ServicesDep,
 ) -> CouponView:
@@ -430,7 +484,14 @@ def quote(
     services: ServicesDep,
     user: MaybeUser,
     quantity: Annotated[int, Query(ge=1, le=MAX_LINE_QUANTITY)] = 1,
-    coupon_code: Annotated[str | None, Query(pattern=CODE_PATTERN, max_length=32)] = None,
+    coupon_code: Annotated[
+        str | None,
+        text_query(
+            MAX_ASKED_CODE_LENGTH,
+            min_length=1,
+            description="case-insensitive; 422 `coupon_invalid` for a code no coupon has",
+        ),
+    ] = None,
 ) -> QuoteView:
     """What `quantity` units cost now, priced as an order is placed: 422 `coupon_invalid`
     for an unknown or ended coupon; a coupon the caller may no longer use takes nothing."""

@@ -238,19 +238,30 @@ def submit_review(
     "/reviews/{review_id}",
     response_model=ReviewStored,
     responses=error_responses(401, 404, 409, 503),
-    dependencies=IDEMPOTENT,
 )
 def edit_review(
-    review_id: UUID, body: EditReview, user: CurrentUser, services: ServicesDep
+    review_id: UUID,
+    body: EditReview,
+    user: CurrentUser,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ReviewStored:
     """Change any of rating, seller_rating, title, body of your review (another user's
-    review is 404 `review_not_found`); the earlier text stays in the review's history."""
+    review is 404 `review_not_found`); the earlier text stays in the review's history.
+    With an Idempotency-Key, repeating the same change answers the review as it left it."""
     changes = body.model_dump(exclude_unset=True)
     for field in ("rating", "body"):
         if field in changes and changes[field] is None:
             del changes[field]  # null means "not given" for fields a review always has
+    request = fingerprint(services.settings.secret_key, body, review_id)
     review = retry_concurrent(
-        lambda: services.applications.reviews.edit_review(review_id, user.user_id, **changes)
+        lambda: services.applications.reviews.edit_review(
+            review_id,
+            user.user_id,
+            idempotency_key=idempotency_key,
+            fingerprint=request,
+            **changes,
+        )
     )
     return _stored(review)
 
@@ -316,15 +327,22 @@ def mark_helpful(review_id: UUID, user: CurrentUser, services: ServicesDep) -> R
     status_code=201,
     response_model=ReviewStored,
     responses=error_responses(401, 403, 404, 409, 503),
-    dependencies=IDEMPOTENT,
 )
 def reply_to_review(
-    review_id: UUID, body: ReplyToReview, user: Seller, services: ServicesDep
+    review_id: UUID,
+    body: ReplyToReview,
+    user: Seller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ReviewStored:
     """The reviewed product's seller answers (403 `not_product_seller` for another seller);
-    one reply per review: replying again replaces it."""
+    one reply per review: replying again replaces it. With an Idempotency-Key, repeating
+    the same reply answers the review as it left it."""
+    request = fingerprint(services.settings.secret_key, body, review_id)
     review = retry_concurrent(
-        lambda: services.applications.reviews.reply_to_review(review_id, user.user_id, body.body)
+        lambda: services.applications.reviews.reply_to_review(
+            review_id, user.user_id, body.body, idempotency_key=idempotency_key, fingerprint=request
+        )
     )
     return _stored(review)
 
@@ -334,14 +352,25 @@ def reply_to_review(
     status_code=202,
     response_model=ReviewStored,
     responses=error_responses(401, 403, 404, 409, 503),
-    dependencies=IDEMPOTENT,
 )
 def hide_review(
-    review_id: UUID, body: HideReview, user: Admin, services: ServicesDep
+    review_id: UUID,
+    body: HideReview,
+    user: Admin,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ReviewStored:
-    """Take a review out of listings and every aggregate, saying why (admins only)."""
+    """Take a review out of listings and every aggregate, saying why (admins only). With
+    an Idempotency-Key, repeating the same request answers the review as it left it."""
+    request = fingerprint(services.settings.secret_key, body, review_id)
     review = retry_concurrent(
-        lambda: services.applications.reviews.hide_review(review_id, user.user_id, body.reason)
+        lambda: services.applications.reviews.hide_review(
+            review_id,
+            user.user_id,
+            body.reason,
+            idempotency_key=idempotency_key,
+            fingerprint=request,
+        )
     )
     return _stored(review)
 

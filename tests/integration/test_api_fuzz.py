@@ -30,8 +30,8 @@ CONFIG = PROJECT_ROOT / "tests" / "fuzz" / "schemathesis.toml"
 PASSWORD = "fuzzing password"
 # Each role fuzzes the operations it may use (the others answer it 403 before any work).
 OPERATIONS = {
-    "customer": r"^/v1/(orders|users|auth|reviews)",
-    "seller": r"^/v1/(products|sellers)",
+    "customer": r"^/v1/(orders|users|auth|reviews|events|recommendations)",
+    "seller": r"^/v1/(products|sellers|promotions|pricing|coupons)",
     "admin": r"^(/v1/ops|/healthz|/readyz|/metrics)",
 }
 

@@ -56,6 +56,12 @@ def test_a_retried_view_with_its_idempotency_key_is_the_same_event(api: TestClie
     again = api.post("/v1/events/view", json=body, headers=key)
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
+    # API.md: the key with another body is refused, not published as the first event.
+    other = {**body, "product_id": Seller(api).product(stock=0)}
+    reused = api.post("/v1/events/view", json=other, headers=key)
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    elsewhere = api.post("/v1/events/view", json={**other, "session_id": "another"}, headers=key)
+    assert elsewhere.status_code == 202  # keys are per visitor
 
 
 def test_bad_views_are_422_and_publish_nothing(api: TestClient, settings: Settings):
@@ -204,6 +210,15 @@ def test_a_view_of_a_known_product_is_answered_before_the_routes_as_the_route_an
         headers={"Idempotency-Key": "again-1"},
     )
     assert again.json() == keyed.json(), "the same key is the same event"
+    answered = fast.answered
+    reused = api.post(
+        "/v1/events/view",
+        json={"product_id": product_id, "session_id": session, "source": "search"},
+        headers={"Idempotency-Key": "again-1"},
+    )
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert fast.answered == answered, "refused by the route"
 
 
 def test_a_known_product_s_bad_views_go_on_to_the_route_and_publish_nothing(

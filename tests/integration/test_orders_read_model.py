@@ -434,12 +434,17 @@ def test_admins_see_stuck_sagas(api: TestClient, db: psycopg.Connection):
     """The endpoint over the read model. (The projection's part is tested above; an order
     published by hand would race the live saga, whose reservation.failed counts as progress.)
     The row is paid an hour ago with nothing since: no saga timer acts on paid orders."""
-    order_id, an_hour_ago = uuid.uuid4(), datetime.now(UTC) - timedelta(hours=1)
-    db.execute(
-        "INSERT INTO orders_view (order_id, buyer_id, status, total, currency, created_at, updated_at, "
-        "payment_deadline, saga_step) VALUES (%s, %s, 'paid', 9800, 'CNY', %s, %s, %s, 'order.paid')",
-        (order_id, uuid.uuid4(), an_hour_ago, an_hour_ago, an_hour_ago + timedelta(minutes=15)),
+    order_ids, an_hour_ago = (
+        [uuid.uuid4() for _ in range(3)],
+        datetime.now(UTC) - timedelta(hours=1),
     )
+    order_id = order_ids[0]
+    for stuck in order_ids:
+        db.execute(
+            "INSERT INTO orders_view (order_id, buyer_id, status, total, currency, created_at, updated_at, "
+            "payment_deadline, saga_step) VALUES (%s, %s, 'paid', 9800, 'CNY', %s, %s, %s, 'order.paid')",
+            (stuck, uuid.uuid4(), an_hour_ago, an_hour_ago, an_hour_ago + timedelta(minutes=15)),
+        )
     try:
         admin_headers = admin(api)
         answer = api.get("/v1/ops/sagas", params={"state": "stuck"}, headers=admin_headers)
@@ -447,6 +452,18 @@ def test_admins_see_stuck_sagas(api: TestClient, db: psycopg.Connection):
         found = [o for o in answer.json()["items"] if o["order_id"] == str(order_id)]
         assert len(found) == 1
         assert found[0]["stuck_because"] == "no_progress" and found[0]["status"] == "paid"
+        # A list like every other (API.md): limit and cursor, each stuck order on one page.
+        walked, params = [], {"limit": 2}
+        while True:
+            page = api.get("/v1/ops/sagas", params=params, headers=admin_headers).json()
+            assert len(page["items"]) <= 2
+            walked += [o["order_id"] for o in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params = {"limit": 2, "cursor": page["next_cursor"]}
+        assert len(walked) == len(set(walked)) and {str(i) for i in order_ids} <= set(walked)
+        tampered = api.get("/v1/ops/sagas", params={"cursor": "x.y"}, headers=admin_headers)
+        assert tampered.status_code == 422
         customer, _ = account(api, "customer")
         assert api.get("/v1/ops/sagas", headers=customer).status_code == 403
         assert (
@@ -454,7 +471,7 @@ def test_admins_see_stuck_sagas(api: TestClient, db: psycopg.Connection):
             == 422
         )
     finally:  # not in the event log: a rebuild compared with live must not meet it
-        db.execute("DELETE FROM orders_view WHERE order_id = %s", (order_id,))
+        db.execute("DELETE FROM orders_view WHERE order_id = ANY(%s)", (order_ids,))
 
 
 def test_stuck_sagas_names_each_missed_deadline(db: psycopg.Connection):

@@ -152,9 +152,15 @@ def test_a_review_from_order_to_hiding(shop, settings, admin):
     assert review(cid, mug, rating=2, body="Arrived broken, terrible").status_code == 201
     rating_becomes(shop, mug, lambda r: r["count"] == 2)
 
-    # An edit moves the review between buckets.
-    edited = ada.api.patch(f"/v1/reviews/{review_id}", json={"rating": 5}, headers=ada.headers)
+    # An edit moves the review between buckets. Repeated with its Idempotency-Key it
+    # answers the same; the key with another body is refused (API.md).
+    keyed = {**ada.headers, "Idempotency-Key": f"edit-{review_id}"}
+    edited = ada.api.patch(f"/v1/reviews/{review_id}", json={"rating": 5}, headers=keyed)
     assert edited.status_code == 200, edited.text
+    again = ada.api.patch(f"/v1/reviews/{review_id}", json={"rating": 5}, headers=keyed)
+    assert (again.status_code, again.json()) == (200, edited.json())
+    reused = ada.api.patch(f"/v1/reviews/{review_id}", json={"rating": 1}, headers=keyed)
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
     rating = rating_becomes(shop, mug, lambda r: r["histogram"]["5"] == 1)
     assert rating["histogram"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
     assert rating["average"] == 3.5 and rating["count"] == 2

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from api import behavior
 from api.behavior import KnownProducts, RecentCategories, behavior_envelope
+from api.idempotency import RecentKeys
+from domain.idempotency import IdempotencyKeyReused
 from eventmart.contracts import parse
 from eventmart.contracts.behavior import visitor_id
 from eventmart.ml.event_log import read_events
@@ -222,3 +224,17 @@ def test_fire_and_forget_sends_are_bounded_while_the_broker_hangs():
         return dropped, publisher.dropped
 
     assert asyncio.run(scenario()) == (5, 5)
+
+
+def test_a_view_key_stands_for_its_first_accepted_view_while_remembered():
+    keys = RecentKeys(max_entries=2)
+    keys.check("visitor", "k", "mug:search")  # not remembered until accepted
+    keys.check("visitor", "k", "lamp:direct")
+    keys.remember("visitor", "k", "mug:search")
+    keys.check("visitor", "k", "mug:search")
+    keys.check("another visitor", "k", "lamp:direct")
+    with pytest.raises(IdempotencyKeyReused):
+        keys.check("visitor", "k", "lamp:direct")
+    keys.remember("visitor", "k2", "x")
+    keys.remember("visitor", "k3", "y")  # the oldest, k, is forgotten
+    keys.check("visitor", "k", "lamp:direct")

@@ -3,7 +3,7 @@ comes again (with the same body, another body, or racing the first), then what i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -13,7 +13,9 @@ from eventsourcing.persistence import IntegrityError
 
 import domain.catalog
 import domain.inventory
+import domain.pricing_context
 from domain.catalog import Catalog, Product, SkuTaken
+from domain.coupons import CouponCodeTaken
 from domain.errors import InvalidInput
 from domain.idempotency import (
     IdempotencyKey,
@@ -24,6 +26,7 @@ from domain.idempotency import (
     save_with_key,
 )
 from domain.inventory import Inventory, Stock
+from domain.pricing_context import Pricing
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 SELLER = uuid4()
@@ -223,3 +226,96 @@ def test_keys_are_per_seller() -> None:
         )
         == 2
     )
+
+
+def promoted(pricing: Pricing, key: str | None = "k", fingerprint: str = "body-1") -> UUID:
+    return pricing.create_promotion(
+        SELLER,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        name="twenty",
+        kind="percent_off",
+        terms={"percent_off": 20},
+        scope={"seller_id": SELLER},
+        starts_at=NOW,
+        ends_at=NOW + timedelta(days=1),
+    ).id
+
+
+def ruled(pricing: Pricing, key: str | None = "k", fingerprint: str = "body-1") -> UUID:
+    return pricing.create_rule(
+        SELLER,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        name="hot",
+        kind="demand",
+        scope={"seller_id": SELLER},
+        params={"step_percent": 10, "sales_per_step": 2},
+        floor=900,
+        ceiling=1200,
+    ).id
+
+
+def couponed(
+    pricing: Pricing, code: str | None, key: str | None = "k", fingerprint: str = "body-1"
+) -> str:
+    return pricing.create_coupon(
+        SELLER,
+        code,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        percent_off=10,
+        amount_off=None,
+        min_order=None,
+        scope={"seller_id": SELLER},
+        starts_at=NOW,
+        ends_at=NOW + timedelta(days=1),
+        total_uses=5,
+        per_user_uses=1,
+    ).code
+
+
+@pytest.mark.parametrize("create", [promoted, ruled])
+def test_a_promotion_or_rule_created_twice_with_one_key_is_created_once(create: Any) -> None:
+    pricing = Pricing()
+    first = create(pricing)
+    before = stored(pricing)
+    assert create(pricing) == first
+    assert stored(pricing) == before
+    with pytest.raises(IdempotencyKeyReused):
+        create(pricing, fingerprint="body-2")
+    assert stored(pricing) == before
+    assert create(pricing, key="another key") != first
+    assert len(pricing.all_promotions()) == (2 if create is promoted else 0)
+
+
+def made_up_coupon(pricing: Pricing, key: str | None = "k", fingerprint: str = "body-1") -> str:
+    return couponed(pricing, None, key, fingerprint)
+
+
+@pytest.mark.parametrize("create", [promoted, ruled, made_up_coupon])
+def test_a_promotion_rule_or_coupon_racing_its_retry_is_stored_once(
+    monkeypatch: pytest.MonkeyPatch, create: Any
+) -> None:
+    pricing = Pricing()
+    first = create(pricing)
+    before = stored(pricing)
+    lookup_misses_once(monkeypatch, domain.pricing_context)
+    assert create(pricing) == first
+    assert stored(pricing) == before
+
+
+@pytest.mark.parametrize("code", ["SPRING", None])
+def test_a_coupon_created_twice_with_one_key_answers_its_code_not_code_taken(
+    code: str | None,
+) -> None:
+    pricing = Pricing()
+    first = couponed(pricing, code)
+    before = stored(pricing)
+    assert couponed(pricing, code) == first  # a made-up code included
+    assert stored(pricing) == before
+    with pytest.raises(IdempotencyKeyReused):
+        couponed(pricing, code, fingerprint="body-2")
+    with pytest.raises(CouponCodeTaken):
+        couponed(pricing, first, key="another key")
+    assert stored(pricing) == before

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.errors import InvalidInput
+from domain.idempotency import IdempotencyKeyReused
 from domain.limits import InvalidText
 from domain.reviews import (
     AlreadyReviewed,
@@ -218,6 +219,58 @@ def test_the_same_idempotency_key_answers_the_first_review() -> None:
     reviews = Reviews()
     first = submit(reviews, idempotency_key="k1", fingerprint="f")
     assert submit(reviews, idempotency_key="k1", fingerprint="f") == first
+
+
+def stored(reviews: Reviews) -> int:
+    return len(reviews.recorder.select_notifications(start=1, limit=100_000))
+
+
+def test_an_edit_reply_or_hiding_repeated_with_its_key_changes_once_and_answers_as_it_left() -> (
+    None
+):
+    reviews = Reviews()
+    review_id = submit(reviews)
+    first = reviews.edit_review(review_id, AUTHOR, idempotency_key="e", fingerprint="f", rating=4)
+    reviews.edit_review(review_id, AUTHOR, rating=2)
+    before = stored(reviews)
+    again = reviews.edit_review(review_id, AUTHOR, idempotency_key="e", fingerprint="f", rating=4)
+    assert (again.rating, again.version) == (4, first.version)
+    assert stored(reviews) == before and reviews.get_review(review_id).rating == 2
+    with pytest.raises(IdempotencyKeyReused):
+        reviews.edit_review(review_id, AUTHOR, idempotency_key="e", fingerprint="g", rating=3)
+    reply = reviews.reply_to_review(
+        review_id, SELLER, "Thanks", idempotency_key="r", fingerprint="f"
+    )
+    hidden = reviews.hide_review(review_id, ADMIN, "spam", idempotency_key="h", fingerprint="f")
+    before = stored(reviews)
+    assert (
+        reviews.reply_to_review(
+            review_id, SELLER, "Thanks", idempotency_key="r", fingerprint="f"
+        ).version
+        == reply.version
+    )
+    assert (
+        reviews.hide_review(review_id, ADMIN, "spam", idempotency_key="h", fingerprint="f").version
+        == hidden.version
+    )
+    for command in (
+        lambda: reviews.reply_to_review(
+            review_id, SELLER, "No", idempotency_key="r", fingerprint="g"
+        ),
+        lambda: reviews.hide_review(review_id, ADMIN, "rude", idempotency_key="h", fingerprint="g"),
+    ):
+        with pytest.raises(IdempotencyKeyReused):
+            command()
+    assert stored(reviews) == before
+
+
+def test_a_keyed_edit_that_changes_nothing_still_claims_its_key() -> None:
+    reviews = Reviews()
+    review_id = submit(reviews, rating=5)
+    reviews.edit_review(review_id, AUTHOR, idempotency_key="e", fingerprint="f", rating=5)
+    with pytest.raises(IdempotencyKeyReused):
+        reviews.edit_review(review_id, AUTHOR, idempotency_key="e", fingerprint="g", rating=1)
+    assert reviews.get_review(review_id).rating == 5
 
 
 def test_commands_on_an_unknown_review_are_not_found() -> None:
