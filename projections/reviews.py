@@ -176,7 +176,12 @@ LISTED = (
 
 
 def _listed(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A listed review; `aspects` and `sentiment` are absent until the classifier has read
+    it (API.md)."""
     r = dict(zip(LISTED, row, strict=True))
+    labels = (
+        {"aspects": r["aspects"], "sentiment": r["sentiment"]} if r["sentiment"] is not None else {}
+    )
     return {
         "review_id": r["review_id"],
         "product_id": r["product_id"],
@@ -189,8 +194,7 @@ def _listed(row: tuple[Any, ...]) -> dict[str, Any]:
         "edited_at": r["edited_at"],
         "verified_purchase": True,  # only verified buyers may review (domain.reviews)
         "helpful_count": r["helpful_count"],
-        "aspects": r["aspects"],
-        "sentiment": r["sentiment"],
+        **labels,
         "seller_reply": (
             {"body": r["reply_body"], "replied_at": r["replied_at"]}
             if r["reply_body"] is not None

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import (
     CurrentUser,
@@ -134,8 +134,12 @@ class ReviewView(BaseModel):
     edited_at: datetime | None
     verified_purchase: bool
     helpful_count: int
-    aspects: list[Aspect] | None
-    sentiment: Sentiment | None
+    aspects: list[Aspect] | None = Field(
+        None, description="absent until the feedback classifier has read the review"
+    )
+    sentiment: Sentiment | None = Field(
+        None, description="absent until the feedback classifier has read the review"
+    )
     seller_reply: SellerReply | None
 
 
@@ -294,7 +298,7 @@ async def product_reviews(
     cursor: Cursor = None,
 ) -> Response:
     """A product's published reviews, one page at a time; `rating` sorts lowest first,
-    `-rating` highest first. Aspects and sentiment are null until the classifier saw it."""
+    `-rating` highest first. Aspects and sentiment are absent until the classifier saw it."""
     async with request.app.state.review_reads.connection() as conn:
         items, next_cursor = await list_reviews(
             conn,
