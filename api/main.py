@@ -16,6 +16,7 @@ from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.quiet_reads import QuietReads
+from api.recommendations import RecentlyOrdered
 from api.routes import (
     behavior,
     health,
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for reads in quiet:
             await reads.start()
         app.state.services = services
+        # What each user just ordered, until the orders read model shows it (recommendations).
+        app.state.recently_ordered = RecentlyOrdered()
         try:
             yield
         finally:

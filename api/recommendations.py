@@ -26,6 +26,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,45 @@ class Answer:
 Propose = Callable[[int, Collection[str]], list[Recommendation]]
 
 
+class RecentlyOrdered:
+    """The products each user ordered through this API process in the last `seconds`. The
+    orders read model shows an order a moment after its 202, and recommendations asked for
+    in between must not offer what was just bought; after `seconds` the read model alone
+    decides (it also knows an order that was rejected or cancelled since). Bounded; called
+    from the request threads."""
+
+    def __init__(self, seconds: float = 60.0, max_users: int = 100_000) -> None:
+        self.seconds = seconds
+        self.max_users = max_users
+        self._orders: OrderedDict[UUID, list[tuple[float, frozenset[str]]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, user_id: UUID, product_ids: Iterable[object]) -> None:
+        entry = (time.monotonic(), frozenset(str(product_id) for product_id in product_ids))
+        with self._lock:
+            recent = [*self._fresh(user_id), entry]
+            self._orders[user_id] = recent
+            self._orders.move_to_end(user_id)
+            if len(self._orders) > self.max_users:
+                self._orders.popitem(last=False)
+
+    def of(self, user_id: UUID) -> set[str]:
+        if user_id not in self._orders:  # the usual case, without the lock
+            return set()
+        with self._lock:
+            recent = self._fresh(user_id)
+            if recent:
+                self._orders[user_id] = recent
+            else:
+                self._orders.pop(user_id, None)
+        return {product_id for _, products in recent for product_id in products}
+
+    def _fresh(self, user_id: UUID) -> list[tuple[float, frozenset[str]]]:
+        """Under the lock."""
+        oldest = time.monotonic() - self.seconds
+        return [entry for entry in self._orders.get(user_id, ()) if entry[0] >= oldest]
+
+
 class NeedsDatabase(Exception):
     """A `memory_only` call needed a read that memory did not hold."""
 
@@ -153,9 +193,11 @@ class Recommendations:
         orders: ConnectionPool,
         sales: ConnectionPool,
         memory: ReadModelMemory | None = None,
+        recently_ordered: RecentlyOrdered | None = None,
     ) -> None:
         self.models = models
         self.memory = memory
+        self.recently_ordered = recently_ordered or RecentlyOrdered()
         self.catalog = catalog  # products_view (stock, seller, name, price)
         self.orders = orders  # orders_view (what a user bought)
         self.sales = sales  # sale_lines (most sold, when there is no model)
@@ -355,9 +397,13 @@ class Recommendations:
         return self.products([key], memory_only=memory_only).get(key)
 
     def bought(self, user_id: UUID | None, *, memory_only: bool = False) -> set[str]:
-        """Every product on the user's orders that were not rejected or cancelled."""
+        """Every product on the user's orders that were not rejected or cancelled, and
+        those they ordered through this process a moment ago (`RecentlyOrdered`)."""
         if user_id is None:
             return set()
+        return self._bought(user_id, memory_only) | self.recently_ordered.of(user_id)
+
+    def _bought(self, user_id: UUID, memory_only: bool) -> set[str]:
         key = str(user_id)
         memory = self.memory.bought if self.memory else None
         remembered = memory.get(key) if memory else None

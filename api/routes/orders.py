@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, OrdersDb, ServicesDep, require_role, retry_concurrent
@@ -15,6 +15,7 @@ from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, finger
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
+from api.recommendations import RecentlyOrdered
 from api.routes.pricing import AskedCouponCode, DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
@@ -168,6 +169,7 @@ def place_order(
     body: PlaceOrder,
     user: Customer,
     services: ServicesDep,
+    http: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderAccepted:
     """Price each line now through the pricing context (the quote's function: catalogue
@@ -226,6 +228,8 @@ def place_order(
         coupon_code=body.coupon_code,
         limited_promotion_ids=quote.limited_promotion_ids,
     )
+    recently: RecentlyOrdered = http.app.state.recently_ordered
+    recently.add(user.user_id, [line.product_id for line in body.lines])
     return OrderAccepted(order_id=order_id, status="pending")
 
 

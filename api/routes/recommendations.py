@@ -54,6 +54,7 @@ async def recommender(app: FastAPI) -> AsyncIterator[None]:
         orders=services.read_pool("orders-projection"),
         sales=services.read_pool("sales-projection"),
         memory=memory,
+        recently_ordered=app.state.recently_ordered,
     )
     try:
         yield

@@ -238,3 +238,19 @@ def test_a_view_key_stands_for_its_first_accepted_view_while_remembered():
     keys.remember("visitor", "k2", "x")
     keys.remember("visitor", "k3", "y")  # the oldest, k, is forgotten
     keys.check("visitor", "k", "lamp:direct")
+
+
+def test_recently_ordered_products_are_remembered_for_a_while_then_left_to_the_read_model():
+    from api.recommendations import RecentlyOrdered
+
+    user, other = uuid.uuid4(), uuid.uuid4()
+    recently = RecentlyOrdered(seconds=60.0, max_users=2)
+    recently.add(user, [PRODUCT])
+    recently.add(user, ["p-2"])
+    assert recently.of(user) == {str(PRODUCT), "p-2"} and recently.of(other) == set()
+    recently.seconds = -1.0  # every order is older than that
+    assert recently.of(user) == set()
+    recently.seconds = 60.0
+    for n in range(3):
+        recently.add(uuid.uuid4(), [f"p-{n}"])
+    assert len(recently._orders) == 2, "bounded"
