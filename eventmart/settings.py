@@ -187,6 +187,14 @@ class Settings(BaseSettings):
         description="how long an API request waits for a database connection before it "
         "answers 503 service_unavailable",
     )
+    verified_purchase_wait_seconds: float = Field(
+        3.0,
+        ge=0,
+        le=30,
+        description="before a review is refused as not from a verified buyer, how long it may "
+        "wait for the reviews context to read orders.events up to where it ends now (a buyer "
+        "who saw the order delivered and reviews at once is not refused for the lag); 0: never",
+    )
     unavailable_retry_after_seconds: int = Field(
         2, ge=1, description="the Retry-After of a 503 while PostgreSQL or Kafka is unreachable"
     )

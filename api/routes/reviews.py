@@ -12,6 +12,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.caught_up import CaughtUp, found_or_caught_up
 from api.deps import (
     CurrentUser,
     PurchasesDb,
@@ -48,9 +49,13 @@ async def review_reads(app: FastAPI) -> AsyncIterator[None]:
     )
     await pool.open(wait=True, timeout=30)
     app.state.review_reads = pool
+    app.state.caught_up = CaughtUp(
+        settings.bootstrap_servers, settings.verified_purchase_wait_seconds
+    )
     try:
         yield
     finally:
+        await app.state.caught_up.stop()
         await pool.close()
 
 
@@ -215,6 +220,7 @@ def submit_review(
     user: CurrentUser,
     services: ServicesDep,
     purchases: PurchasesDb,
+    http: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ReviewSubmitted:
     """Review a product one of your orders brought you (403 `not_a_verified_buyer`
@@ -227,7 +233,13 @@ def submit_review(
         author.display_name,
         product_id,
         product.seller_id,
-        verified_buyer=has_received(purchases, str(user.user_id), str(product_id)),
+        verified_buyer=found_or_caught_up(
+            http.app.state.caught_up,
+            purchases,
+            "purchases",
+            "orders.events",
+            lambda: has_received(purchases, str(user.user_id), str(product_id)),
+        ),
         rating=body.rating,
         seller_rating=body.seller_rating,
         title=body.title,
