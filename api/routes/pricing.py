@@ -19,6 +19,7 @@ from api.params import Cursor, Limit, text_query
 from api.quotes import catalogue_product, coupon_terms, price_lines, valid_until
 from api.routes.products import Money
 from api.security import Principal
+from domain.catalog import ProductNotFound
 from domain.limits import MAX_LINE_QUANTITY
 from domain.pricing import PricedProduct, Scope
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
@@ -327,10 +328,14 @@ def list_promotions(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> PromotionPage:
-    """Promotions by start, then id; `product_id` lists those that cover the product."""
+    """Promotions by start, then id; `product_id` lists those that cover the product (none
+    for a product that does not exist: a filter that matches nothing)."""
     pricing, now = services.applications.pricing, datetime.now(UTC)
     if product_id is not None:
-        product = catalogue_product(services.applications, product_id)
+        try:
+            product = services.applications.catalog.product_to_read(product_id)
+        except ProductNotFound:
+            return PromotionPage(items=[], next_cursor=None)
         priced = PricedProduct(
             product.id, 1, product.price_amount, product.category, product.seller_id
         )

@@ -68,6 +68,9 @@ def test_a_sellers_promotion_prices_the_quote_until_it_is_ended(api: TestClient,
 
     listed = api.get("/v1/promotions", params={"product_id": product_id, "active": True})
     assert [p["promotion_id"] for p in listed.json()["items"]] == [promotion_id]
+    nobody_s = api.get("/v1/promotions", params={"product_id": str(uuid.uuid4())})
+    assert nobody_s.status_code == 200, nobody_s.text  # a filter that matches nothing
+    assert nobody_s.json() == {"items": [], "next_cursor": None}
 
     other = Seller(api)
     assert other.post(f"/v1/promotions/{promotion_id}/end").status_code == 403
