@@ -184,7 +184,8 @@ class ReadModelMemory:
 
 
 class Recommendations:
-    """The three answers, synchronous (read-model queries): call off the event loop."""
+    """The three answers, synchronous: off the event loop, or on it with `memory_only=True`
+    (no query then: `NeedsDatabase` at the first read memory does not hold)."""
 
     def __init__(
         self,
