@@ -153,7 +153,7 @@ def rebuild(
     name: str, settings: Settings, env: dict[str, str], profile: Path | None
 ) -> dict[str, Any]:
     """Run `eventmart analyst rebuild NAME` as its own process; its figures and CPU use."""
-    command = [sys.executable, "-m", "eventmart", "analyst", "rebuild", name]
+    command = [sys.executable, "-m", "entrypoints", "analyst", "rebuild", name]
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
         py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"

@@ -134,7 +134,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.infrastructure = Infrastructure(self.settings)
-        python = [sys.executable, "-m", "eventmart"]
+        python = [sys.executable, "-m", "entrypoints"]
         self.children = [
             Child("relay", [*python, "relay"]),
             *(

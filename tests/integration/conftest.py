@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from eventmart.cli import app as cli_app
+from entrypoints.cli import app as cli_app
 from eventmart.settings import Settings, get_settings
 from eventmart.stack import Infrastructure
 from eventmart.wiring import SAGA_PARTICIPANTS

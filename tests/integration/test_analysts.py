@@ -236,7 +236,7 @@ def inventory_stock_id(product_id: UUID) -> UUID:
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "eventmart", "analyst", *args],
+        [sys.executable, "-m", "entrypoints", "analyst", *args],
         env=child_env(settings),
         capture_output=True,
         text=True,

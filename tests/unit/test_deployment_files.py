@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import yaml
 
+from entrypoints.cli import app
 from eventmart.broker import topic_specs
-from eventmart.cli import app
 from eventmart.groups import worker_processes
 from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.stack import Stack

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from eventmart.cli.shared import console, progress_bar
+from entrypoints.cli.shared import console, progress_bar
 from eventmart.settings import get_settings
 
 app = typer.Typer(help="Demo data for a running stack.", no_args_is_help=True)

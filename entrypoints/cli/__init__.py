@@ -1,6 +1,6 @@
 """The `eventmart` command: run the platform or any one of its processes.
 
-Operators' commands are in `eventmart.cli.ops`, analysts' in `eventmart.cli.analyst`."""
+Operators' commands are in `entrypoints.cli.ops`, analysts' in `entrypoints.cli.analyst`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from eventmart.cli import analyst, demo, ops
-from eventmart.cli.shared import console
+from entrypoints.cli import analyst, demo, ops
+from entrypoints.cli.shared import console
 from eventmart.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -214,7 +214,7 @@ def _supervise_replicas(names: list[str], replicas: int, log_level: str) -> int:
         if base_port:
             env["EVENTMART_WORKER_METRICS_PORT"] = str(int(base_port) + index)
         return subprocess.Popen(
-            [sys.executable, "-m", "eventmart", "worker", *names, "--log-level", log_level],
+            [sys.executable, "-m", "entrypoints", "worker", *names, "--log-level", log_level],
             env=env,
         )
 

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from eventmart.cli import recs
-from eventmart.cli.shared import console, event_topics, progress_bar
+from entrypoints.cli import recs
+from entrypoints.cli.shared import console, event_topics, progress_bar
 from eventmart.settings import get_settings
 
 app = typer.Typer(
@@ -281,7 +281,7 @@ def analyst_train_classifier(
     workers load it. Same data and code, same version and same bytes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from eventmart.cli.classifier import (
+    from entrypoints.cli.classifier import (
         aspect_table,
         confusion_table,
         figures_table,
@@ -347,7 +347,7 @@ def analyst_classify(
     Reads JSON Lines and writes each line back to stdout with `lang` (zh or en),
     `aspects` and `sentiment` added; other fields are kept. With --eval, scores the
     model against the labels the lines already carry instead."""
-    from eventmart.cli.classifier import (
+    from entrypoints.cli.classifier import (
         BadInput,
         classify_stream,
         open_source,
