@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from shoplog import shop_history
 
+from entrypoints.stack import Infrastructure
 from eventmart.broker import kafka_state_dir, port_open
 from eventmart.database import pgdata_dir
 from eventmart.export import partitions_of
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.stack import Infrastructure
 from eventmart.wiring import worker_names
 from projections.rebuild import find_model, tables_of
 from projections.registry import READ_MODELS

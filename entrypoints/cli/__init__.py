@@ -62,8 +62,8 @@ def up(
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
     servers instead of the embedded ones."""
+    from entrypoints.stack import Stack
     from eventmart.groups import UnknownGroup
-    from eventmart.stack import Stack
 
     settings = get_settings()
     if workers is not None:
@@ -79,7 +79,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the stack that `eventmart up` started from this state directory."""
-    from eventmart.stack import stop_running_stack
+    from entrypoints.stack import stop_running_stack
 
     if stop_running_stack(get_settings()):
         console.print("stopped")

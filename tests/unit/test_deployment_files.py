@@ -6,10 +6,10 @@ from __future__ import annotations
 import yaml
 
 from entrypoints.cli import app
+from entrypoints.stack import Stack
 from eventmart.broker import topic_specs
 from eventmart.groups import worker_processes
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.stack import Stack
 from eventmart.wiring import worker_names
 from workers.consumer import build_app
 
