@@ -163,7 +163,7 @@ class Stack:
                 self._spawn(child)
             self._wait_until_ready()
             if seed_demo:
-                from eventmart.demo import seed
+                from entrypoints.demo import seed
 
                 seed(self.settings, f"http://{self.settings.api_host}:{self.settings.api_port}")
             self._print_where(time.monotonic() - started)

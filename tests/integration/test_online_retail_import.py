@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from entrypoints.demo_import import order_id_of
 from entrypoints.stack import Infrastructure
-from eventmart.demo_import import order_id_of
 from eventmart.settings import Settings
 from eventmart.wiring import build_applications
 
