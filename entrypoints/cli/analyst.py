@@ -117,7 +117,7 @@ def analyst_replay(
     """Replay topics into a new consumer group and count events by type."""
     from rich.table import Table
 
-    from eventmart.replay import LiveGroup, replay
+    from entrypoints.replay import LiveGroup, replay
 
     settings = get_settings()
     with progress_bar() as progress:
@@ -155,8 +155,8 @@ def analyst_as_of(
     """The state of an order, a product's stock or a user as of a time, from the event store."""
     from uuid import UUID
 
+    from entrypoints.timetravel import KINDS, NotYetExisting, application_for, as_of
     from eventmart.export import parse_time
-    from eventmart.timetravel import KINDS, NotYetExisting, application_for, as_of
 
     if kind not in KINDS:
         console.print(f"[red]kind must be one of {', '.join(KINDS)}[/]")
