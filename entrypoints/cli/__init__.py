@@ -188,10 +188,13 @@ def _print_groups() -> None:
     from rich.table import Table
 
     from eventmart.groups import GROUPS
+    from workers.groups import topics_of
 
     table = Table("group", "topics", "database of", "sets")
     for spec in GROUPS:
-        table.add_row(spec.name, ", ".join(spec.topics), spec.context, ", ".join(sorted(spec.sets)))
+        table.add_row(
+            spec.name, ", ".join(topics_of(spec)), spec.context, ", ".join(sorted(spec.sets))
+        )
     Console().print(table)
     Console().print("`all` is every group.")
 
