@@ -41,14 +41,16 @@ from eventmart.ml import store
 from eventmart.ml.interactions import Item
 from eventmart.ml.serving import POPULAR, Recommendation, ServingModel
 from projections.catalog import CHANGES_CHANNEL as catalog_channel
+from projections.catalog import candidate_rows
 from projections.orders import CHANGES_CHANNEL as orders_channel
+from projections.orders import products_bought_by
+from projections.sales import most_sold
 
 log = logging.getLogger("eventmart.api.recommendations")
 
 ROUNDS = 3  # times the model is asked for more when the rules drop too many candidates
 POPULAR_CACHE_SECONDS = 30.0
 POPULAR_POOL = 500  # most-sold products kept for the no-model fallback
-NOT_BOUGHT = ("rejected", "cancelled")
 
 
 class ModelHolder:
@@ -379,13 +381,8 @@ class Recommendations:
             raise NeedsDatabase
         ticket = memory.ticket() if memory else 0
         with self.catalog.connection() as conn:
-            rows = conn.execute(
-                "SELECT product_id::text, name, description, category, price_amount, currency, "
-                "seller_id::text, available FROM products_view "
-                "WHERE product_id = ANY(%s::uuid[])",
-                (missing,),
-            ).fetchall()
-        read = {row[0]: Product(*row) for row in rows if row[1] is not None}
+            rows = candidate_rows(conn, missing)
+        read = {row[0]: Product(*row) for row in rows}
         found.update(read)
         if memory:
             for product_id in missing:
@@ -414,13 +411,7 @@ class Recommendations:
             raise NeedsDatabase
         ticket = memory.ticket() if memory else 0
         with self.orders.connection() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT line->>'product_id' FROM orders_view, "
-                "jsonb_array_elements(lines) AS line "
-                "WHERE buyer_id = %s AND NOT (status = ANY(%s))",
-                (user_id, list(NOT_BOUGHT)),
-            ).fetchall()
-        bought = {str(row[0]) for row in rows if row[0] is not None}
+            bought = products_bought_by(conn, user_id)
         if memory:
             memory.put(key, frozenset(bought), ticket)
         return bought
@@ -437,12 +428,7 @@ class Recommendations:
             if time.monotonic() - at < POPULAR_CACHE_SECONDS:
                 return cached
             with self.sales.connection() as conn:
-                rows = conn.execute(
-                    "SELECT product_id::text, count(DISTINCT order_id) FROM sale_lines "
-                    "WHERE refunded_at IS NULL GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT %s",
-                    (POPULAR_POOL,),
-                ).fetchall()
-            ranked = [(str(row[0]), float(row[1])) for row in rows]
+                ranked = most_sold(conn, POPULAR_POOL)
             self._popular = (time.monotonic(), ranked)
             return ranked
 
