@@ -13,7 +13,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.catalog import NotProductOwner
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import ConcurrentUpdate, Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, result_as_left, save_with_key
 from domain.limits import MAX_STOCK, is_whole_number
 
@@ -21,12 +21,6 @@ STOCK_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:stock")
 RESERVATION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:reservation")
 RELEASE_REASONS = ("cancelled", "expired", "rejected")
 ReleaseReason = Literal["cancelled", "expired", "rejected"]
-
-
-class ConcurrentUpdate(Conflict):
-    """Another writer saved the same aggregate first; reloading and retrying is safe."""
-
-    code = "concurrent_update"
 
 
 class StockNotFound(NotFound):

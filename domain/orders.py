@@ -14,9 +14,8 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain.coupons import normalise_code
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import ConcurrentUpdate, Conflict, InvalidInput, NotFound
 from domain.idempotency import claim_key, find_key, save_with_key
-from domain.inventory import ConcurrentUpdate
 from domain.limits import (
     MAX_ADDRESS_LINE_LENGTH,
     MAX_ADDRESS_NAME_LENGTH,
