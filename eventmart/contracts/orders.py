@@ -24,7 +24,7 @@ from domain.limits import (
     MAX_ORDER_LINES,
     MAX_ORDER_TOTAL,
 )
-from domain.orders import Order, OrderLine
+from domain.order import Order, OrderLine
 from eventmart.contracts.bounds import (
     AddressLine,
     AddressName,

@@ -12,7 +12,7 @@ from eventsourcing.application import Application
 
 from domain.catalog import Catalog
 from domain.inventory import Inventory
-from domain.orders import Order, OrderLine, Orders
+from domain.order import Order, OrderLine, Orders
 from domain.payments import MemoryPaymentIntents, PaymentIntent, Payments, SandboxGateway
 from domain.reservations import ReservationLine
 from domain.shipping import SandboxCarrier, Shipping

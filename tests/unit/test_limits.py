@@ -19,7 +19,7 @@ from domain.limits import (
     MAX_ORDER_TOTAL,
     MAX_STOCK,
 )
-from domain.orders import Order, OrderLine
+from domain.order import Order, OrderLine
 from domain.payments import ChargeResult, Payment, PaymentIntent
 from domain.stock import Stock, StockLimitExceeded
 from domain.users import User

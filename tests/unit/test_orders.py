@@ -10,6 +10,7 @@ import pytest
 
 from domain.errors import DomainError, InvalidInput
 from domain.idempotency import IdempotencyKeyReused
+from domain.order import Order, OrderLine, OrderNotFound, Orders, PaymentAmountMismatch
 from domain.order_status import (
     STATUSES,
     TRANSITIONS,
@@ -18,7 +19,6 @@ from domain.order_status import (
     OrderNotDelivered,
     OrderNotRejectable,
 )
-from domain.orders import Order, OrderLine, OrderNotFound, Orders, PaymentAmountMismatch
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=15)

@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import register_topic
 
 from domain.coupons import normalise_code
 from domain.errors import ConcurrentUpdate, Conflict, InvalidInput, NotFound
@@ -573,3 +574,7 @@ class Orders(Application[UUID]):
             except IntegrityError as error:
                 raise ConcurrentUpdate(f"order {order.id} changed meanwhile; retry") from error
         return changed
+
+
+# Events stored before this module was named domain.order name the aggregate in the old one.
+register_topic("domain.orders:Order", Order)
