@@ -1,54 +1,25 @@
-"""Orders: the saga's state machine, tolerant of duplicate and late events."""
+"""The Order aggregate: the saga's state machine, tolerant of duplicate and late events."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import register_topic
 
 from domain.coupons import normalise_code
-from domain.errors import ConcurrentUpdate, Conflict, InvalidInput, NotFound
-from domain.idempotency import claim_key, find_key, save_with_key
-from domain.limits import (
-    MAX_ADDRESS_LINE_LENGTH,
-    MAX_ADDRESS_NAME_LENGTH,
-    MAX_CITY_LENGTH,
-    MAX_LINE_DISCOUNTS,
-    MAX_LINE_QUANTITY,
-    MAX_MONEY_AMOUNT,
-    MAX_ORDER_LINES,
-    MAX_ORDER_TOTAL,
-    MAX_POSTAL_CODE_LENGTH,
-    MAX_REASON_LENGTH,
-    check_currency,
-    check_text,
-    is_whole_number,
-)
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.limits import MAX_REASON_LENGTH, check_currency, check_text
+from domain.order_lines import OrderLine, check_address, check_lines, check_payment, order_total
 from domain.order_status import (
     APPLY,
     SKIP,
     TRANSITIONS,
     InvalidOrderTransition,
 )
-from domain.payments import PAYMENT_METHODS
-
-ADDRESS_LIMITS = {
-    "name": MAX_ADDRESS_NAME_LENGTH,
-    "line1": MAX_ADDRESS_LINE_LENGTH,
-    "city": MAX_CITY_LENGTH,
-    "postal_code": MAX_POSTAL_CODE_LENGTH,
-    "country": 2,
-}
-ADDRESS_FIELDS = tuple(ADDRESS_LIMITS)
-COUNTRY_CODE = re.compile("[A-Za-z]{2}")
 
 
 class OrderNotFound(NotFound):
@@ -57,129 +28,6 @@ class OrderNotFound(NotFound):
 
 class PaymentAmountMismatch(Conflict):
     code = "payment_amount_mismatch"
-
-
-def _key_scope(buyer_id: UUID) -> str:
-    """Keys are per buyer and per command: two buyers may pick the same key."""
-    return f"place_order:{buyer_id}"
-
-
-@dataclass(frozen=True)
-class OrderLine:
-    """A line as the pricing context priced it at placement: `list_price` per unit, the
-    `discounts` taken, and `line_total` (what is charged; `unit_price` is it divided by
-    the quantity, rounded down). A line without pricing (placed before the pricing
-    context) is its quantity at its unit price."""
-
-    product_id: UUID
-    quantity: int
-    unit_price: int
-    list_price: int | None = None
-    discounts: tuple[Mapping[str, Any], ...] = ()
-    total: int | None = None
-
-    @property
-    def line_total(self) -> int:
-        return self.quantity * self.unit_price if self.total is None else self.total
-
-    @property
-    def listed_price(self) -> int:
-        return self.unit_price if self.list_price is None else self.list_price
-
-    @property
-    def discount_total(self) -> int:
-        return sum(int(discount["amount"]) for discount in self.discounts)
-
-    @staticmethod
-    def coerce(line: OrderLine | Mapping[str, Any]) -> OrderLine:
-        if isinstance(line, OrderLine):
-            return line
-        product_id = line["product_id"]
-        return OrderLine(
-            product_id=product_id if isinstance(product_id, UUID) else UUID(str(product_id)),
-            quantity=line["quantity"],
-            unit_price=line["unit_price"],
-            list_price=line.get("list_price"),
-            discounts=tuple(line.get("discounts") or ()),
-            total=line.get("line_total"),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "product_id": self.product_id,
-            "quantity": self.quantity,
-            "unit_price": self.unit_price,
-            "list_price": self.listed_price,
-            "discounts": [dict(discount) for discount in self.discounts],
-            "line_total": self.line_total,
-        }
-
-
-def check_pricing(line: OrderLine) -> None:
-    """The figures of a priced line agree: list total less discounts is the line total."""
-    if not is_whole_number(line.listed_price, MAX_MONEY_AMOUNT):
-        raise InvalidInput(f"list_price must be a whole number from 1 to {MAX_MONEY_AMOUNT}")
-    if len(line.discounts) > MAX_LINE_DISCOUNTS:
-        raise InvalidInput(f"a line has at most {MAX_LINE_DISCOUNTS} discounts")
-    for discount in line.discounts:
-        if not is_whole_number(discount.get("amount"), MAX_ORDER_TOTAL):
-            raise InvalidInput("a discount amount must be a positive whole number")
-    if line.line_total != line.listed_price * line.quantity - line.discount_total:
-        raise InvalidInput("line_total must be the list total less the discounts")
-    if line.line_total < line.quantity or line.unit_price != line.line_total // line.quantity:
-        raise InvalidInput("unit_price must be the line total divided by the quantity")
-
-
-def check_lines(lines: Iterable[OrderLine | Mapping[str, Any]]) -> list[OrderLine]:
-    """Prices come from the pricing context at placing time; one line per product."""
-    checked = [OrderLine.coerce(line) for line in lines]
-    if not 1 <= len(checked) <= MAX_ORDER_LINES:
-        raise InvalidInput(f"an order needs 1 to {MAX_ORDER_LINES} lines")
-    for line in checked:
-        if not is_whole_number(line.quantity, MAX_LINE_QUANTITY):
-            raise InvalidInput(f"quantity must be a whole number from 1 to {MAX_LINE_QUANTITY}")
-        if not is_whole_number(line.unit_price, MAX_MONEY_AMOUNT):
-            raise InvalidInput(f"unit_price must be a whole number from 1 to {MAX_MONEY_AMOUNT}")
-        check_pricing(line)
-    if len({line.product_id for line in checked}) != len(checked):
-        raise InvalidInput("each product may appear on one line only")
-    return checked
-
-
-def check_address(address: Mapping[str, str]) -> dict[str, str]:
-    unknown = set(address) - set(ADDRESS_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown address fields: {', '.join(sorted(unknown))}")
-    missing = [field for field in ADDRESS_FIELDS if not address.get(field)]
-    if missing:
-        raise InvalidInput(f"address needs {', '.join(missing)}")
-    checked = {
-        field: check_text(f"address {field}", address[field], limit)
-        for field, limit in ADDRESS_LIMITS.items()
-    }
-    if not COUNTRY_CODE.fullmatch(checked["country"]):
-        raise InvalidInput("address country must be a two-letter code")
-    return checked
-
-
-def check_payment(payment: Mapping[str, Any]) -> dict[str, str]:
-    """An order names its payment intent (kept by the payments context), never a token:
-    the order's events are relayed to the bus."""
-    if "token" in payment:
-        raise InvalidInput("a payment token goes to the payments context, not into an order")
-    method, intent_id = payment.get("method"), payment.get("intent_id")
-    if method not in PAYMENT_METHODS:
-        raise InvalidInput(f"payment method must be one of {', '.join(PAYMENT_METHODS)}")
-    try:
-        intent = intent_id if isinstance(intent_id, UUID) else UUID(str(intent_id))
-    except ValueError as error:
-        raise InvalidInput("payment needs the id of its payment intent") from error
-    return {"method": method, "intent_id": str(intent)}
-
-
-def order_total(lines: Iterable[OrderLine | Mapping[str, Any]]) -> int:
-    """What an order of these lines costs (the lines checked as placing checks them)."""
-    return sum(line.line_total for line in check_lines(lines))
 
 
 class Order(Aggregate):
@@ -445,136 +293,5 @@ class Order(Aggregate):
         self.status = "completed"
 
 
-class Orders(Application[UUID]):
-    """Command entry point for the orders context (tables `orders_events`)."""
-
-    name = "Orders"
-
-    def place_order(
-        self,
-        buyer_id: UUID,
-        lines: Iterable[OrderLine | Mapping[str, Any]],
-        shipping_address: Mapping[str, str],
-        payment: Mapping[str, Any],
-        idempotency_key: str | None,
-        request_fingerprint: str,
-        now: datetime,
-        payment_timeout: timedelta,
-        currency: str = "CNY",
-        order_id: UUID | None = None,
-        coupon_code: str | None = None,
-        limited_promotion_ids: Sequence[UUID] = (),
-    ) -> tuple[UUID, bool]:
-        """Returns (order_id, created); a repeated key with the same body creates nothing.
-        `payment` is {method, intent_id}: the intent the payments context opened for
-        `order_id` (see domain.payments)."""
-        placed = self.placed_with_key(buyer_id, idempotency_key, request_fingerprint)
-        if placed is not None:
-            return placed, False
-        order = Order.place(
-            buyer_id,
-            lines,
-            shipping_address,
-            payment,
-            currency,
-            now,
-            payment_timeout,
-            order_id,
-            coupon_code,
-            limited_promotion_ids,
-        )
-        scope = _key_scope(buyer_id)
-        claim = claim_key(scope, idempotency_key, request_fingerprint, order)
-        try:
-            earlier = save_with_key(self, claim, order)
-        except IntegrityError as error:
-            raise ConcurrentUpdate("order store changed meanwhile; retry") from error
-        if earlier is not None:
-            return earlier.replay(request_fingerprint), False
-        return order.id, True
-
-    def placed_with_key(
-        self, buyer_id: UUID, idempotency_key: str | None, request_fingerprint: str
-    ) -> UUID | None:
-        """The order an earlier request with this key placed (IdempotencyKeyReused if that
-        request had another body); None if the key is new (or there is none)."""
-        earlier = find_key(self, _key_scope(buyer_id), idempotency_key)
-        return None if earlier is None else earlier.replay(request_fingerprint)
-
-    def mark_reserved(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
-        return self._command(order_id, lambda order: order.mark_reserved(caused_by))
-
-    def reject(self, order_id: UUID, reason: str, caused_by: UUID | None = None) -> bool:
-        return self._command(order_id, lambda order: order.reject(reason, caused_by))
-
-    def mark_paid_and_confirm(
-        self, order_id: UUID, amount: int, caused_by: UUID | None = None
-    ) -> bool:
-        """On `payment.captured`: paid and confirmed in one save; ignored once cancelled."""
-        return self._command(order_id, lambda order: order.mark_paid_and_confirm(amount, caused_by))
-
-    def cancel(
-        self,
-        order_id: UUID,
-        reason: str,
-        by_buyer_id: UUID | None = None,
-        caused_by: UUID | None = None,
-    ) -> bool:
-        """By the buyer (by_buyer_id set: another buyer's order is not found) or by the saga."""
-        order = self.get_order(order_id, buyer_id=by_buyer_id)
-        return self._save_if(order, order.cancel(reason, caused_by))
-
-    def cancel_overdue_payment(self, order_id: UUID, now: datetime) -> bool:
-        """The payment-deadline timer's command: the order decides whether it is overdue."""
-        return self._command(order_id, lambda order: order.cancel_overdue_payment(now))
-
-    def mark_shipped(
-        self, order_id: UUID, shipment_id: UUID, caused_by: UUID | None = None
-    ) -> bool:
-        return self._command(order_id, lambda order: order.mark_shipped(shipment_id, caused_by))
-
-    def mark_delivered(
-        self,
-        order_id: UUID,
-        shipment_id: UUID | None = None,
-        now: datetime | None = None,
-        caused_by: UUID | None = None,
-    ) -> bool:
-        delivered_at = now or datetime.now(UTC)
-        return self._command(
-            order_id, lambda order: order.mark_delivered(shipment_id, delivered_at, caused_by)
-        )
-
-    def confirm_receipt(self, order_id: UUID, buyer_id: UUID) -> bool:
-        order = self.get_order(order_id, buyer_id=buyer_id)
-        return self._save_if(order, order.confirm_receipt(buyer_id))
-
-    def complete(self, order_id: UUID, caused_by: UUID | None = None) -> bool:
-        """Auto-completion, for delivered orders whose `is_completion_due(now, after)`."""
-        return self._command(order_id, lambda order: order.complete(caused_by))
-
-    def get_order(self, order_id: UUID, buyer_id: UUID | None = None) -> Order:
-        """With buyer_id, another buyer's order is reported as not found (HTTP 404)."""
-        try:
-            order: object = self.repository.get(order_id)
-        except AggregateNotFoundError as error:
-            raise OrderNotFound(str(order_id)) from error
-        if not isinstance(order, Order) or (buyer_id is not None and order.buyer_id != buyer_id):
-            raise OrderNotFound(str(order_id))
-        return order
-
-    def _command(self, order_id: UUID, command: Callable[[Order], bool]) -> bool:
-        order = self.get_order(order_id)
-        return self._save_if(order, command(order))
-
-    def _save_if(self, order: Order, changed: bool) -> bool:
-        if changed:
-            try:
-                self.save(order)
-            except IntegrityError as error:
-                raise ConcurrentUpdate(f"order {order.id} changed meanwhile; retry") from error
-        return changed
-
-
-# Events stored before this module was named domain.order name the aggregate in the old one.
+# Events stored before orders split name the aggregate in its old module.
 register_topic("domain.orders:Order", Order)

@@ -29,7 +29,7 @@ import pandas as pd
 from domain.catalog import Catalog
 from domain.inventory import Inventory
 from domain.limits import MAX_LINE_QUANTITY, MAX_ORDER_LINES, MAX_PRODUCT_NAME_LENGTH
-from domain.order import Orders
+from domain.orders import Orders
 from domain.payments import PaymentIntent, PaymentIntents
 from domain.users import Users
 from eventmart.ml.online_retail import purchase_lines

@@ -15,7 +15,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 
 from domain.inventory import Inventory
-from domain.order import Orders
+from domain.orders import Orders
 from domain.stock import Stock
 from domain.users import Users
 

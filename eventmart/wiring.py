@@ -10,7 +10,7 @@ from eventsourcing.application import Application
 
 from domain.catalog import Catalog
 from domain.inventory import Inventory
-from domain.order import Orders
+from domain.orders import Orders
 from domain.payments import Payments
 from domain.pricing_context import Pricing
 from domain.reviews import Reviews

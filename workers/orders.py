@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from domain.order import Orders
+from domain.orders import Orders
 from eventmart.contracts import Envelope
 from workers.due import act_on_each, due_orders
 from workers.saga import Context, Participant

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from domain.inventory import Inventory
-from domain.order import Orders
+from domain.orders import Orders
 from domain.shipping import SandboxCarrier
 from entrypoints.stack import prepare_database
 from eventmart.contracts import Envelope, event_id_for

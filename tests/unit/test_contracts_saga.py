@@ -12,7 +12,9 @@ from eventsourcing.application import Application
 
 from domain.catalog import Catalog
 from domain.inventory import Inventory
-from domain.order import Order, OrderLine, Orders
+from domain.order import Order
+from domain.order_lines import OrderLine
+from domain.orders import Orders
 from domain.payments import MemoryPaymentIntents, PaymentIntent, Payments, SandboxGateway
 from domain.reservations import ReservationLine
 from domain.shipping import SandboxCarrier, Shipping

@@ -19,7 +19,8 @@ from domain.limits import (
     MAX_ORDER_TOTAL,
     MAX_STOCK,
 )
-from domain.order import Order, OrderLine
+from domain.order import Order
+from domain.order_lines import OrderLine
 from domain.payments import ChargeResult, Payment, PaymentIntent
 from domain.stock import Stock, StockLimitExceeded
 from domain.users import User

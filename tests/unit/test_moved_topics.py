@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from eventsourcing.utils import resolve_topic
 
+from domain.order import Order
 from domain.reservations import Reservation
 from domain.stock import Stock
 
 MOVED = [
     ("domain.inventory:Stock", Stock),
     ("domain.inventory:Reservation", Reservation),
+    ("domain.orders:Order", Order),
 ]
 
 
