@@ -23,8 +23,8 @@ from api.routes import (
     metrics,
     ops,
     orders,
-    pricing,
     products,
+    promotions,
     recommendations,
     reviews,
     sellers,
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(sellers.router)
     app.include_router(reviews.router)
-    app.include_router(pricing.router)
+    app.include_router(promotions.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
