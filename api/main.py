@@ -19,12 +19,15 @@ from api.quiet_reads import QuietReads
 from api.recommendations import RecentlyOrdered
 from api.routes import (
     behavior,
+    coupons,
     health,
     metrics,
     ops,
     orders,
+    price_rules,
     products,
     promotions,
+    quotes,
     recommendations,
     reviews,
     sellers,
@@ -134,6 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sellers.router)
     app.include_router(reviews.router)
     app.include_router(promotions.router)
+    app.include_router(price_rules.router)
+    app.include_router(coupons.router)
+    app.include_router(quotes.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses

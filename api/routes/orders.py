@@ -23,7 +23,8 @@ from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
 from api.recommendations import RecentlyOrdered
-from api.routes.promotions import AskedCouponCode, DiscountView
+from api.routes.coupons import AskedCouponCode
+from api.routes.quotes import DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
 from domain.payments import PaymentIntent
