@@ -16,7 +16,7 @@ from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.quiet_reads import QuietReads
-from api.recommendations import RecentlyOrdered
+from api.recommendation_memory import RecentlyOrdered
 from api.routes import (
     behavior,
     coupons,

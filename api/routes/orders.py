@@ -22,7 +22,7 @@ from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, finger
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
-from api.recommendations import RecentlyOrdered
+from api.recommendation_memory import RecentlyOrdered
 from api.routes.coupons import AskedCouponCode
 from api.routes.quotes import DiscountView
 from api.security import Principal
