@@ -7,6 +7,7 @@ COPY domain ./domain
 COPY projections ./projections
 COPY workers ./workers
 COPY api ./api
+COPY entrypoints ./entrypoints
 COPY kafka ./kafka
 # editable: the code stays in /app, beside kafka/topics.yaml that it reads at run time
 RUN pip install --no-cache-dir -e .

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from entrypoints.stack import databases, prepare_database
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.database import drop_database, ensure_database
 from eventmart.groups import database_of
 from eventmart.relay_operations import relay_health
 from eventmart.settings import Settings
-from eventmart.stack import databases, prepare_database
 from eventmart.wiring import build_applications
 from projections.tracking import Delivery
 from workers.inventory import PARTICIPANT as INVENTORY

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import yaml
 
+from entrypoints.cli import app
+from entrypoints.stack import Stack
 from eventmart.broker import topic_specs
-from eventmart.cli import app
 from eventmart.groups import BY_NAME, resolve
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.stack import Stack
 from eventmart.wiring import worker_names
 from workers.consumer import build_app
 

@@ -145,7 +145,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.infrastructure = Infrastructure(self.settings)
-        python = [sys.executable, "-m", "eventmart"]
+        python = [sys.executable, "-m", "entrypoints"]
         self.children = [
             Child("relay", [*python, "relay"]),
             *(
@@ -174,7 +174,7 @@ class Stack:
                 self._spawn(child)
             self._wait_until_ready()
             if seed_demo:
-                from eventmart.demo import seed
+                from entrypoints.demo import seed
 
                 seed(self.settings, f"http://{self.settings.api_host}:{self.settings.api_port}")
             self._print_where(time.monotonic() - started)
