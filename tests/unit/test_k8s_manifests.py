@@ -24,6 +24,7 @@ from eventmart.broker import pinned_version, topic_specs
 from eventmart.groups import BY_NAME, resolve
 from eventmart.metrics import WORKER_METRICS_PORT_ENV
 from eventmart.settings import PROJECT_ROOT, Settings
+from workers.groups import consumed_topics
 
 DEPLOY = PROJECT_ROOT / "deploy" / "k8s"
 OVERLAYS = ("small", "production")
@@ -157,6 +158,7 @@ def test_every_container_runs_a_real_eventmart_command(overlay):
 def test_every_consumer_group_runs_in_one_worker_deployment_within_its_partitions(overlay):
     script, cli = console_script()
     partitions = {spec.name: spec.partitions for spec in topic_specs()}
+    consumed = consumed_topics()  # each group's topics, as its code declares them
     hosted: dict[str, str] = {}
     for name, deployment in of_kind(overlay, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -167,7 +169,7 @@ def test_every_consumer_group_runs_in_one_worker_deployment_within_its_partition
         for group in resolve(context.params["names"]):
             assert group.name not in hosted, f"{group.name} in {hosted.get(group.name)} and {name}"
             hosted[group.name] = name
-            most = min(partitions[topic] for topic in group.topics)
+            most = min(partitions[topic] for topic in consumed[group.name])
             assert replicas <= most, (
                 f"{name}: {replicas} replicas of {group.name}, {most} partitions"
             )
