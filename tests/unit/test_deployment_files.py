@@ -52,6 +52,8 @@ def test_compose_workers_scale_with_no_fixed_names_or_host_ports():
             assert "container_name" not in service, name
             assert not service.get("ports"), f"{name}: a host port would stop `--scale`"
             assert "EVENTMART_WORKER_METRICS_PORT" in service["environment"]
+    relay = compose()["services"]["relay"]
+    assert relay["deploy"]["replicas"] == 2 and "container_name" not in relay  # active + standby
 
 
 def test_compose_kafka_is_kraft_with_single_broker_internal_topics():

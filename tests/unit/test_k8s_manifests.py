@@ -150,6 +150,8 @@ def test_every_container_runs_a_real_eventmart_command(overlay):
             resolve(context.params["names"])  # real groups or sets, or UnknownGroup
         commands[deployment, container["name"]] = args
     assert ["api"] in commands.values() and ["relay"] in commands.values()
+    # The relay: one active, one hot standby (they elect the active one by an advisory lock).
+    assert of_kind(overlay, "Deployment")["eventmart-relay"]["spec"]["replicas"] == 2
     with pytest.raises(Exception, match="No such option"):
         parse(cli, script, ["prepare", "--no-such-option"])
 
