@@ -14,7 +14,7 @@ from functools import cache
 from itertools import pairwise
 from typing import Any
 
-from eventmart.ml.feedback import corpus_polarity
+from eventmart.ml.feedback import corpus_polarity, encoder
 from eventmart.ml.feedback.lexicon import ASPECT_LETTERS, entries, read
 from eventmart.ml.feedback.text import Language, cjk_runs, detect_language, normalize, tokens
 
@@ -26,6 +26,8 @@ NEGATION_SCOPE = 3  # tokens after a negator that are marked as negated
 LEXICON_SCALE = 1.0
 USE_CORPUS = True
 USE_VADER = True
+# The sentence encoder's vector (unit length) times this; 0 leaves it out.
+ENCODER_SCALE = 2.0
 
 
 def extract(text: str) -> tuple[Language, Features]:
@@ -41,7 +43,14 @@ def extract(text: str) -> tuple[Language, Features]:
         features.update(_corpus_features(marked))
     if USE_VADER and LATIN_WORD.search(normalized):
         features.update(_vader_features(normalized))
+    if ENCODER_SCALE:
+        features.update(_encoder_features(normalized))
     return language, features
+
+
+def _encoder_features(normalized: str) -> Features:
+    vector = encoder.encode([normalized])[0]
+    return {f"e:{index}": ENCODER_SCALE * value for index, value in enumerate(vector) if value}
 
 
 def _corpus_features(marked: list[str]) -> Features:

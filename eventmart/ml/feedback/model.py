@@ -18,6 +18,7 @@ from typing import Any
 
 from eventmart.ml.feedback.corpus_polarity import corpus_bytes
 from eventmart.ml.feedback.data import ASPECTS, SENTIMENTS, Example, examples_digest
+from eventmart.ml.feedback.encoder import encoder_release
 from eventmart.ml.feedback.features import extract
 from eventmart.ml.feedback.lexicon import lexicon_bytes
 from eventmart.ml.feedback.text import Language
@@ -115,8 +116,8 @@ def _sigmoid(score: float) -> float:
 
 def model_version(examples: Sequence[Example]) -> str:
     """`feedback-<series>-<hash>`: the hash covers the examples, the lexicons and corpus
-    table, the code that turns text into features and weights, and the scikit-learn
-    release."""
+    table, the code that turns text into features and weights, the scikit-learn release
+    and the sentence encoder's."""
     import sklearn
 
     digest = hashlib.sha256()
@@ -124,9 +125,11 @@ def model_version(examples: Sequence[Example]) -> str:
     digest.update(lexicon_bytes())
     digest.update(corpus_bytes())
     package = resources.files("eventmart.ml.feedback")
-    for module in ("text.py", "lexicon.py", "corpus_polarity.py", "features.py", "model.py"):
+    modules = ("text.py", "lexicon.py", "corpus_polarity.py", "encoder.py", "features.py")
+    for module in (*modules, "model.py"):
         digest.update(package.joinpath(module).read_bytes())
     digest.update(sklearn.__version__.encode())
+    digest.update(encoder_release().encode())
     return f"feedback-{MODEL_SERIES}-{digest.hexdigest()[:12]}"
 
 
