@@ -44,5 +44,7 @@ def encode(texts: list[str]) -> list[list[float]]:
     """Unit-length vectors, one per text, rounded so training is reproducible."""
     if not texts:
         return []
-    vectors = _encoder().embed(texts, norm=True)
-    return [[round(float(x), 5) for x in row] for row in vectors]
+    import numpy as np
+
+    vectors: list[list[float]] = np.round(_encoder().embed(texts, norm=True), 5).tolist()
+    return vectors
