@@ -23,7 +23,7 @@ from itertools import cycle, islice
 from rich.console import Console
 from rich.table import Table
 
-from eventmart.cli.classifier import figures_table, wide_console
+from entrypoints.cli.classifier import figures_table, wide_console
 from eventmart.ml.feedback import Example, FeedbackModel, encoder, load_default, shipped_examples
 from eventmart.ml.feedback.report import held_out_report
 from eventmart.ml.topics import Document, find_topics

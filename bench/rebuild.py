@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from shoplog import shop_history
 
+from entrypoints.stack import Infrastructure
 from eventmart.broker import kafka_state_dir, port_open
 from eventmart.database import pgdata_dir
 from eventmart.export import partitions_of
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.stack import Infrastructure
 from eventmart.wiring import worker_names
 from projections.rebuild import find_model, tables_of
 from projections.registry import READ_MODELS
@@ -153,7 +153,7 @@ def rebuild(
     name: str, settings: Settings, env: dict[str, str], profile: Path | None
 ) -> dict[str, Any]:
     """Run `eventmart analyst rebuild NAME` as its own process; its figures and CPU use."""
-    command = [sys.executable, "-m", "eventmart", "analyst", "rebuild", name]
+    command = [sys.executable, "-m", "entrypoints", "analyst", "rebuild", name]
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
         py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"

@@ -98,7 +98,7 @@ def latency_table(model: ServingModel, calls: int) -> Table:
 def evaluation_table(dataset: Path) -> Table:
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "eventmart", "analyst", "eval-recs"]
+        [sys.executable, "-m", "entrypoints", "analyst", "eval-recs"]
         + ["--source", "online-retail", str(dataset), "--json"],
         check=True,
         capture_output=True,

@@ -1,167 +1,65 @@
-"""The consumer-group registry: every group EventMart runs, the topics it reads, the bounded
-context whose database it writes to, how it is built, and the named sets it belongs to.
+"""The consumer-group registry: every group EventMart runs, the bounded context whose database
+it writes to, what kind of worker it is, and the named sets it belongs to.
 
-A worker process hosts any groups from here (`eventmart worker sagas`, `eventmart worker
-orders-projection catalog-projection`, `eventmart worker all`); the local stack and
-docker-compose.yml run `WORKER_PROCESSES`. A new context adds its group by adding one entry
-below, and its line in kafka/topics.yaml (a test checks the two agree).
-
-Cheap to import on purpose (the API and the relay import `eventmart.wiring`, which reads it):
-a group's builder imports its worker code only when a process builds it.
+Data only, and cheap to import (the API and the relay read it). What a group consumes is
+declared once, beside its code: a saga participant's `PARTICIPANT.topics` (workers/), a read
+model's `topics` (projections/registry.py), the recommender's `TOPICS_READ`. The worker host
+builds each group from those (workers/groups.py), and tests check kafka/topics.yaml against
+them. A worker process hosts any groups from here (`eventmart worker sagas`, `eventmart worker
+orders-projection catalog-projection`, `eventmart worker all`); the local stack runs
+`WORKER_PROCESSES`; docker-compose.yml and deploy/k8s/ run one process per set.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from eventmart.settings import Settings
 
-if TYPE_CHECKING:
-    from workers.host import HostedGroup, SharedResources
-
-Build = Callable[[Settings, "SharedResources"], "HostedGroup"]
+# participant: a saga step or a classifier (workers.saga builds it from the module's
+# PARTICIPANT); projection: a read model of projections/registry.py; recommender: the one.
+Kind = Literal["participant", "projection", "recommender"]
 
 
 @dataclass(frozen=True)
 class GroupSpec:
     name: str  # the consumer group's id, also its dead-letter topic's prefix (<name>.dlq)
-    topics: tuple[str, ...]
     context: str  # whose PostgreSQL the group's effects and tracking go to
-    build: Build
+    kind: Kind
     sets: frozenset[str]
-
-
-def saga(module: str) -> Build:
-    """A saga participant: the `PARTICIPANT` of `workers.<module>`."""
-
-    def build(settings: Settings, shared: SharedResources) -> HostedGroup:
-        from workers.saga import build_participant_group
-
-        participant = importlib.import_module(f"workers.{module}").PARTICIPANT
-        return build_participant_group(participant, settings, shared)
-
-    return build
-
-
-def projection(name: str) -> Build:
-    """A read model of projections/registry.py."""
-
-    def build(settings: Settings, shared: SharedResources) -> HostedGroup:
-        from projections.registry import READ_MODELS
-        from workers.projection import build_projection_group
-
-        return build_projection_group(READ_MODELS[name], settings, shared)
-
-    return build
-
-
-def classifier(module: str) -> Build:
-    """A worker that runs a model over events and stores what it says as events of its own
-    context (a participant of workers.saga, in its own set: it wants a core to itself)."""
-    return saga(module)
-
-
-def recommender(settings: Settings, shared: SharedResources) -> HostedGroup:
-    """The recommender: counts interactions, retrains (workers/recommender.py)."""
-    from workers.recommender import build_recommender_group
-
-    return build_recommender_group(settings, shared)
 
 
 SAGAS = frozenset({"sagas"})
 PROJECTIONS = frozenset({"projections"})
-CLASSIFIERS = frozenset({"classifiers"})
+CLASSIFIERS = frozenset({"classifiers"})  # a participant in a set of its own: it wants a core
 RECOMMENDER = frozenset({"recommender"})
 
 GROUPS: tuple[GroupSpec, ...] = (
-    GroupSpec("inventory-saga", ("orders.events",), "inventory", saga("inventory"), SAGAS),
-    GroupSpec(
-        "payments-saga",
-        ("inventory.events", "orders.events", "pricing.events"),
-        "payments",
-        saga("payments"),
-        SAGAS,
-    ),
-    GroupSpec(
-        "orders-saga",
-        ("inventory.events", "payments.events", "shipping.events", "pricing.events"),
-        "orders",
-        saga("orders"),
-        SAGAS,
-    ),
-    GroupSpec("shipping-saga", ("orders.events",), "shipping", saga("shipping"), SAGAS),
-    GroupSpec(
-        "pricing-saga",
-        ("inventory.events", "orders.events", "pricing.events"),
-        "pricing",
-        saga("pricing"),
-        SAGAS,
-    ),
-    GroupSpec(
-        "users-projection",
-        ("users.events",),
-        "users",
-        projection("users-projection"),
-        PROJECTIONS,
-    ),
-    GroupSpec(
-        "catalog-projection",
-        ("catalog.events", "inventory.events"),
-        "catalog",
-        projection("catalog-projection"),
-        PROJECTIONS,
-    ),
-    GroupSpec(
-        "orders-projection",
-        ("orders.events", "inventory.events", "payments.events", "shipping.events"),
-        "orders",
-        projection("orders-projection"),
-        PROJECTIONS,
-    ),
-    GroupSpec(
-        # A seller's sales are order lines: they live with the orders they come from.
-        "sales-projection",
-        ("catalog.events", "orders.events"),
-        "orders",
-        projection("sales-projection"),
-        PROJECTIONS,
-    ),
+    GroupSpec("inventory-saga", "inventory", "participant", SAGAS),
+    GroupSpec("payments-saga", "payments", "participant", SAGAS),
+    GroupSpec("orders-saga", "orders", "participant", SAGAS),
+    GroupSpec("shipping-saga", "shipping", "participant", SAGAS),
+    GroupSpec("pricing-saga", "pricing", "participant", SAGAS),
+    GroupSpec("users-projection", "users", "projection", PROJECTIONS),
+    GroupSpec("catalog-projection", "catalog", "projection", PROJECTIONS),
+    GroupSpec("orders-projection", "orders", "projection", PROJECTIONS),
+    # A seller's sales are order lines: they live with the orders they come from.
+    GroupSpec("sales-projection", "orders", "projection", PROJECTIONS),
     # Who received what, for the reviews context's verified-purchase check.
-    GroupSpec("purchases", ("orders.events",), "reviews", projection("purchases"), PROJECTIONS),
-    GroupSpec(
-        "reviews-projection",
-        ("reviews.events",),
-        "reviews",
-        projection("reviews-projection"),
-        PROJECTIONS,
-    ),
-    GroupSpec(
-        # Product ratings sit beside the products they rate: the catalogue's queries join them.
-        "ratings-projection",
-        ("reviews.events",),
-        "catalog",
-        projection("ratings-projection"),
-        PROJECTIONS,
-    ),
-    GroupSpec(
-        "review-classifier",
-        ("reviews.events",),
-        "reviews",
-        classifier("review_classifier"),
-        CLASSIFIERS,
-    ),
+    GroupSpec("purchases", "reviews", "projection", PROJECTIONS),
+    GroupSpec("reviews-projection", "reviews", "projection", PROJECTIONS),
+    # Product ratings sit beside the products they rate: the catalogue's queries join them.
+    GroupSpec("ratings-projection", "catalog", "projection", PROJECTIONS),
+    GroupSpec("review-classifier", "reviews", "participant", CLASSIFIERS),
     # No database of its own: models go to EVENTMART_RECOMMENDER_MODELS_DIR.
-    GroupSpec(
-        "recommender", ("behavior.events", "orders.events"), "catalog", recommender, RECOMMENDER
-    ),
+    GroupSpec("recommender", "catalog", "recommender", RECOMMENDER),
 )
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
-# The worker processes of `eventmart up` and docker-compose.yml: one per entry. Measured on
+# The worker processes of `eventmart up`: one per entry. Measured on
 # two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
 WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (
     ("sagas",),

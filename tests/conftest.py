@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from entrypoints.stack import Infrastructure
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.stack import Infrastructure
 from tests.support import WorkerProcess, child_env, ports_free
 
 

@@ -44,7 +44,7 @@ def wait_until(
 
 
 class WorkerProcess:
-    """One `python -m eventmart ...` child, killable like a real deployment's process."""
+    """One `python -m entrypoints ...` child, killable like a real deployment's process."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name, self.args, self.env = name, args, env
@@ -54,7 +54,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventmart", *self.args],
+            [sys.executable, "-m", "entrypoints", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,5 +1,5 @@
 """A worker process that hosts several consumer groups, the way a Faust worker runs many
-agents: `eventmart worker sagas` runs the four saga participants in one process.
+agents: `eventmart worker sagas` runs the five saga participants in one process.
 
 Each group keeps everything that makes its effects exactly-once and observable: its own
 Kafka consumer and committed offsets, its tracking, its dead-letter topic, retries, metrics
@@ -18,65 +18,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import faust
 from mode import Service
-from psycopg_pool import ConnectionPool
 
-from eventmart.database import make_pool
-from eventmart.groups import GroupSpec, resolve
+from eventmart.groups import resolve
 from eventmart.settings import Settings
-from workers.consumer import BatchProcessor, DeadLetterProducer, GroupConsumer, build_app
+from workers.consumer import DeadLetterProducer, GroupConsumer, build_app
+from workers.groups import hostable
+from workers.hosted import HostableGroup, SharedResources
 
 log = logging.getLogger("eventmart.host")
-
-Timer = Callable[[], int]
-
-
-@dataclass(frozen=True)
-class HostedGroup:
-    """What a group brings to its host: how it applies a batch, and timers run beside it."""
-
-    process: BatchProcessor
-    # Event types the group acts on; the others on its topics are passed over undecoded.
-    wanted: frozenset[str] | None = None
-    gather_ms: int = 0  # see GroupConsumer: a projection lets its fetches gather
-    timers: Mapping[str, Timer] = field(default_factory=dict)
-    timer_interval: float = 1.0
-
-
-class SharedResources:
-    """What the groups of one process share: a connection pool per database. (No group
-    reads another context's event store: what it needs of others, it keeps from the bus.)"""
-
-    pool_size = 8  # a batch thread and a timer thread per group hold one at most, briefly
-
-    def __init__(self) -> None:
-        self._pools: dict[str, ConnectionPool] = {}
-        self._lock = threading.Lock()
-
-    def pool(self, dsn: str) -> ConnectionPool:
-        with self._lock:
-            if dsn not in self._pools:
-                self._pools[dsn] = make_pool(dsn, max_size=self.pool_size)
-            return self._pools[dsn]
 
 
 class WorkerHost(Service):
     """The groups of one process: started together, each on its own; stopped together,
     each finishing and committing its batch in flight (in parallel, not one by one)."""
 
-    def __init__(self, app: faust.App, specs: Iterable[GroupSpec], settings: Settings) -> None:
+    def __init__(self, app: faust.App, groups: Iterable[HostableGroup], settings: Settings) -> None:
         super().__init__()
         self.shared = SharedResources()
         self.dead_letters = DeadLetterProducer(settings.bootstrap_servers, f"{app.conf.id}-dlq")
         self.consumers: list[GroupConsumer] = []
         self.timer_threads: list[ThreadPoolExecutor] = []
-        for spec in specs:
+        for spec in groups:
             group = spec.build(settings, self.shared)
             consumer = GroupConsumer(
                 None,
@@ -117,7 +84,7 @@ def _install_timer(
     app: faust.App,
     group: str,
     name: str,
-    timer: Timer,
+    timer: Callable[[], int],
     interval: float,
     thread: ThreadPoolExecutor,
 ) -> None:
@@ -139,5 +106,5 @@ def build_host(names: Iterable[str], settings: Settings) -> faust.App:
     specs = resolve(names)
     sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
     app = build_app("+".join(names), settings)
-    WorkerHost(app, specs, settings)
+    WorkerHost(app, [hostable(spec) for spec in specs], settings)
     return app

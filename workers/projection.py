@@ -9,7 +9,7 @@ from eventmart.groups import database_of
 from eventmart.settings import Settings
 from projections.registry import ReadModel, install
 from projections.tracking import Delivery, apply_deliveries
-from workers.host import HostedGroup, SharedResources
+from workers.hosted import HostedGroup, SharedResources
 
 
 class ProjectionProcessor:

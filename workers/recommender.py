@@ -33,7 +33,7 @@ from eventmart.ml.recommender import train
 from eventmart.ml.serving import ServingModel
 from eventmart.settings import Settings
 from projections.tracking import Delivery
-from workers.host import HostedGroup, SharedResources
+from workers.hosted import HostedGroup, SharedResources
 
 log = logging.getLogger("eventmart.recommender")
 

@@ -27,7 +27,7 @@ from eventmart.settings import Settings
 from eventmart.wiring import application_dsn
 from projections.tracking import Delivery
 from workers.deadlines import Deadline
-from workers.host import HostedGroup, SharedResources
+from workers.hosted import HostedGroup, SharedResources
 from workers.tracking import (
     PROCESS_RECORDER_TOPIC,
     UnitOfWork,

@@ -26,7 +26,8 @@ from importlib import resources
 from typing import Any
 
 from eventmart.ml.feedback.lexicon import entries
-from eventmart.ml.feedback.text import detect_language, normalize, tokens
+from eventmart.ml.feedback.text import detect_language, normalize
+from eventmart.ml.feedback.words import tokens
 
 MODEL_SERIES = "1.0"
 MAX_TOPICS = 8

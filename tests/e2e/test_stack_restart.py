@@ -61,7 +61,7 @@ def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
     STATE.mkdir(parents=True, exist_ok=True)
     log = open(STATE / "up.log", "ab")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventmart", "up", "--no-demo"],
+        [sys.executable, "-m", "entrypoints", "up", "--no-demo"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from eventmart.cli import app as cli_app
+from entrypoints.cli import app as cli_app
+from entrypoints.stack import Infrastructure
 from eventmart.settings import Settings, get_settings
-from eventmart.stack import Infrastructure
 from eventmart.wiring import SAGA_PARTICIPANTS
 from tests.integration.consumer_support import Loop, make_topic
 from tests.shop import Customer, Seller

@@ -21,11 +21,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
 from psycopg import sql
 
+from entrypoints.replay import LiveGroup, replay
+from entrypoints.timetravel import application_for, as_of, history
 from eventmart.export import COLUMNS, EventFilter, export_events, partitions_of
 from eventmart.groups import group_names
-from eventmart.replay import LiveGroup, replay
 from eventmart.settings import PROJECT_ROOT, Settings
-from eventmart.timetravel import application_for, as_of, history
 from eventmart.wiring import worker_names
 from projections.rebuild import READ_MODELS, ShadowRebuild, find_model, tables_of
 from tests.shop import ADDRESS, TERMINAL, Customer, Seller, product_view
@@ -236,7 +236,7 @@ def inventory_stock_id(product_id: UUID) -> UUID:
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "eventmart", "analyst", *args],
+        [sys.executable, "-m", "entrypoints", "analyst", *args],
         env=child_env(settings),
         capture_output=True,
         text=True,

@@ -12,11 +12,11 @@ from collections import Counter
 from fastapi.testclient import TestClient
 
 from api.view_fast_path import ViewFastPath
+from entrypoints.stack import Infrastructure
 from eventmart import broker
 from eventmart.contracts.behavior import visitor_id
 from eventmart.ml.event_log import read_events
 from eventmart.settings import Settings
-from eventmart.stack import Infrastructure
 from tests.shop import Customer, Seller
 from tests.support import read_envelopes, wait_until
 

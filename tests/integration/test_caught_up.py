@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 
 from api.behavior import behavior_envelope
 from api.caught_up import CaughtUp
+from entrypoints.stack import Infrastructure
 from eventmart.settings import Settings
-from eventmart.stack import Infrastructure
 from projections import tracking
 from tests.support import wait_until
 

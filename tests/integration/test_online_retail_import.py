@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eventmart.demo_import import order_id_of
+from entrypoints.demo_import import order_id_of
+from entrypoints.stack import Infrastructure
 from eventmart.settings import Settings
-from eventmart.stack import Infrastructure
 from eventmart.wiring import build_applications
 
 ROWS = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from entrypoints.cli import app as cli_app
 from eventmart.broker import consumer_groups
-from eventmart.cli import app as cli_app
 from eventmart.operations import REDRIVEN_FROM
 from eventmart.settings import Settings, get_settings
 from eventmart.wiring import SAGA_PARTICIPANTS

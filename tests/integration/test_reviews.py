@@ -435,8 +435,8 @@ def test_a_new_model_version_reclassifies_and_replaces_the_labels(
 
 
 def test_the_demo_seeds_reviews_in_both_languages(shop, settings, api_server):
-    from eventmart.demo import seed
-    from eventmart.demo_reviews import demo_products
+    from entrypoints.demo import seed
+    from entrypoints.demo_reviews import demo_products
 
     seed(settings, api_server).join(timeout=180)
     with httpx.Client(base_url=api_server, timeout=30) as client:
@@ -444,7 +444,7 @@ def test_the_demo_seeds_reviews_in_both_languages(shop, settings, api_server):
             "Authorization": "Bearer "
             + client.post(
                 "/v1/auth/token",
-                json={"email": "seller@eventmart.demo", "password": "demo-password"},
+                json={"email": "seller@entrypoints.demo", "password": "demo-password"},
             ).json()["access_token"]
         }
         mug = demo_products(client, seller)["DEMO-MUG"]["product_id"]

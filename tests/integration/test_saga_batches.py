@@ -20,11 +20,11 @@ import pytest
 from domain.inventory import Inventory
 from domain.orders import Orders
 from domain.shipping import SandboxCarrier
+from entrypoints.stack import prepare_database
 from eventmart.contracts import Envelope, event_id_for
 from eventmart.database import drop_database, ensure_database, eventsourcing_env
 from eventmart.metrics import METRICS
 from eventmart.settings import Settings
-from eventmart.stack import prepare_database
 from projections.tracking import Delivery
 from tests.support import wait_until
 from workers.due import act_on_each

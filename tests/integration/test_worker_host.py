@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import uuid
 
-from eventmart.groups import GroupSpec
 from eventmart.metrics import METRICS
 from eventmart.settings import Settings
 from projections.tracking import Delivery
@@ -19,7 +18,8 @@ from tests.integration.consumer_support import (
 )
 from tests.support import group_lag, read_topic, wait_until
 from workers.consumer import build_app
-from workers.host import HostedGroup, WorkerHost
+from workers.host import WorkerHost
+from workers.hosted import HostableGroup, HostedGroup
 
 EVENTS = 5  # per round; the failing group tries each message worker_max_tries times
 
@@ -40,13 +40,11 @@ class Failing:
         raise RuntimeError("this group's store is down")
 
 
-def hosted(name: str, topic: str, processor: object) -> GroupSpec:
-    return GroupSpec(
+def hosted(name: str, topic: str, processor: object) -> HostableGroup:
+    return HostableGroup(
         name,
         (topic,),
-        "users",
         lambda settings, shared: HostedGroup(process=processor),  # type: ignore[arg-type]
-        frozenset({"test"}),
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from domain.users import EmailIndex, User
+from entrypoints.cli import app
 from eventmart.broker import topic_specs
-from eventmart.cli import app
 from eventmart.contracts import CONTRACTS, MalformedEvent, envelope_from_domain, parse
 from eventmart.contracts.envelope import EventContract, Payload, register
 

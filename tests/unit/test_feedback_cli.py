@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from eventmart.cli import app
+from entrypoints.cli import app
 from eventmart.ml.feedback import FeedbackModel, shipped_examples
 from eventmart.ml.feedback.report import score
 from tests.unit.feedback_support import default_model, feedback_cache

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from eventmart.broker import consumer_groups
+from eventmart.broker import consumer_groups, topic_specs
 from eventmart.groups import (
     BY_NAME,
     GROUPS,
@@ -16,32 +16,40 @@ from eventmart.groups import (
     resolve,
     worker_processes,
 )
-from eventmart.wiring import SAGA_PARTICIPANTS, context_of
+from eventmart.wiring import APPLICATION_TOPICS, SAGA_PARTICIPANTS, context_of
 from projections.registry import READ_MODELS
+from workers.groups import consumed_topics, topics_of
 
 
-def test_the_topic_catalogue_lists_exactly_the_registry_groups_and_their_topics():
+def test_the_topic_catalogue_lists_exactly_the_registry_groups_and_what_each_declares():
+    """Each group's topics are declared once, beside its code; the catalogue must agree."""
     assert {group: sorted(topics) for group, topics in consumer_groups().items()} == {
-        spec.name: sorted(spec.topics) for spec in GROUPS
+        group: sorted(topics) for group, topics in consumed_topics().items()
     }
 
 
-def test_each_group_reads_the_topics_its_participant_or_read_model_declares():
+def test_every_topic_a_group_consumes_is_in_the_catalogue_keyed_as_its_producer_keys_it():
+    """The relay keys a context's events by aggregate id; the API keys behaviour by visitor."""
+    producer_keys = {topic: "aggregate id" for topic in APPLICATION_TOPICS.values()}
+    producer_keys["behavior.events"] = "visitor id"
+    catalogue = {spec.name: spec for spec in topic_specs()}
+    for group, topics in consumed_topics().items():
+        for topic in topics:
+            assert topic in catalogue, f"{group} consumes {topic}, not in kafka/topics.yaml"
+            assert catalogue[topic].key == producer_keys[topic], topic
+
+
+def test_each_group_is_the_participant_or_read_model_its_code_declares():
     for spec in GROUPS:
-        if "sagas" in spec.sets or "classifiers" in spec.sets:
+        if spec.kind == "participant":
             name = spec.name.removesuffix("-saga").replace("-", "_")
-            module = importlib.import_module(f"workers.{name}")
-            participant = module.PARTICIPANT
+            participant = importlib.import_module(f"workers.{name}").PARTICIPANT
             assert participant.group == spec.name
-            assert sorted(participant.topics) == sorted(spec.topics), spec.name
+            assert topics_of(spec) == tuple(participant.topics)
             # Its effects and tracking go to the database of the context it is.
             assert context_of(participant.application) == spec.context, spec.name
-        elif "recommender" in spec.sets:
-            from workers.recommender import TOPICS_READ
-
-            assert sorted(TOPICS_READ) == sorted(spec.topics)
-        else:
-            assert sorted(READ_MODELS[spec.name].topics) == sorted(spec.topics), spec.name
+        elif spec.kind == "projection":
+            assert READ_MODELS[spec.name].group == spec.name
     assert set(READ_MODELS) == set(group_names("projections"))
 
 

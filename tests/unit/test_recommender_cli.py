@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from eventmart.cli import app
+from entrypoints.cli import app
 from eventmart.ml import store
 from eventmart.ml.evaluation import HYBRID, MODELS, POPULAR
 from eventmart.ml.synthetic import planted_log

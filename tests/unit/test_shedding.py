@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from api.shedding import ShedLoad
-from eventmart.cli import api_options
+from entrypoints.cli import api_options
 from eventmart.settings import Settings
 
 

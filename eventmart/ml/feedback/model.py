@@ -25,6 +25,9 @@ from eventmart.ml.feedback.features import ENCODER_PREFIX, encode_all, extract
 from eventmart.ml.feedback.lexicon import lexicon_bytes
 from eventmart.ml.feedback.text import Language
 
+# The code that turns text into features and weights: part of the model's version.
+MODULES: tuple[str, ...] = ("text.py", "lexicon.py", "words.py", "corpus_polarity.py")
+MODULES = (*MODULES, "encoder.py", "features.py", "model.py")
 MODEL_SERIES = "1.0"  # bump by hand when the meaning of the labels changes
 HEADS = len(ASPECTS) + len(SENTIMENTS)
 ASPECT_REGULARISATION = 4.0  # scikit-learn's C: larger trusts the training data more
@@ -152,8 +155,7 @@ def model_version(examples: Sequence[Example]) -> str:
     digest.update(lexicon_bytes())
     digest.update(corpus_bytes())
     package = resources.files("eventmart.ml.feedback")
-    modules = ("text.py", "lexicon.py", "corpus_polarity.py", "encoder.py", "features.py")
-    for module in (*modules, "model.py"):
+    for module in MODULES:
         digest.update(package.joinpath(module).read_bytes())
     digest.update(sklearn.__version__.encode())
     digest.update(encoder_release().encode())

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from eventmart.cli.shared import console, progress_bar
+from entrypoints.cli.shared import console, progress_bar
 from eventmart.settings import get_settings
 
 app = typer.Typer(help="Demo data for a running stack.", no_args_is_help=True)
@@ -28,8 +28,8 @@ def import_online_retail(
     """Turn the invoices into products, customers and orders through the domain
     applications (the saga then runs the orders). Re-running stores nothing twice."""
     from api.security import PasswordHasher
+    from entrypoints.demo_import import PASSWORD, SELLER_EMAIL, OnlineRetailImport, read_invoices
     from eventmart.database import make_pool
-    from eventmart.demo_import import PASSWORD, SELLER_EMAIL, OnlineRetailImport, read_invoices
     from eventmart.payment_intents import PostgresPaymentIntents
     from eventmart.wiring import build_applications
 

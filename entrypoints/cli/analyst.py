@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from eventmart.cli import recs
-from eventmart.cli.shared import console, event_topics, progress_bar
+from entrypoints.cli import recs
+from entrypoints.cli.shared import console, event_topics, progress_bar
 from eventmart.settings import get_settings
 
 app = typer.Typer(
@@ -117,7 +117,7 @@ def analyst_replay(
     """Replay topics into a new consumer group and count events by type."""
     from rich.table import Table
 
-    from eventmart.replay import LiveGroup, replay
+    from entrypoints.replay import LiveGroup, replay
 
     settings = get_settings()
     with progress_bar() as progress:
@@ -155,8 +155,8 @@ def analyst_as_of(
     """The state of an order, a product's stock or a user as of a time, from the event store."""
     from uuid import UUID
 
+    from entrypoints.timetravel import KINDS, NotYetExisting, application_for, as_of
     from eventmart.export import parse_time
-    from eventmart.timetravel import KINDS, NotYetExisting, application_for, as_of
 
     if kind not in KINDS:
         console.print(f"[red]kind must be one of {', '.join(KINDS)}[/]")
@@ -281,7 +281,7 @@ def analyst_train_classifier(
     workers load it. Same data and code, same version and same bytes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from eventmart.cli.classifier import (
+    from entrypoints.cli.classifier import (
         aspect_table,
         confusion_table,
         figures_table,
@@ -350,7 +350,7 @@ def analyst_classify(
     Reads JSON Lines and writes each line back to stdout with `lang` (zh or en),
     `aspects` and `sentiment` added; other fields are kept. With --eval, scores the
     model against the labels the lines already carry instead."""
-    from eventmart.cli.classifier import (
+    from entrypoints.cli.classifier import (
         BadInput,
         classify_stream,
         open_source,

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import typer
 
-from eventmart.cli.shared import console
+from entrypoints.cli.shared import console
 from eventmart.settings import get_settings
 
 app = typer.Typer(

@@ -25,11 +25,11 @@ ADDRESS = {
 }
 # buyer -> (SKU, rating, seller_rating, title, body)
 DEMO_REVIEWS: dict[str, list[tuple[str, int, int, str, str]]] = {
-    "alice@eventmart.demo": [
+    "alice@entrypoints.demo": [
         ("DEMO-MUG", 5, 5, "好评", "杯子质量很好，做工精细，物流也很给力，第二天就到了！"),
         ("DEMO-TEAPOT", 3, 4, "一般般", "茶壶颜值不错，但是价格有点贵，性价比不高。"),
     ],
-    "bob@eventmart.demo": [
+    "bob@entrypoints.demo": [
         ("DEMO-MUG", 4, 3, "Nice mug", "Solid mug and keeps coffee hot, but delivery was slow."),
         (
             "DEMO-LAMP",
@@ -96,7 +96,7 @@ def _review_when_verified(
 
 def seed_reviews(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        seller = _token(client, "seller@eventmart.demo")
+        seller = _token(client, "seller@entrypoints.demo")
         products = demo_products(client, seller)
         for email, reviews in DEMO_REVIEWS.items():
             buyer = _token(client, email)

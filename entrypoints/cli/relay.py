@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eventmart.cli.shared import console
+from entrypoints.cli.shared import console
 from eventmart.settings import get_settings
 
 GROUP = "relay"  # eventmart.relay_operations.RELAY_GROUP, without importing psycopg at startup

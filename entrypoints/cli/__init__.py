@@ -1,6 +1,6 @@
 """The `eventmart` command: run the platform or any one of its processes.
 
-Operators' commands are in `eventmart.cli.ops`, analysts' in `eventmart.cli.analyst`."""
+Operators' commands are in `entrypoints.cli.ops`, analysts' in `entrypoints.cli.analyst`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from eventmart.cli import analyst, demo, ops
-from eventmart.cli.shared import console
+from entrypoints.cli import analyst, demo, ops
+from entrypoints.cli.shared import console
 from eventmart.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -62,8 +62,8 @@ def up(
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
     servers instead of the embedded ones."""
+    from entrypoints.stack import Stack
     from eventmart.groups import UnknownGroup
-    from eventmart.stack import Stack
 
     settings = get_settings()
     if workers is not None:
@@ -79,7 +79,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the stack that `eventmart up` started from this state directory."""
-    from eventmart.stack import stop_running_stack
+    from entrypoints.stack import stop_running_stack
 
     if stop_running_stack(get_settings()):
         console.print("stopped")
@@ -136,7 +136,7 @@ def worker(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Consumer groups to host in this process, or sets of them: `sagas` (the four "
+            help="Consumer groups to host in this process, or sets of them: `sagas` (the five "
             "saga participants), `projections` (the read models), `all`; or single groups "
             "(inventory-saga, orders-projection, …). `eventmart worker --list` names them.",
             show_default=False,
@@ -188,10 +188,13 @@ def _print_groups() -> None:
     from rich.table import Table
 
     from eventmart.groups import GROUPS
+    from workers.groups import topics_of
 
     table = Table("group", "topics", "database of", "sets")
     for spec in GROUPS:
-        table.add_row(spec.name, ", ".join(spec.topics), spec.context, ", ".join(sorted(spec.sets)))
+        table.add_row(
+            spec.name, ", ".join(topics_of(spec)), spec.context, ", ".join(sorted(spec.sets))
+        )
     Console().print(table)
     Console().print("`all` is every group.")
 
@@ -214,7 +217,7 @@ def _supervise_replicas(names: list[str], replicas: int, log_level: str) -> int:
         if base_port:
             env["EVENTMART_WORKER_METRICS_PORT"] = str(int(base_port) + index)
         return subprocess.Popen(
-            [sys.executable, "-m", "eventmart", "worker", *names, "--log-level", log_level],
+            [sys.executable, "-m", "entrypoints", "worker", *names, "--log-level", log_level],
             env=env,
         )
 
@@ -246,6 +249,31 @@ def _supervise_replicas(names: list[str], replicas: int, log_level: str) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+@app.command()
+def prepare(
+    topics: Annotated[
+        bool,
+        typer.Option(
+            help="Also create the catalogue's missing topics; --no-topics where an operator "
+            "makes them (Strimzi's KafkaTopics, deploy/k8s/)."
+        ),
+    ] = True,
+) -> None:
+    """Create every database's tables (and the topics): what `up` does before it starts a
+    process, for stacks that `up` does not run (docker-compose.yml, deploy/k8s/).
+    Idempotent; runs at the same time wait for each other."""
+    from entrypoints.stack import prepare_database
+
+    settings = get_settings()
+    if topics:
+        from eventmart.broker import create_topics
+
+        created = asyncio.run(create_topics(settings.bootstrap_servers))
+        console.print(f"topics created: {', '.join(created) or 'nothing, all exist'}")
+    prepare_database(settings)
+    console.print("databases prepared")
 
 
 @topics_app.command("create")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eventmart.cli.shared import console, progress_bar
+from entrypoints.cli.shared import console, progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd

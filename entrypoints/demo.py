@@ -15,9 +15,9 @@ console = Console(stderr=True)
 PASSWORD = "demo-password"
 
 DEMO_USERS = [
-    {"email": "seller@eventmart.demo", "display_name": "Demo Seller", "role": "seller"},
-    {"email": "alice@eventmart.demo", "display_name": "Alice", "role": "customer"},
-    {"email": "bob@eventmart.demo", "display_name": "Bob", "role": "customer"},
+    {"email": "seller@entrypoints.demo", "display_name": "Demo Seller", "role": "seller"},
+    {"email": "alice@entrypoints.demo", "display_name": "Alice", "role": "customer"},
+    {"email": "bob@entrypoints.demo", "display_name": "Bob", "role": "customer"},
 ]
 DEMO_PRODUCTS = [
     {
@@ -67,7 +67,7 @@ def seed(settings: Settings, base_url: str) -> threading.Thread:
                 console.print(
                     f"[red]seeding {user['email']} failed: {answer.status_code} {answer.text}[/]"
                 )
-        seller = _token(client, "seller@eventmart.demo")
+        seller = _token(client, "seller@entrypoints.demo")
         for product in DEMO_PRODUCTS:
             body = {key: value for key, value in product.items() if key != "stock"}
             created = client.post("/v1/products", json=body, headers=seller)
@@ -79,16 +79,16 @@ def seed(settings: Settings, base_url: str) -> threading.Thread:
                     headers=seller,
                 ).raise_for_status()
         product_id = _first_product(client)
-    # Reviews need delivered orders: they follow in the background (eventmart.demo_reviews).
-    from eventmart.demo_reviews import start_seeding_reviews
+    # Reviews need delivered orders: they follow in the background (entrypoints.demo_reviews).
+    from entrypoints.demo_reviews import start_seeding_reviews
 
     reviews = start_seeding_reviews(base_url)
     console.print(
-        "[green]Demo data:[/] seller@eventmart.demo (seller), alice@eventmart.demo and bob@eventmart.demo "
+        "[green]Demo data:[/] seller@entrypoints.demo (seller), alice@entrypoints.demo and bob@entrypoints.demo "
         f"(customers), password {PASSWORD}; products DEMO-MUG, DEMO-TEAPOT, DEMO-LAMP.\n"
         "Place an order as Alice:\n"
         f"  TOKEN=$(curl -s -X POST {base_url}/v1/auth/token -H 'content-type: application/json' "
-        f'-d \'{{"email":"alice@eventmart.demo","password":"{PASSWORD}"}}\' '
+        f'-d \'{{"email":"alice@entrypoints.demo","password":"{PASSWORD}"}}\' '
         "| python3 -c 'import sys,json;print(json.load(sys.stdin)[\"access_token\"])')\n"
         f"  curl -s {base_url}/v1/products\n"
         f'  curl -s -X POST {base_url}/v1/orders -H "Authorization: Bearer $TOKEN" '

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from eventmart.cli import relay, users
-from eventmart.cli.shared import console
+from entrypoints.cli import relay, users
+from entrypoints.cli.shared import console
 from eventmart.settings import get_settings
 
 app = typer.Typer(

@@ -1,3 +1,0 @@
-from eventmart.cli import main
-
-main()
