@@ -272,6 +272,13 @@ class Settings(BaseSettings):
         description="background work (recommender training) pauses while any saga group "
         "lags more than this many messages",
     )
+    background_process_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="the niceness of a worker process that hosts only background groups "
+        "(the recommender, in its own process by default): the lowest priority",
+    )
     background_max_pause_seconds: float = Field(
         300,
         gt=0,

@@ -60,15 +60,7 @@ KEPT = INTERACTIONS | {
 }
 TOPICS_READ = ("behavior.events", "orders.events", "catalog.events")
 RETRY_SECONDS = 30.0  # after a failed training
-FULL_REQUEST = "FULL_RETRAIN_REQUESTED"  # a file in the models directory
-
-
-def request_full_retrain(directory: Path) -> Path:
-    """Ask the worker for a full training at its next tick (train-recs --full)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    request = directory / FULL_REQUEST
-    request.write_text(datetime.now(UTC).isoformat() + "\n")
-    return request
+FULL_REQUEST = store.FULL_REQUEST
 
 
 class Journal:
@@ -203,7 +195,9 @@ class Retrainer:
     def retrain(self) -> ServingModel | None:
         """An update from the journal, or a full training when one is due; the model stored
         and announced, or None if there is nothing to learn yet."""
-        if not self._state_loaded:
+        on_disk = store.state_version(self.directory)
+        if not self._state_loaded or (self.model and on_disk and on_disk != self.model.version):
+            # First tick, or `train-recs` stored a full training: go on from that one.
             self.model = store.load_state(self.directory)
             self._state_loaded = True
         started = time.monotonic()

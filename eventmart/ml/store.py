@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +242,23 @@ def prune(directory: Path, keep: int = 5) -> None:
     for folder in versions[:-keep]:
         if folder.name != latest:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+FULL_REQUEST = "FULL_RETRAIN_REQUESTED"
+
+
+def request_full_retrain(directory: Path) -> Path:
+    """Ask the recommender worker for a full training at its next tick (`eventmart analyst
+    train-recs --full`): it trains in its own process, at its priority, giving way to sagas."""
+    directory.mkdir(parents=True, exist_ok=True)
+    request = directory / FULL_REQUEST
+    request.write_text(datetime.now(UTC).isoformat() + "\n")
+    return request
+
+
+def state_version(directory: Path) -> str | None:
+    """The model version the current state belongs to (cheap: one small file)."""
+    try:
+        return (directory / STATE).read_text().strip().removeprefix("state-") or None
+    except FileNotFoundError:
+        return None
