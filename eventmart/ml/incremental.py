@@ -275,7 +275,7 @@ class IncrementalModel:
         if len(liked) == 0:
             return 0
         replayed = self.random.integers(0, len(self.pair_keys), self.updates.replay * len(liked))
-        chosen = np.unique(np.concatenate([self._pairs_of(np.unique(users)), replayed]))
+        chosen = np.unique(np.concatenate([liked, replayed]))
         chosen = chosen[self.pair_sums[chosen] > 0]
         matrix = sparse.coo_matrix(
             (
@@ -309,15 +309,6 @@ class IncrementalModel:
             self.pair_keys = np.insert(self.pair_keys, at[~present], new_keys[~present])
             self.pair_sums = np.insert(self.pair_sums, at[~present], added[~present])
         return np.searchsorted(self.pair_keys, new_keys)
-
-    def _pairs_of(self, users: NDArray[np.int64]) -> NDArray[np.int64]:
-        """The positions of every pair of these users (contiguous: keys sort by user)."""
-        starts = np.searchsorted(self.pair_keys, users * PAIR_KEY)
-        ends = np.searchsorted(self.pair_keys, (users + 1) * PAIR_KEY)
-        lengths = ends - starts
-        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        positions: NDArray[np.int64] = np.repeat(starts, lengths) + offsets
-        return positions
 
     def _remember(
         self, users: NDArray[np.int64], item_rows: NDArray[np.int64], table: pd.DataFrame
