@@ -142,3 +142,40 @@ def test_on_online_retail_fed_in_order_the_updated_model_ranks_within_5_percent_
     assert model.interactions == len(ordered)
     updated = evaluate_serving(split, model.to_serving())["ndcg@10"]
     assert updated >= 0.95 * full, (updated, full)
+
+
+def test_the_worker_updates_from_its_journal_and_a_restart_goes_on_from_the_state(
+    planted, tmp_path: Path
+):
+    from eventmart.contracts import CONTRACTS, parse
+    from eventmart.settings import Settings
+    from projections.tracking import Delivery
+    from workers.recommender import Retrainer
+
+    settings = Settings(state_dir=tmp_path, recommender_training_nice=0)
+    model = started(planted)
+    model.seen = {"behavior.events:0": 10}
+    store.save_state(model, settings.models_dir)
+    retrainer = Retrainer(settings)
+
+    async def announced(serving: object) -> None:  # no broker here: the worker test has one
+        return None
+
+    retrainer.announce = announced  # type: ignore[assignment,method-assign]
+    view = parse(CONTRACTS["behavior.viewed"].example)
+    learnt_before = Delivery("behavior.events", 0, 9, view)  # before the state's offsets
+    assert retrainer.count([learnt_before, Delivery("behavior.events", 0, 10, view)]) == 2
+    serving = retrainer.retrain()
+    assert serving is not None and serving.version != model.version
+    assert serving.knows_user(str(view.payload["user_id"]))
+    assert serving.details["full_training"] == model.version  # an update, not a full one
+    assert retrainer.model is not None and retrainer.model.interactions == model.interactions + 1
+    assert store.latest_version(settings.models_dir) == serving.version
+    assert list((settings.models_dir / "journal").glob("*.jsonl")) == []
+    restarted = Retrainer(settings)
+    restarted.announce = announced  # type: ignore[assignment,method-assign]
+    restarted.count([Delivery("behavior.events", 0, 11, view)])
+    again = restarted.retrain()
+    assert again is not None and restarted.model is not None
+    assert restarted.model.seen == {"behavior.events:0": 12}
+    assert restarted.model.interactions == model.interactions + 2
