@@ -250,6 +250,42 @@ class Settings(BaseSettings):
         "when any new interaction arrived meanwhile",
     )
 
+    recommender_full_retrain_seconds: float = Field(
+        86400,
+        gt=0,
+        description="the recommender worker updates its model incrementally and trains it "
+        "from scratch this long after the last full training (or on `eventmart analyst "
+        "train-recs --full`)",
+    )
+    recommender_full_retrain_drift: float = Field(
+        0.25,
+        gt=0,
+        le=100,
+        description="...or once updates have added this share of the interactions the last "
+        "full training saw (past it an updated model drifts from a full one: "
+        "docs/recommendations.md)",
+    )
+    background_yield_lag: int = Field(
+        200,
+        ge=0,
+        le=10_000_000,
+        description="background work (recommender training) pauses while any saga group "
+        "lags more than this many messages",
+    )
+    background_process_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="the niceness of a worker process that hosts only background groups "
+        "(the recommender, in its own process by default): the lowest priority",
+    )
+    background_max_pause_seconds: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="the longest background work pauses for saga lag before it takes one step",
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def split_networks(cls, value: Any) -> Any:

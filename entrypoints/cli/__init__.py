@@ -50,7 +50,7 @@ def up(
         str | None,
         typer.Option(
             help="The worker processes, separated by spaces, each a comma-separated list of "
-            "consumer groups or sets: `sagas projections,recommender` (the default), `all` (one process), "
+            "consumer groups or sets: `sagas projections classifiers recommender` (the default), `all` (one process), "
             "`inventory-saga,payments-saga orders-saga …`. Defaults to "
             "EVENTMART_WORKER_PROCESSES.",
             show_default=False,
