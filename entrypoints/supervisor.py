@@ -77,6 +77,12 @@ class Child(Supervised):
     env: dict[str, str] | None = None
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    # A process with nothing to probe counts as starting this long (a worker joining its
+    # groups, the relay taking its lock), so a restart shows in `status` and /readyz.
+    warmup_seconds: float = 5.0
+
+    def probe(self) -> bool:
+        return self.started_at is not None and time.time() - self.started_at >= self.warmup_seconds
 
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
