@@ -123,7 +123,7 @@ class UpStack:
 
     def readiness(self) -> dict[str, Any]:
         try:
-            answer = httpx.get(f"{self.api}/readyz", timeout=3)
+            answer = httpx.get(f"{self.api}/readyz", timeout=10)
             return {"code": answer.status_code, **answer.json()}
         except (httpx.HTTPError, ValueError) as error:
             return {"code": None, "error": type(error).__name__}
@@ -184,9 +184,10 @@ class Attempt:
 
 
 class OrderStream(threading.Thread):
-    """Orders at a steady rate over HTTP. Each placement is retried (same Idempotency-Key)
-    while the answer is 503 or the API does not answer at all; anything else but 202 is a
-    failure. Notes every attempt's time and outcome, for the refusal windows."""
+    """Orders at a steady rate over HTTP, `total` of them or until stopped. Each placement
+    is retried (same Idempotency-Key) while the answer is 503 or the API does not answer at
+    all; anything else but 202 is a failure. Notes every attempt's time and outcome, for
+    the refusal windows."""
 
     def __init__(self, api: str, *, rate: float, total: int, stock: int, seed: int = 3) -> None:
         super().__init__(daemon=True, name="orders")
@@ -217,7 +218,7 @@ class OrderStream(threading.Thread):
         body = customer.order_body([(product, 1)], token)
         headers = {**customer.headers, "Idempotency-Key": f"stream-{uuid.uuid4().hex}"}
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not self.stopping.is_set():
+        while time.monotonic() < deadline:
             try:
                 answer = self.client.post("/v1/orders", json=body, headers=headers)
             except httpx.HTTPError:
@@ -250,10 +251,16 @@ class OrderStream(threading.Thread):
     def refused(self) -> int:
         return sum(1 for a in self.attempts if not a.accepted)
 
+    def stop(self) -> None:
+        """No new order after the one being placed; waits for that one."""
+        self.stopping.set()
+        self.join(timeout=330)
+
     def wait_for(self, placed: int, timeout: float = 300) -> None:
         wait_until(
-            lambda: len(self.placed) >= placed or self.failures,
+            lambda: len(self.placed) >= placed or self.failures or not self.is_alive(),
             timeout=timeout,
             message=f"{placed} orders accepted",
         )
         assert not self.failures, self.failures[:3]
+        assert len(self.placed) >= placed, f"the stream ended at {len(self.placed)} orders"

@@ -4,7 +4,7 @@ While orders stream in at a steady rate, one node is SIGKILLed (the supervisor b
 back), later the active controller: placements are refused only briefly (the longest
 window is printed), nothing is lost or applied twice, stock is exact, every DLQ is empty.
 
-300 orders at 4/s, not the issue's 1,000: three JVMs share two cores with the whole stack
+400 orders at 4/s, not the issue's 1,000: three JVMs share two cores with the whole stack
 and the other sessions' suites, and the scenario should stay within a couple of minutes."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from tests.e2e.stack_support import OrderStream, UpStack
 from tests.saga_invariants import assert_saga_invariants, settle
 from tests.support import dead_letter_marks
 
-ORDERS = 300
+ORDERS = 400
 RATE = 4.0
-STOCK = 120  # per product, 3 products: 360 units
+STOCK = 150  # per product, 3 products: 450 units
 REFUSAL_TARGET_SECONDS = 10.0
 
 pytestmark = pytest.mark.timeout(1200)
@@ -95,7 +95,7 @@ def test_a_three_node_cluster_rides_out_a_broker_and_the_controller(stack: UpSta
     stack.wait_restarted(f"kafka-{follower}", before)
     print(f"kafka-{follower} killed and back; {len(stream.placed)} accepted so far")
 
-    stream.wait_for(len(stream.placed) + ORDERS // 5)
+    stream.wait_for(len(stream.placed) + 10)  # flowing again, still well before the end
     controller = active_controller(stack)
     before = stack.kill(f"kafka-{controller}")
     stack.wait_restarted(f"kafka-{controller}", before)

@@ -15,9 +15,9 @@ from tests.e2e.stack_support import OrderStream, UpStack
 from tests.saga_invariants import assert_saga_invariants, settle
 from tests.support import dead_letter_marks
 
-ORDERS = 240
-RATE = 3.0  # orders per second: the stream lasts the whole sequence of kills
-STOCK = 100  # per product, 3 products: enough for most, not all
+RATE = 3.0  # orders per second, for as long as the sequence of kills takes
+MOST_ORDERS = 1200
+STOCK = 200  # per product, 3 products: enough for most, not all on a slow machine
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,7 +33,7 @@ def stack() -> Iterator[UpStack]:
 def test_every_process_the_stack_started_comes_back_by_itself(stack: UpStack):
     settings = stack.settings()
     marks = dead_letter_marks(settings.bootstrap_servers)
-    stream = OrderStream(stack.api, rate=RATE, total=ORDERS, stock=STOCK)
+    stream = OrderStream(stack.api, rate=RATE, total=MOST_ORDERS, stock=STOCK)
     stream.start()
     stream.wait_for(10)
     said = {}
@@ -43,11 +43,10 @@ def test_every_process_the_stack_started_comes_back_by_itself(stack: UpStack):
         stack.wait_restarted(name, before)
         print(f"{name} killed: readiness said {said[name]}")
         stream.wait_for(len(stream.placed) + 5)
-    stream.join(timeout=ORDERS / RATE + 300)
+    stream.stop()
     assert not stream.failures, stream.failures[:3]
-    assert len(stream.placed) == ORDERS
     print(
-        f"{ORDERS} accepted; {stream.refused()} placements refused (503 or no answer), "
+        f"{len(stream.placed)} accepted; {stream.refused()} placements refused (503 or no answer), "
         f"longest refusal {stream.longest_refusal():.1f}s"
     )
     assert "kafka" in said["kafka"] and "database" in said["postgres"]
