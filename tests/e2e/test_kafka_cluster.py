@@ -4,8 +4,10 @@ While orders stream in at a steady rate, one node is SIGKILLed (the supervisor b
 back), later the active controller: placements are refused only briefly (the longest
 window is printed), nothing is lost or applied twice, stock is exact, every DLQ is empty.
 
-400 orders at 4/s, not the issue's 1,000: three JVMs share two cores with the whole stack
-and the other sessions' suites, and the scenario should stay within a couple of minutes."""
+Orders at 4/s for as long as the kills take (some 400 on a loaded machine; at most the
+issue's 1,000), not 1,000 at a fixed rate: three JVMs share two cores with the whole
+stack and the other sessions' suites, and the scenario should stay within minutes.
+Placement writes PostgreSQL only (the outbox), so a broker's death should refuse none."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from tests.e2e.stack_support import OrderStream, UpStack
 from tests.saga_invariants import assert_saga_invariants, settle
 from tests.support import dead_letter_marks
 
-ORDERS = 400
+MOST_ORDERS = 1000
+AFTER_EACH_KILL = 40  # orders accepted after a node is back, before going on
 RATE = 4.0
-STOCK = 150  # per product, 3 products: 450 units
+STOCK = 200  # per product, 3 products: 600 units
 REFUSAL_TARGET_SECONDS = 10.0
 
 pytestmark = pytest.mark.timeout(1200)
@@ -86,27 +89,26 @@ def test_a_three_node_cluster_rides_out_a_broker_and_the_controller(stack: UpSta
     assert replication["__consumer_offsets"][0] == {3}, replication
 
     marks = dead_letter_marks(bootstrap)
-    stream = OrderStream(stack.api, rate=RATE, total=ORDERS, stock=STOCK)
+    stream = OrderStream(stack.api, rate=RATE, total=MOST_ORDERS, stock=STOCK)
     stream.start()
-    stream.wait_for(ORDERS // 4)
+    stream.wait_for(60)
     controller = active_controller(stack)
     follower = next(node for node in (1, 2, 3) if node != controller)
     before = stack.kill(f"kafka-{follower}")
     stack.wait_restarted(f"kafka-{follower}", before)
     print(f"kafka-{follower} killed and back; {len(stream.placed)} accepted so far")
 
-    stream.wait_for(len(stream.placed) + 10)  # flowing again, still well before the end
+    stream.wait_for(len(stream.placed) + AFTER_EACH_KILL)
     controller = active_controller(stack)
     before = stack.kill(f"kafka-{controller}")
     stack.wait_restarted(f"kafka-{controller}", before)
     print(f"the active controller kafka-{controller} killed and back")
-
-    stream.join(timeout=ORDERS / RATE + 300)
+    stream.wait_for(len(stream.placed) + AFTER_EACH_KILL)
+    stream.stop()
     assert not stream.failures, stream.failures[:3]
-    assert len(stream.placed) == ORDERS
     longest = stream.longest_refusal()
     print(
-        f"{ORDERS} orders at {RATE}/s on 3 brokers: {stream.refused()} placements refused, "
+        f"{len(stream.placed)} orders at {RATE}/s on 3 brokers: {stream.refused()} placements refused, "
         f"longest window of refusals {longest:.1f}s (target {REFUSAL_TARGET_SECONDS:.0f}s)"
     )
 
