@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     database_name: str = "eventmart"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Kafka nodes: the embedded cluster's size (node n listens on kafka_port + "
+        "2(n-1), its controller on kafka_controller_port + 2(n-1)), or the external one's. "
+        "1: replication 1/1; 3 or more: every topic (and the offsets and transaction-state "
+        "topics) at 3 replicas, min.insync.replicas 2 (kafka/topics.yaml)",
+    )
     # The embedded broker's JVM and threads, for a small machine (docs/benchmarks.md has
     # the measurement behind the defaults).
     kafka_heap: str = Field("384m", pattern=r"^[0-9]+[mg]$")
@@ -296,6 +305,21 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def check_kafka_nodes(self) -> Settings:
+        if self.kafka_brokers == 2:
+            raise ValueError(
+                "EVENTMART_KAFKA_BROKERS=2 cannot keep 3 replicas nor a controller majority "
+                "through the loss of one node: use 1 or 3"
+            )
+        ports = [port for pair in self.kafka_node_ports() for port in pair]
+        if len(set(ports)) != len(ports):
+            raise ValueError(
+                "the Kafka nodes' ports collide: node n takes kafka_port + 2(n-1) and "
+                "kafka_controller_port + 2(n-1)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def resolve_secret_key(self) -> Settings:
         if self.env == "prod":
             if not self.secret_key:
@@ -343,8 +367,22 @@ class Settings(BaseSettings):
         return self.recommender_models_dir or self.state_dir / "models" / "recommender"
 
     @property
+    def kafka_replication_mode(self) -> str:
+        """The topic catalogue's replication mode (kafka/topics.yaml `replication`)."""
+        return "cluster" if self.kafka_brokers >= 3 else "single"
+
+    def kafka_node_ports(self) -> list[tuple[int, int]]:
+        """(broker port, controller port) of each embedded node, node 1 first."""
+        return [
+            (self.kafka_port + 2 * index, self.kafka_controller_port + 2 * index)
+            for index in range(self.kafka_brokers)
+        ]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_node_ports())
 
 
 def state_secret_key(state_dir: Path) -> str:

@@ -15,12 +15,17 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from eventmart.database import closed_by_the_server
 from eventmart.outages import broker_away
 from eventmart.settings import Settings
 from workers.outbox import Encoded, Outbox, ParkedRow, plan
 
 log = logging.getLogger("eventmart.relay")
 T = TypeVar("T")
+
+
+class LockLost(Exception):
+    """The connection holding the relay's lock broke: another relay may be active now."""
 
 
 class SharedConnection:
@@ -34,6 +39,14 @@ class SharedConnection:
     @property
     def broken(self) -> bool:
         return self.conn.broken or self.conn.closed
+
+    async def check_held(self) -> None:
+        """Raise LockLost if PostgreSQL closed the connection (and so released the lock)
+        since it was last used: a standby may be publishing already. No round trip for a
+        connection that is fine (one select() on its socket, taken alone, so another
+        outbox's query in flight is not mistaken for the server's goodbye)."""
+        if await self.run(lambda conn: conn.closed or closed_by_the_server(conn)):
+            raise LockLost("PostgreSQL closed the connection holding the relay's lock")
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(conn, *args)` in a thread, alone on the connection."""
@@ -124,6 +137,7 @@ class OutboxSender:
         """Send in order and wait for every acknowledgement (acks=all). The first event the
         broker refuses for itself (too large, say) is returned with a try counted, and
         nothing after it counts as sent; the broker being away raises."""
+        await self.shared.check_held()  # not one event more once the lock may be gone
         deliveries: list[tuple[Encoded, Any]] = []
         refused: tuple[Encoded, Exception] | None = None
         for event in events:

@@ -19,6 +19,7 @@ from eventmart.broker import consumer_groups
 from eventmart.metrics import CONTENT_TYPE_LATEST, METRICS, SAGA_TERMINAL_STATUSES
 from eventmart.operations import consumer_group_lag, dead_letter_summaries
 from eventmart.relay_operations import dead_letter_summary, relay_health
+from eventmart.supervision import read_state
 
 router = APIRouter(tags=["ops"])
 log = logging.getLogger("eventmart.api.metrics")
@@ -80,7 +81,9 @@ def _database_gauges(services: Any) -> None:
 
 
 async def refresh_operational_gauges(services: Any) -> None:
-    """Read lag, DLQ sizes, saga outcomes and the relay's state into the gauges."""
+    """Read lag, DLQ sizes, saga outcomes, the relay's and the supervisor's state into the
+    gauges."""
+    METRICS.record_supervision(read_state(services.settings.state_dir))
     await asyncio.to_thread(_database_gauges, services)
     groups = consumer_groups()
     bootstrap = services.settings.bootstrap_servers

@@ -56,8 +56,17 @@ def up(
             show_default=False,
         ),
     ] = None,
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            help="Kafka nodes to run (1, or 3 for a local cluster: replication 3, min ISR 2). "
+            "Defaults to EVENTMART_KAFKA_BROKERS.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start PostgreSQL, Kafka, the relay, the workers and the API; Ctrl-C stops them all.
+    """Start PostgreSQL, Kafka, the relay, the workers and the API, and keep them running
+    (a process that dies is restarted); Ctrl-C stops them all.
 
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
@@ -65,6 +74,17 @@ def up(
     from entrypoints.stack import Stack
     from eventmart.groups import UnknownGroup
 
+    if brokers is not None:
+        import os
+
+        from pydantic import ValidationError
+
+        os.environ["EVENTMART_KAFKA_BROKERS"] = str(brokers)  # the children read it too
+        try:
+            get_settings()
+        except ValidationError as error:
+            console.print(f"[red]{error.errors()[0]['msg']}[/]")
+            raise typer.Exit(2) from error
     settings = get_settings()
     if workers is not None:
         settings = settings.model_copy(update={"worker_processes": workers})
@@ -86,6 +106,50 @@ def down() -> None:
     else:
         console.print("no running stack found")
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The supervisor's state as JSON.")
+    ] = False,
+) -> None:
+    """Each process `eventmart up` runs from this state directory: pid, uptime, restarts
+    and health. Exit 1: no stack runs here; 3: something is down or crash-looping."""
+    from rich.table import Table
+
+    from eventmart.supervision import read_state, trouble
+
+    state = read_state(get_settings().state_dir)
+    if state is None:
+        console.print("no running stack found (`eventmart up` starts one)")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(state, indent=1))
+    else:
+        table = Table("process", "pid", "uptime", "restarts", "last min", "state", "health")
+        for process in state["processes"]:
+            uptime = process["uptime_seconds"]
+            table.add_row(
+                process["name"],
+                str(process["pid"] or "-"),
+                "-" if uptime is None else _duration(uptime),
+                str(process["restarts"]),
+                str(process["restarts_last_minute"]),
+                process["state"],
+                process["health"],
+            )
+        Console().print(table)
+    problems = trouble(state)
+    if problems:
+        console.print(f"[red]not all up: {', '.join(problems)}[/]")
+        raise typer.Exit(3)
+
+
+def _duration(seconds: float) -> str:
+    minutes, second = divmod(int(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}h{minute:02d}m{second:02d}s" if hours else f"{minute}m{second:02d}s"
 
 
 @app.command()
@@ -281,7 +345,10 @@ def topics_create() -> None:
     """Create the catalogue's missing topics (existing ones are left alone)."""
     from eventmart.broker import create_topics
 
-    created = asyncio.run(create_topics(get_settings().bootstrap_servers))
+    settings = get_settings()
+    created = asyncio.run(
+        create_topics(settings.bootstrap_servers, mode=settings.kafka_replication_mode)
+    )
     console.print(f"created: {', '.join(created) or 'nothing, all exist'}")
 
 
@@ -292,11 +359,15 @@ def topics_list() -> None:
 
     from eventmart.broker import topic_specs
 
-    table = Table("topic", "partitions", "key", "retention ms", "schema version")
-    for spec in topic_specs():
+    mode = get_settings().kafka_replication_mode
+    table = Table(
+        "topic", "partitions", f"replicas/min ISR ({mode})", "key", "retention ms", "schema version"
+    )
+    for spec in topic_specs(mode):
         table.add_row(
             spec.name,
             str(spec.partitions),
+            f"{spec.replication_factor}/{spec.min_insync_replicas}",
             spec.key,
             str(spec.retention_ms),
             str(spec.schema_version),
