@@ -19,6 +19,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from entrypoints import jaeger
 from eventmart import broker, database
 from eventmart.groups import worker_processes
 from eventmart.settings import Settings
@@ -128,13 +129,18 @@ def prepare_database(settings: Settings) -> None:
 @dataclass
 class Stack:
     settings: Settings
+    # Also run a local Jaeger and export every process's spans to it (docs/tracing.md).
+    tracing: bool = False
     infrastructure: Infrastructure = field(init=False)
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.infrastructure = Infrastructure(self.settings)
         python = [sys.executable, "-m", "entrypoints"]
+        if self.tracing:
+            self.extra_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = jaeger.otlp_endpoint(self.settings)
         self.children = [
             Child("relay", [*python, "relay"]),
             *(
@@ -155,6 +161,10 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         signal.signal(signal.SIGINT, lambda *_: self._request_stop())
         try:
+            if self.tracing:
+                binary = jaeger.fetch_jaeger(self.settings, console)
+                config = jaeger.jaeger_config(self.settings)
+                self.children.insert(0, Child("jaeger", [str(binary), "--config", str(config)]))
             self.infrastructure.start()
             logs = self.settings.state_dir / "logs"
             logs.mkdir(exist_ok=True)
@@ -184,7 +194,7 @@ class Stack:
             child.args,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self.infrastructure.child_env(),
+            env={**self.infrastructure.child_env(), **self.extra_env},
             start_new_session=True,
         )
 
@@ -213,6 +223,8 @@ class Stack:
         table.add_row("API", f"http://{s.api_host}:{s.api_port} (docs at /docs)")
         table.add_row("PostgreSQL", s.dsn)
         table.add_row("Kafka", s.bootstrap_servers)
+        if self.tracing:
+            table.add_row("Jaeger UI", f"{jaeger.ui_address(s)} (traces of every process)")
         for child in self.children:
             if child.name != "api":
                 table.add_row(
