@@ -148,7 +148,7 @@ def worker(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Consumer groups to host in this process, or sets of them: `sagas` (the four "
+            help="Consumer groups to host in this process, or sets of them: `sagas` (the five "
             "saga participants), `projections` (the read models), `all`; or single groups "
             "(inventory-saga, orders-projection, …). `eventmart worker --list` names them.",
             show_default=False,
