@@ -80,9 +80,9 @@ def parse(traceparent: str | bytes | None) -> SpanContext | None:
     """The span context a W3C traceparent names, or None if absent or malformed."""
     if isinstance(traceparent, bytes):
         traceparent = traceparent.decode("ascii", "replace")
-    if not traceparent or not _TRACEPARENT.match(traceparent.strip().lower()):
+    if not traceparent or not _TRACEPARENT.match(traceparent):
         return None
-    _, trace_id, span_id, flags = traceparent.strip().lower().split("-")
+    _, trace_id, span_id, flags = traceparent.split("-")
     if trace_id == "0" * 32 or span_id == "0" * 16:
         return None
     return SpanContext(

@@ -301,6 +301,8 @@ class GroupConsumer(Service):
                 malformed.append((message, error))
                 continue
             redriven = any(name == REDRIVEN_FROM for name, _ in message.headers or ())
+            incoming = message_traceparent(message) or envelope.traceparent
+            span = self._span(message, envelope, incoming)
             delivery = Delivery(
                 message.topic,
                 message.partition,
@@ -308,8 +310,10 @@ class GroupConsumer(Service):
                 envelope,
                 redriven,
                 timestamp=message.timestamp,
+                cause=tracing.traceparent_of(span, incoming),
+                span=span,
             )
-            decoded.append((message, self._traced(message, delivery)))
+            decoded.append((message, delivery))
         return decoded, malformed
 
     def _passed_over(self, raw: Any) -> bool:
@@ -411,7 +415,9 @@ def message_traceparent(message: Any) -> str | None:
     """The record's `traceparent` header (the relay's publish span), if it has one."""
     for name, value in message.headers or ():
         if name == "traceparent":
-            return bytes(value).decode("ascii", "replace")
+            text = bytes(value).decode("ascii", "replace")
+            # A malformed one is not continued: stamped on events, it would break them.
+            return text if tracing.parse(text) is not None else None
     return None
 
 
