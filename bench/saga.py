@@ -222,7 +222,9 @@ def processes(api_port: int, postgres_port: int) -> dict[str, list[psutil.Proces
             role = "kafka"
         elif name == "postgres":
             continue  # counted from the postmaster above
-        elif command := re.search(r"(?:-m |bin/)eventmart\s+(.*)", cmdline):
+        elif command := re.search(
+            r"(?:-m (?:entrypoints|eventmart)|bin/eventmart)\s+(.*)", cmdline
+        ):
             role = without_options(command.group(1))  # e.g. "worker sagas"
         else:
             role = name
