@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from opentelemetry.trace import SpanKind
 from psycopg_pool import ConnectionPool
 
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate
 from eventmart import tracing
 from eventmart.contracts import Envelope
 from eventmart.database import eventsourcing_env
