@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from entrypoints.supervisor import Api, Child, KafkaNode, Postgres, Supervised, Supervisor
+from entrypoints import jaeger
 from eventmart import broker, database
 from eventmart.groups import worker_processes
 from eventmart.settings import Settings
@@ -142,15 +143,20 @@ def _prepare_database(settings: Settings) -> None:
 @dataclass
 class Stack:
     settings: Settings
+    # Also run a local Jaeger and export every process's spans to it (docs/tracing.md).
+    tracing: bool = False
     infrastructure: Infrastructure = field(init=False)
     children: list[Child] = field(default_factory=list)
     supervisor: Supervisor | None = None
     stopping: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.infrastructure = Infrastructure(self.settings)
         python = [sys.executable, "-m", "entrypoints"]
         api_url = f"http://{self.settings.api_host}:{self.settings.api_port}"
+        if self.tracing:
+            self.extra_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = jaeger.otlp_endpoint(self.settings)
         self.children = [
             Child("relay", "relay", args=[*python, "relay"]),
             *(
@@ -171,10 +177,16 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         signal.signal(signal.SIGINT, lambda *_: self._request_stop())
         try:
+            if self.tracing:
+                binary = jaeger.fetch_jaeger(self.settings, console)
+                config = jaeger.jaeger_config(self.settings)
+                self.children.insert(
+                    0, Child("jaeger", "jaeger", args=[str(binary), "--config", str(config)])
+                )
             self.infrastructure.start()
             logs = self.settings.state_dir / "logs"
             logs.mkdir(exist_ok=True)
-            env = self.infrastructure.child_env()
+            env = {**self.infrastructure.child_env(), **self.extra_env}
             for child in self.children:
                 child.log_path = logs / f"{child.name}.log"
                 child.env = env
@@ -242,6 +254,8 @@ class Stack:
         table.add_row("API", f"http://{s.api_host}:{s.api_port} (docs at /docs)")
         table.add_row("PostgreSQL", s.dsn)
         table.add_row("Kafka", s.bootstrap_servers)
+        if self.tracing:
+            table.add_row("Jaeger UI", f"{jaeger.ui_address(s)} (traces of every process)")
         for child in self.children:
             if child.name != "api":
                 table.add_row(child.name, f"pid {child.pid() or '-'}, log {child.log_path}")

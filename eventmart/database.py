@@ -18,6 +18,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from eventmart.settings import Settings
+from eventmart.tracing import MAPPER_TOPIC
 
 SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
 
@@ -185,6 +186,8 @@ def eventsourcing_env(
         "POSTGRES_PRE_PING": "n",
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
+        # Every event stored carries the traceparent of its cause (eventmart.tracing).
+        "MAPPER_TOPIC": MAPPER_TOPIC,
         **prompt,
     }
 

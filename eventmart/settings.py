@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     kafka_io_threads: int = Field(2, ge=1, le=64)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # `up --tracing`: the local Jaeger's UI (its query gRPC on the next port) and OTLP/HTTP.
+    jaeger_ui_port: int = Field(16686, ge=1, le=65534)
+    jaeger_otlp_port: int = Field(4318, ge=1, le=65535)
     api_workers: int = Field(
         1,
         ge=1,

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from mode import Service
 
+from eventmart import tracing
 from eventmart.groups import BACKGROUND, resolve
 from eventmart.settings import Settings
 from workers.consumer import DeadLetterProducer, GroupConsumer, build_app
@@ -118,6 +119,7 @@ def build_host(names: Iterable[str], settings: Settings) -> faust.App:
     if all(spec.kind in BACKGROUND for spec in specs):
         give_way(settings.background_process_nice)
     sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
+    tracing.configure("+".join(names))
     app = build_app("+".join(names), settings)
     WorkerHost(app, [hostable(spec) for spec in specs], settings)
     return app

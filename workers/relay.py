@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventsourcing.application import Application
 
+from eventmart import tracing
 from eventmart.outages import DATABASE_AWAY, database_away, dependency_away
 from eventmart.relay_operations import NOTIFY_CHANNEL, REQUESTS_PREFIX
 from eventmart.settings import Settings
@@ -337,6 +338,8 @@ def _beat(conn: psycopg.Connection[Any], parameters: dict[str, Any]) -> None:
 
 
 def run_relay(settings: Settings) -> None:
+    tracing.configure("relay")
+
     async def main() -> None:
         relay = await _built(settings)
         if relay is None:

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Span, SpanKind
 
+from eventmart import tracing
 from eventmart.database import closed_by_the_server
 from eventmart.outages import broker_away
 from eventmart.settings import Settings
@@ -22,6 +24,48 @@ from workers.outbox import Encoded, Outbox, ParkedRow, plan
 
 log = logging.getLogger("eventmart.relay")
 T = TypeVar("T")
+
+
+def publish_span(topic: str, event: Encoded) -> Span | None:
+    """The relay's PRODUCER span for one event, child of the event's stored cause."""
+    if not tracing.ENABLED:
+        return None
+    return tracing.start(
+        f"{topic} publish",
+        SpanKind.PRODUCER,
+        event.traceparent,
+        {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": event.key.decode() if event.key else "",
+            "messaging.message.id": event.event_id or "",
+            "eventmart.event_type": event.event_type,
+        },
+    )
+
+
+def trace_headers(span: Span | None, event: Encoded) -> list[tuple[str, bytes]] | None:
+    """The record's `traceparent`: the publish span, or (tracing off) the stored cause."""
+    traceparent = tracing.traceparent_of(span, event.traceparent)
+    return None if traceparent is None else [("traceparent", traceparent.encode())]
+
+
+def published(span: Span | None, outcome: Any) -> None:
+    if span is None:
+        return
+    if isinstance(outcome, BaseException):
+        tracing.finish(span, "refused")
+        return
+    tracing.finish(
+        span,
+        "published",
+        **{
+            "messaging.destination.partition.id": str(outcome.partition),
+            "messaging.kafka.offset": outcome.offset,
+        },
+    )
 
 
 class LockLost(Exception):
@@ -140,17 +184,24 @@ class OutboxSender:
         await self.shared.check_held()  # not one event more once the lock may be gone
         deliveries: list[tuple[Encoded, Any]] = []
         refused: tuple[Encoded, Exception] | None = None
+        spans: list[Span | None] = []
         for event in events:
+            span = publish_span(self.outbox.topic, event)
+            spans.append(span)
             try:
                 deliveries.append(
                     (
                         event,
                         await self.producer.send(
-                            self.outbox.topic, value=event.value, key=event.key
+                            self.outbox.topic,
+                            value=event.value,
+                            key=event.key,
+                            headers=trace_headers(span, event),
                         ),
                     )
                 )
             except KafkaError as error:
+                tracing.finish(span, "refused")
                 if broker_away(error):
                     raise
                 refused = (event, error)
@@ -158,6 +209,9 @@ class OutboxSender:
         outcomes = await asyncio.gather(
             *(delivery for _, delivery in deliveries), return_exceptions=True
         )
+        if tracing.ENABLED:
+            for span, outcome in zip(spans, outcomes, strict=False):
+                published(span, outcome)
         for (event, _), outcome in zip(deliveries, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, KafkaError) or broker_away(outcome):
@@ -207,11 +261,21 @@ class OutboxSender:
         event = await asyncio.to_thread(self.outbox.one, row.notification_id)
         error = None if event is None else event.error
         if event is not None and error is None and event.value is not None:
+            span = publish_span(self.outbox.topic, event)
             try:
-                await (
-                    await self.producer.send(self.outbox.topic, value=event.value, key=event.key)
+                published(
+                    span,
+                    await (
+                        await self.producer.send(
+                            self.outbox.topic,
+                            value=event.value,
+                            key=event.key,
+                            headers=trace_headers(span, event),
+                        )
+                    ),
                 )
             except KafkaError as refused:
+                tracing.finish(span, "refused")
                 if broker_away(refused):
                     raise
                 error = refused

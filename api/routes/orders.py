@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     CurrentUser,
@@ -20,6 +22,7 @@ from api.deps import (
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of, money_in_detail
+from api.order_events import MAX_STREAMS, OrderAnnouncements, order_stream
 from api.params import Cursor, Limit
 from api.quotes import price_lines
 from api.recommendation_memory import RecentlyOrdered
@@ -38,6 +41,7 @@ from eventmart.contracts.bounds import (
     PaymentToken,
     PostalCode,
 )
+from projections.order_trace import order_owner
 from projections.orders import get_order, list_orders
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -298,6 +302,61 @@ def order_detail(
         "the order is placed but the read model has not caught up; retry shortly",
         {"Retry-After": "1"},
     )
+
+
+EVENT_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the order's timeline as server-sent events (`id:` the event id, "
+        "`event:` its type, `data:` `{type, at, detail}`); ends once the order is terminal",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **error_responses(401, 404, 503),
+}
+
+
+@router.get(
+    "/orders/{order_id}/events",
+    response_class=StreamingResponse,
+    responses=EVENT_STREAM_RESPONSES,
+)
+async def order_events(
+    order_id: UUID,
+    user: CurrentUser,
+    services: ServicesDep,
+    http: Request,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, description="resume after it")
+    ] = None,
+) -> StreamingResponse:
+    """The buyer's order as it moves (others get 404): each timeline event once, resumable
+    with Last-Event-ID, fed by the read model's announcements (api.order_events)."""
+    pool = services.read_pool("orders-projection")
+    owner = await run_in_threadpool(_owner, pool, str(order_id))
+    is_admin = user.role == "admin"
+    if owner is not None and not is_admin and owner[0] != user.user_id:
+        raise ApiError(404, "order_not_found", str(order_id))
+    if owner is None:
+        # Placed but not yet projected is streamed (its events follow); unknown is 404.
+        await run_in_threadpool(
+            services.applications.orders.get_order,
+            order_id,
+            buyer_id=None if is_admin else user.user_id,
+        )
+    announcements: OrderAnnouncements = http.app.state.order_announcements
+    if announcements.streams >= MAX_STREAMS:
+        raise ApiError(
+            503, "overloaded", "too many event streams open; retry later", {"Retry-After": "5"}
+        )
+    return StreamingResponse(
+        order_stream(announcements, pool, str(order_id), last_event_id, http.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _owner(pool: Any, order_id: str) -> tuple[Any, str] | None:
+    with pool.connection() as conn:
+        return order_owner(conn, order_id)
 
 
 @router.get("/orders", response_model=OrderPage, responses=error_responses(401, 503))

@@ -64,6 +64,13 @@ def up(
             show_default=False,
         ),
     ] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            help="Also run a local Jaeger (built once with go) and export every process's "
+            "spans to it over OTLP; its UI address is printed with the others."
+        ),
+    ] = False,
 ) -> None:
     """Start PostgreSQL, Kafka, the relay, the workers and the API, and keep them running
     (a process that dies is restarted); Ctrl-C stops them all.
@@ -71,6 +78,7 @@ def up(
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
     servers instead of the embedded ones."""
+    from entrypoints.jaeger import JaegerUnavailable
     from entrypoints.stack import Stack
     from eventmart.groups import UnknownGroup
 
@@ -89,11 +97,15 @@ def up(
     if workers is not None:
         settings = settings.model_copy(update={"worker_processes": workers})
     try:
-        stack = Stack(settings)
+        stack = Stack(settings, tracing=tracing)
     except UnknownGroup as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from error
-    stack.run(seed_demo=demo)
+    try:
+        stack.run(seed_demo=demo)
+    except JaegerUnavailable as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from error
 
 
 @app.command()
