@@ -26,6 +26,7 @@ from domain.limits import (
 )
 from domain.orders import Order, OrderLine
 from eventmart.contracts.bounds import (
+    ZERO_FRACTION,
     AddressLine,
     AddressName,
     City,
@@ -113,7 +114,7 @@ class OrderPlaced(Payload):
     shipping_address: ShippingAddress
     payment: PaymentReference
     payment_deadline: datetime
-    discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL)]
+    discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL), ZERO_FRACTION]
     coupon_code: CouponCode | None
     limited_promotion_ids: PromotionIds = Field(
         default_factory=list,
