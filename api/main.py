@@ -22,6 +22,7 @@ from api.routes import (
     health,
     metrics,
     ops,
+    ops_users,
     orders,
     pricing,
     products,
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reviews.router)
     app.include_router(pricing.router)
     app.include_router(ops.router)
+    app.include_router(ops_users.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
     # every answer, requests are timed, shed past the in-flight bound, then product detail
