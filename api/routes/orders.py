@@ -225,7 +225,7 @@ def place_order(
         payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
         currency=settings.currency,
         order_id=order_id,
-        coupon_code=body.coupon_code,
+        coupon_code=quote.coupon_code,  # None unless the coupon took something off
         limited_promotion_ids=quote.limited_promotion_ids,
     )
     recently: RecentlyOrdered = http.app.state.recently_ordered
