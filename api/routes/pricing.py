@@ -24,6 +24,7 @@ from domain.limits import MAX_LINE_QUANTITY
 from domain.pricing import PricedProduct, Scope
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
 from eventmart.contracts.bounds import (
+    ZERO_FRACTION,
     Category,
     LineQuantity,
     ProductName,
@@ -34,9 +35,9 @@ from eventmart.contracts.bounds import (
 router = APIRouter(prefix="/v1", tags=["pricing"])
 
 SellerOrAdmin = Annotated[Principal, require_role("seller", "admin")]
-Percent = Annotated[StrictInt, Field(ge=1, le=100)]
-Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES)]
-PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100), ZERO_FRACTION]
+Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES), ZERO_FRACTION]
+PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION]
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$"
 CouponCode = Annotated[str, Field(pattern=CODE_PATTERN, max_length=32)]
 # A code a shopper gives (to place an order, a quote, a look-up): any bounded text. One
@@ -48,7 +49,7 @@ AskedCouponCode = Annotated[
     safe_text(MAX_ASKED_CODE_LENGTH, min_length=1),
     Field(description="case-insensitive; a code no coupon has is `coupon_invalid`"),
 ]
-StockCount = Annotated[StrictInt, Field(ge=1, le=10**9)]
+StockCount = Annotated[StrictInt, Field(ge=1, le=10**9), ZERO_FRACTION]
 
 
 def _date_time_text(value: Any) -> Any:

@@ -23,6 +23,7 @@ from domain.coupons import Coupon, CouponUse
 from domain.price_rules import PriceRule
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_TIERS, MAX_USES, Promotion
 from eventmart.contracts.bounds import (
+    ZERO_FRACTION,
     Category,
     LineQuantity,
     MoneyAmount,
@@ -44,8 +45,8 @@ COUPON_ID = str(Coupon.create_id(CODE))
 USE_ID = str(CouponUse.create_id(UUID(ORDER_ID)))
 CAUSE_EVENT_ID = "5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e"
 
-Percent = Annotated[StrictInt, Field(ge=1, le=100)]
-Uses = Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100), ZERO_FRACTION]
+Uses = Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
 CouponCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$")]
 
 
@@ -94,8 +95,8 @@ class PromotionCreated(Payload):
     scope: ScopeOut
     starts_at: datetime
     ends_at: datetime
-    max_uses: Annotated[StrictInt, Field(ge=1, le=MAX_USES)] | None = None
-    per_user_limit: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)] | None = None
+    max_uses: Annotated[StrictInt, Field(ge=1, le=MAX_USES), ZERO_FRACTION] | None = None
+    per_user_limit: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION] | None = None
     stackable: bool
 
 
@@ -109,12 +110,12 @@ class CouponCreated(Payload):
     owner_id: UUID
     percent_off: Percent | None = None
     amount_off: MoneyAmount | None = None
-    min_order: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    min_order: Annotated[StrictInt, Field(ge=0, le=10**12), ZERO_FRACTION]
     scope: ScopeOut
     starts_at: datetime
     ends_at: datetime
     total_uses: Uses
-    per_user_uses: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
+    per_user_uses: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION]
 
 
 class CouponUseChanged(Payload):
@@ -465,8 +466,8 @@ class DemandChanged(Payload):
 
     rule_id: UUID
     product_id: UUID
-    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
-    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
+    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
 
 
 register(

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventmart.wiring import APPLICATION_TOPICS
+from tests.integration.test_pricing_api import promotion
 from tests.shop import ADDRESS, Customer, Seller
 from tests.support import wait_until
 
@@ -102,6 +103,10 @@ def test_a_whole_number_written_with_a_zero_fraction_counts_as_that_integer(
     assert answer.json()["on_hand"] == before + 2
     for refused in (2.5, True, "2", float("1e7")):
         assert seller.post(stock, {"quantity": refused}).status_code == 422, refused
+    other = seller.product()
+    promoted = promotion(seller, other, percent_off=5.0, max_uses=10.0)
+    assert promoted.status_code == 201, promoted.text
+    assert promotion(seller, other, percent_off=5.5).status_code == 422
     listed = seller.post("/v1/products", listing(f"WHOLE-{uuid.uuid4().hex[:10]}", 1250.0))
     assert listed.status_code == 201, listed.text
     order = place_order(product_id)
