@@ -16,16 +16,19 @@ from api.openapi import install_contract
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.quiet_reads import QuietReads
-from api.recommendations import RecentlyOrdered
+from api.recommendation_memory import RecentlyOrdered
 from api.routes import (
     behavior,
+    coupons,
     health,
     metrics,
     ops,
     ops_users,
     orders,
-    pricing,
+    price_rules,
     products,
+    promotions,
+    quotes,
     recommendations,
     reviews,
     sellers,
@@ -134,7 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(sellers.router)
     app.include_router(reviews.router)
-    app.include_router(pricing.router)
+    app.include_router(promotions.router)
+    app.include_router(price_rules.router)
+    app.include_router(coupons.router)
+    app.include_router(quotes.router)
     app.include_router(ops.router)
     app.include_router(ops_users.router)
     app.include_router(metrics.router)

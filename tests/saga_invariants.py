@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from domain.inventory import Stock
+from domain.stock import Stock
 from eventmart.broker import consumer_groups
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.settings import Settings

@@ -19,7 +19,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from psycopg_pool import ConnectionPool
 
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate
 from eventmart.contracts import Envelope
 from eventmart.database import eventsourcing_env
 from eventmart.metrics import METRICS

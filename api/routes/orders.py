@@ -9,17 +9,26 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentUser, OrdersDb, ServicesDep, require_role, retry_concurrent
+from api.deps import (
+    CurrentUser,
+    OrdersDb,
+    Services,
+    ServicesDep,
+    require_role,
+    retry_concurrent,
+)
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of, money_in_detail
 from api.params import Cursor, Limit
 from api.quotes import price_lines
-from api.recommendations import RecentlyOrdered
-from api.routes.pricing import AskedCouponCode, DiscountView
+from api.recommendation_memory import RecentlyOrdered
+from api.routes.coupons import AskedCouponCode
+from api.routes.quotes import DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
 from domain.payments import PaymentIntent
+from domain.pricing import LineQuote, OrderQuote
 from eventmart.contracts.bounds import (
     AddressLine,
     AddressName,
@@ -181,44 +190,62 @@ def place_order(
     if earlier is not None:
         return OrderAccepted(order_id=earlier, status="pending")
     now = datetime.now(UTC)
+    quote = price_order(services, body, user.user_id, now)
+    order_id = uuid4()
+    payment = open_payment_intent(services, order_id, quote.total, body.payment)
+    order_id = store_order(
+        services, user.user_id, body, quote, payment, order_id, idempotency_key, request, now
+    )
+    remember_ordered(http, user.user_id, body)
+    return OrderAccepted(order_id=order_id, status="pending")
+
+
+def price_order(services: Services, body: PlaceOrder, buyer_id: UUID, now: datetime) -> OrderQuote:
+    """The pricing context's quote of the lines as placed now, the coupon (if any) applied."""
     coupon = (
         None
         if body.coupon_code is None
         else services.applications.pricing.usable_coupon(body.coupon_code, now).terms()
     )
-    quote = price_lines(
+    return price_lines(
         services.applications,
         [(line.product_id, line.quantity) for line in body.lines],
         coupon,
         now,
-        user.user_id,
+        buyer_id,
     )
-    lines = [
-        {
-            "product_id": line.product_id,
-            "quantity": line.quantity,
-            "unit_price": line.unit_price,
-            "list_price": line.list_price,
-            "discounts": [discount.as_dict() for discount in line.discounts],
-            "line_total": line.line_total,
-        }
-        for line in quote.lines
-    ]
-    order_id = uuid4()
+
+
+def open_payment_intent(
+    services: Services, order_id: UUID, total: int, payment: PaymentIn
+) -> dict[str, str]:
+    """Hand the token to the payments context; the order carries only the intent's reference."""
     intent = services.payment_intents.open(
         PaymentIntent.open(
-            order_id,
-            quote.total,
-            settings.currency,
-            body.payment.method,
-            body.payment.token,
+            order_id, total, services.settings.currency, payment.method, payment.token
         )
     )
-    order_id, _ = orders.place_order(
-        user.user_id,
-        lines,
+    return intent.reference
+
+
+def store_order(
+    services: Services,
+    buyer_id: UUID,
+    body: PlaceOrder,
+    quote: OrderQuote,
+    payment: dict[str, str],
+    order_id: UUID,
+    idempotency_key: str | None,
+    request: str,
+    now: datetime,
+) -> UUID:
+    """Place the order with the quote's lines; a repeated key answers the earlier order."""
+    settings = services.settings
+    placed, _ = services.applications.orders.place_order(
+        buyer_id,
+        [priced_line(line) for line in quote.lines],
         body.shipping_address.model_dump(),
-        intent.reference,
+        payment,
         idempotency_key=idempotency_key,
         request_fingerprint=request,
         now=now,
@@ -228,9 +255,25 @@ def place_order(
         coupon_code=quote.coupon_code,  # None unless the coupon took something off
         limited_promotion_ids=quote.limited_promotion_ids,
     )
+    return placed
+
+
+def priced_line(line: LineQuote) -> dict[str, Any]:
+    """An order line as the orders context stores it: the quote's figures for it."""
+    return {
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "list_price": line.list_price,
+        "discounts": [discount.as_dict() for discount in line.discounts],
+        "line_total": line.line_total,
+    }
+
+
+def remember_ordered(http: Request, buyer_id: UUID, body: PlaceOrder) -> None:
+    """Recommendations of this process leave these products out before the read model knows."""
     recently: RecentlyOrdered = http.app.state.recently_ordered
-    recently.add(user.user_id, [line.product_id for line in body.lines])
-    return OrderAccepted(order_id=order_id, status="pending")
+    recently.add(buyer_id, [line.product_id for line in body.lines])
 
 
 @router.get(

@@ -315,6 +315,9 @@ def analyst_train_classifier(
     out_console.print(figures_table(title, report.outside))
     out_console.print(aspect_table(report.outside["model"]))
     out_console.print(confusion_table(report.outside["model"]))
+    title = f"fresh set, another hand: {report.fresh_count} reviews (never trained on)"
+    out_console.print(figures_table(title, report.fresh))
+    out_console.print(confusion_table(report.fresh["model"]))
     console.print(f"model [bold]{final.version}[/] written to {path}")
 
 

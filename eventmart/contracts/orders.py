@@ -24,7 +24,8 @@ from domain.limits import (
     MAX_ORDER_LINES,
     MAX_ORDER_TOTAL,
 )
-from domain.orders import Order, OrderLine
+from domain.order import Order
+from domain.order_lines import OrderLine
 from eventmart.contracts.bounds import (
     ZERO_FRACTION,
     AddressLine,

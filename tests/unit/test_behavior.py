@@ -241,7 +241,7 @@ def test_a_view_key_stands_for_its_first_accepted_view_while_remembered():
 
 
 def test_recently_ordered_products_are_remembered_for_a_while_then_left_to_the_read_model():
-    from api.recommendations import RecentlyOrdered
+    from api.recommendation_memory import RecentlyOrdered
 
     user, other = uuid.uuid4(), uuid.uuid4()
     recently = RecentlyOrdered(seconds=60.0, max_users=2)

@@ -8,8 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.coupons import Coupon, CouponCodeTaken, CouponInvalid, CouponUse
-from domain.errors import InvalidInput
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, InvalidInput
 from domain.price_rules import PriceRule
 from domain.pricing import (
     CouponTerms,
