@@ -15,12 +15,12 @@ from api.quotes import catalogue_product
 from api.routes.products import Money
 from api.security import Principal
 from domain.promotions import MAX_PER_USER, MAX_SCOPE_PRODUCTS, MAX_USES
-from eventmart.contracts.bounds import Category
+from eventmart.contracts.bounds import ZERO_FRACTION, Category
 
 SellerOrAdmin = Annotated[Principal, require_role("seller", "admin")]
-Percent = Annotated[StrictInt, Field(ge=1, le=100)]
-Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES)]
-PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100), ZERO_FRACTION]
+Uses = Annotated[StrictInt, Field(ge=1, le=MAX_USES), ZERO_FRACTION]
+PerUser = Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION]
 
 
 def _date_time_text(value: Any) -> Any:

@@ -24,6 +24,7 @@ from api.routes import (
     health,
     metrics,
     ops,
+    ops_users,
     orders,
     price_rules,
     products,
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(coupons.router)
     app.include_router(quotes.router)
     app.include_router(ops.router)
+    app.include_router(ops_users.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
     # every answer, requests are timed, shed past the in-flight bound, then product detail

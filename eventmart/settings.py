@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="comma-separated addresses or networks of reverse proxies whose "
         "X-Forwarded-For is believed; from any other peer the header is ignored",
     )
+    metrics_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="comma-separated addresses or networks whose requests to the API's "
+        "/metrics are answered without a token (others need an admin's bearer token): "
+        "it shows consumer lag, dead letters and request counts",
+    )
     currency: str = "CNY"
 
     payment_timeout_seconds: float = Field(
@@ -298,7 +304,7 @@ class Settings(BaseSettings):
         description="the longest background work pauses for saga lag before it takes one step",
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allowed_networks", mode="before")
     @classmethod
     def split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):

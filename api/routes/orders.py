@@ -256,7 +256,7 @@ def store_order(
         payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
         currency=settings.currency,
         order_id=order_id,
-        coupon_code=body.coupon_code,
+        coupon_code=quote.coupon_code,  # None unless the coupon took something off
         limited_promotion_ids=quote.limited_promotion_ids,
     )
     return placed

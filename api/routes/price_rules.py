@@ -22,11 +22,11 @@ from api.discounts import (
 from api.errors import error_responses
 from api.idempotency import IdempotencyKeyHeader, fingerprint
 from api.routes.products import Money
-from eventmart.contracts.bounds import LineQuantity, ProductName
+from eventmart.contracts.bounds import ZERO_FRACTION, LineQuantity, ProductName
 
 router = APIRouter(prefix="/v1", tags=["pricing"])
 
-StockCount = Annotated[StrictInt, Field(ge=1, le=10**9)]
+StockCount = Annotated[StrictInt, Field(ge=1, le=10**9), ZERO_FRACTION]
 
 
 class ThresholdIn(BaseModel):

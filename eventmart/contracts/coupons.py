@@ -12,7 +12,7 @@ from pydantic import Field, StrictInt
 
 from domain.coupons import Coupon, CouponUse
 from domain.promotions import MAX_PER_USER
-from eventmart.contracts.bounds import MoneyAmount, PromotionIds, Reason
+from eventmart.contracts.bounds import ZERO_FRACTION, MoneyAmount, PromotionIds, Reason
 from eventmart.contracts.envelope import EventContract, Payload, register
 from eventmart.contracts.pricing import (
     BUYER_ID,
@@ -40,12 +40,12 @@ class CouponCreated(Payload):
     owner_id: UUID
     percent_off: Percent | None = None
     amount_off: MoneyAmount | None = None
-    min_order: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    min_order: Annotated[StrictInt, Field(ge=0, le=10**12), ZERO_FRACTION]
     scope: ScopeOut
     starts_at: datetime
     ends_at: datetime
     total_uses: Uses
-    per_user_uses: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)]
+    per_user_uses: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION]
 
 
 class CouponUseChanged(Payload):

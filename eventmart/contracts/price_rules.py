@@ -12,7 +12,7 @@ from pydantic import Field, StrictInt
 
 from domain.price_rules import PriceRule
 from domain.promotions import MAX_USES
-from eventmart.contracts.bounds import MoneyAmount, ProductName, Reason
+from eventmart.contracts.bounds import ZERO_FRACTION, MoneyAmount, ProductName, Reason
 from eventmart.contracts.envelope import EventContract, Payload, register
 from eventmart.contracts.pricing import (
     PRODUCT_ID,
@@ -147,8 +147,8 @@ class DemandChanged(Payload):
 
     rule_id: UUID
     product_id: UUID
-    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
-    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+    units_last_hour: Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
+    steps: Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
 
 
 register(

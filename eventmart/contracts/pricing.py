@@ -21,7 +21,7 @@ from uuid import UUID
 from pydantic import Field, StrictInt
 
 from domain.promotions import MAX_SCOPE_PRODUCTS, MAX_USES
-from eventmart.contracts.bounds import Category
+from eventmart.contracts.bounds import ZERO_FRACTION, Category
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 
 TOPIC = "pricing.events"
@@ -33,8 +33,8 @@ ORDER_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 PRODUCT_ID = "3f2b8c1e-5a4d-4e6f-8b7a-9c0d1e2f3a4b"
 CAUSE_EVENT_ID = "5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e"
 
-Percent = Annotated[StrictInt, Field(ge=1, le=100)]
-Uses = Annotated[StrictInt, Field(ge=0, le=MAX_USES)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100), ZERO_FRACTION]
+Uses = Annotated[StrictInt, Field(ge=0, le=MAX_USES), ZERO_FRACTION]
 
 
 def example(

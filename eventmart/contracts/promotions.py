@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import Field, StrictInt
 
 from domain.promotions import MAX_PER_USER, MAX_TIERS, MAX_USES, Promotion
-from eventmart.contracts.bounds import LineQuantity, MoneyAmount, ProductName, Reason
+from eventmart.contracts.bounds import ZERO_FRACTION, LineQuantity, MoneyAmount, ProductName, Reason
 from eventmart.contracts.envelope import EventContract, Payload, register
 from eventmart.contracts.pricing import (
     BUYER_ID,
@@ -46,8 +46,8 @@ class PromotionCreated(Payload):
     scope: ScopeOut
     starts_at: datetime
     ends_at: datetime
-    max_uses: Annotated[StrictInt, Field(ge=1, le=MAX_USES)] | None = None
-    per_user_limit: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER)] | None = None
+    max_uses: Annotated[StrictInt, Field(ge=1, le=MAX_USES), ZERO_FRACTION] | None = None
+    per_user_limit: Annotated[StrictInt, Field(ge=1, le=MAX_PER_USER), ZERO_FRACTION] | None = None
     stackable: bool
 
 
