@@ -19,8 +19,8 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from entrypoints.supervisor import Api, Child, KafkaNode, Postgres, Supervised, Supervisor
 from entrypoints import jaeger
+from entrypoints.supervisor import Api, Child, KafkaNode, Postgres, Supervised, Supervisor
 from eventmart import broker, database
 from eventmart.groups import worker_processes
 from eventmart.settings import Settings
