@@ -121,3 +121,23 @@ register(
         example=_example("user.enabled", 4, {}),
     )
 )
+
+
+class UserErased(Payload):
+    """Only the id: the record that the user asked to be forgotten, naming nothing personal.
+    Their sealed fields read `[erased]` from the moment their key was destroyed."""
+
+    user_id: UUID
+
+
+register(
+    EventContract(
+        type="user.erased",
+        topic="users.events",
+        schema_version=1,
+        payload=UserErased,
+        domain_event=User.Erased,
+        to_payload=lambda e: {"user_id": e.originator_id},
+        example=_example("user.erased", 5, {}),
+    )
+)
