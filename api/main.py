@@ -44,9 +44,8 @@ from eventmart import tracing
 from eventmart.database import make_pool
 from eventmart.groups import database_of, group_names
 from eventmart.payment_intents import PostgresPaymentIntents
-from eventmart.personal_data import PostgresKeyService
 from eventmart.settings import Settings, get_settings
-from eventmart.wiring import build_applications
+from eventmart.wiring import build_applications, field_cipher
 from projections.cursors import Cursors
 from projections.registry import install
 
@@ -73,11 +72,6 @@ def build_services(settings: Settings) -> Services:
         pools[payments_dsn] = pool_for(payments_dsn)
     with pool.connection() as conn:
         LoginThrottle.install(conn)
-    users_dsn = settings.context_dsn("users")  # personal data keys live beside the users
-    if users_dsn not in pools:
-        pools[users_dsn] = pool_for(users_dsn)
-    keys = PostgresKeyService(pools[users_dsn])
-    keys.install()
     applications = build_applications(
         settings, pool_size=10, prompt_seconds=settings.database_wait_seconds
     )
@@ -90,7 +84,7 @@ def build_services(settings: Settings) -> Services:
         cursors=Cursors(settings.secret_key),
         tokens=TokenIssuer.for_settings(settings),
         login_throttle=LoginThrottle(pool, settings),
-        keys=keys,
+        cipher=field_cipher(settings),
         directory=UserDirectory(
             settings.context_dsn("users"),  # the users' event store
             applications.users.mapper,

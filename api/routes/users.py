@@ -172,6 +172,6 @@ def erase_me(body: Erasure, user: CurrentUser, request: Request, services: Servi
         throttle.failed(address)
         raise ApiError(401, "invalid_credentials", "the password is wrong")
     throttle.succeeded(account)
-    services.keys.destroy(user.user_id)
+    services.cipher.keys.destroy(user.user_id)
     retry_concurrent(lambda: users.erase_user(user.user_id))
     return Response(status_code=202)

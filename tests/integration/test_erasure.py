@@ -13,12 +13,15 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from eventmart.personal_data import ERASED
+from eventmart.sealing import open_envelope
 from eventmart.settings import Settings
+from eventmart.wiring import field_cipher
 from projections.reviews import DELETED_USER
 from tests.integration import test_reviews
 from tests.integration.test_reviews import listing, received, review
 from tests.shop import Customer, Seller
-from tests.support import wait_until
+from tests.support import read_envelopes, read_topic, wait_until
 
 shop = test_reviews.shop  # the stack the reviews tests run on: saga, projections, reviews
 admin = test_reviews.admin
@@ -62,11 +65,13 @@ def erased(shop: TestClient, settings: Settings) -> dict[str, Any]:
     written = review(grace, mug, rating=5, body=f"Sturdy mug {mark}")
     assert written.status_code == 201, written.text
     review_id = written.json()["review_id"]
-    wait_until(
-        lambda: any(item["review_id"] == review_id for item in listing(shop, mug)),
+    listed = wait_until(
+        lambda: [item for item in listing(shop, mug) if item["review_id"] == review_id],
         timeout=60,
         message="the review to be listed",
     )
+    # Sealed in the events, opened by the read models that show them.
+    assert listed[0]["author"] == {"display_name": name}
     before = grace.view(order_id)
     assert before is not None
     return {
@@ -99,7 +104,9 @@ def test_a_wrong_password_or_a_bad_body_erases_nothing(erased: dict[str, Any], s
     assert not_json.status_code == 415, not_json.text
     anonymous = shop.request("DELETE", "/v1/users/me", json={"password": "correct horse"})
     assert anonymous.status_code == 401
-    assert grace.get("/v1/users/me").status_code == 200  # still there
+    me = grace.get("/v1/users/me")  # still there, and readable
+    assert me.status_code == 200, me.text
+    assert (me.json()["email"], me.json()["display_name"]) == (grace.email, erased["name"])
 
 
 def test_after_the_erasure_logins_and_tokens_are_refused(
@@ -152,3 +159,78 @@ def test_the_read_models_show_the_erasure(
     shown_text = order.text + str(users_row(settings, grace.user_id))
     for personal in (erased["name"], erased["street"], erased["email"]):
         assert personal not in shown_text
+
+
+# Where each context stores its events (eventsourcing's table per application name).
+EVENT_STORES = {
+    "users": "users_events",
+    "orders": "orders_events",
+    "reviews": "reviews_events",
+    "shipping": "shipping_events",
+}
+TOPICS = ["users.events", "orders.events", "reviews.events", "shipping.events"]
+
+
+def test_the_personal_data_is_unreadable_in_the_event_stores_and_the_topics(
+    erased: dict[str, Any], settings: Settings
+):
+    personal = [erased["name"], erased["street"], erased["email"]]
+    for context, table in EVENT_STORES.items():
+        with psycopg.connect(settings.context_dsn(context), autocommit=True) as conn:
+            for text in personal:
+                found = conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE position(%s::bytea in state) > 0",
+                    (text.encode(),),
+                ).fetchone()
+                assert found == (0,), (table, text)
+    grace: Customer = erased["customer"]
+    seen = 0
+    for topic in TOPICS:
+        for record in read_topic(settings.bootstrap_servers, topic):
+            for text in personal:
+                assert text.encode() not in record.value, (topic, text)
+            if record.key == grace.user_id.encode() or record.key == erased["order_id"].encode():
+                seen += 1
+    assert seen >= 2  # the user's and the order's events are there, sealed
+    (registered,) = [
+        e
+        for e in read_envelopes(settings.bootstrap_servers, "users.events")
+        if e.type == "user.registered" and str(e.aggregate_id) == grace.user_id
+    ]
+    assert registered.payload["email"]["enc"] == "v1"
+    cipher = field_cipher(settings)
+    assert open_envelope(registered, cipher).payload["email"] == ERASED
+    (placed,) = [
+        e
+        for e in read_envelopes(settings.bootstrap_servers, "orders.events")
+        if e.type == "order.placed" and str(e.aggregate_id) == erased["order_id"]
+    ]
+    address = open_envelope(placed, cipher).payload["shipping_address"]
+    assert address == {
+        "name": ERASED,
+        "line1": ERASED,
+        "city": ERASED,
+        "postal_code": ERASED,
+        "country": "GB",
+    }
+
+
+def test_an_export_without_redaction_and_a_rebuild_read_erased(
+    erased: dict[str, Any], settings: Settings, eventmart_cli: Any, tmp_path: Any
+):
+    eventmart_cli(
+        "analyst", "export", "--out", str(tmp_path), "--format", "jsonl", "--no-redact-pii"
+    )
+    exported = "".join(path.read_text() for path in tmp_path.glob("*.jsonl"))
+    assert erased["order_id"] in exported and ERASED in exported
+    for text in (erased["name"], erased["street"], erased["email"]):
+        assert text not in exported
+    eventmart_cli("analyst", "rebuild", "reviews")
+    assert listing_after_rebuild(settings, erased["review_id"]) == [(DELETED_USER, 5)]
+
+
+def listing_after_rebuild(settings: Settings, review_id: str) -> list[tuple[str, int]]:
+    with psycopg.connect(settings.context_dsn("reviews"), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT author_name, rating FROM reviews_view WHERE review_id = %s", (review_id,)
+        ).fetchall()
