@@ -158,6 +158,16 @@ def copy_in_unit(aggregate: Any) -> Any:
     return copied
 
 
+# The traceparent of the last stored event a loaded aggregate was projected from ("" for
+# none): a timer's change continues that trace without a query per aggregate.
+LAST_TRACE = "_last_traceparent"
+
+
+def remember_trace(aggregate: Any, events: list[Any]) -> None:
+    if events:
+        setattr(aggregate, LAST_TRACE, vars(events[-1]).get("traceparent") or "")
+
+
 class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
     """Inside a unit of work, an aggregate changed earlier in the batch is served from
     memory (a copy: a policy that fails half-way leaves the batch's version untouched).
@@ -216,6 +226,7 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 if aggregate is None:
                     unit.absent.add(aggregate_id)
                     continue
+                remember_trace(aggregate, events)
                 if self.cache is not None:
                     self.cache.put(aggregate_id, deepcopy(aggregate))
             else:
@@ -224,9 +235,9 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 lock = self._use_fastforward_lock(aggregate_id)
                 try:
                     with lock:
-                        aggregate = project_aggregate(
-                            start, [e for e in events if e.originator_version > start.version]
-                        )
+                        events = [e for e in events if e.originator_version > start.version]
+                        aggregate = project_aggregate(start, events)
+                        remember_trace(aggregate, events)
                         aggregate = deepcopy(aggregate)
                 finally:
                     self._disuse_fastforward_lock(aggregate_id)
@@ -267,15 +278,20 @@ class TrackedMixin:
             if obj is not None:
                 # Stamped now, while the policy that changed it runs: the batch saves later.
                 pending = getattr(obj, "_pending_events", ())
-                tracing.stamp(pending, tracing.CAUSE.get() or self._trace_of(pending))
+                cause = tracing.CAUSE.get()  # None only outside any handling: a timer
+                tracing.stamp(pending, self._trace_of(obj, pending) if cause is None else cause)
                 unit.aggregates[obj.id] = obj
         return [] if current is not None else self.save_unit_of_work(unit)
 
-    def _trace_of(self, pending: Any) -> str | None:
+    def _trace_of(self, aggregate: Any, pending: Any) -> str | None:
         """A timer's change (no consumed event caused it) continues its aggregate's trace:
-        the traceparent of the aggregate's last stored event (one query, timers only)."""
+        the traceparent of the aggregate's last stored event, as the batch's load saw it
+        (`remember_trace`), or else read with a query of its own."""
         if not pending or "traceparent" in vars(pending[0]):
             return None
+        known = vars(aggregate).get(LAST_TRACE)
+        if known is not None:
+            return known or None
         version = pending[0].originator_version - 1
         if version < 1:
             return None
