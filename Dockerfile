@@ -7,7 +7,9 @@ COPY domain ./domain
 COPY projections ./projections
 COPY workers ./workers
 COPY api ./api
+COPY entrypoints ./entrypoints
 COPY kafka ./kafka
-RUN pip install --no-cache-dir .
+# editable: the code stays in /app, beside kafka/topics.yaml that it reads at run time
+RUN pip install --no-cache-dir -e .
 ENV EVENTMART_API_HOST=0.0.0.0
 ENTRYPOINT ["eventmart"]

@@ -95,10 +95,21 @@ def databases(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.dsn, *settings.context_dsns().values()]))
 
 
+# pg_advisory_lock key of prepare_database ("EVMPREPR"): runs from several pods at once wait
+PREPARE_LOCK = 0x45564D5052455052
+
+
 def prepare_database(settings: Settings) -> None:
     """Event-store, tracking and deadline tables, payment intents, relay triggers, read
     models, in each database: idempotent, and done here once so that no two processes run
-    DDL at the same time."""
+    DDL at the same time. Several `eventmart prepare` at once (each pod's init container on
+    Kubernetes) take turns under an advisory lock in the shared database."""
+    with psycopg.connect(settings.dsn, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (PREPARE_LOCK,))
+        _prepare_database(settings)  # the lock ends with the connection
+
+
+def _prepare_database(settings: Settings) -> None:
     from eventmart import payment_intents
     from eventmart.database import eventsourcing_env
     from eventmart.wiring import APPLICATION_TOPICS, application_dsn

@@ -6,8 +6,8 @@ declared once, beside its code: a saga participant's `PARTICIPANT.topics` (worke
 model's `topics` (projections/registry.py), the recommender's `TOPICS_READ`. The worker host
 builds each group from those (workers/groups.py), and tests check kafka/topics.yaml against
 them. A worker process hosts any groups from here (`eventmart worker sagas`, `eventmart worker
-orders-projection catalog-projection`, `eventmart worker all`); the local stack and
-docker-compose.yml run `WORKER_PROCESSES`.
+orders-projection catalog-projection`, `eventmart worker all`); the local stack runs
+`WORKER_PROCESSES`; docker-compose.yml and deploy/k8s/ run one process per set.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ GROUPS: tuple[GroupSpec, ...] = (
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
-# The worker processes of `eventmart up` and docker-compose.yml: one per entry. Measured on
+# The worker processes of `eventmart up`: one per entry. Measured on
 # two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
 WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (
     ("sagas",),

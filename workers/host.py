@@ -1,5 +1,5 @@
 """A worker process that hosts several consumer groups, the way a Faust worker runs many
-agents: `eventmart worker sagas` runs the four saga participants in one process.
+agents: `eventmart worker sagas` runs the five saga participants in one process.
 
 Each group keeps everything that makes its effects exactly-once and observable: its own
 Kafka consumer and committed offsets, its tracking, its dead-letter topic, retries, metrics

@@ -137,7 +137,7 @@ def worker(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Consumer groups to host in this process, or sets of them: `sagas` (the four "
+            help="Consumer groups to host in this process, or sets of them: `sagas` (the five "
             "saga participants), `projections` (the read models), `all`; or single groups "
             "(inventory-saga, orders-projection, …). `eventmart worker --list` names them.",
             show_default=False,
@@ -250,6 +250,31 @@ def _supervise_replicas(names: list[str], replicas: int, log_level: str) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+@app.command()
+def prepare(
+    topics: Annotated[
+        bool,
+        typer.Option(
+            help="Also create the catalogue's missing topics; --no-topics where an operator "
+            "makes them (Strimzi's KafkaTopics, deploy/k8s/)."
+        ),
+    ] = True,
+) -> None:
+    """Create every database's tables (and the topics): what `up` does before it starts a
+    process, for stacks that `up` does not run (docker-compose.yml, deploy/k8s/).
+    Idempotent; runs at the same time wait for each other."""
+    from entrypoints.stack import prepare_database
+
+    settings = get_settings()
+    if topics:
+        from eventmart.broker import create_topics
+
+        created = asyncio.run(create_topics(settings.bootstrap_servers))
+        console.print(f"topics created: {', '.join(created) or 'nothing, all exist'}")
+    prepare_database(settings)
+    console.print("databases prepared")
 
 
 @topics_app.command("create")

@@ -165,3 +165,35 @@ def test_the_relay_reads_each_outbox_where_its_context_keeps_it(split):
     finally:
         for outbox in relay.outboxes:
             outbox.application.close()
+
+
+def test_prepare_runs_at_once_from_several_pods_take_turns(infrastructure, settings, tmp_path):
+    """Each pod's init container on Kubernetes runs `eventmart prepare --no-topics` as its pod
+    starts, so several run at once on an empty database: each must finish, none fail on
+    another's half-made tables."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dsn = named(settings.dsn, "_prepared_at_once")
+    drop_database(dsn)
+    ensure_database(dsn)
+    env = {**os.environ, "DATABASE_URL": dsn, "EVENTMART_STATE_DIR": str(tmp_path)}
+    eventmart = Path(sys.executable).parent / "eventmart"  # the console script
+    runs = [
+        subprocess.Popen(
+            [str(eventmart), "prepare", "--no-topics"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    try:
+        outputs = [run.communicate(timeout=240)[0].decode() for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], "\n".join(outputs)
+        for table in ("orders_events", "inventory_events", "orders_view", "relay_heartbeat"):
+            assert has_table(dsn, table), table
+    finally:
+        drop_database(dsn)

@@ -8,7 +8,7 @@ import yaml
 from entrypoints.cli import app
 from entrypoints.stack import Stack
 from eventmart.broker import topic_specs
-from eventmart.groups import worker_processes
+from eventmart.groups import BY_NAME, resolve
 from eventmart.settings import PROJECT_ROOT, Settings
 from eventmart.wiring import worker_names
 from workers.consumer import build_app
@@ -34,14 +34,26 @@ def test_compose_runs_the_cli_commands_the_stack_runs():
     commands = [tuple(service["command"]) for service in ours.values()]
     for command in commands:
         assert command[0] in cli_commands(), f"{command} is not an eventmart command"
-    assert ("api",) in commands and ("relay",) in commands and ("topics", "create") in commands
-    stack = sorted(
-        tuple(child.args[3:]) for child in Stack(Settings(worker_processes=None)).children
-    )
-    assert sorted(command for command in commands if command != ("topics", "create")) == stack
-    assert sorted(command[1:] for command in commands if command[0] == "worker") == sorted(
-        tuple(names) for names in worker_processes()
-    )
+    assert ("api",) in commands and ("relay",) in commands and ("prepare",) in commands
+    stack = {tuple(child.args[3:]) for child in Stack(Settings(worker_processes=None)).children}
+    assert {command for command in commands if command[0] != "worker"} - {("prepare",)} == {
+        command for command in stack if command[0] != "worker"
+    }
+    # Every consumer group in exactly one worker service, as in deploy/k8s/.
+    hosted = [
+        spec.name for command in commands if command[0] == "worker" for spec in resolve(command[1:])
+    ]
+    assert sorted(hosted) == sorted(BY_NAME)
+
+
+def test_compose_workers_scale_with_no_fixed_names_or_host_ports():
+    for name, service in compose()["services"].items():
+        if service.get("command", [None])[0] == "worker":
+            assert "container_name" not in service, name
+            assert not service.get("ports"), f"{name}: a host port would stop `--scale`"
+            assert "EVENTMART_WORKER_METRICS_PORT" in service["environment"]
+    relay = compose()["services"]["relay"]
+    assert relay["deploy"]["replicas"] == 2 and "container_name" not in relay  # active + standby
 
 
 def test_compose_kafka_is_kraft_with_single_broker_internal_topics():

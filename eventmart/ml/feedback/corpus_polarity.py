@@ -17,7 +17,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from eventmart.ml.feedback.text import CJK_CHARACTER, normalize, tokens
+from eventmart.ml.feedback.text import CJK_CHARACTER, normalize
+from eventmart.ml.feedback.words import tokens
 
 CHINESE_FILE = "corpus_polarity_zh.tsv"
 MINIMUM_COUNT = 8

@@ -16,7 +16,8 @@ from typing import Any
 
 from eventmart.ml.feedback import corpus_polarity
 from eventmart.ml.feedback.lexicon import ASPECT_LETTERS, entries, read
-from eventmart.ml.feedback.text import Language, cjk_runs, detect_language, normalize, tokens
+from eventmart.ml.feedback.text import Language, cjk_runs, detect_language, normalize
+from eventmart.ml.feedback.words import tokens
 
 Features = dict[str, float]
 LATIN_WORD = re.compile(r"[a-z]{2}")

@@ -1,11 +1,10 @@
-"""Text handling for review feedback: normalisation, language detection, tokens.
+"""Text handling for review feedback: normalisation and language detection (tokens: words.py).
 
 Traditional Chinese is folded into simplified characters first, so one lexicon and one
 set of learned weights serve both scripts."""
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 from functools import cache
@@ -55,37 +54,6 @@ def detect_language(normalized: str) -> Language:
     cjk = len(CJK_CHARACTER.findall(normalized))
     latin = len(LATIN_LETTER.findall(normalized))
     return "zh" if cjk and cjk * CJK_WEIGHT >= latin else "en"
-
-
-@cache
-def _segmenter() -> object:
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    tokenizer = jieba.Tokenizer()
-    tokenizer.initialize()
-    from eventmart.ml.feedback.lexicon import chinese_terms
-
-    for term in chinese_terms():  # keep slang such as 物流给力 and 性价比 in one piece
-        tokenizer.add_word(term, freq=2000)
-    return tokenizer
-
-
-def tokens(normalized: str) -> list[str]:
-    """Latin words and symbols as they are; CJK runs segmented by jieba; clause breaks as '|'."""
-    segmenter = _segmenter()
-    out: list[str] = []
-    position = 0
-    for run in CJK_RUN.finditer(normalized):
-        out.extend(_latin_tokens(normalized[position : run.start()]))
-        out.extend(segmenter.lcut(run.group(), HMM=False))  # type: ignore[attr-defined]
-        position = run.end()
-    out.extend(_latin_tokens(normalized[position:]))
-    return out
-
-
-def _latin_tokens(text: str) -> list[str]:
-    return ["|" if CLAUSE_BREAK.fullmatch(t) else t for t in LATIN_TOKEN.findall(text)]
 
 
 def cjk_runs(normalized: str) -> list[str]:
