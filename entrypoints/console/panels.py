@@ -136,7 +136,7 @@ def _percent(part: int, whole: int) -> float:
 def models_panel(services: Services) -> dict[str, Any]:
     return {
         "recommender": recommender_versions(services.settings.models_dir),
-        "classifier": classifier_version(),
+        "classifier": classifier_versions(services),
     }
 
 
@@ -162,14 +162,28 @@ def recommender_versions(directory: Path) -> dict[str, Any]:
     return {"directory": str(directory), "latest": latest, "versions": versions}
 
 
-def classifier_version() -> dict[str, Any]:
-    """The review classifier this code trains from its shipped data (eventmart.ml.feedback):
-    its version, and when the cached artifact was written, if it has been."""
-    from eventmart.ml.feedback import default_cache_dir, model_version, shipped_examples
+def classifier_versions(services: Services) -> dict[str, Any]:
+    """The review classifier's versions: those the reviews read model says classified
+    reviews (the worker stores its model's version with each), and the artifacts trained
+    into this machine's cache (eventmart.ml.feedback.store: one file per version, written
+    when trained)."""
+    from eventmart.ml.feedback import default_cache_dir
 
-    version = model_version(shipped_examples("all"))
-    artifact = default_cache_dir() / f"{version}.json"
-    trained_at = None
-    if artifact.exists():
-        trained_at = datetime.fromtimestamp(artifact.stat().st_mtime, UTC).isoformat()
-    return {"version": version, "artifact": str(artifact), "trained_at": trained_at}
+    with services.read_pool("reviews-projection").connection() as conn:
+        in_use = [
+            {"version": version, "reviews": count, "first": first, "last": last}
+            for version, count, first, last in conn.execute(
+                "SELECT model_version, count(*), min(classified_at), max(classified_at) "
+                "FROM reviews_view WHERE model_version IS NOT NULL "
+                "GROUP BY model_version ORDER BY max(classified_at) DESC"
+            ).fetchall()
+        ]
+    folder = default_cache_dir()
+    trained = [
+        {
+            "version": path.stem,
+            "trained_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+        }
+        for path in sorted(folder.glob("feedback-*.json"), key=lambda p: -p.stat().st_mtime)
+    ]
+    return {"in_use": in_use, "trained": trained, "cache": str(folder)}

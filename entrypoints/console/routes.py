@@ -376,15 +376,8 @@ async def _order(
         "order": order if order_status == 200 else None,
         "trace_status": trace_status,
         "trace": waterfall(trace) if trace_status == 200 and isinstance(trace, dict) else None,
-        "jaeger_url": jaeger_url(),
+        "jaeger_url": services.settings.jaeger_url,
     }
-
-
-def jaeger_url() -> str | None:
-    """Jaeger's UI, when the environment says one runs (`eventmart up --tracing` sets it)."""
-    import os
-
-    return os.environ.get("EVENTMART_JAEGER_URL") or None
 
 
 @router.get("/orders/{order_id}")

@@ -181,8 +181,6 @@ def test_the_other_pages_render_their_panels(shop, console, page, admin_account)
     ]:
         page.goto(f"{console}/{path}")
         page.wait_for_selector(selector)
-        if path == "models":
-            page.wait_for_selector("#classifier-evaluation", timeout=WAIT_MS)
         screenshot(page, path)
     assert "orders-projection" in page.goto(f"{console}/read-models").text()
 
