@@ -34,13 +34,9 @@ from api.notified_cache import NotifiedCache
 from api.quiet_reads import announce_changes
 from domain.users import User
 from eventmart.database import make_async_pool
+from projections.users import newer_user_events
 
 log = logging.getLogger("eventmart.api.auth")
-
-NEWER_EVENTS = (
-    "SELECT originator_version, topic, state FROM users_events "
-    "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
-)
 
 USERS_CHANNEL = "users_events"  # announced by api.quiet_reads.announce_changes
 
@@ -113,8 +109,7 @@ class UserDirectory:
         for attempt in (1, 2):
             try:
                 async with self.pool.connection() as conn:
-                    cursor = await conn.execute(NEWER_EVENTS, (user_id, after))
-                    return await cursor.fetchall()
+                    return await newer_user_events(conn, user_id, after)
             except PoolTimeout:
                 raise
             except psycopg.OperationalError as error:

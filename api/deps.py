@@ -17,7 +17,7 @@ from api.auth import UserDirectory
 from api.errors import ApiError
 from api.security import InvalidToken, PasswordHasher, Principal, TokenIssuer
 from api.throttle import LoginThrottle
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate
 from domain.payments import PaymentIntents
 from eventmart.settings import Settings
 from eventmart.wiring import Applications

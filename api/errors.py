@@ -12,8 +12,7 @@ from starlette.exceptions import HTTPException
 
 from api.boundary import allowed_methods
 from domain.catalog import NotProductOwner
-from domain.errors import Conflict, DomainError, InvalidInput, NotFound
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, Conflict, DomainError, InvalidInput, NotFound
 from domain.promotions import NotPromotionOwner
 from domain.reviews import NotAVerifiedBuyer, NotProductSeller, OwnReview
 

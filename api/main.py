@@ -13,18 +13,23 @@ from api.boundary import HttpBoundary
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.openapi import install_contract
+from api.order_events import OrderAnnouncements
 from api.outages import install_outage_handlers
 from api.product_cache import ProductDetailFastPath, route_named
 from api.quiet_reads import QuietReads
-from api.recommendations import RecentlyOrdered
+from api.recommendation_memory import RecentlyOrdered
 from api.routes import (
     behavior,
+    coupons,
     health,
     metrics,
     ops,
+    ops_users,
     orders,
-    pricing,
+    price_rules,
     products,
+    promotions,
+    quotes,
     recommendations,
     reviews,
     sellers,
@@ -33,7 +38,9 @@ from api.routes import (
 from api.security import PasswordHasher, TokenIssuer
 from api.shedding import ShedLoad
 from api.throttle import LoginThrottle
+from api.tracing import TraceCommands
 from api.view_fast_path import ViewFastPath
+from eventmart import tracing
 from eventmart.database import make_pool
 from eventmart.groups import database_of, group_names
 from eventmart.payment_intents import PostgresPaymentIntents
@@ -89,6 +96,7 @@ def build_services(settings: Settings) -> Services:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    tracing.configure("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,9 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         # What each user just ordered, until the orders read model shows it (recommendations).
         app.state.recently_ordered = RecentlyOrdered()
+        # Order streams' wake-ups (api.order_events): listens once the first stream opens.
+        app.state.order_announcements = OrderAnnouncements(
+            database_of("orders-projection", settings)
+        )
         try:
             yield
         finally:
+            await app.state.order_announcements.stop()
             for reads in quiet:
                 await reads.stop()
             await services.directory.close()
@@ -133,12 +146,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(sellers.router)
     app.include_router(reviews.router)
-    app.include_router(pricing.router)
+    app.include_router(promotions.router)
+    app.include_router(price_rules.router)
+    app.include_router(coupons.router)
+    app.include_router(quotes.router)
     app.include_router(ops.router)
+    app.include_router(ops_users.router)
     app.include_router(metrics.router)
     # The last added runs first: the boundary refuses what no route should see and dresses
     # every answer, requests are timed, shed past the in-flight bound, then product detail
     # may be answered from memory and a view published before the routes.
+    app.add_middleware(TraceCommands)
     app.add_middleware(
         ViewFastPath,
         state=app.state,

@@ -13,8 +13,8 @@ Cold start: a visitor the model does not know gets popular products, those of th
 categories they viewed (as this process saw their views) first. With no model at all,
 popular means most sold in the sales read model (refreshed every half minute).
 
-Both reads are kept in memory (`ReadModelMemory`): each candidate's catalogue row and each
-buyer's bought products, dropped as the read models announce a change (api.notified_cache:
+Both reads are kept in memory (`ReadModelMemory`, api.recommendation_memory): each
+candidate's catalogue row and each buyer's bought products, dropped as the read models announce a change (api.notified_cache:
 as fresh as the tables, give or take a notification's trip). A request whose reads are all
 in memory is answered on the event loop (`memory_only=True` raises `NeedsDatabase` at the
 first miss); the others go to a thread and fill the memory.
@@ -22,87 +22,32 @@ first miss); the others go to a thread and fill the memory.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
-from api.notified_cache import NotifiedCache
+from api.recommendation_memory import (
+    NeedsDatabase,
+    Product,
+    ReadModelMemory,
+    RecentlyOrdered,
+)
+from api.recommendation_model import ModelHolder
 from api.security import Principal
-from eventmart.ml import store
 from eventmart.ml.interactions import Item
 from eventmart.ml.serving import POPULAR, Recommendation, ServingModel
-from projections.catalog import CHANGES_CHANNEL as catalog_channel
-from projections.orders import CHANGES_CHANNEL as orders_channel
-
-log = logging.getLogger("eventmart.api.recommendations")
+from projections.catalog import candidate_rows
+from projections.orders import products_bought_by
+from projections.sales import most_sold
 
 ROUNDS = 3  # times the model is asked for more when the rules drop too many candidates
 POPULAR_CACHE_SECONDS = 30.0
 POPULAR_POOL = 500  # most-sold products kept for the no-model fallback
-NOT_BOUGHT = ("rejected", "cancelled")
-
-
-class ModelHolder:
-    """The model this process serves: the store's LATEST version, looked for every
-    `reload_seconds` and loaded off the event loop; requests read `current` (one reference
-    swap, so a request scores with one model from start to end)."""
-
-    def __init__(self, directory: Path, reload_seconds: float) -> None:
-        self.directory = directory
-        self.reload_seconds = reload_seconds
-        self.current: ServingModel | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def refresh(self) -> bool:
-        """Load LATEST if it is not the model served; True if the model changed."""
-        latest = store.latest_version(self.directory)
-        if latest is None or (self.current is not None and self.current.version == latest):
-            return False
-        try:
-            self.current = store.load(self.directory, latest)
-        except (store.NoModel, ValueError, OSError) as error:
-            log.warning("recommender model %s not loaded: %s", latest, error)
-            return False
-        log.info("serving recommender model %s", latest)
-        return True
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.refresh)
-        self._task = asyncio.create_task(self._watch(), name="recommender-model-watch")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_seconds)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except Exception:
-                log.exception("looking for a new recommender model failed")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
-@dataclass(frozen=True)
-class Product:
-    product_id: str
-    name: str
-    description: str
-    category: str | None
-    price_amount: int
-    currency: str
-    seller_id: str | None
-    available: int
 
 
 @dataclass(frozen=True)
@@ -119,68 +64,6 @@ class Answer:
 
 
 Propose = Callable[[int, Collection[str]], list[Recommendation]]
-
-
-class RecentlyOrdered:
-    """The products each user ordered through this API process in the last `seconds`. The
-    orders read model shows an order a moment after its 202, and recommendations asked for
-    in between must not offer what was just bought; after `seconds` the read model alone
-    decides (it also knows an order that was rejected or cancelled since). Bounded; called
-    from the request threads."""
-
-    def __init__(self, seconds: float = 60.0, max_users: int = 100_000) -> None:
-        self.seconds = seconds
-        self.max_users = max_users
-        self._orders: OrderedDict[UUID, list[tuple[float, frozenset[str]]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, user_id: UUID, product_ids: Iterable[object]) -> None:
-        entry = (time.monotonic(), frozenset(str(product_id) for product_id in product_ids))
-        with self._lock:
-            recent = [*self._fresh(user_id), entry]
-            self._orders[user_id] = recent
-            self._orders.move_to_end(user_id)
-            if len(self._orders) > self.max_users:
-                self._orders.popitem(last=False)
-
-    def of(self, user_id: UUID) -> set[str]:
-        if user_id not in self._orders:  # the usual case, without the lock
-            return set()
-        with self._lock:
-            recent = self._fresh(user_id)
-            if recent:
-                self._orders[user_id] = recent
-            else:
-                self._orders.pop(user_id, None)
-        return {product_id for _, products in recent for product_id in products}
-
-    def _fresh(self, user_id: UUID) -> list[tuple[float, frozenset[str]]]:
-        """Under the lock."""
-        oldest = time.monotonic() - self.seconds
-        return [entry for entry in self._orders.get(user_id, ()) if entry[0] >= oldest]
-
-
-class NeedsDatabase(Exception):
-    """A `memory_only` call needed a read that memory did not hold."""
-
-
-class ReadModelMemory:
-    """Catalogue rows by product (`products_view`'s announcements) and bought products by
-    buyer (`orders_view`'s); a row the read model does not have is remembered as absent."""
-
-    def __init__(self, catalog_dsn: str, orders_dsn: str) -> None:
-        self.products: NotifiedCache[tuple[Product | None]] = NotifiedCache(
-            catalog_dsn, (catalog_channel,), name="candidate rows"
-        )
-        self.bought: NotifiedCache[frozenset[str]] = NotifiedCache(
-            orders_dsn, (orders_channel,), name="bought products"
-        )
-
-    async def start(self) -> None:
-        await asyncio.gather(self.products.start(), self.bought.start())
-
-    async def stop(self) -> None:
-        await asyncio.gather(self.products.stop(), self.bought.stop())
 
 
 class Recommendations:
@@ -379,13 +262,8 @@ class Recommendations:
             raise NeedsDatabase
         ticket = memory.ticket() if memory else 0
         with self.catalog.connection() as conn:
-            rows = conn.execute(
-                "SELECT product_id::text, name, description, category, price_amount, currency, "
-                "seller_id::text, available FROM products_view "
-                "WHERE product_id = ANY(%s::uuid[])",
-                (missing,),
-            ).fetchall()
-        read = {row[0]: Product(*row) for row in rows if row[1] is not None}
+            rows = candidate_rows(conn, missing)
+        read = {row[0]: Product(*row) for row in rows}
         found.update(read)
         if memory:
             for product_id in missing:
@@ -414,13 +292,7 @@ class Recommendations:
             raise NeedsDatabase
         ticket = memory.ticket() if memory else 0
         with self.orders.connection() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT line->>'product_id' FROM orders_view, "
-                "jsonb_array_elements(lines) AS line "
-                "WHERE buyer_id = %s AND NOT (status = ANY(%s))",
-                (user_id, list(NOT_BOUGHT)),
-            ).fetchall()
-        bought = {str(row[0]) for row in rows if row[0] is not None}
+            bought = products_bought_by(conn, user_id)
         if memory:
             memory.put(key, frozenset(bought), ticket)
         return bought
@@ -437,12 +309,7 @@ class Recommendations:
             if time.monotonic() - at < POPULAR_CACHE_SECONDS:
                 return cached
             with self.sales.connection() as conn:
-                rows = conn.execute(
-                    "SELECT product_id::text, count(DISTINCT order_id) FROM sale_lines "
-                    "WHERE refunded_at IS NULL GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT %s",
-                    (POPULAR_POOL,),
-                ).fetchall()
-            ranked = [(str(row[0]), float(row[1])) for row in rows]
+                ranked = most_sold(conn, POPULAR_POOL)
             self._popular = (time.monotonic(), ranked)
             return ranked
 

@@ -14,6 +14,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_body
+from api.order_events import is_stream
 
 NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -38,7 +39,7 @@ class ShedLoad:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in NEVER_SHED:
+        if scope["type"] != "http" or scope["path"] in NEVER_SHED or is_stream(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

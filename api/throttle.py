@@ -110,7 +110,7 @@ def client_address(request: Request, trusted: Sequence[IPv4Network | IPv6Network
     """The TCP peer; or, when the peer is a trusted proxy, the nearest X-Forwarded-For hop
     that is not one (the hops further left are the client's own say-so)."""
     peer = request.client.host if request.client else "unknown"
-    if not _is_trusted(peer, trusted):
+    if not in_networks(peer, trusted):
         return peer
     hops = [
         hop.strip()
@@ -119,12 +119,12 @@ def client_address(request: Request, trusted: Sequence[IPv4Network | IPv6Network
         if hop.strip()
     ]
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop
     return hops[0] if hops else peer
 
 
-def _is_trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
+def in_networks(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
     try:
         parsed = ip_address(address)
     except ValueError:

@@ -1,6 +1,7 @@
 """Feedback classifier benchmark: reviews classified per second on one core, in batches
-and one at a time, and the figures beside the baselines on the held-out split and on
-the independently written half.
+and one at a time, what the sentence encoder costs of it, what a topic refresh costs
+(eventmart.ml.topics over one product's reviews), and the figures beside the baselines
+on the held-out split and the independently written sets.
 
     .venv/bin/python bench/classifier.py               # throughput + held-out figures
     .venv/bin/python bench/classifier.py --reviews 20000 --no-figures
@@ -23,8 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from entrypoints.cli.classifier import figures_table, wide_console
-from eventmart.ml.feedback import FeedbackModel, load_default, shipped_examples
+from eventmart.ml.feedback import Example, FeedbackModel, encoder, load_default, shipped_examples
 from eventmart.ml.feedback.report import held_out_report
+from eventmart.ml.topics import Document, find_topics
 
 
 def timed(work: Callable[[], object]) -> tuple[float, float]:
@@ -40,6 +42,26 @@ def throughput(model: FeedbackModel, texts: list[str], batch: int) -> tuple[floa
 
     wall, cpu = timed(run)
     return len(texts) / wall, len(texts) / cpu
+
+
+def topic_refresh_table(model: FeedbackModel, examples: list[Example]) -> Table:
+    """One refresh = the topic model over a scope's reviews (labels already stored)."""
+    table = Table(title="topic refresh: one scope's reviews, both languages")
+    for column in ("reviews", "refresh (CPU ms)", "µs per review (CPU)", "topics"):
+        table.add_column(column, justify="right")
+    labels = model.classify([e.text for e in examples])
+    documents = [
+        Document(f"{index:06d}", e.text, label.sentiment)
+        for index, (e, label) in enumerate(zip(examples, labels, strict=True))
+    ]
+    for size in (50, 200, 1000, 4000):
+        chosen = list(islice(cycle(documents), size))
+        chosen = [Document(f"{i:06d}", d.text, d.sentiment) for i, d in enumerate(chosen)]
+        started = time.process_time()
+        found = find_topics(chosen)
+        cpu = time.process_time() - started
+        table.add_row(f"{size:,}", f"{1e3 * cpu:,.0f}", f"{1e6 * cpu / size:,.0f}", str(len(found)))
+    return table
 
 
 def main(args: argparse.Namespace) -> None:
@@ -66,13 +88,21 @@ def main(args: argparse.Namespace) -> None:
             f"batches, {language} only", f"{wall_rate:,.0f}", f"{cpu_rate:,.0f}",
             f"{1e6 / cpu_rate:,.0f}",
         )  # fmt: skip
+    wall, cpu = timed(lambda: [encoder.encode([text]) for text in texts])
+    table.add_row(
+        "of which the encoder", f"{len(texts) / wall:,.0f}", f"{len(texts) / cpu:,.0f}",
+        f"{1e6 * cpu / len(texts):,.0f}",
+    )  # fmt: skip
     console.print(table)
+    console.print(topic_refresh_table(model, examples))
     if args.figures:
         report = held_out_report(with_toolkits=args.toolkits)
         title = f"held-out split: {report.held_out_count} reviews (trained on {report.train_count})"
         wide_console().print(figures_table(title, report.figures))
         title = f"independently written half: {report.outside_count} reviews (never trained on)"
         wide_console().print(figures_table(title, report.outside))
+        title = f"fresh set, another hand: {report.fresh_count} reviews (never trained on)"
+        wide_console().print(figures_table(title, report.fresh))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,16 @@
-"""Recommender benchmark: training time per 100,000 interactions, serving latency from
-memory (p50/p99 per call), and the `eventmart analyst eval-recs` table on the real
-Online Retail data set.
+"""Recommender benchmark: training time per 100,000 interactions, the CPU of an incremental
+update of 1,000 new interactions at three log sizes (10k, 100k, 1M: it should not grow with
+the log), serving latency from memory (p50/p99 per call), and the `eventmart analyst
+eval-recs` table on the real Online Retail data set.
 
     .venv/bin/python bench/recommender.py
     .venv/bin/python bench/recommender.py --skip-eval --calls 5000
+    .venv/bin/python bench/recommender.py --only-updates
+
+The updates run on a generated shop (eventmart/ml/synthetic.py `planted_stream`: 5,000
+users, 3,000 items) whose state at each log size comes from a one-epoch full training
+(the state's size is what matters to an update, not its quality); each update brings
+1,000 interactions, one in twenty from a new user, with the documented update parameters.
 
 Training runs on a generated shop (eventmart/ml/synthetic.py: 5,000 users, 3,000 items
 in 20 taste clusters, 100,000 views and purchases) with the documented hyperparameters,
@@ -19,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +35,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from eventmart.ml import store
+from eventmart.ml.incremental import IncrementalModel
 from eventmart.ml.interactions import Item
-from eventmart.ml.recommender import train
+from eventmart.ml.recommender import HybridParams, train
 from eventmart.ml.serving import ServingModel
-from eventmart.ml.synthetic import planted_log
+from eventmart.ml.synthetic import planted_items, planted_log, planted_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT.parent / "shared" / "datasets" / "online-retail-sample.csv.gz"
@@ -46,6 +56,46 @@ def time_training(threads: int) -> tuple[float, float, ServingModel, int]:
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     per_100k = 100_000 / len(interactions)
     return wall * per_100k, cpu * per_100k, trained.to_serving(), len(interactions)
+
+
+def update_table(sizes: list[int], repeats: int = 3) -> Table:
+    """CPU ms of an update of 1,000 new interactions (median of `repeats`), and of making
+    and storing what it publishes (serving model and state), at each log size."""
+    catalogue = planted_items(3000, 20)
+    table = Table(
+        "log interactions",
+        "pairs",
+        "update CPU ms (fit)",
+        "publish CPU ms (serving model + state saved)",
+        title="incremental update of 1,000 new interactions (median of 3)",
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-recs-") as folder:
+        for size in sizes:
+            log = planted_stream(size, seed=size)
+            model = IncrementalModel.from_trained(
+                train(log, catalogue, params=HybridParams(epochs=1))
+            )
+            fits, publishes = [], []
+            for repeat in range(repeats):
+                new = planted_stream(1000, seed=size + repeat + 1, start=log["datetime"].max())
+                newcomers = new.index % 20 == 0
+                new.loc[newcomers, "user_id"] = [
+                    f"new-{repeat}-{n}" for n in range(newcomers.sum())
+                ]
+                started = time.process_time()
+                model.update(new)
+                fits.append(time.process_time() - started)
+                started = time.process_time()
+                store.save(model.to_serving(), Path(folder))
+                store.save_state(model, Path(folder))
+                publishes.append(time.process_time() - started)
+            table.add_row(
+                f"{size:,}",
+                f"{len(model.pair_keys):,}",
+                f"{np.median(fits) * 1000:,.0f}",
+                f"{np.median(publishes) * 1000:,.0f}",
+            )
+    return table
 
 
 def percentiles(call: Callable[[int], object], calls: int) -> tuple[float, float, float]:
@@ -137,8 +187,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, nargs="+", default=[1, 2], help="training thread counts to time"
     )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="log sizes"
+    )
+    parser.add_argument("--only-updates", action="store_true", help="only the update table")
     args = parser.parse_args()
     console.print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    console.print(update_table(args.sizes))
+    if args.only_updates:
+        console.print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
 
     training = Table(
         "threads",

@@ -222,7 +222,7 @@ def processes(api_port: int, postgres_port: int) -> dict[str, list[psutil.Proces
             role = "kafka"
         elif name == "postgres":
             continue  # counted from the postmaster above
-        elif command := re.search(r"(?:-m |bin/)eventmart\s+(.*)", cmdline):
+        elif command := re.search(r"(?:-m |bin/)(?:eventmart|entrypoints)\s+(.*)", cmdline):
             role = without_options(command.group(1))  # e.g. "worker sagas"
         else:
             role = name
@@ -300,6 +300,7 @@ class Placer:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.idle: list[Connection] = []
         self.placed: list[str] = []
+        self.placed_by: dict[str, dict] = {}  # order id -> the buyer's headers
         self.failures: Counter[str] = Counter()  # what went wrong, e.g. "409 conflict"
 
     @property
@@ -319,9 +320,10 @@ class Placer:
                 **({"coupon_code": self.coupon_code} if self.coupon_code else {}),
             }
             connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
+            buyer = random.choice(self.buyers)
             try:
                 status, answer = await connection.request(
-                    "POST", "/v1/orders", orjson.dumps(body), random.choice(self.buyers)
+                    "POST", "/v1/orders", orjson.dumps(body), buyer
                 )
             except (OSError, asyncio.IncompleteReadError, ValueError) as error:
                 connection.close()
@@ -333,6 +335,7 @@ class Placer:
                 return None
             order_id = orjson.loads(answer)["order_id"]
             self.placed.append(order_id)
+            self.placed_by[order_id] = buyer
             return order_id
 
     def close(self) -> None:

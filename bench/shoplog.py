@@ -25,9 +25,10 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from domain.inventory import Reservation, Stock
 from domain.payments import Payment
+from domain.reservations import Reservation
 from domain.shipping import Shipment
+from domain.stock import Stock
 from eventmart.contracts import CONTRACTS
 from eventmart.contracts.envelope import EVENT_NAMESPACE
 

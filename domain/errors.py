@@ -19,3 +19,9 @@ class Conflict(DomainError):
 
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class ConcurrentUpdate(Conflict):
+    """Another writer saved the same aggregate first; reloading and retrying is safe."""
+
+    code = "concurrent_update"

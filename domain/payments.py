@@ -15,8 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import InvalidInput, NotFound
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, InvalidInput, NotFound
 from domain.limits import (
     MAX_ORDER_TOTAL,
     MAX_PAYMENT_TOKEN_LENGTH,

@@ -16,7 +16,9 @@ How discounts combine, for each line (the documented rule):
    an amount once per order, taken from the covered lines in order.
 5. No discount takes a line below its floor (a price rule's floor x quantity), nor below
    one minor unit per unit (an order is never free: a payment of nothing is no payment):
-   a discount that would is cut to fit; a discount cut to nothing is not listed.
+   a discount that would is cut to fit; a discount cut to nothing is not listed. A coupon
+   cut to nothing on every line is not applied (`coupon_takes_nothing_off`): the order
+   does not record it, so no use of it is locked or spent.
 
 Overlapping windows are allowed: the rule above resolves them. The line total is
 authoritative; `unit_price` is the line total divided by the quantity, rounded down.
@@ -277,6 +279,7 @@ def _apply_coupon(lines: Sequence[_Line], coupon: CouponTerms, now: datetime) ->
     if sum(line.left for line in lines) < coupon.min_order:
         return "coupon_min_order_not_met"
     budget = coupon.amount_off or 0
+    taken_in_all = 0
     for line in covered:
         if coupon.percent_off is not None:
             wanted = line.left * coupon.percent_off // 100
@@ -285,9 +288,12 @@ def _apply_coupon(lines: Sequence[_Line], coupon: CouponTerms, now: datetime) ->
         taken = line.take(
             wanted, "coupon", coupon.label, coupon_code=coupon.code, ends_at=coupon.window.end
         )
+        taken_in_all += taken
         if coupon.percent_off is None:
             budget -= taken
-    return None
+    # Every covered line at its floor already: an order that took the coupon would spend
+    # one of its uses for nothing.
+    return None if taken_in_all else "coupon_takes_nothing_off"
 
 
 def price_order(

@@ -25,8 +25,8 @@ from domain.coupons import (
     CouponUse,
     normalise_code,
 )
+from domain.errors import ConcurrentUpdate
 from domain.idempotency import IdempotencyKey, claim_key, find_key, save_with_key
-from domain.inventory import ConcurrentUpdate
 from domain.price_rules import DemandHold, PriceRule
 from domain.pricing import CouponTerms, OrderQuote, PricedProduct, Scope, price_order
 from domain.promotions import (

@@ -78,10 +78,26 @@ def check_scope(scope: Mapping[str, Any]) -> Scope:
     return Scope.from_dict({**scope, "product_ids": product_ids, "category": category})
 
 
+KIND_TERMS = {
+    "percent_off": ("percent_off",),
+    "amount_off": ("amount_off",),
+    "buy_x_get_y": ("buy_quantity", "free_quantity"),
+    "tiered": ("tiers",),
+}
+
+
 def check_kind_terms(kind: str, terms: Mapping[str, Any]) -> dict[str, Any]:
-    """The field named after the kind is required; the others are dropped."""
+    """The field named after the kind is required; a field of another kind is refused (it
+    would be dropped, and the seller would think it applies). None, or no tiers, is absent."""
     if kind not in PROMOTION_KINDS:
         raise InvalidPromotion(f"kind must be one of {', '.join(PROMOTION_KINDS)}")
+    foreign = sorted(
+        name
+        for name, value in terms.items()
+        if value is not None and value != [] and name not in KIND_TERMS[kind]
+    )
+    if foreign:
+        raise InvalidPromotion(f"{', '.join(foreign)} does not belong to a {kind} promotion")
     if kind == "percent_off":
         return {"percent_off": check_percent("percent_off", terms.get("percent_off"))}
     if kind == "amount_off":

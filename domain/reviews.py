@@ -29,6 +29,7 @@ from domain.limits import (
     check_text,
     is_whole_number,
 )
+from domain.review_topics import ReviewTopics
 
 REVIEW_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:review")
 EDITABLE_FIELDS = ("rating", "seller_rating", "title", "body")
@@ -439,6 +440,36 @@ class Reviews(Application[UUID]):
         )
         if changed:
             self.save(review)
+        return changed
+
+    def topics_read(self, scope: str, scope_id: UUID) -> tuple[str, str] | None:
+        """(model version, corpus digest) of the scope's latest topics, None before any."""
+        try:
+            topics: object = self.repository.get(ReviewTopics.create_id(scope, scope_id))
+        except AggregateNotFoundError:
+            return None
+        return topics.read if isinstance(topics, ReviewTopics) else None
+
+    def record_topics(
+        self,
+        scope: str,
+        scope_id: UUID,
+        model_version: str,
+        corpus: str,
+        reviews: int,
+        topics: list[dict[str, Any]],
+    ) -> bool:
+        """True if a `feedback.topics_updated` event was stored (a racing refresh of the
+        same scope fails on the aggregate's version; its next refresh reads again)."""
+        try:
+            found: object = self.repository.get(ReviewTopics.create_id(scope, scope_id))
+        except AggregateNotFoundError:
+            found = ReviewTopics(scope, scope_id)
+        if not isinstance(found, ReviewTopics):
+            raise InvalidInput("not a topics aggregate")
+        changed = found.refresh(model_version, corpus, reviews, topics)
+        if changed:
+            self.save(found)
         return changed
 
     def _change(

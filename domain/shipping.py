@@ -12,8 +12,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import Conflict, InvalidInput, NotFound
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, Conflict, InvalidInput, NotFound
 
 SHIPMENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:shipment")
 DESTINATION_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:destination")

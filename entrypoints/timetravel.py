@@ -14,8 +14,9 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
-from domain.inventory import Inventory, Stock
+from domain.inventory import Inventory
 from domain.orders import Orders
+from domain.stock import Stock
 from domain.users import Users
 
 # kind -> (application class, aggregate id from the id an analyst knows)

@@ -18,6 +18,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from eventmart.settings import Settings
+from eventmart.tracing import MAPPER_TOPIC
 
 SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
 
@@ -185,6 +186,8 @@ def eventsourcing_env(
         "POSTGRES_PRE_PING": "n",
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
+        # Every event stored carries the traceparent of its cause (eventmart.tracing).
+        "MAPPER_TOPIC": MAPPER_TOPIC,
         **prompt,
     }
 
@@ -220,7 +223,7 @@ class PromptRecorder(PostgresApplicationRecorder):
     max_notification_id = _tried_twice(PostgresApplicationRecorder.max_notification_id)
 
 
-def _closed_by_the_server(conn: Any) -> bool:
+def closed_by_the_server(conn: Any) -> bool:
     """Whether an idle connection's socket has something to read: the server closed it (a
     restart does that to every connection) or sent a notification. Only then is a round
     trip needed to tell which; a connection that is fine costs one select() to check."""
@@ -235,12 +238,12 @@ def _closed_by_the_server(conn: Any) -> bool:
 
 def check_connection(conn: psycopg.Connection[Any]) -> None:
     """psycopg_pool's `check`, without the round trip for a connection that is fine."""
-    if _closed_by_the_server(conn):
+    if closed_by_the_server(conn):
         ConnectionPool.check_connection(conn)
 
 
 async def check_async_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    if _closed_by_the_server(conn):
+    if closed_by_the_server(conn):
         await AsyncConnectionPool.check_connection(conn)
 
 

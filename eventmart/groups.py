@@ -59,13 +59,18 @@ GROUPS: tuple[GroupSpec, ...] = (
 BY_NAME: dict[str, GroupSpec] = {spec.name: spec for spec in GROUPS}
 ALL = "all"
 
-# The worker processes of `eventmart up`: one per entry. Measured on
-# two cores (docs/scaling.md): fewer processes wake fewer interpreters per event.
+# The worker processes of `eventmart up` (docker-compose.yml and deploy/k8s run the same
+# sets): one per entry. Measured on two cores (docs/scaling.md): fewer processes wake fewer
+# interpreters per event. The recommender has a process of its own, at the lowest priority (workers/host.py): its
+# training must never hold up the projections' batches (issue 24).
 WORKER_PROCESSES: tuple[tuple[str, ...], ...] = (
     ("sagas",),
-    ("projections", "recommender"),
+    ("projections",),
     ("classifiers",),
+    ("recommender",),
 )
+# Groups whose process, when it hosts nothing else, runs at the lowest priority.
+BACKGROUND: frozenset[Kind] = frozenset({"recommender"})
 
 
 class UnknownGroup(ValueError):

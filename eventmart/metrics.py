@@ -110,6 +110,24 @@ class Metrics:
             "Seconds since the active relay last said it was alive (-1: never)",
             registry=self.registry,
         )
+        self.supervised_restarts = Gauge(
+            "eventmart_supervised_restarts",
+            "Times `eventmart up`'s supervisor restarted this process since the stack started",
+            ["process"],
+            registry=self.registry,
+        )
+        self.supervised_up = Gauge(
+            "eventmart_supervised_up",
+            "1 if the supervised process runs and answers, else 0",
+            ["process"],
+            registry=self.registry,
+        )
+        self.supervised_crash_looping = Gauge(
+            "eventmart_supervised_crash_looping",
+            "1 while the process is in a crash loop (3 restarts within a minute), else 0",
+            ["process"],
+            registry=self.registry,
+        )
         self.saga_outcomes = Gauge(
             "eventmart_saga_outcomes",
             "Orders per terminal status (orders_view)",
@@ -144,6 +162,18 @@ class Metrics:
     def record_saga_outcomes(self, counts: Mapping[str, int]) -> None:
         for status in SAGA_TERMINAL_STATUSES:
             self.saga_outcomes.labels(status).set(counts.get(status, 0))
+
+    def record_supervision(self, state: Mapping[str, Any] | None) -> None:
+        """The supervisor's state file (eventmart.supervision); None: no supervised stack."""
+        for gauge in (self.supervised_restarts, self.supervised_up, self.supervised_crash_looping):
+            gauge.clear()
+        for process in (state or {}).get("processes", []):
+            name = process["name"]
+            self.supervised_restarts.labels(name).set(process["restarts"])
+            up = process["state"] == "running" and process["health"] == "up"
+            self.supervised_up.labels(name).set(1 if up else 0)
+            looping = process["state"] == "crash-looping"
+            self.supervised_crash_looping.labels(name).set(1 if looping else 0)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

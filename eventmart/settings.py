@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     database_name: str = "eventmart"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Kafka nodes: the embedded cluster's size (node n listens on kafka_port + "
+        "2(n-1), its controller on kafka_controller_port + 2(n-1)), or the external one's. "
+        "1: replication 1/1; 3 or more: every topic (and the offsets and transaction-state "
+        "topics) at 3 replicas, min.insync.replicas 2 (kafka/topics.yaml)",
+    )
     # The embedded broker's JVM and threads, for a small machine (docs/benchmarks.md has
     # the measurement behind the defaults).
     kafka_heap: str = Field("384m", pattern=r"^[0-9]+[mg]$")
@@ -59,6 +68,9 @@ class Settings(BaseSettings):
     kafka_io_threads: int = Field(2, ge=1, le=64)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # `up --tracing`: the local Jaeger's UI (its query gRPC on the next port) and OTLP/HTTP.
+    jaeger_ui_port: int = Field(16686, ge=1, le=65534)
+    jaeger_otlp_port: int = Field(4318, ge=1, le=65535)
     api_workers: int = Field(
         1,
         ge=1,
@@ -137,6 +149,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated addresses or networks of reverse proxies whose "
         "X-Forwarded-For is believed; from any other peer the header is ignored",
+    )
+    metrics_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="comma-separated addresses or networks whose requests to the API's "
+        "/metrics are answered without a token (others need an admin's bearer token): "
+        "it shows consumer lag, dead letters and request counts",
     )
     currency: str = "CNY"
 
@@ -256,7 +274,43 @@ class Settings(BaseSettings):
         "when any new interaction arrived meanwhile",
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    recommender_full_retrain_seconds: float = Field(
+        86400,
+        gt=0,
+        description="the recommender worker updates its model incrementally and trains it "
+        "from scratch this long after the last full training (or on `eventmart analyst "
+        "train-recs --full`)",
+    )
+    recommender_full_retrain_drift: float = Field(
+        0.25,
+        gt=0,
+        le=100,
+        description="...or once updates have added this share of the interactions the last "
+        "full training saw (past it an updated model drifts from a full one: "
+        "docs/recommendations.md)",
+    )
+    background_yield_lag: int = Field(
+        200,
+        ge=0,
+        le=10_000_000,
+        description="background work (recommender training) pauses while any saga group "
+        "lags more than this many messages",
+    )
+    background_process_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="the niceness of a worker process that hosts only background groups "
+        "(the recommender, in its own process by default): the lowest priority",
+    )
+    background_max_pause_seconds: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="the longest background work pauses for saga lag before it takes one step",
+    )
+
+    @field_validator("trusted_proxies", "metrics_allowed_networks", mode="before")
     @classmethod
     def split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -264,6 +318,21 @@ class Settings(BaseSettings):
                 ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
             ]
         return value
+
+    @model_validator(mode="after")
+    def check_kafka_nodes(self) -> Settings:
+        if self.kafka_brokers == 2:
+            raise ValueError(
+                "EVENTMART_KAFKA_BROKERS=2 cannot keep 3 replicas nor a controller majority "
+                "through the loss of one node: use 1 or 3"
+            )
+        ports = [port for pair in self.kafka_node_ports() for port in pair]
+        if len(set(ports)) != len(ports):
+            raise ValueError(
+                "the Kafka nodes' ports collide: node n takes kafka_port + 2(n-1) and "
+                "kafka_controller_port + 2(n-1)"
+            )
+        return self
 
     @model_validator(mode="after")
     def resolve_secret_key(self) -> Settings:
@@ -313,8 +382,22 @@ class Settings(BaseSettings):
         return self.recommender_models_dir or self.state_dir / "models" / "recommender"
 
     @property
+    def kafka_replication_mode(self) -> str:
+        """The topic catalogue's replication mode (kafka/topics.yaml `replication`)."""
+        return "cluster" if self.kafka_brokers >= 3 else "single"
+
+    def kafka_node_ports(self) -> list[tuple[int, int]]:
+        """(broker port, controller port) of each embedded node, node 1 first."""
+        return [
+            (self.kafka_port + 2 * index, self.kafka_controller_port + 2 * index)
+            for index in range(self.kafka_brokers)
+        ]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_node_ports())
 
 
 def state_secret_key(state_dir: Path) -> str:

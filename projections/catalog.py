@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -301,6 +302,39 @@ async def get_product(conn: psycopg.AsyncConnection[Any], product_id: str) -> di
     cursor = await conn.execute(SELECT + " AND product_id = %s", (product_id,))
     row = await cursor.fetchone()
     return _view(row) if row is not None else None
+
+
+async def product_category(conn: psycopg.AsyncConnection[Any], product_id: UUID) -> str | None:
+    """The category of a product the read model has (None until `product.created` arrived)."""
+    cursor = await conn.execute(
+        "SELECT category FROM products_view WHERE product_id = %s", (product_id,)
+    )
+    row = await cursor.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+CANDIDATE_COLUMNS = (
+    "product_id",
+    "name",
+    "description",
+    "category",
+    "price_amount",
+    "currency",
+    "seller_id",
+    "available",
+)
+
+
+def candidate_rows(conn: psycopg.Connection[Any], product_ids: list[str]) -> list[tuple[Any, ...]]:
+    """What the recommendation rules check of each product (CANDIDATE_COLUMNS, ids as
+    text), for those of `product_ids` whose `product.created` arrived."""
+    rows = conn.execute(
+        "SELECT product_id::text, name, description, category, price_amount, currency, "
+        "seller_id::text, available FROM products_view "
+        "WHERE product_id = ANY(%s::uuid[])",
+        (product_ids,),
+    ).fetchall()
+    return [tuple(row) for row in rows if row[1] is not None]
 
 
 def _sort_key(row: tuple[Any, ...], sort: str) -> Any:

@@ -387,6 +387,21 @@ def get_order(conn: psycopg.Connection[Any], order_id: str) -> dict[str, Any] | 
     return order
 
 
+NOT_BOUGHT = ("rejected", "cancelled")
+
+
+def products_bought_by(conn: psycopg.Connection[Any], buyer_id: UUID) -> set[str]:
+    """Every product on the buyer's orders that were not rejected or cancelled (pending
+    ones included)."""
+    rows = conn.execute(
+        "SELECT DISTINCT line->>'product_id' FROM orders_view, "
+        "jsonb_array_elements(lines) AS line "
+        "WHERE buyer_id = %s AND NOT (status = ANY(%s))",
+        (buyer_id, list(NOT_BOUGHT)),
+    ).fetchall()
+    return {str(row[0]) for row in rows if row[0] is not None}
+
+
 GET_ORDER = (
     f"SELECT {', '.join('v.' + c for c in COLUMNS)}, t.event_id, t.type, t.at, t.detail "
     "FROM orders_view v LEFT JOIN order_timeline t ON t.order_id = v.order_id "

@@ -29,14 +29,10 @@ Limits:
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import logging
 import os
-import pickle
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,17 +45,16 @@ from psycopg import sql
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.export import read_from_beginning
 from projections.bulk import FOLDS, BulkLoad, Fold, chunk_for
-from projections.decode_shard import HEADER, Frame, log_reader
+from projections.decode_shard import log_reader
+from projections.decoders import DecodingProcesses, balanced_shares
 from projections.registry import INSTALL_LOCK, READ_MODELS, ReadModel
+from projections.shadow_swap import swap_in
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
 
 BATCH_SIZE = 2_000
 BULK_FETCH_RECORDS = 10_000
 # From this many records on, a bulk load decodes in other processes (start-up ~0.5 s each).
 SHARDED_FROM = 200_000
-FRAME_BUFFER = 16 * 1024 * 1024
-DECODER_MODULE = "projections.decode_shard"
-TRACKING_TABLES = ("applied_events", "consumer_positions")
 
 Progress = Callable[[int, int], None]  # (events read, events to read)
 log = logging.getLogger("eventmart.rebuild")
@@ -266,60 +261,18 @@ class ShadowRebuild:
         """`_bulk_fetch`, with the records decoded by `decoders` processes, each reading a
         share of the partitions (balanced by record count); folded here as they arrive."""
         assert self.consumer is not None
-        shares: list[list[list[Any]]] = [[] for _ in range(min(decoders, len(behind)))]
-        sizes = [0] * len(shares)
-        for tp in sorted(behind, key=lambda tp: (self.positions.get(tp, 0) - targets[tp], tp)):
-            lightest = sizes.index(min(sizes))
-            shares[lightest].append(
-                [tp.topic, tp.partition, self.positions.get(tp, 0), targets[tp]]
-            )
-            sizes[lightest] += targets[tp] - self.positions.get(tp, 0)
+        shares = balanced_shares(self.positions, targets, behind, decoders)
         self.decoding_processes = len(shares)
-        processes = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                DECODER_MODULE,
-                json.dumps(
-                    {
-                        "bootstrap": self.bootstrap,
-                        "types": sorted(self.model.handlers),
-                        "share": share,
-                    }
-                ),
-                stdout=asyncio.subprocess.PIPE,
-                limit=FRAME_BUFFER,
-            )
-            for share in shares
-        ]
-        frames: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=2 * len(processes))
-        pumps = [asyncio.create_task(_pump(process, frames)) for process in processes]
-        try:
-            running = len(processes)
-            while running:
-                frame = await frames.get()
-                if frame is None:
-                    codes = [process.returncode for process in processes]
-                    raise RuntimeError(
-                        f"a decoding process (projections.decode_shard) failed: exit codes {codes}"
-                    )
-                reached, read, malformed, events = frame
-                if events is None:
-                    running -= 1
-                    continue
+        async with DecodingProcesses(
+            self.bootstrap, sorted(self.model.handlers), shares
+        ) as running:
+            async for reached, read, malformed, events in running.frames():
                 load.add_decoded(reached, malformed, events)
                 self.read += read
                 for (topic, partition), offset in reached.items():
                     self.positions[TopicPartition(topic, partition)] = offset
                 if self.on_progress is not None:
                     self.on_progress(self.read, self.total)
-        finally:
-            for pump in pumps:
-                pump.cancel()
-            for process in processes:
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
         # This consumer read nothing: the catch-up goes on from where the decoders stopped.
         for tp in behind:
             self.consumer.seek(tp, self.positions.get(tp, 0))
@@ -377,97 +330,22 @@ class ShadowRebuild:
         }
 
     async def swap(self) -> None:
-        """In one transaction: catch up with the live worker under lock, then replace."""
+        """In one transaction: catch up with the live worker under lock, then replace
+        (projections.shadow_swap)."""
         assert self.conn is not None
-        group, shadow = self.model.group, sql.Identifier(self.schema)
-        public = sql.Identifier("public")
-        with self._phase("swap (live tables locked)"), self.conn.transaction():
-            # Tracking first, then the model: the order a worker's transaction takes them.
-            self.conn.execute(
-                sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-                    sql.SQL(", ").join(sql.Identifier("public", table) for table in TRACKING_TABLES)
-                )
+        conn, group = self.conn, self.model.group
+        with self._phase("swap (live tables locked)"):
+            await swap_in(
+                conn,
+                group,
+                self.schema,
+                self.tables,
+                lambda: self._catch_up(live_positions(conn, group)),
             )
-            self.conn.execute(
-                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                    sql.SQL(", ").join(sql.Identifier("public", table) for table in self.tables)
-                )
-            )
-            await self._catch_up(live_positions(self.conn, group))
-            self._replace_applied_events()
-            self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO public.consumer_positions (consumer_group, topic, partition, next_offset) "
-                    "SELECT consumer_group, topic, partition, next_offset FROM {}.consumer_positions "
-                    "WHERE consumer_group = %s ON CONFLICT (consumer_group, topic, partition) DO UPDATE "
-                    "SET next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
-                    "updated_at = now()"
-                ).format(shadow),
-                (group,),
-            )
-            for table in self.tables:
-                self.conn.execute(sql.SQL("DROP TABLE {}.{}").format(public, sql.Identifier(table)))
-                self.conn.execute(
-                    sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
-                        shadow, sql.Identifier(table)
-                    )
-                )
-            self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(shadow))
-            for table in self.tables:
-                # Whoever caches a table's rows (api.product_cache) hears, on commit, that
-                # every row may have changed; the channel is the table's name.
-                self.conn.execute("SELECT pg_notify(%s, '*')", (table,))
-            self.conn.execute("SET LOCAL search_path TO public")
-        self.conn.execute("SET search_path TO public")
-
-    def _replace_applied_events(self) -> None:
-        """The group's event identities become the shadow's. Both sets are nearly always the
-        same (the shadow caught up to the live positions), so instead of deleting and
-        inserting every row under the lock, drop what the shadow lacks and add, in key
-        order, what the live set lacks: two anti-joins, not a conflict check per row."""
-        assert self.conn is not None
-        group, shadow = self.model.group, sql.Identifier(self.schema)
-        self.conn.execute(
-            sql.SQL(
-                "DELETE FROM public.applied_events AS live WHERE live.consumer_group = %(group)s "
-                "AND NOT EXISTS (SELECT 1 FROM {}.applied_events AS rebuilt "
-                "WHERE rebuilt.consumer_group = %(group)s AND rebuilt.aggregate_id = live.aggregate_id "
-                "AND rebuilt.aggregate_version = live.aggregate_version)"
-            ).format(shadow),
-            {"group": group},
-        )
-        self.conn.execute(
-            sql.SQL(
-                "INSERT INTO public.applied_events SELECT * FROM {}.applied_events AS rebuilt "
-                "WHERE rebuilt.consumer_group = %(group)s AND NOT EXISTS (SELECT 1 FROM "
-                "public.applied_events AS live WHERE live.consumer_group = %(group)s "
-                "AND live.aggregate_id = rebuilt.aggregate_id "
-                "AND live.aggregate_version = rebuilt.aggregate_version) "
-                "ORDER BY consumer_group, aggregate_id, aggregate_version"
-            ).format(shadow),
-            {"group": group},
-        )
 
     @property
     def rate(self) -> float:
         return self.read / max(time.monotonic() - self.started, 1e-9)
-
-
-async def _pump(process: asyncio.subprocess.Process, frames: asyncio.Queue[Frame | None]) -> None:
-    """A decoding process's frames into `frames`, up to its last; None if it dies first."""
-    assert process.stdout is not None
-    try:
-        while True:
-            (size,) = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
-            frame: Frame = pickle.loads(
-                await process.stdout.readexactly(size)
-            )  # from our own child
-            await frames.put(frame)
-            if frame[3] is None:
-                return
-    except asyncio.IncompleteReadError:
-        await process.wait()
-        await frames.put(None)
 
 
 async def rebuild(

@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from projections import catalog, orders, purchases, ratings, reviews, sales, users
-from projections.tracking import TRACKING_DDL, Handler
+from projections import catalog, order_trace, orders, purchases, ratings, reviews, sales, users
+from projections.tracking import TRACKING_DDL, Handler, Recorder
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,16 @@ class ReadModel:
     topics: list[str]
     ddl: str
     handlers: Mapping[str, Handler]
+    # Also given each batch's deliveries, in its transaction (tables outside the rebuild).
+    recorder: Recorder | None = None
 
 
 READ_MODELS: dict[str, ReadModel] = {
     users.GROUP: ReadModel(users.GROUP, users.TOPICS, users.DDL, users.HANDLERS),
     catalog.GROUP: ReadModel(catalog.GROUP, catalog.TOPICS, catalog.DDL, catalog.HANDLERS),
-    orders.GROUP: ReadModel(orders.GROUP, orders.TOPICS, orders.DDL, orders.HANDLERS),
+    orders.GROUP: ReadModel(
+        orders.GROUP, orders.TOPICS, orders.DDL, orders.HANDLERS, order_trace.record_hops
+    ),
     sales.GROUP: ReadModel(sales.GROUP, sales.TOPICS, sales.DDL, sales.HANDLERS),
     purchases.GROUP: ReadModel(
         purchases.GROUP, purchases.TOPICS, purchases.DDL, purchases.HANDLERS
@@ -44,3 +48,4 @@ def install(conn: psycopg.Connection[Any]) -> None:
         conn.execute(TRACKING_DDL)
         for model in READ_MODELS.values():
             conn.execute(model.ddl)
+        conn.execute(order_trace.DDL)

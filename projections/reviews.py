@@ -5,6 +5,8 @@ One row per review, changed by its events in their order (a version guard drops 
 older than the row). Withdrawn and hidden reviews keep their row with their status, and
 leave every listing and figure. The classifier's labels come from `review.classified`
 events: the latest one wins, so a reclassification by a new model replaces the labels.
+Topics (projections.review_topics) come from `feedback.topics_updated` and are the
+latest refresh's, whatever the window asked for.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psycopg
 
 from domain.errors import InvalidInput
 from eventmart.contracts import Envelope
+from projections import review_topics
 from projections.cursors import Cursors, InvalidCursor
 from projections.tracking import Handler
 
@@ -23,7 +26,8 @@ GROUP = "reviews-projection"
 TOPICS = ["reviews.events"]
 TOP_TERMS = 10
 
-DDL = """
+DDL = (
+    """
 CREATE TABLE IF NOT EXISTS reviews_view (
     review_id uuid PRIMARY KEY,
     product_id uuid NOT NULL,
@@ -56,6 +60,8 @@ CREATE INDEX IF NOT EXISTS reviews_view_helpful
     ON reviews_view (product_id, helpful_count DESC, review_id DESC) WHERE status = 'published';
 CREATE INDEX IF NOT EXISTS reviews_view_seller ON reviews_view (seller_id, product_id);
 """
+    + review_topics.DDL
+)
 
 
 def _later(cursor: psycopg.Cursor[Any], event: Envelope, assignments: str, *values: Any) -> None:
@@ -146,6 +152,7 @@ HANDLERS: dict[str, Handler] = {
     "review.replied": review_replied,
     "review.marked_helpful": review_marked_helpful,
     "review.classified": review_classified,
+    "feedback.topics_updated": review_topics.topics_updated,
 }
 
 SORTS = ("newest", "helpful", "rating", "-rating")
@@ -318,7 +325,8 @@ async def product_feedback(
     conn: psycopg.AsyncConnection[Any], product_id: str, window: Window = (None, None)
 ) -> dict[str, Any]:
     figures = await _feedback(conn, "product_id = %(product)s", {"product": product_id}, window)
-    return {"product_id": product_id, **figures}
+    topics = await review_topics.topics_of(conn, "product", product_id)
+    return {"product_id": product_id, **figures, "topics": topics}
 
 
 MAX_SELLER_PRODUCTS = 100  # rows of a seller's feedback, most reviewed products first
@@ -329,6 +337,7 @@ async def seller_feedback(
 ) -> dict[str, Any]:
     """Over all the seller's products, then one row per product (the most reviewed)."""
     overall = await _feedback(conn, "seller_id = %(seller)s", {"seller": seller_id}, window)
+    overall["topics"] = await review_topics.topics_of(conn, "seller", seller_id)
     reviewed = await conn.execute(
         "SELECT product_id FROM reviews_view WHERE seller_id = %s AND status = 'published' "
         "GROUP BY product_id ORDER BY count(*) DESC, product_id LIMIT %s",

@@ -266,6 +266,16 @@ SELLERS_LINES = (
 )
 
 
+def most_sold(conn: psycopg.Connection[Any], limit: int) -> list[tuple[str, float]]:
+    """Products by distinct orders sold and not refunded, most first (ties by id)."""
+    rows = conn.execute(
+        "SELECT product_id::text, count(DISTINCT order_id) FROM sale_lines "
+        "WHERE refunded_at IS NULL GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [(str(row[0]), float(row[1])) for row in rows]
+
+
 def _measures(row: tuple[Any, ...]) -> dict[str, int]:
     measures = dict(zip(MEASURE_NAMES, row, strict=True))
     measures["net"] = measures["gross"] - measures["refunds"]

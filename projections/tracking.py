@@ -9,7 +9,7 @@ changes nothing twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS applied_events (
 """
 
 Handler = Callable[[psycopg.Cursor[Any], Envelope], None]
+# What a read model keeps of the deliveries themselves (record timestamps, traceparents),
+# written in the batch's transaction (projections.order_trace).
+Recorder = Callable[[psycopg.Cursor[Any], "list[Delivery]"], None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,18 @@ class Delivery:
     offset: int
     envelope: Envelope
     redriven: bool = False
+    # The record's timestamp (ms): when the relay published it.
+    timestamp: int | None = None
+    # What the events this delivery causes carry as their cause (eventmart.tracing): the
+    # group's span handling it, or (tracing off) the record's traceparent.
+    cause: str | None = None
+    # The group's CONSUMER span while it is handled (tracing on), for its outcome.
+    span: Any = field(default=None, compare=False)
+
+    def mark(self, outcome: str) -> None:
+        """Say on its span how the group dealt with it (applied unless told otherwise)."""
+        if self.span is not None:
+            self.span.set_attribute("eventmart.outcome", outcome)
 
 
 def claim(
@@ -100,6 +115,7 @@ def apply_deliveries(
     group: str,
     handlers: Mapping[str, Handler],
     deliveries: list[Delivery],
+    recorder: Recorder | None = None,
 ) -> int:
     """Apply a batch in one transaction: effects, event identities, offsets. Returns how
     many events were new.
@@ -107,16 +123,25 @@ def apply_deliveries(
     The batch's identities are claimed in one statement; the handlers' statements then go
     in a pipeline (handlers only write), so a batch costs a few round trips, not three per
     event."""
-    relevant = [d.envelope for d in deliveries if d.envelope.type in handlers]
+    relevant = [d for d in deliveries if d.envelope.type in handlers]
+    if len(relevant) < len(deliveries):
+        for delivery in deliveries:
+            if delivery.envelope.type not in handlers:
+                delivery.mark("ignored")
     applied = 0
     with conn.transaction(), conn.cursor() as cursor:
-        new = claim(cursor, group, relevant)
+        new = claim(cursor, group, [d.envelope for d in relevant])
         with conn.pipeline():
-            for envelope in relevant:
+            for delivery in relevant:
+                envelope = delivery.envelope
                 identity = (envelope.aggregate_id, envelope.aggregate_version)
                 if identity in new:
                     new.discard(identity)  # a second copy in this batch is not new
                     handlers[envelope.type](cursor, envelope)
                     applied += 1
+                else:
+                    delivery.mark("duplicate")
+            if recorder is not None:
+                recorder(cursor, relevant)
             advance(cursor, group, deliveries)
     return applied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from uuid import UUID
 
 import psycopg
 
@@ -129,3 +130,19 @@ def find_user(conn: psycopg.Connection[Any], user_id: str) -> dict[str, Any] | N
     if row is None:
         return None
     return dict(zip(("user_id", "email", "display_name", "role", "created_at"), row, strict=True))
+
+
+NEWER_EVENTS = (
+    "SELECT originator_version, topic, state FROM users_events "
+    "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+)
+
+
+async def newer_user_events(
+    conn: psycopg.AsyncConnection[Any], user_id: UUID, after: int
+) -> list[tuple[int, str, bytes]]:
+    """The user's stored events past version `after`, oldest first, from the Users event
+    store itself (not users_view, which lags it by a trip through Kafka): what the API's
+    user directory folds to know a token's subject now."""
+    cursor = await conn.execute(NEWER_EVENTS, (user_id, after))
+    return await cursor.fetchall()

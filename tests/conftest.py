@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from entrypoints.stack import Infrastructure
 from eventmart.settings import PROJECT_ROOT, Settings
+from tests.otlp import OtlpReceiver
 from tests.support import WorkerProcess, child_env, ports_free
 
 
@@ -71,7 +72,21 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def infrastructure(settings: Settings) -> Iterator[Infrastructure]:
+def otlp() -> Iterator[OtlpReceiver]:
+    """A trace receiver every process of the suite exports to (docs/tracing.md): children
+    through child_env, which copies this environment, the in-process API through it too."""
+    receiver = OtlpReceiver().start()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "500"  # ms; the SDK's default is 5 s
+    try:
+        yield receiver
+    finally:
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def infrastructure(settings: Settings, otlp: OtlpReceiver) -> Iterator[Infrastructure]:
     """A fresh embedded database and Kafka log per session (external ones are used as they are)."""
     infra = Infrastructure(settings)
     try:

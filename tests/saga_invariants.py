@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from domain.inventory import Stock
+from domain.stock import Stock
 from eventmart.broker import consumer_groups
 from eventmart.contracts import MalformedEvent, parse
 from eventmart.settings import Settings
@@ -346,3 +346,26 @@ def unpaid(db: psycopg.Connection[Any], order_ids: list[str]) -> int:
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def assert_published_in_aggregate_order(
+    settings: Settings, topic: str, aggregate_ids: set[str]
+) -> int:
+    """Each of these aggregates' events reached `topic` in version order: copies of earlier
+    versions may follow (a relay resumes from its saved position), but a version never
+    appears for the first time before the one ahead of it. Returns the copies seen."""
+    seen: dict[str, int] = {}
+    copies = 0
+    for envelope in read_envelopes(settings.bootstrap_servers, topic):
+        aggregate = str(envelope.aggregate_id)
+        if aggregate not in aggregate_ids:
+            continue
+        highest = seen.get(aggregate, 0)
+        if envelope.aggregate_version <= highest:
+            copies += 1
+            continue
+        assert envelope.aggregate_version == highest + 1, (
+            f"{topic}: {aggregate} v{envelope.aggregate_version} published before v{highest + 1}"
+        )
+        seen[aggregate] = envelope.aggregate_version
+    return copies

@@ -166,18 +166,28 @@ def read_envelopes(bootstrap: str, topic: str) -> list[Envelope]:
     return envelopes
 
 
-async def _publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def _publish(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, value=value, key=key)
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
     finally:
         await producer.stop()
 
 
-def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    asyncio.run(_publish(bootstrap, topic, messages))
+def publish(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    asyncio.run(_publish(bootstrap, topic, messages, headers))
 
 
 async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:

@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +39,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
+from opentelemetry.trace import SpanKind
 
-from eventmart.contracts import CONTRACTS, MalformedEvent, parse
+from eventmart import tracing
+from eventmart.contracts import CONTRACTS, Envelope, MalformedEvent, parse
 from eventmart.metrics import METRICS
 from eventmart.operations import REDRIVEN_FROM
 from eventmart.outages import broker_away, database_away, dependency_away
@@ -239,9 +242,12 @@ class GroupConsumer(Service):
             try:
                 await self._processed(deliveries)
                 METRICS.events_processed.labels(self.group).inc(len(deliveries))
+                handled(deliveries, "applied")
             except Postponed:
+                handled(deliveries, "postponed")
                 raise
             except Exception:  # noqa: BLE001 - find the culprit one message at a time
+                handled(deliveries, "retried")
                 log.warning(
                     "%s: batch of %d failed; retrying one by one", self.group, len(deliveries)
                 )
@@ -249,7 +255,33 @@ class GroupConsumer(Service):
                     await self._one_by_one(message, delivery)
         for message, error in malformed:
             METRICS.events_failed.labels(self.group).inc()
+            span = self._span(message, None, message_traceparent(message))
             await self._park(message, error, tries=1)
+            tracing.finish(span, "parked", **{"error.type": type(error).__name__})
+
+    def _span(self, message: Any, envelope: Envelope | None, parent: str | None) -> Any:
+        """The group's CONSUMER span for one record (None with tracing off)."""
+        if not tracing.ENABLED:
+            return None
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.consumer.group.name": self.group,
+            "messaging.destination.name": message.topic,
+            "messaging.destination.partition.id": str(message.partition),
+            "messaging.kafka.offset": message.offset,
+        }
+        if envelope is not None:
+            attributes["messaging.message.id"] = str(envelope.event_id)
+            attributes["eventmart.event_type"] = envelope.type
+        return tracing.start(f"{message.topic} process", SpanKind.CONSUMER, parent, attributes)
+
+    def _traced(self, message: Any, delivery: Delivery) -> Delivery:
+        """The delivery with a span of its own (an attempt) and what it causes carries."""
+        incoming = message_traceparent(message) or delivery.envelope.traceparent
+        span = self._span(message, delivery.envelope, incoming)
+        return replace(delivery, span=span, cause=tracing.traceparent_of(span, incoming))
 
     def _decode(
         self, messages: list[Any]
@@ -269,12 +301,19 @@ class GroupConsumer(Service):
                 malformed.append((message, error))
                 continue
             redriven = any(name == REDRIVEN_FROM for name, _ in message.headers or ())
-            decoded.append(
-                (
-                    message,
-                    Delivery(message.topic, message.partition, message.offset, envelope, redriven),
-                )
+            incoming = message_traceparent(message) or envelope.traceparent
+            span = self._span(message, envelope, incoming)
+            delivery = Delivery(
+                message.topic,
+                message.partition,
+                message.offset,
+                envelope,
+                redriven,
+                timestamp=message.timestamp,
+                cause=tracing.traceparent_of(span, incoming),
+                span=span,
             )
+            decoded.append((message, delivery))
         return decoded, malformed
 
     def _passed_over(self, raw: Any) -> bool:
@@ -311,17 +350,22 @@ class GroupConsumer(Service):
 
     async def _one_by_one(self, message: Any, delivery: Delivery) -> None:
         for attempt in range(1, self.max_tries + 1):
+            delivery = self._traced(message, delivery)
             try:
                 await self._processed([delivery])
                 METRICS.events_processed.labels(self.group).inc()
+                handled([delivery], "applied")
                 return
             except Postponed:
+                handled([delivery], "postponed")
                 raise
             except Exception as error:  # noqa: BLE001 - retried, then parked with its error
                 METRICS.events_failed.labels(self.group).inc()
                 if attempt == self.max_tries:
                     await self._park(message, error, tries=attempt)
+                    handled([delivery], "parked", error)
                     return
+                handled([delivery], "retried", error)
                 await asyncio.sleep(self.retry_backoff * attempt)
 
     async def _park(self, message: Any, error: Exception, *, tries: int) -> None:
@@ -365,6 +409,33 @@ class GroupConsumer(Service):
             tries,
             error,
         )
+
+
+def message_traceparent(message: Any) -> str | None:
+    """The record's `traceparent` header (the relay's publish span), if it has one."""
+    for name, value in message.headers or ():
+        if name == "traceparent":
+            text = bytes(value).decode("ascii", "replace")
+            # A malformed one is not continued: stamped on events, it would break them.
+            return text if tracing.parse(text) is not None else None
+    return None
+
+
+def handled(deliveries: list[Delivery], outcome: str, error: Exception | None = None) -> None:
+    """End each delivery's span with its outcome: `outcome`, unless the group marked it
+    (a duplicate, an event it does not handle)."""
+    if not tracing.ENABLED:
+        return
+    for delivery in deliveries:
+        span = delivery.span
+        if span is None:
+            continue
+        marked = getattr(span, "attributes", None) or {}
+        if outcome not in ("applied",) or "eventmart.outcome" not in marked:
+            span.set_attribute("eventmart.outcome", outcome)
+        if error is not None:
+            span.set_attribute("error.type", type(error).__name__)
+        span.end()
 
 
 class DeadLetterProducer:

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
-from domain.errors import DomainError, NotFound
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, DomainError, NotFound
 from workers.saga import Context
 from workers.tracking import UnitOfWork, unit_of_work_context
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from mode import Service
 
-from eventmart.groups import resolve
+from eventmart import tracing
+from eventmart.groups import BACKGROUND, resolve
 from eventmart.settings import Settings
 from workers.consumer import DeadLetterProducer, GroupConsumer, build_app
 from workers.groups import hostable
@@ -100,11 +102,24 @@ def _install_timer(
     app.timer(interval=interval, on_leader=False)(tick)
 
 
+def give_way(nice: int) -> None:
+    """A process of background work only (the recommender) runs nicer than the rest, so the
+    kernel gives the saga's and the API's processes the cores first."""
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(current, nice))
+    except OSError as error:
+        log.warning("background process at normal priority (%s)", error)
+
+
 def build_host(names: Iterable[str], settings: Settings) -> faust.App:
     """The Faust app of a worker process hosting these groups (names of groups or sets)."""
     names = list(names)
     specs = resolve(names)
+    if all(spec.kind in BACKGROUND for spec in specs):
+        give_way(settings.background_process_nice)
     sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
+    tracing.configure("+".join(names))
     app = build_app("+".join(names), settings)
     WorkerHost(app, [hostable(spec) for spec in specs], settings)
     return app

@@ -8,7 +8,9 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from domain.inventory import Inventory, Reservation, Stock
+from domain.inventory import Inventory
+from domain.reservations import Reservation
+from domain.stock import Stock
 from eventmart.contracts import Envelope
 from eventmart.settings import Settings
 from workers.deadlines import Deadline

@@ -80,6 +80,8 @@ class Encoded:
     key: bytes | None = None
     value: bytes | None = None
     error: Exception | None = None
+    traceparent: str | None = None  # the stored cause: the publish span's parent
+    event_id: str | None = None
 
 
 def encode(application: Application[Any], notification: Notification) -> Encoded:
@@ -99,7 +101,12 @@ def encode(application: Application[Any], notification: Notification) -> Encoded
         if envelope is None:
             return Encoded(**identity, occurred_at=occurred_at)
         return Encoded(
-            **identity, occurred_at=occurred_at, key=envelope.key(), value=envelope.to_bytes()
+            **identity,
+            occurred_at=occurred_at,
+            key=envelope.key(),
+            value=envelope.to_bytes(),
+            traceparent=envelope.traceparent,
+            event_id=str(envelope.event_id),
         )
     except Exception as error:  # noqa: BLE001 - the event's fault: tried again, then parked
         return Encoded(**identity, occurred_at=occurred_at, error=error)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
+from eventmart import tracing
 from eventmart.groups import database_of
 from eventmart.settings import Settings
 from projections.registry import ReadModel, install
 from projections.tracking import Delivery, apply_deliveries
 from workers.hosted import HostedGroup, SharedResources
+from workers.saga import transaction_span
 
 
 class ProjectionProcessor:
@@ -18,8 +20,17 @@ class ProjectionProcessor:
         self.pool = pool
 
     def __call__(self, deliveries: list[Delivery]) -> int:
-        with self.pool.connection() as conn:
-            return apply_deliveries(conn, self.model.group, self.model.handlers, deliveries)
+        span = transaction_span(self.model.group, deliveries)
+        try:
+            with self.pool.connection() as conn:
+                applied = apply_deliveries(
+                    conn, self.model.group, self.model.handlers, deliveries, self.model.recorder
+                )
+        except Exception as error:
+            tracing.finish(span, "rolled_back", **{"error.type": type(error).__name__})
+            raise
+        tracing.finish(span, "committed", **{"eventmart.applied": applied})
+        return applied
 
 
 def build_projection_group(

@@ -37,12 +37,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventsourcing.application import Application
 
+from eventmart import tracing
 from eventmart.outages import DATABASE_AWAY, database_away, dependency_away
 from eventmart.relay_operations import NOTIFY_CHANNEL, REQUESTS_PREFIX
 from eventmart.settings import Settings
 from eventmart.wiring import APPLICATION_TOPICS, application_dsn, build_application, events_table
 from workers.outbox import DEAD_LETTERS_DDL, Outbox
-from workers.relay_send import OutboxSender, SharedConnection
+from workers.relay_send import LockLost, OutboxSender, SharedConnection
 
 log = logging.getLogger("eventmart.relay")
 RELAY_LOCK = 7002
@@ -126,10 +127,6 @@ class Pause:
 
     def reset(self) -> None:
         self.seconds = 0.0
-
-
-class LockLost(Exception):
-    """The connection holding the relay's lock broke: another relay may be active now."""
 
 
 class Relay:
@@ -268,6 +265,8 @@ class Relay:
                 if retry is not None:
                     again_in = retry
             except Exception as error:
+                if isinstance(error, LockLost):
+                    raise
                 if shared.broken:
                     raise LockLost(str(error)) from error
                 again_in = pause.next()
@@ -339,6 +338,8 @@ def _beat(conn: psycopg.Connection[Any], parameters: dict[str, Any]) -> None:
 
 
 def run_relay(settings: Settings) -> None:
+    tracing.configure("relay")
+
     async def main() -> None:
         relay = await _built(settings)
         if relay is None:

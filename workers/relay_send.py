@@ -14,13 +14,62 @@ from typing import Any, TypeVar
 import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Span, SpanKind
 
+from eventmart import tracing
+from eventmart.database import closed_by_the_server
 from eventmart.outages import broker_away
 from eventmart.settings import Settings
 from workers.outbox import Encoded, Outbox, ParkedRow, plan
 
 log = logging.getLogger("eventmart.relay")
 T = TypeVar("T")
+
+
+def publish_span(topic: str, event: Encoded) -> Span | None:
+    """The relay's PRODUCER span for one event, child of the event's stored cause."""
+    if not tracing.ENABLED:
+        return None
+    return tracing.start(
+        f"{topic} publish",
+        SpanKind.PRODUCER,
+        event.traceparent,
+        {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": event.key.decode() if event.key else "",
+            "messaging.message.id": event.event_id or "",
+            "eventmart.event_type": event.event_type,
+        },
+    )
+
+
+def trace_headers(span: Span | None, event: Encoded) -> list[tuple[str, bytes]] | None:
+    """The record's `traceparent`: the publish span, or (tracing off) the stored cause."""
+    traceparent = tracing.traceparent_of(span, event.traceparent)
+    return None if traceparent is None else [("traceparent", traceparent.encode())]
+
+
+def published(span: Span | None, outcome: Any) -> None:
+    if span is None:
+        return
+    if isinstance(outcome, BaseException):
+        tracing.finish(span, "refused")
+        return
+    tracing.finish(
+        span,
+        "published",
+        **{
+            "messaging.destination.partition.id": str(outcome.partition),
+            "messaging.kafka.offset": outcome.offset,
+        },
+    )
+
+
+class LockLost(Exception):
+    """The connection holding the relay's lock broke: another relay may be active now."""
 
 
 class SharedConnection:
@@ -34,6 +83,14 @@ class SharedConnection:
     @property
     def broken(self) -> bool:
         return self.conn.broken or self.conn.closed
+
+    async def check_held(self) -> None:
+        """Raise LockLost if PostgreSQL closed the connection (and so released the lock)
+        since it was last used: a standby may be publishing already. No round trip for a
+        connection that is fine (one select() on its socket, taken alone, so another
+        outbox's query in flight is not mistaken for the server's goodbye)."""
+        if await self.run(lambda conn: conn.closed or closed_by_the_server(conn)):
+            raise LockLost("PostgreSQL closed the connection holding the relay's lock")
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(conn, *args)` in a thread, alone on the connection."""
@@ -124,19 +181,27 @@ class OutboxSender:
         """Send in order and wait for every acknowledgement (acks=all). The first event the
         broker refuses for itself (too large, say) is returned with a try counted, and
         nothing after it counts as sent; the broker being away raises."""
+        await self.shared.check_held()  # not one event more once the lock may be gone
         deliveries: list[tuple[Encoded, Any]] = []
         refused: tuple[Encoded, Exception] | None = None
+        spans: list[Span | None] = []
         for event in events:
+            span = publish_span(self.outbox.topic, event)
+            spans.append(span)
             try:
                 deliveries.append(
                     (
                         event,
                         await self.producer.send(
-                            self.outbox.topic, value=event.value, key=event.key
+                            self.outbox.topic,
+                            value=event.value,
+                            key=event.key,
+                            headers=trace_headers(span, event),
                         ),
                     )
                 )
             except KafkaError as error:
+                tracing.finish(span, "refused")
                 if broker_away(error):
                     raise
                 refused = (event, error)
@@ -144,6 +209,9 @@ class OutboxSender:
         outcomes = await asyncio.gather(
             *(delivery for _, delivery in deliveries), return_exceptions=True
         )
+        if tracing.ENABLED:
+            for span, outcome in zip(spans, outcomes, strict=False):
+                published(span, outcome)
         for (event, _), outcome in zip(deliveries, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, KafkaError) or broker_away(outcome):
@@ -193,11 +261,21 @@ class OutboxSender:
         event = await asyncio.to_thread(self.outbox.one, row.notification_id)
         error = None if event is None else event.error
         if event is not None and error is None and event.value is not None:
+            span = publish_span(self.outbox.topic, event)
             try:
-                await (
-                    await self.producer.send(self.outbox.topic, value=event.value, key=event.key)
+                published(
+                    span,
+                    await (
+                        await self.producer.send(
+                            self.outbox.topic,
+                            value=event.value,
+                            key=event.key,
+                            headers=trace_headers(span, event),
+                        )
+                    ),
                 )
             except KafkaError as refused:
+                tracing.finish(span, "refused")
                 if broker_away(refused):
                     raise
                 error = refused

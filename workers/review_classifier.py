@@ -7,7 +7,8 @@ Each classification is saved with the tracking of the event that caused it (work
 and the review refuses a reading it already has (same text, same model), so a redelivered
 or re-published event changes nothing. A reading of a text edited since is refused too:
 the edit's own event brings the new text. `eventmart analyst reclassify-reviews` reads
-every review again with another model version (reclassify below)."""
+every review again with another model version (reclassify below). Its timer refreshes
+each product's and seller's topics as their reviews change (workers.review_topics)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from eventmart.ml.feedback import Classification, FeedbackModel, load_default
 from eventmart.ml.feedback.lexicon import scan
 from eventmart.ml.feedback.text import normalize
 from eventmart.settings import Settings
+from workers.review_topics import refresh_topics
 from workers.saga import Context, Participant
 
 TEXT_FIELDS = {"title", "body"}
@@ -139,6 +141,7 @@ PARTICIPANT = Participant(
     topics=["reviews.events"],
     application=Reviews,
     policies={"review.submitted": classify_submitted, "review.edited": classify_edited},
+    timers={"refresh_topics": refresh_topics},
     adapters=adapters,
     touches=touches,
 )

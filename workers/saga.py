@@ -17,9 +17,11 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
+from opentelemetry.trace import SpanKind
 from psycopg_pool import ConnectionPool
 
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate
+from eventmart import tracing
 from eventmart.contracts import Envelope
 from eventmart.database import eventsourcing_env
 from eventmart.metrics import METRICS
@@ -149,11 +151,19 @@ class PolicyProcessor:
                 if identity(tracking) in applied:
                     self.skip(delivery)
                     continue
-                self.participant.policies[delivery.envelope.type](self.context, delivery.envelope)
+                with tracing.caused_by(delivery.cause):
+                    policy = self.participant.policies[delivery.envelope.type]
+                    policy(self.context, delivery.envelope)
                 unit.trackings.append(tracking)
                 applied.add(identity(tracking))
         if unit.trackings:
-            application.save_unit_of_work(unit)
+            span = transaction_span(self.participant.group, deliveries)
+            try:
+                application.save_unit_of_work(unit)
+            except Exception as error:
+                tracing.finish(span, "rolled_back", **{"error.type": type(error).__name__})
+                raise
+            tracing.finish(span, "committed")
 
     def apply(self, delivery: Delivery) -> None:
         """One event in its own transaction, again while another writer keeps winning."""
@@ -173,6 +183,7 @@ class PolicyProcessor:
         """An event this participant applied before: a redelivered, re-published or redriven
         copy. Counted; a redriven one is also said aloud, as an operator asked for it."""
         METRICS.events_skipped.labels(self.participant.group).inc()
+        delivery.mark("duplicate")
         envelope = delivery.envelope
         log.log(
             logging.WARNING if delivery.redriven else logging.INFO,
@@ -184,6 +195,20 @@ class PolicyProcessor:
             envelope.aggregate_id,
             envelope.aggregate_version,
         )
+
+
+def transaction_span(group: str, deliveries: list[Delivery]) -> Any:
+    """The database transaction of a batch: a child of its first event's span, linked to
+    the others'."""
+    if not tracing.ENABLED or not deliveries:
+        return None
+    return tracing.start(
+        f"{group} transaction",
+        SpanKind.CLIENT,
+        tracing.traceparent_of(deliveries[0].span, None),
+        {"db.system.name": "postgresql", "eventmart.batch_size": len(deliveries)},
+        links=[d.span for d in deliveries[1:] if d.span is not None],
+    )
 
 
 def build_context(

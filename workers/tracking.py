@@ -38,6 +38,7 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.utils import strtobool
 from psycopg.sql import SQL, Identifier
 
+from eventmart import tracing
 from eventmart.contracts import Envelope
 from workers.deadlines import (
     Deadline,
@@ -264,8 +265,23 @@ class TrackedMixin:
         unit = current if current is not None else UnitOfWork()
         for obj in objs:
             if obj is not None:
+                # Stamped now, while the policy that changed it runs: the batch saves later.
+                pending = getattr(obj, "_pending_events", ())
+                tracing.stamp(pending, tracing.CAUSE.get() or self._trace_of(pending))
                 unit.aggregates[obj.id] = obj
         return [] if current is not None else self.save_unit_of_work(unit)
+
+    def _trace_of(self, pending: Any) -> str | None:
+        """A timer's change (no consumed event caused it) continues its aggregate's trace:
+        the traceparent of the aggregate's last stored event (one query, timers only)."""
+        if not pending or "traceparent" in vars(pending[0]):
+            return None
+        version = pending[0].originator_version - 1
+        if version < 1:
+            return None
+        for stored in self.events.get(pending[0].originator_id, gt=version - 1, lte=version):
+            return getattr(stored, "traceparent", None)
+        return None
 
     def save_unit_of_work(self, unit: UnitOfWork) -> list[Recording[Any]]:
         """Every changed aggregate's new events, every tracking and the deadlines of what

@@ -22,6 +22,7 @@ from api.deps import OPTIONAL_TOKEN, OptionalUser
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, RecentKeys
 from domain.catalog import ProductNotFound
+from projections.catalog import product_category as category_of
 
 
 @asynccontextmanager
@@ -54,13 +55,8 @@ async def product_category(request: Request, product_id: UUID) -> str:
     if category is not None:
         return category
     async with request.app.state.catalog_reads.connection() as conn:
-        cursor = await conn.execute(
-            "SELECT category FROM products_view WHERE product_id = %s", (product_id,)
-        )
-        row = await cursor.fetchone()
-    if row is not None and row[0] is not None:
-        category = str(row[0])
-    else:
+        category = await category_of(conn, product_id)
+    if category is None:
         catalog = request.app.state.services.applications.catalog
         try:
             product = await run_in_threadpool(catalog.get_product, product_id)

@@ -8,17 +8,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, bearer, get_current_user
+from api.errors import ApiError, error_responses
+from api.throttle import client_address, in_networks
 from eventmart.broker import consumer_groups
 from eventmart.metrics import CONTENT_TYPE_LATEST, METRICS, SAGA_TERMINAL_STATUSES
 from eventmart.operations import consumer_group_lag, dead_letter_summaries
 from eventmart.relay_operations import dead_letter_summary, relay_health
+from eventmart.supervision import read_state
 
 router = APIRouter(tags=["ops"])
 log = logging.getLogger("eventmart.api.metrics")
@@ -80,7 +84,9 @@ def _database_gauges(services: Any) -> None:
 
 
 async def refresh_operational_gauges(services: Any) -> None:
-    """Read lag, DLQ sizes, saga outcomes and the relay's state into the gauges."""
+    """Read lag, DLQ sizes, saga outcomes, the relay's and the supervisor's state into the
+    gauges."""
+    METRICS.record_supervision(read_state(services.settings.state_dir))
     await asyncio.to_thread(_database_gauges, services)
     groups = consumer_groups()
     bootstrap = services.settings.bootstrap_servers
@@ -90,13 +96,35 @@ async def refresh_operational_gauges(services: Any) -> None:
     )
 
 
+async def scraper_allowed(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """The scrape shows lag, dead letters and request counts: answered to the networks of
+    EVENTMART_METRICS_ALLOWED_NETWORKS (loopback by default), or with an admin's token."""
+    settings = services.settings
+    if in_networks(
+        client_address(request, settings.trusted_proxies), settings.metrics_allowed_networks
+    ):
+        return
+    user = await get_current_user(services, credentials)
+    if user.role != "admin":
+        raise ApiError(403, "forbidden", "/metrics needs the role admin or an allowed address")
+
+
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    dependencies=[Depends(scraper_allowed)],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **error_responses(401, 403),
+    },
 )
 async def metrics(request: Request, services: ServicesDep) -> Response:
-    """Prometheus text; a failed refresh serves the last values rather than no scrape."""
+    """Prometheus text, for the allowed networks or an admin's token; a failed refresh
+    serves the last values rather than no scrape."""
     state = request.app.state
     refreshed_at = getattr(state, "metrics_refreshed_at", None)
     if refreshed_at is None or time.monotonic() - refreshed_at >= REFRESH_EVERY_SECONDS:

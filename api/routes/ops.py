@@ -32,6 +32,7 @@ from eventmart.relay_operations import (
     request_skip,
 )
 from eventmart.relay_operations import dead_letter as relay_dead_letter
+from projections.order_trace import order_trace as rebuild_order_trace
 from projections.orders import stuck_sagas
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
@@ -101,6 +102,35 @@ def sagas(
             "sagas", (page[-1]["updated_at"], page[-1]["order_id"])
         )
     return StuckSagaPage(items=[StuckSaga(**order) for order in page], next_cursor=next_cursor)
+
+
+class TraceSpan(BaseModel):
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    service: str
+    started_at: datetime
+    ended_at: datetime
+    attributes: dict[str, str | int]
+
+
+class OrderTrace(BaseModel):
+    trace_id: str
+    spans: list[TraceSpan]
+
+
+@router.get(
+    "/orders/{order_id}/trace",
+    response_model=OrderTrace,
+    responses=error_responses(*ADMIN_ERRORS, 404),
+)
+def order_trace(order_id: UUID, _: Admin, db: OrdersDb) -> OrderTrace:
+    """The order's saga as one trace, rebuilt from the event log (works with tracing off):
+    a span per stored event, relay publish and group's handling, parents by causation."""
+    found = rebuild_order_trace(db, str(order_id))
+    if found is None:
+        raise ApiError(404, "order_not_found", str(order_id))
+    return OrderTrace(**found)
 
 
 class ConsumerGroupPartition(BaseModel):

@@ -6,20 +6,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, OrdersDb, ServicesDep, require_role, retry_concurrent
+from api.deps import (
+    CurrentUser,
+    OrdersDb,
+    Services,
+    ServicesDep,
+    require_role,
+    retry_concurrent,
+)
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.money import Amount, amount_of, money_in_detail
+from api.order_events import MAX_STREAMS, OrderAnnouncements, order_stream
 from api.params import Cursor, Limit
 from api.quotes import price_lines
-from api.recommendations import RecentlyOrdered
-from api.routes.pricing import AskedCouponCode, DiscountView
+from api.recommendation_memory import RecentlyOrdered
+from api.routes.coupons import AskedCouponCode
+from api.routes.quotes import DiscountView
 from api.security import Principal
 from domain.limits import MAX_ORDER_LINES
 from domain.payments import PaymentIntent
+from domain.pricing import LineQuote, OrderQuote
 from eventmart.contracts.bounds import (
     AddressLine,
     AddressName,
@@ -29,6 +41,7 @@ from eventmart.contracts.bounds import (
     PaymentToken,
     PostalCode,
 )
+from projections.order_trace import order_owner
 from projections.orders import get_order, list_orders
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -181,56 +194,90 @@ def place_order(
     if earlier is not None:
         return OrderAccepted(order_id=earlier, status="pending")
     now = datetime.now(UTC)
+    quote = price_order(services, body, user.user_id, now)
+    order_id = uuid4()
+    payment = open_payment_intent(services, order_id, quote.total, body.payment)
+    order_id = store_order(
+        services, user.user_id, body, quote, payment, order_id, idempotency_key, request, now
+    )
+    remember_ordered(http, user.user_id, body)
+    return OrderAccepted(order_id=order_id, status="pending")
+
+
+def price_order(services: Services, body: PlaceOrder, buyer_id: UUID, now: datetime) -> OrderQuote:
+    """The pricing context's quote of the lines as placed now, the coupon (if any) applied."""
     coupon = (
         None
         if body.coupon_code is None
         else services.applications.pricing.usable_coupon(body.coupon_code, now).terms()
     )
-    quote = price_lines(
+    return price_lines(
         services.applications,
         [(line.product_id, line.quantity) for line in body.lines],
         coupon,
         now,
-        user.user_id,
+        buyer_id,
     )
-    lines = [
-        {
-            "product_id": line.product_id,
-            "quantity": line.quantity,
-            "unit_price": line.unit_price,
-            "list_price": line.list_price,
-            "discounts": [discount.as_dict() for discount in line.discounts],
-            "line_total": line.line_total,
-        }
-        for line in quote.lines
-    ]
-    order_id = uuid4()
+
+
+def open_payment_intent(
+    services: Services, order_id: UUID, total: int, payment: PaymentIn
+) -> dict[str, str]:
+    """Hand the token to the payments context; the order carries only the intent's reference."""
     intent = services.payment_intents.open(
         PaymentIntent.open(
-            order_id,
-            quote.total,
-            settings.currency,
-            body.payment.method,
-            body.payment.token,
+            order_id, total, services.settings.currency, payment.method, payment.token
         )
     )
-    order_id, _ = orders.place_order(
-        user.user_id,
-        lines,
+    return intent.reference
+
+
+def store_order(
+    services: Services,
+    buyer_id: UUID,
+    body: PlaceOrder,
+    quote: OrderQuote,
+    payment: dict[str, str],
+    order_id: UUID,
+    idempotency_key: str | None,
+    request: str,
+    now: datetime,
+) -> UUID:
+    """Place the order with the quote's lines; a repeated key answers the earlier order."""
+    settings = services.settings
+    placed, _ = services.applications.orders.place_order(
+        buyer_id,
+        [priced_line(line) for line in quote.lines],
         body.shipping_address.model_dump(),
-        intent.reference,
+        payment,
         idempotency_key=idempotency_key,
         request_fingerprint=request,
         now=now,
         payment_timeout=timedelta(seconds=settings.payment_timeout_seconds),
         currency=settings.currency,
         order_id=order_id,
-        coupon_code=body.coupon_code,
+        coupon_code=quote.coupon_code,  # None unless the coupon took something off
         limited_promotion_ids=quote.limited_promotion_ids,
     )
+    return placed
+
+
+def priced_line(line: LineQuote) -> dict[str, Any]:
+    """An order line as the orders context stores it: the quote's figures for it."""
+    return {
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "list_price": line.list_price,
+        "discounts": [discount.as_dict() for discount in line.discounts],
+        "line_total": line.line_total,
+    }
+
+
+def remember_ordered(http: Request, buyer_id: UUID, body: PlaceOrder) -> None:
+    """Recommendations of this process leave these products out before the read model knows."""
     recently: RecentlyOrdered = http.app.state.recently_ordered
-    recently.add(user.user_id, [line.product_id for line in body.lines])
-    return OrderAccepted(order_id=order_id, status="pending")
+    recently.add(buyer_id, [line.product_id for line in body.lines])
 
 
 @router.get(
@@ -255,6 +302,61 @@ def order_detail(
         "the order is placed but the read model has not caught up; retry shortly",
         {"Retry-After": "1"},
     )
+
+
+EVENT_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the order's timeline as server-sent events (`id:` the event id, "
+        "`event:` its type, `data:` `{type, at, detail}`); ends once the order is terminal",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **error_responses(401, 404, 503),
+}
+
+
+@router.get(
+    "/orders/{order_id}/events",
+    response_class=StreamingResponse,
+    responses=EVENT_STREAM_RESPONSES,
+)
+async def order_events(
+    order_id: UUID,
+    user: CurrentUser,
+    services: ServicesDep,
+    http: Request,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, description="resume after it")
+    ] = None,
+) -> StreamingResponse:
+    """The buyer's order as it moves (others get 404): each timeline event once, resumable
+    with Last-Event-ID, fed by the read model's announcements (api.order_events)."""
+    pool = services.read_pool("orders-projection")
+    owner = await run_in_threadpool(_owner, pool, str(order_id))
+    is_admin = user.role == "admin"
+    if owner is not None and not is_admin and owner[0] != user.user_id:
+        raise ApiError(404, "order_not_found", str(order_id))
+    if owner is None:
+        # Placed but not yet projected is streamed (its events follow); unknown is 404.
+        await run_in_threadpool(
+            services.applications.orders.get_order,
+            order_id,
+            buyer_id=None if is_admin else user.user_id,
+        )
+    announcements: OrderAnnouncements = http.app.state.order_announcements
+    if announcements.streams >= MAX_STREAMS:
+        raise ApiError(
+            503, "overloaded", "too many event streams open; retry later", {"Retry-After": "5"}
+        )
+    return StreamingResponse(
+        order_stream(announcements, pool, str(order_id), last_event_id, http.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _owner(pool: Any, order_id: str) -> tuple[Any, str] | None:
+    with pool.connection() as conn:
+        return order_owner(conn, order_id)
 
 
 @router.get("/orders", response_model=OrderPage, responses=error_responses(401, 503))

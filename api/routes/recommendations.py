@@ -20,14 +20,9 @@ from api.deps import OPTIONAL_TOKEN, CurrentUser, OptionalUser
 from api.errors import ApiError, error_responses
 from api.params import text_query
 from api.product_cache import encode
-from api.recommendations import (
-    Answer,
-    ModelHolder,
-    NeedsDatabase,
-    ReadModelMemory,
-    Recommendations,
-    as_json,
-)
+from api.recommendation_memory import NeedsDatabase, ReadModelMemory
+from api.recommendation_model import ModelHolder
+from api.recommendations import Answer, Recommendations, as_json
 from api.routes.products import Money
 from api.security import Principal
 from domain.limits import MAX_CATEGORY_LENGTH

@@ -164,11 +164,26 @@ class TopTerms(BaseModel):
     negative: list[str]
 
 
+class FeedbackTopic(BaseModel):
+    """What buyers talk about: a topic of the reviews, from the topic model."""
+
+    label: str = Field(description="the topic's top terms, in its reviews' language")
+    terms: list[str]
+    reviews: int = Field(description="how many reviews the topic holds")
+    sentiment: SentimentCounts
+    example_review_ids: list[UUID]
+
+
 class FeedbackFigures(BaseModel):
     reviews: int
     sentiment: SentimentCounts
     aspects: dict[Aspect, SentimentCounts]
     top_terms: TopTerms
+    topics: list[FeedbackTopic] = Field(
+        description="at most 8, largest first; empty below a minimum number of reviews "
+        "(the latest refresh of the topic model, whatever window was asked for)",
+        max_length=8,
+    )
 
 
 class ProductFeedback(FeedbackFigures):

@@ -15,10 +15,9 @@ import yaml
 from eventmart.broker import topic_specs
 
 KAFKA_CLUSTER = "eventmart"  # the Strimzi `Kafka` of base/kafka.yaml
-# On the three-node cluster: every topic on three brokers, a write acknowledged by two
-# (acks=all), so one broker may be away without refusing or losing a write.
-CLUSTER_REPLICATION = 3
-CLUSTER_MIN_INSYNC_REPLICAS = 2
+# The three-node cluster takes the catalogue's `cluster` replication (kafka/topics.yaml:
+# three replicas, a write acknowledged by two with acks=all), so one broker may be away
+# without refusing or losing a write.
 OUTPUT = Path(__file__).parent / "base" / "kafka-topics.yaml"
 
 
@@ -31,14 +30,14 @@ def kafka_topics() -> list[dict[str, Any]]:
             "spec": {
                 "topicName": spec.name,
                 "partitions": spec.partitions,
-                "replicas": CLUSTER_REPLICATION,
+                "replicas": spec.replication_factor,
                 "config": {
                     "retention.ms": spec.retention_ms,
-                    "min.insync.replicas": CLUSTER_MIN_INSYNC_REPLICAS,
+                    "min.insync.replicas": spec.min_insync_replicas,
                 },
             },
         }
-        for spec in topic_specs()
+        for spec in topic_specs("cluster")
     ]
 
 

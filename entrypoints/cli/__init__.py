@@ -50,30 +50,62 @@ def up(
         str | None,
         typer.Option(
             help="The worker processes, separated by spaces, each a comma-separated list of "
-            "consumer groups or sets: `sagas projections,recommender` (the default), `all` (one process), "
+            "consumer groups or sets: `sagas projections classifiers recommender` (the default), `all` (one process), "
             "`inventory-saga,payments-saga orders-saga …`. Defaults to "
             "EVENTMART_WORKER_PROCESSES.",
             show_default=False,
         ),
     ] = None,
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            help="Kafka nodes to run (1, or 3 for a local cluster: replication 3, min ISR 2). "
+            "Defaults to EVENTMART_KAFKA_BROKERS.",
+            show_default=False,
+        ),
+    ] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            help="Also run a local Jaeger (built once with go) and export every process's "
+            "spans to it over OTLP; its UI address is printed with the others."
+        ),
+    ] = False,
 ) -> None:
-    """Start PostgreSQL, Kafka, the relay, the workers and the API; Ctrl-C stops them all.
+    """Start PostgreSQL, Kafka, the relay, the workers and the API, and keep them running
+    (a process that dies is restarted); Ctrl-C stops them all.
 
     Data lives in EVENTMART_STATE_DIR (default .eventmart/), so running it again
     resumes where it left off. DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS use external
     servers instead of the embedded ones."""
+    from entrypoints.jaeger import JaegerUnavailable
     from entrypoints.stack import Stack
     from eventmart.groups import UnknownGroup
 
+    if brokers is not None:
+        import os
+
+        from pydantic import ValidationError
+
+        os.environ["EVENTMART_KAFKA_BROKERS"] = str(brokers)  # the children read it too
+        try:
+            get_settings()
+        except ValidationError as error:
+            console.print(f"[red]{error.errors()[0]['msg']}[/]")
+            raise typer.Exit(2) from error
     settings = get_settings()
     if workers is not None:
         settings = settings.model_copy(update={"worker_processes": workers})
     try:
-        stack = Stack(settings)
+        stack = Stack(settings, tracing=tracing)
     except UnknownGroup as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from error
-    stack.run(seed_demo=demo)
+    try:
+        stack.run(seed_demo=demo)
+    except JaegerUnavailable as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from error
 
 
 @app.command()
@@ -86,6 +118,50 @@ def down() -> None:
     else:
         console.print("no running stack found")
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The supervisor's state as JSON.")
+    ] = False,
+) -> None:
+    """Each process `eventmart up` runs from this state directory: pid, uptime, restarts
+    and health. Exit 1: no stack runs here; 3: something is down or crash-looping."""
+    from rich.table import Table
+
+    from eventmart.supervision import read_state, trouble
+
+    state = read_state(get_settings().state_dir)
+    if state is None:
+        console.print("no running stack found (`eventmart up` starts one)")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(state, indent=1))
+    else:
+        table = Table("process", "pid", "uptime", "restarts", "last min", "state", "health")
+        for process in state["processes"]:
+            uptime = process["uptime_seconds"]
+            table.add_row(
+                process["name"],
+                str(process["pid"] or "-"),
+                "-" if uptime is None else _duration(uptime),
+                str(process["restarts"]),
+                str(process["restarts_last_minute"]),
+                process["state"],
+                process["health"],
+            )
+        Console().print(table)
+    problems = trouble(state)
+    if problems:
+        console.print(f"[red]not all up: {', '.join(problems)}[/]")
+        raise typer.Exit(3)
+
+
+def _duration(seconds: float) -> str:
+    minutes, second = divmod(int(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}h{minute:02d}m{second:02d}s" if hours else f"{minute}m{second:02d}s"
 
 
 @app.command()
@@ -282,7 +358,10 @@ def topics_create() -> None:
     """Create the catalogue's missing topics (existing ones are left alone)."""
     from eventmart.broker import create_topics
 
-    created = asyncio.run(create_topics(get_settings().bootstrap_servers))
+    settings = get_settings()
+    created = asyncio.run(
+        create_topics(settings.bootstrap_servers, mode=settings.kafka_replication_mode)
+    )
     console.print(f"created: {', '.join(created) or 'nothing, all exist'}")
 
 
@@ -293,11 +372,15 @@ def topics_list() -> None:
 
     from eventmart.broker import topic_specs
 
-    table = Table("topic", "partitions", "key", "retention ms", "schema version")
-    for spec in topic_specs():
+    mode = get_settings().kafka_replication_mode
+    table = Table(
+        "topic", "partitions", f"replicas/min ISR ({mode})", "key", "retention ms", "schema version"
+    )
+    for spec in topic_specs(mode):
         table.add_row(
             spec.name,
             str(spec.partitions),
+            f"{spec.replication_factor}/{spec.min_insync_replicas}",
             spec.key,
             str(spec.retention_ms),
             str(spec.schema_version),

@@ -223,7 +223,7 @@ def analyst_eval_recs(
 
 @app.command("train-recs")
 def analyst_train_recs(
-    source: Annotated[str, typer.Option(help=recs.SOURCE_HELP)],
+    source: Annotated[str, typer.Option(help=recs.SOURCE_HELP)] = "log",
     path: Annotated[Path | None, typer.Argument(help=recs.PATH_HELP)] = None,
     out: Annotated[
         Path | None,
@@ -233,15 +233,29 @@ def analyst_train_recs(
     threads: Annotated[
         int, typer.Option(min=1, help="More is faster, but only 1 gives the same model twice.")
     ] = 1,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Ask the running recommender worker to train from scratch on the whole log "
+            "at its next tick (in its own process, giving way to the sagas), and return.",
+        ),
+    ] = False,
 ) -> None:
     """Train the LightFM hybrid once on everything the source holds and save its serving
-    model as a new version (the folder's LATEST then names it)."""
+    model as a new version (the folder's LATEST then names it), with the state the
+    recommender worker's incremental updates go on from."""
     from eventmart.ml import store
+    from eventmart.ml.incremental import IncrementalModel
     from eventmart.ml.recommender import HybridParams, train
 
+    directory = out or get_settings().models_dir
+    if full:
+        request = store.request_full_retrain(directory)
+        console.print(f"full training requested ({request}); the recommender worker runs it")
+        return
     interactions, items, seen = recs.load_source(source, path)
     recs.describe_input(interactions, items)
-    directory = out or get_settings().models_dir
     with recs.epoch_progress() as progress:
         task = progress.add_task("training", total=HybridParams().epochs)
         try:
@@ -257,6 +271,8 @@ def analyst_train_recs(
             console.print(f"[red]{error}[/]")
             raise typer.Exit(1) from error
     folder = store.save(trained.to_serving(), directory)
+    if seen:  # from the log: the worker's updates go on from here
+        store.save_state(IncrementalModel.from_trained(trained), directory)
     console.print(f"model {trained.version} trained at {trained.trained_at:%Y-%m-%d %H:%M:%S}Z")
     console.print(", ".join(f"{count:,} {name}" for name, count in trained.counts.items()))
     console.print(f"saved to {folder} (LATEST)")
@@ -315,6 +331,9 @@ def analyst_train_classifier(
     out_console.print(figures_table(title, report.outside))
     out_console.print(aspect_table(report.outside["model"]))
     out_console.print(confusion_table(report.outside["model"]))
+    title = f"fresh set, another hand: {report.fresh_count} reviews (never trained on)"
+    out_console.print(figures_table(title, report.fresh))
+    out_console.print(confusion_table(report.fresh["model"]))
     console.print(f"model [bold]{final.version}[/] written to {path}")
 
 

@@ -3,10 +3,12 @@
 from eventmart.contracts import (
     behavior,  # noqa: F401  (registers behavior.* events)
     catalog,  # noqa: F401  (registers product.* events)
+    coupons,  # noqa: F401  (registers coupon.*, coupon_use.* events)
     inventory,  # noqa: F401  (registers stock.*, reservation.*)
     orders,  # noqa: F401  (registers order.* events)
     payments,  # noqa: F401  (registers payment.* events)
-    pricing,  # noqa: F401  (registers promotion.*, coupon.*, coupon_use.*, price.* events)
+    price_rules,  # noqa: F401  (registers price_rule.*, price.* events)
+    promotions,  # noqa: F401  (registers promotion.* events)
     recommender,  # noqa: F401  (registers recommender.* events)
     reviews,  # noqa: F401  (registers review.* events)
     shipping,  # noqa: F401  (registers shipment.* events)

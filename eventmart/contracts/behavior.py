@@ -20,7 +20,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import Field, StrictInt, StringConstraints, model_validator
 
-from eventmart.contracts.bounds import Category, safe_text
+from eventmart.contracts.bounds import ZERO_FRACTION, Category, safe_text
 from eventmart.contracts.envelope import EventContract, Payload, register
 
 TOPIC = "behavior.events"
@@ -92,9 +92,11 @@ class Searched(Payload):
 
     query: Annotated[str, safe_text(MAX_QUERY_LENGTH, min_length=1)]
     category: Category | None = None
-    result_count: StrictInt = Field(
-        ge=0, le=MAX_PAGE_ITEMS, description="products on the first page answered"
-    )
+    result_count: Annotated[
+        StrictInt,
+        Field(ge=0, le=MAX_PAGE_ITEMS, description="products on the first page answered"),
+        ZERO_FRACTION,
+    ]
     user_id: UUID | None = None
     session_id: SessionId | None = None
 

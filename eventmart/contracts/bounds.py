@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, StrictInt, StringConstraints
+from pydantic import BeforeValidator, Field, StrictInt, StringConstraints
 
 from domain.limits import (
     MAX_ADDRESS_LINE_LENGTH,
@@ -46,26 +46,44 @@ from domain.limits import (
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _MULTILINE_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 
+
+def _zero_fraction_to_int(value: Any) -> Any:
+    """JSON Schema's "integer" is any number with a zero fraction, 2.0 as well as 2 (draft
+    2020-12, section 6.1.1 of the validation vocabulary), and the published schemas say
+    "integer"; so 2.0 counts as 2. True, "2" and 2.5 stay refused (StrictInt)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+ZERO_FRACTION = BeforeValidator(_zero_fraction_to_int)
+"""After an integer's bounds (before them, pydantic would not publish the bounds in the
+JSON schema): an integer as JSON Schema means it, 2 or 2.0."""
+
 MoneyAmount = Annotated[
-    StrictInt, Field(gt=0, le=MAX_MONEY_AMOUNT, description="minor units, e.g. 1250 = 12.50")
+    StrictInt,
+    Field(gt=0, le=MAX_MONEY_AMOUNT, description="minor units, e.g. 1250 = 12.50"),
+    ZERO_FRACTION,
 ]
 """A price or unit price."""
 
-MoneyTotal = Annotated[StrictInt, Field(gt=0, le=MAX_ORDER_TOTAL, description="minor units")]
+MoneyTotal = Annotated[
+    StrictInt, Field(gt=0, le=MAX_ORDER_TOTAL, description="minor units"), ZERO_FRACTION
+]
 # The limited promotions an order took: at most one per discount of each line.
 PromotionIds = Annotated[list[UUID], Field(max_length=MAX_ORDER_LINES * MAX_LINE_DISCOUNTS)]
 """An order's total, a payment or a refund: at most 50 lines x 1,000 units x the top price."""
 
-LineQuantity = Annotated[StrictInt, Field(gt=0, le=MAX_LINE_QUANTITY)]
+LineQuantity = Annotated[StrictInt, Field(gt=0, le=MAX_LINE_QUANTITY), ZERO_FRACTION]
 """Units of one product on one order line."""
 
-StockQuantity = Annotated[StrictInt, Field(gt=0, le=MAX_STOCK)]
+StockQuantity = Annotated[StrictInt, Field(gt=0, le=MAX_STOCK), ZERO_FRACTION]
 """Units by which a stock changes (received, reserved, committed, released)."""
 
-StockReceipt = Annotated[StrictInt, Field(gt=0, le=MAX_STOCK_RECEIPT)]
+StockReceipt = Annotated[StrictInt, Field(gt=0, le=MAX_STOCK_RECEIPT), ZERO_FRACTION]
 """Units a seller receives in one request."""
 
-StockLevel = Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)]
+StockLevel = Annotated[StrictInt, Field(ge=0, le=MAX_STOCK), ZERO_FRACTION]
 """Units on hand, reserved or available."""
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -111,7 +129,7 @@ Reason = Annotated[str, safe_text(MAX_REASON_LENGTH, min_length=1)]
 Reference = Annotated[str, safe_text(MAX_REFERENCE_LENGTH, min_length=1)]
 """A payment provider's reference of a charge or refund."""
 
-Rating = Annotated[StrictInt, Field(ge=1, le=MAX_RATING)]
+Rating = Annotated[StrictInt, Field(ge=1, le=MAX_RATING), ZERO_FRACTION]
 """Stars, 1 to 5, for a product or for its seller's service."""
 ReviewTitle = Annotated[str, safe_text(MAX_REVIEW_TITLE_LENGTH, min_length=1)]
 ReviewBody = Annotated[str, safe_text(MAX_REVIEW_BODY_LENGTH, min_length=1, multiline=True)]

@@ -19,6 +19,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
+# A W3C Trace Context traceparent, version 00 (eventmart.tracing).
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+Traceparent = Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN, max_length=55)]
 EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:event")
 
 
@@ -40,6 +43,8 @@ class Envelope(BaseModel):
     correlation_id: UUID
     causation_id: UUID | None = None
     payload: dict[str, Any]
+    # W3C traceparent of what caused it (eventmart.tracing); absent on events stored before.
+    traceparent: Traceparent | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -104,6 +109,7 @@ def envelope_from_domain(
         correlation_id=correlation_id or getattr(domain_event, "correlation_id", None) or event_id,
         causation_id=causation_id or getattr(domain_event, "causation_id", None),
         payload=payload.model_dump(mode="json"),
+        traceparent=getattr(domain_event, "traceparent", None),
     )
 
 
@@ -175,6 +181,7 @@ class _CanonicalEnvelope(BaseModel):
     occurred_at: datetime
     correlation_id: CanonicalUuid
     causation_id: CanonicalUuid | None = None
+    traceparent: Traceparent | None = None
 
 
 @cache

@@ -12,8 +12,9 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from domain.inventory import Reservation, Stock
 from domain.limits import MAX_ORDER_LINES
+from domain.reservations import Reservation
+from domain.stock import Stock
 from eventmart.contracts.bounds import PromotionIds, StockLevel, StockQuantity
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 

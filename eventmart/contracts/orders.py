@@ -24,8 +24,10 @@ from domain.limits import (
     MAX_ORDER_LINES,
     MAX_ORDER_TOTAL,
 )
-from domain.orders import Order, OrderLine
+from domain.order import Order
+from domain.order_lines import OrderLine
 from eventmart.contracts.bounds import (
+    ZERO_FRACTION,
     AddressLine,
     AddressName,
     City,
@@ -113,7 +115,7 @@ class OrderPlaced(Payload):
     shipping_address: ShippingAddress
     payment: PaymentReference
     payment_deadline: datetime
-    discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL)]
+    discount_total: Annotated[StrictInt, Field(ge=0, le=MAX_ORDER_TOTAL), ZERO_FRACTION]
     coupon_code: CouponCode | None
     limited_promotion_ids: PromotionIds = Field(
         default_factory=list,

@@ -15,6 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import Field, StrictInt, StringConstraints
 
 from eventmart.contracts.behavior import ModelVersion
+from eventmart.contracts.bounds import ZERO_FRACTION
 from eventmart.contracts.envelope import EventContract, Payload, register
 
 TOPIC = "recommender.events"
@@ -22,8 +23,8 @@ MODEL_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:recommender-model")
 MAX_OFFSET = 2**63 - 1
 MAX_PARTITIONS_SEEN = 1000
 
-Offset = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)]
-Count = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)]
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET), ZERO_FRACTION]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET), ZERO_FRACTION]
 Position = Annotated[
     str, StringConstraints(max_length=300, pattern=r"^[A-Za-z0-9._-]+:[0-9]{1,9}$")
 ]

@@ -12,6 +12,15 @@ from uuid import UUID
 
 from pydantic import Field
 
+from domain.review_topics import (
+    MAX_CORPUS_LENGTH,
+    MAX_EXAMPLES,
+    MAX_LABEL_LENGTH,
+    MAX_TOPIC_TERMS,
+    MAX_TOPICS,
+    ReviewTopics,
+    topics_id_for,
+)
 from domain.reviews import (
     MAX_MODEL_VERSION_LENGTH,
     MAX_TERM_LENGTH,
@@ -107,6 +116,37 @@ class ReviewClassified(Payload):
     aspects: list[Aspect] = Field(max_length=4)
     sentiment: Literal["positive", "neutral", "negative"]
     terms: Terms
+
+
+class SentimentCounts(Payload):
+    positive: int = Field(ge=0)
+    neutral: int = Field(ge=0)
+    negative: int = Field(ge=0)
+
+
+class Topic(Payload):
+    """One thing buyers talk about: its label and top terms in its reviews' language, how
+    many reviews, their sentiment (the classifier's labels) and the most typical ones."""
+
+    label: Annotated[str, safe_text(MAX_LABEL_LENGTH, min_length=1)]
+    terms: list[Term] = Field(min_length=1, max_length=MAX_TOPIC_TERMS)
+    lang: Literal["zh", "en"]
+    reviews: int = Field(ge=1)
+    sentiment: SentimentCounts
+    example_review_ids: list[UUID] = Field(max_length=MAX_EXAMPLES)
+
+
+class TopicsUpdated(Payload):
+    """The topic model `model_version`'s reading of the scope's `reviews` published,
+    classified reviews (digest `corpus`): at most 8 topics, largest first; empty when
+    there are too few reviews."""
+
+    scope: Literal["product", "seller"]
+    scope_id: UUID
+    model_version: str = Field(min_length=1, max_length=MAX_MODEL_VERSION_LENGTH)
+    corpus: str = Field(min_length=1, max_length=MAX_CORPUS_LENGTH)
+    reviews: int = Field(ge=0)
+    topics: list[Topic] = Field(max_length=MAX_TOPICS)
 
 
 def _example(kind: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -277,5 +317,51 @@ register(
                 "terms": {"positive": [], "negative": ["cracked"]},
             },
         ),
+    )
+)
+
+TOPICS_ID = str(topics_id_for("product", UUID(PRODUCT_ID)))
+register(
+    EventContract(
+        type="feedback.topics_updated",
+        topic=TOPIC,
+        schema_version=1,
+        payload=TopicsUpdated,
+        domain_event=ReviewTopics.Updated,
+        to_payload=lambda e: {
+            "scope": e.scope,
+            "scope_id": e.scope_id,
+            "model_version": e.model_version,
+            "corpus": e.corpus,
+            "reviews": e.reviews,
+            "topics": e.topics,
+        },
+        example={
+            "event_id": str(event_id_for(UUID(TOPICS_ID), 2)),
+            "type": "feedback.topics_updated",
+            "schema_version": 1,
+            "aggregate_id": TOPICS_ID,
+            "aggregate_version": 2,
+            "occurred_at": "2026-11-28T09:05:00+00:00",
+            "correlation_id": str(event_id_for(UUID(TOPICS_ID), 2)),
+            "causation_id": None,
+            "payload": {
+                "scope": "product",
+                "scope_id": PRODUCT_ID,
+                "model_version": "topics-1.0-0123456789ab",
+                "corpus": "9f86d081884c7d659a2feaa0c55ad015",
+                "reviews": 40,
+                "topics": [
+                    {
+                        "label": "strap · broke",
+                        "terms": ["strap", "broke", "buckle", "snapped"],
+                        "lang": "en",
+                        "reviews": 12,
+                        "sentiment": {"positive": 0, "neutral": 1, "negative": 11},
+                        "example_review_ids": [REVIEW_ID],
+                    }
+                ],
+            },
+        },
     )
 )

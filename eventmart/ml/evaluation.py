@@ -27,6 +27,7 @@ from rectools.models.base import ModelBase
 
 from eventmart.ml.interactions import checked_interactions, checked_items, pair_table
 from eventmart.ml.recommender import HybridParams, train
+from eventmart.ml.serving import ServingModel
 
 HYBRID, NO_FEATURES, POPULAR, ITEM_KNN = (
     "lightfm_hybrid",
@@ -179,3 +180,23 @@ def evaluate(
         )
         results[name] = {**{m: float(v) for m, v in figures.items()}, "train_seconds": seconds}
     return results
+
+
+def evaluate_serving(split: TimeSplit, model: ServingModel, k: int = 10) -> dict[str, float]:
+    """rectools' metrics of a serving model's own recommendations on the split's test
+    period (each user's training items excluded, as the shop excludes what was touched):
+    how the incrementally trained model and a full training are compared."""
+    if split.test.empty:
+        raise ValueError("the test period has no new pair of a warm user: nothing to score")
+    prev = pair_table(split.train)[["user_id", "item_id"]]
+    touched = prev.groupby("user_id")["item_id"].agg(set)
+    rows = [
+        (user, found.item_id, rank)
+        for user in split.test["user_id"].unique()
+        for rank, found in enumerate(model.recommend(user, k, exclude=touched.get(user, ())), 1)
+    ]
+    reco = pd.DataFrame(rows, columns=["user_id", "item_id", "rank"])
+    figures = calc_metrics(
+        metric_set(k), reco, split.test, prev_interactions=prev, catalog=split.catalogue
+    )
+    return {name: float(value) for name, value in figures.items()}

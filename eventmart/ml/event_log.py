@@ -49,6 +49,9 @@ class LogData:
     items: pd.DataFrame
     seen: dict[str, int]
     counts: Counter[str] = field(default_factory=Counter)
+    # Orders placed and not yet confirmed (order id -> buyer, products): what a follower
+    # of the log after this point needs to turn a later confirmation into purchases.
+    pending_orders: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,7 +159,46 @@ def read_events(records: Iterable[Any]) -> LogData:
         items=items_frame(_items(reading.product_events)),
         seen=reading.seen,
         counts=reading.counts,
+        pending_orders={
+            order: placed
+            for order, placed in reading.placed.items()
+            if order not in reading.confirmed
+        },
     )
+
+
+ENDED = frozenset({"order.rejected", "order.cancelled"})  # no confirmation will follow
+
+
+def follow_events(
+    records: Iterable[Any], seen: dict[str, int], pending_orders: dict[str, tuple[str, list[str]]]
+) -> tuple[list[Interaction], list[Item]]:
+    """What records after a model's `seen` offsets add: its interactions, and the products
+    created among them. Updates both mappings in place: `seen` to the next offsets, and
+    `pending_orders` (placed, awaiting confirmation). Records before `seen` (already
+    learnt) are skipped. Updates of products created before are left to the next full
+    training, as are ratings (the recommender's group does not read reviews)."""
+    reading = _Reading(placed=pending_orders)
+    for record in records:
+        try:
+            data = _as_dict(record)
+            position = f"{data['topic']}:{data['partition']}"
+            if int(data["offset"]) < seen.get(position, 0):
+                continue
+            if data["type"] in ENDED:
+                pending_orders.pop(str(data["payload"]["order_id"]), None)
+            _read_one(reading, data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            reading.counts["malformed"] += 1
+    seen.update(reading.seen)
+    purchases = [
+        Interaction.purchase(buyer, product, at)
+        for order_id, at in reading.confirmed.items()
+        if (placed := pending_orders.pop(order_id, None)) is not None
+        for buyer, products in [placed]
+        for product in products
+    ]
+    return [*reading.views, *purchases], _items(reading.product_events)
 
 
 def read_export(directory: Path, topics: Iterable[str] = TOPICS) -> Iterator[dict[str, Any]]:

@@ -18,11 +18,9 @@ VERBS = {0: "viewed", 1: "rated", 2: "bought"}
 HISTORY_LENGTH = 20
 
 
-def user_histories(
-    interactions: pd.DataFrame, user_ids: list[str], item_index: dict[str, int]
-) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
-    """CSR-like arrays: user i's history is items[starts[i]:starts[i+1]] (most recent
-    first, at most HISTORY_LENGTH) with their kind codes."""
+def recent_pairs(interactions: pd.DataFrame, item_index: dict[str, int]) -> pd.DataFrame:
+    """Each user's HISTORY_LENGTH latest liked items (user_id, index, code, datetime), most
+    recent first; a pair's code is its strongest kind, its time its latest."""
     table = interactions[interactions["weight"] > 0]
     table = table.assign(
         code=table["kind"].map(KIND_CODES),
@@ -32,7 +30,15 @@ def user_histories(
         code=("code", "max"), datetime=("datetime", "max")
     )
     pairs = pairs.sort_values(["user_id", "datetime", "index"], ascending=[True, False, True])
-    pairs = pairs.groupby("user_id", sort=False).head(HISTORY_LENGTH)
+    return pairs.groupby("user_id", sort=False).head(HISTORY_LENGTH)
+
+
+def user_histories(
+    interactions: pd.DataFrame, user_ids: list[str], item_index: dict[str, int]
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """CSR-like arrays: user i's history is items[starts[i]:starts[i+1]] (most recent
+    first, at most HISTORY_LENGTH) with their kind codes."""
+    pairs = recent_pairs(interactions, item_index)
     by_user = dict(tuple(pairs.groupby("user_id", sort=False)))
     starts = np.zeros(len(user_ids) + 1, dtype=np.int64)
     chunks_items: list[NDArray[Any]] = []

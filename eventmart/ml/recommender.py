@@ -126,21 +126,21 @@ def build_dataset(
     return Dataset.construct(pairs, item_features_df=flat, cat_item_features=groups)
 
 
+def lightfm_core(params: HybridParams, seed: int) -> LightFM:
+    return LightFM(
+        no_components=params.components,
+        loss="warp",
+        learning_rate=params.learning_rate,
+        item_alpha=params.item_alpha,
+        user_alpha=params.user_alpha,
+        max_sampled=params.max_sampled,
+        random_state=seed,
+    )
+
+
 def lightfm_model(params: HybridParams, seed: int, threads: int = 1) -> LightFMWrapperModel:
     """Fitted one epoch per `fit_partial` call, so training can report its progress."""
-    return LightFMWrapperModel(
-        LightFM(
-            no_components=params.components,
-            loss="warp",
-            learning_rate=params.learning_rate,
-            item_alpha=params.item_alpha,
-            user_alpha=params.user_alpha,
-            max_sampled=params.max_sampled,
-            random_state=seed,
-        ),
-        epochs=1,
-        num_threads=threads,
-    )
+    return LightFMWrapperModel(lightfm_core(params, seed), epochs=1, num_threads=threads)
 
 
 def train(

@@ -229,7 +229,7 @@ def test_as_of_shows_an_order_and_stock_as_they_were(shop, traffic, settings):
 
 
 def inventory_stock_id(product_id: UUID) -> UUID:
-    from domain.inventory import Stock
+    from domain.stock import Stock
 
     return Stock.create_id(product_id)
 

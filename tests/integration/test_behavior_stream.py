@@ -131,9 +131,11 @@ def test_views_accepted_across_a_broker_restart_are_all_on_the_topic_once(
         loop.start()
     try:
         wait_until(lambda: sum(len(loop.accepted) for loop in loops) >= 100, timeout=30)
-        assert infrastructure.kafka is not None, "the broker is not this session's own"
-        infrastructure.kafka.terminate()
-        infrastructure.kafka.wait(timeout=60)
+        assert infrastructure.kafka, "the broker is not this session's own"
+        for node in infrastructure.kafka:
+            node.terminate()
+        for node in infrastructure.kafka:
+            node.wait(timeout=60)
         infrastructure.kafka = broker.start_embedded(settings)
         during = sum(len(loop.accepted) for loop in loops)
         wait_until(

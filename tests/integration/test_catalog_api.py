@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from domain.inventory import Stock
+from domain.stock import Stock
 from tests.support import wait_until
 
 # Every test here reads what the catalog projection wrote.

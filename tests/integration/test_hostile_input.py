@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventmart.wiring import APPLICATION_TOPICS
+from tests.integration.test_pricing_api import promotion
 from tests.shop import ADDRESS, Customer, Seller
 from tests.support import wait_until
 
@@ -88,6 +89,36 @@ def test_stock_beyond_its_bound_is_refused(seller: Seller, product_id: str):
     for quantity in (10**6 + 1, 2**63, 0):
         answer = seller.post(f"/v1/products/{product_id}/stock", {"quantity": quantity})
         assert answer.status_code == 422, answer.text
+
+
+def test_a_whole_number_written_with_a_zero_fraction_counts_as_that_integer(
+    seller: Seller, customer: Customer, product_id: str
+):
+    """The published schemas say "integer", and JSON Schema's integer includes 2.0; a
+    fraction, a boolean or a numeric string is still refused."""
+    stock = f"/v1/products/{product_id}/stock"
+    before = seller.post(stock, {"quantity": 1}).json()["on_hand"]
+    answer = seller.post(stock, {"quantity": 2.0})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["on_hand"] == before + 2
+    for refused in (2.5, True, "2", float("1e7")):
+        assert seller.post(stock, {"quantity": refused}).status_code == 422, refused
+    other = seller.product()
+    promoted = promotion(seller, other, percent_off=5.0, max_uses=10.0)
+    assert promoted.status_code == 201, promoted.text
+    assert promotion(seller, other, percent_off=5.5).status_code == 422
+    listed = seller.post("/v1/products", listing(f"WHOLE-{uuid.uuid4().hex[:10]}", 1250.0))
+    assert listed.status_code == 201, listed.text
+    order = place_order(product_id)
+    order["lines"][0]["quantity"] = 1.0
+    placed = customer.post("/v1/orders", order)
+    assert placed.status_code == 202, placed.text
+    assert (
+        customer.post(
+            "/v1/orders", {**order, "lines": [{"product_id": product_id, "quantity": 1.5}]}
+        ).status_code
+        == 422
+    )
 
 
 def place_order(product_id: str) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def test_metrics_exposes_latency_lag_dead_letters_and_saga_outcomes(shop, admin)
     positions(shop, admin)  # one observed request on a templated route
     text = wait_until(
         lambda: (
-            (answer := shop.get("/metrics")).status_code == 200
+            (answer := shop.get("/metrics", headers=admin)).status_code == 200
             and "eventmart_consumer_lag{" in answer.text
             and answer.text
         ),
@@ -216,6 +216,24 @@ def test_metrics_exposes_latency_lag_dead_letters_and_saga_outcomes(shop, admin)
     # route has (404s, which other tests in this process make) fall under "unmatched".
     unmatched = [line for line in text.splitlines() if 'route="unmatched"' in line]
     assert all('status="404"' in line for line in unmatched), unmatched
+
+
+def test_metrics_answers_loopback_and_admins_only(shop, admin):
+    """The test client's peer is "testclient", not a loopback address."""
+    refused = shop.get("/metrics")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "not_authenticated"
+    customer = Customer(shop)
+    forbidden = shop.get("/metrics", headers=customer.headers)
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+    assert shop.get("/metrics", headers=admin).status_code == 200
+    for peer in ("127.0.0.1", "::1"):
+        local = TestClient(shop.app, client=(peer, 40000))
+        assert local.get("/metrics").status_code == 200, peer
+    outside = TestClient(shop.app, client=("203.0.113.7", 40000))
+    assert outside.get("/metrics").status_code == 401
+    # Behind a proxy the settings do not trust, X-Forwarded-For changes nothing.
+    spoofed = outside.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
+    assert spoofed.status_code == 401
 
 
 def test_ops_lag_command_prints_rows_and_a_table(shop, cli):

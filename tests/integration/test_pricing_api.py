@@ -92,6 +92,23 @@ def test_bad_promotions_are_refused(api: TestClient, seller: Seller, customer: C
     )
     assert backwards.status_code == 422 and backwards.json()["error"]["code"] == "invalid_promotion"
     assert promotion(seller, product_id, kind="tiered").status_code == 422  # tiers required
+    # A field of another kind is refused as a coupon's second discount is, never dropped.
+    listed = len(api.get("/v1/promotions", params={"product_id": product_id}).json()["items"])
+    for foreign in (
+        {"amount_off": {"amount": 100, "currency": "CNY"}},
+        {"buy_quantity": 2, "free_quantity": 1},
+        {"tiers": [{"min_quantity": 2, "percent_off": 5}]},
+    ):
+        mixed = promotion(seller, product_id, **foreign)  # kind percent_off, percent_off 20
+        assert mixed.status_code == 422, foreign
+        assert mixed.json()["error"]["code"] == "invalid_promotion"
+        assert next(iter(foreign)) in mixed.json()["error"]["message"]
+    mixed = promotion(seller, product_id, kind="amount_off", percent_off=None, tiers=[])
+    assert mixed.status_code == 422  # amount_off is required; empty tiers are absent
+    assert "amount_off" in mixed.json()["error"]["message"]
+    assert (
+        len(api.get("/v1/promotions", params={"product_id": product_id}).json()["items"]) == listed
+    )
     # A date and time is the string the OpenAPI document says, not a number of seconds.
     for moments in ({"starts_at": 0}, {"ends_at": 4102444800}):
         assert promotion(seller, product_id, **moments).status_code == 422

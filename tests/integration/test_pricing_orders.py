@@ -185,6 +185,35 @@ def test_a_declined_payment_gives_the_coupon_use_back(shop: TestClient):
     wait_until(lambda: redemptions(shop, code) == 1, timeout=30, message="redeemed")
 
 
+def test_a_coupon_that_takes_nothing_off_is_not_applied_and_keeps_its_use(shop: TestClient):
+    """At one minor unit a line is at its floor (an order is never free): the coupon would
+    take nothing, so the order does not carry it and no use is locked or spent."""
+    seller, customer = Seller(shop), Customer(shop)
+    penny = seller.product(price=1, stock=5, name="Sticker")
+    mug = seller.product(price=1000, stock=5)
+    code = coupon(seller, total_uses=1, per_user_uses=1, amount_off=cny(100), percent_off=None)
+    assert code.status_code == 201, code.text
+    code = code.json()["code"]
+    shown = quote(shop, penny, quantity=1, coupon_code=code)
+    assert shown["discounts"] == [] and shown["coupon_refused"] == "coupon_takes_nothing_off"
+
+    placed = place(customer, [(penny, 1)], coupon_code=code)
+    assert placed.status_code == 202, placed.text
+    order = customer.wait_for(placed.json()["order_id"], *PAID)
+    assert order["coupon_code"] is None and order["discount_total"] == cny(0)
+    assert order["total"] == cny(1)
+    status = customer.get(f"/v1/coupons/{code}").json()
+    assert (status["remaining_uses"], status["valid"]) == (1, True)
+    assert redemptions(shop, code) == 0
+
+    # Its one use is still there for an order it takes something off.
+    second = place(customer, [(mug, 1)], coupon_code=code)
+    assert second.status_code == 202, second.text
+    paid = customer.wait_for(second.json()["order_id"], "rejected", *PAID)
+    assert paid["status"] in PAID and paid["total"] == cny(900), paid
+    wait_until(lambda: redemptions(shop, code) == 1, timeout=30, message="redeemed once")
+
+
 def test_a_stock_level_rule_reprices_as_stock_crosses_its_threshold(shop: TestClient):
     seller, customer = Seller(shop), Customer(shop)
     mug = seller.product(price=1000, stock=10)

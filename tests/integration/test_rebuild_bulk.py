@@ -21,7 +21,7 @@ from psycopg import sql
 from eventmart.contracts import CONTRACTS, MalformedEvent, parse
 from eventmart.settings import PROJECT_ROOT, Settings
 from projections import bulk
-from projections import rebuild as rebuild_module
+from projections import decoders as decoders_module
 from projections.rebuild import ShadowRebuild, find_model, tables_of
 from projections.registry import READ_MODELS
 from projections.tracking import TRACKING_DDL, Delivery, apply_deliveries
@@ -227,7 +227,7 @@ def test_a_decoding_process_that_dies_fails_the_rebuild_clearly(
     shop: TestClient, settings: Settings, monkeypatch
 ):
     """No hang and no half-read shadow swapped in: the rebuild stops with the reason."""
-    monkeypatch.setattr(rebuild_module, "DECODER_MODULE", "projections.no_such_decoder")
+    monkeypatch.setattr(decoders_module, "DECODER_MODULE", "projections.no_such_decoder")
 
     async def build() -> None:
         async with ShadowRebuild(

@@ -150,7 +150,11 @@ def test_an_unpublishable_event_is_parked_while_orders_flow_until_skipped(
     shown = cli("ops", "dlq", "list", "relay", "--show").output
     assert str(product_id) in shown
     metrics = wait_until(
-        lambda: (text := strict.get("/metrics").text) and 'group="relay"' in text and text,
+        lambda: (
+            (text := strict.get("/metrics", headers=admin).text)
+            and 'group="relay"' in text
+            and text
+        ),
         timeout=30,
         message="relay dead letters in /metrics",
     )

@@ -128,6 +128,76 @@ def test_a_demoted_admin_loses_operations_access_at_once(api: TestClient, ops):
     assert api.get("/v1/ops/sagas", headers=admin).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def admin_headers(api: TestClient) -> dict[str, str]:
+    services = api.app.state.services  # type: ignore[attr-defined]
+    email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
+    services.applications.users.create_admin(email, services.hasher.hash(PASSWORD), "Root")
+    answer = login(api, email)
+    assert answer.status_code == 200, answer.text
+    return bearer(answer.json()["access_token"])
+
+
+def test_an_admin_disables_and_enables_a_user_over_http(api: TestClient, admin_headers):
+    customer = Customer(api)
+    assert api.get("/v1/orders", headers=customer.headers).status_code == 200
+    disabled = api.post(f"/v1/ops/users/{customer.user_id}/disable", headers=admin_headers)
+    assert disabled.status_code == 202, disabled.text
+    assert disabled.json() == {
+        "user_id": customer.user_id,
+        "role": "customer",
+        "disabled": True,
+        "changed": True,
+    }
+    heard_of(api, customer.user_id)
+    refused = api.get("/v1/orders", headers=customer.headers)  # the token they already hold
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+    assert login(api, customer.email).status_code == 401
+    again = api.post(f"/v1/ops/users/{customer.user_id}/disable", headers=admin_headers)
+    assert again.status_code == 202 and again.json()["changed"] is False
+
+    enabled = api.post(f"/v1/ops/users/{customer.user_id}/enable", headers=admin_headers)
+    assert enabled.status_code == 202 and enabled.json()["disabled"] is False
+    heard_of(api, customer.user_id)
+    assert api.get("/v1/orders", headers=customer.headers).status_code == 200
+    assert login(api, customer.email).status_code == 200
+
+
+def test_an_admin_changes_a_role_over_http_and_it_counts_at_once(api: TestClient, admin_headers):
+    customer = Customer(api)
+    path = f"/v1/ops/users/{customer.user_id}"
+    assert api.get("/v1/ops/sagas", headers=customer.headers).status_code == 403
+    promoted = api.patch(path, json={"role": "admin"}, headers=admin_headers)
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["role"] == "admin" and promoted.json()["changed"] is True
+    heard_of(api, customer.user_id)
+    assert api.get("/v1/ops/sagas", headers=customer.headers).status_code == 200
+    demoted = api.patch(path, json={"role": "customer"}, headers=customer.headers)
+    assert demoted.status_code == 200 and demoted.json()["role"] == "customer"
+    heard_of(api, customer.user_id)
+    assert api.get("/v1/ops/sagas", headers=customer.headers).status_code == 403
+    stored = api.app.state.services.applications.users.get_user(uuid.UUID(customer.user_id))  # type: ignore[attr-defined]
+    assert stored.role == "customer"
+
+
+def test_user_management_refuses_non_admins_unknown_users_and_roles(api: TestClient, admin_headers):
+    customer = Customer(api)
+    path = f"/v1/ops/users/{customer.user_id}"
+    assert api.post(f"{path}/disable").status_code == 401
+    forbidden = api.post(f"{path}/disable", headers=customer.headers)
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+    assert api.patch(path, json={"role": "admin"}, headers=customer.headers).status_code == 403
+    nobody = f"/v1/ops/users/{uuid.uuid4()}"
+    for answer in (
+        api.post(f"{nobody}/enable", headers=admin_headers),
+        api.patch(nobody, json={"role": "seller"}, headers=admin_headers),
+    ):
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "user_not_found"
+    for body in ({"role": "root"}, {}, {"role": "seller", "disabled": True}):
+        assert api.patch(path, json=body, headers=admin_headers).status_code == 422, body
+    assert api.get("/v1/ops/sagas", headers=customer.headers).status_code == 403  # unchanged
+
+
 def test_operators_commands_refuse_unknown_users_roles_and_short_passwords(operator: Any):
     assert "no user" in operator("disable", "nobody@example.com", exit_code=1).output
     assert operator("set-role", str(uuid.uuid4()), "admin", exit_code=1).output

@@ -4,12 +4,17 @@ number and text carries its bound."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
 from functools import cache
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
+import api.routes
 from api.main import create_app
 from eventmart.settings import PROJECT_ROOT
 from tests.conftest import make_test_settings
@@ -81,6 +86,21 @@ def test_every_error_status_is_declared_in_the_error_shape():
                         status,
                     )
     assert "HTTPValidationError" not in contract()["components"]["schemas"]
+
+
+def test_every_read_that_can_answer_not_yet_visible_is_documented():
+    """A client told 503 after its own write must find why in docs/api.md."""
+    section = DOCS.read_text().split("## Reading right after a write", 1)[1].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `(GET \S+)` \|", section, re.MULTILINE))
+    lagging = {
+        f"{method} {route.path}"
+        for module in pkgutil.iter_modules(api.routes.__path__)
+        for route in importlib.import_module(f"api.routes.{module.name}").router.routes
+        if isinstance(route, APIRoute) and "not_yet_visible" in inspect.getsource(route.endpoint)
+        for method in route.methods
+    }
+    assert len(lagging) >= 4
+    assert lagging == listed
 
 
 def test_the_validation_rules_are_in_the_document():

@@ -9,7 +9,6 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from api import behavior
 from api.behavior import KnownProducts, RecentCategories, behavior_envelope
 from api.idempotency import RecentKeys
 from domain.idempotency import IdempotencyKeyReused
-from eventmart.contracts import parse
+from eventmart.contracts import CONTRACTS, parse
 from eventmart.contracts.behavior import visitor_id
 from eventmart.ml.event_log import read_events
 from eventmart.settings import Settings
@@ -74,8 +73,8 @@ def test_memories_are_bounded_and_keep_the_latest():
 
 
 def deliveries(types: list[str]) -> list[Delivery]:
-    """What the worker counts by: the envelopes' types."""
-    envelopes: list[Any] = [SimpleNamespace(type=kind) for kind in types]
+    """What the worker counts by: the envelopes' types (each its contract's example)."""
+    envelopes = [parse(CONTRACTS[kind].example) for kind in types]
     return [Delivery("t", 0, n, envelope) for n, envelope in enumerate(envelopes)]
 
 
@@ -241,7 +240,7 @@ def test_a_view_key_stands_for_its_first_accepted_view_while_remembered():
 
 
 def test_recently_ordered_products_are_remembered_for_a_while_then_left_to_the_read_model():
-    from api.recommendations import RecentlyOrdered
+    from api.recommendation_memory import RecentlyOrdered
 
     user, other = uuid.uuid4(), uuid.uuid4()
     recently = RecentlyOrdered(seconds=60.0, max_users=2)

@@ -11,9 +11,12 @@ import pytest
 from eventsourcing.application import Application
 
 from domain.catalog import Catalog
-from domain.inventory import Inventory, ReservationLine
-from domain.orders import Order, OrderLine, Orders
+from domain.inventory import Inventory
+from domain.order import Order
+from domain.order_lines import OrderLine
+from domain.orders import Orders
 from domain.payments import MemoryPaymentIntents, PaymentIntent, Payments, SandboxGateway
+from domain.reservations import ReservationLine
 from domain.shipping import SandboxCarrier, Shipping
 from eventmart.contracts import CONTRACTS, envelope_from_domain, parse
 

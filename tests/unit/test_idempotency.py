@@ -25,8 +25,9 @@ from domain.idempotency import (
     result_as_left,
     save_with_key,
 )
-from domain.inventory import Inventory, Stock
+from domain.inventory import Inventory
 from domain.pricing_context import Pricing
+from domain.stock import Stock
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 SELLER = uuid4()

@@ -8,15 +8,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.catalog import NotProductOwner
-from domain.errors import InvalidInput
-from domain.inventory import (
-    ConcurrentUpdate,
-    InvalidQuantity,
-    Inventory,
-    ReservationLine,
-    Stock,
-    StockNotFound,
-)
+from domain.errors import ConcurrentUpdate, InvalidInput
+from domain.inventory import Inventory
+from domain.reservations import ReservationLine
+from domain.stock import InvalidQuantity, Stock, StockNotFound
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 EXPIRES = NOW + timedelta(minutes=15)

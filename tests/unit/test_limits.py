@@ -12,7 +12,6 @@ import pytest
 
 from domain.catalog import Product
 from domain.errors import InvalidInput
-from domain.inventory import Stock, StockLimitExceeded
 from domain.limits import (
     MAX_LINE_QUANTITY,
     MAX_MONEY_AMOUNT,
@@ -20,8 +19,10 @@ from domain.limits import (
     MAX_ORDER_TOTAL,
     MAX_STOCK,
 )
-from domain.orders import Order, OrderLine
+from domain.order import Order
+from domain.order_lines import OrderLine
 from domain.payments import ChargeResult, Payment, PaymentIntent
+from domain.stock import Stock, StockLimitExceeded
 from domain.users import User
 from eventmart.contracts import CONTRACTS, envelope_from_domain, parse
 

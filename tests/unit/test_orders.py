@@ -10,6 +10,8 @@ import pytest
 
 from domain.errors import DomainError, InvalidInput
 from domain.idempotency import IdempotencyKeyReused
+from domain.order import Order, OrderNotFound, PaymentAmountMismatch
+from domain.order_lines import OrderLine
 from domain.order_status import (
     STATUSES,
     TRANSITIONS,
@@ -18,7 +20,7 @@ from domain.order_status import (
     OrderNotDelivered,
     OrderNotRejectable,
 )
-from domain.orders import Order, OrderLine, OrderNotFound, Orders, PaymentAmountMismatch
+from domain.orders import Orders
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=15)

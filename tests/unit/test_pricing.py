@@ -8,8 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.coupons import Coupon, CouponCodeTaken, CouponInvalid, CouponUse
-from domain.errors import InvalidInput
-from domain.inventory import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, InvalidInput
 from domain.price_rules import PriceRule
 from domain.pricing import (
     CouponTerms,
@@ -124,6 +123,19 @@ def test_given_min_order_not_met_then_the_coupon_is_refused_with_a_reason() -> N
     assert quote.coupon_refused == "coupon_min_order_not_met"
 
 
+def test_given_every_covered_line_at_its_floor_then_the_coupon_is_not_applied() -> None:
+    """A coupon that would take nothing is refused, so placement does not lock a use."""
+    for terms in (coupon(percent_off=50), coupon(amount_off=300)):
+        quote = price_order([product(quantity=2, floor=1000)], [], terms, NOW)
+        assert (quote.discount_total, quote.coupon_code) == (0, None)
+        assert quote.coupon_refused == "coupon_takes_nothing_off"
+    # A promotion took the line down to its floor first: the coupon has nothing left.
+    floored = price_order(
+        [product(quantity=1, floor=900)], [promotion(percent_off=50)], coupon(percent_off=10), NOW
+    )
+    assert floored.coupon_code is None and floored.coupon_refused == "coupon_takes_nothing_off"
+
+
 def test_given_a_floor_then_no_discount_goes_below_it() -> None:
     quote = price_order(
         [product(quantity=2, floor=900)], [promotion(percent_off=50)], coupon(percent_off=50), NOW
@@ -142,6 +154,9 @@ def test_promotion_rules_refuse_bad_terms() -> None:
         ("tiered", {"tiers": []}),
         ("buy_x_get_y", {"buy_quantity": 2}),
         ("bogus", {}),
+        ("percent_off", {"percent_off": 10, "amount_off": 100}),
+        ("amount_off", {"amount_off": 100, "tiers": [{"min_quantity": 2, "percent_off": 5}]}),
+        ("tiered", {"tiers": [{"min_quantity": 2, "percent_off": 5}], "free_quantity": 1}),
     ]:
         with pytest.raises(InvalidPromotion):
             Promotion.create(SELLER, "p", kind, terms, scope, **window)

@@ -87,3 +87,12 @@ def test_a_role_outside_the_three_is_refused_and_changes_nothing():
     with pytest.raises(UnknownRole):
         users.change_role(user_id, "superuser")
     assert users.get_user(user_id).version == 1
+
+
+def test_the_roles_the_http_api_takes_are_the_domains():
+    from typing import get_args
+
+    from api.routes.ops_users import Role
+    from domain.users import ROLES
+
+    assert set(get_args(Role)) == set(ROLES)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 from itertools import pairwise
 from typing import Any
 
-from eventmart.ml.feedback import corpus_polarity
+from eventmart.ml.feedback import corpus_polarity, encoder
 from eventmart.ml.feedback.lexicon import ASPECT_LETTERS, entries, read
 from eventmart.ml.feedback.text import Language, cjk_runs, detect_language, normalize
 from eventmart.ml.feedback.words import tokens
@@ -27,9 +27,17 @@ NEGATION_SCOPE = 3  # tokens after a negator that are marked as negated
 LEXICON_SCALE = 1.0
 USE_CORPUS = True
 USE_VADER = True
+# The sentence encoder's vector (unit length) times this; 0 leaves it out.
+ENCODER_SCALE = 2.0
+ENCODER_PREFIX = "e:"
 
 
-def extract(text: str) -> tuple[Language, Features]:
+def extract(
+    text: str, vector: Sequence[float] | None = None, encoded: bool = True
+) -> tuple[Language, Features]:
+    """`vector`: the encoder's reading of `normalize(text)` when the caller encoded a batch
+    at once (`encode_all`); read here otherwise. `encoded=False` leaves the encoder's
+    features out (the model scores them apart, as one matrix product)."""
     normalized = normalize(text)
     language = detect_language(normalized)
     features: Features = {f"lang:{language}": 1.0}
@@ -42,7 +50,24 @@ def extract(text: str) -> tuple[Language, Features]:
         features.update(_corpus_features(marked))
     if USE_VADER and LATIN_WORD.search(normalized):
         features.update(_vader_features(normalized))
+    if ENCODER_SCALE and encoded:
+        if vector is None:
+            vector = encoder.encode([normalized])[0]
+        features.update(
+            {
+                f"{ENCODER_PREFIX}{index}": ENCODER_SCALE * value
+                for index, value in enumerate(vector)
+                if value
+            }
+        )
     return language, features
+
+
+def encode_all(texts: Sequence[str]) -> list[list[float]] | list[None]:
+    """The encoder's vectors of a batch of texts (one call is cheaper than one per text)."""
+    if not ENCODER_SCALE:
+        return [None] * len(texts)
+    return encoder.encode([normalize(text) for text in texts])
 
 
 def _corpus_features(marked: list[str]) -> Features:

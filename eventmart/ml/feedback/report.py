@@ -26,6 +26,8 @@ class HeldOutReport:
     figures: dict[str, dict[str, Any]]  # "model" and each baseline -> evaluate(...)
     outside_count: int
     outside: dict[str, dict[str, Any]]  # the same, on the independently written half
+    fresh_count: int
+    fresh: dict[str, dict[str, Any]]  # the same, on the fresh set a fourth hand wrote
 
 
 def score(classifier: Classifier, examples: list[Example]) -> dict[str, Any]:
@@ -41,10 +43,10 @@ def held_out_report(
 ) -> HeldOutReport:
     """`model`, if given, must have been trained on the training split alone."""
     training, held_out = shipped_examples("train"), shipped_examples("heldout")
-    outside = shipped_examples("outside")
+    outside, fresh = shipped_examples("outside"), shipped_examples("fresh")
     on_step("training on the training split")
     model = model or train(training)
-    on_step("scoring the held-out split and the independently written half")
+    on_step("scoring the held-out split and the independently written sets")
     baselines: dict[str, Classifier] = {
         "model": model,
         "majority": MajorityBaseline(training),
@@ -55,6 +57,14 @@ def held_out_report(
         baselines["vader+snownlp"] = ToolkitBaseline()
     figures = {name: score(classifier, held_out) for name, classifier in baselines.items()}
     outside_figures = {name: score(classifier, outside) for name, classifier in baselines.items()}
+    fresh_figures = {name: score(classifier, fresh) for name, classifier in baselines.items()}
     return HeldOutReport(
-        model, len(training), len(held_out), figures, len(outside), outside_figures
+        model,
+        len(training),
+        len(held_out),
+        figures,
+        len(outside),
+        outside_figures,
+        len(fresh),
+        fresh_figures,
     )
