@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
-import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
@@ -28,7 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Services, ServicesDep
 from api.errors import ApiError
+from api.routes.ops import OrderTrace
+from api.routes.orders import OrderView, with_money
 from api.routes.users import Credentials, authenticate
+from domain.order import OrderNotFound
 from entrypoints.console import panels
 from entrypoints.console.actions import OperatorActions
 from entrypoints.console.session import (
@@ -39,10 +41,13 @@ from entrypoints.console.session import (
     cookie_options,
     session_issuer,
 )
+from entrypoints.console.waterfall import waterfall
 from eventmart.broker import consumer_groups
 from eventmart.operations import dead_letter, redrive_dead_letters
 from eventmart.relay_operations import RELAY_GROUP, request_redrive, request_skip
 from eventmart.relay_operations import dead_letter as relay_dead_letter
+from projections.order_trace import order_trace as rebuild_order_trace
+from projections.orders import get_order
 
 log = logging.getLogger("eventmart.console")
 HERE = Path(__file__).parent
@@ -347,35 +352,27 @@ async def find_order(_: CurrentOperator, order_id: Annotated[UUID, Query()]) -> 
     return RedirectResponse(f"/console/orders/{order_id}", status_code=303, headers=PAGE_HEADERS)
 
 
-async def _api_get(request: Request, services: Services, operator: Operator, path: str) -> Any:
-    """A GET of this API's own route, in process, as the operator (a bearer token minted for
-    them): the console shows what the API answers, whatever module builds the answer."""
-    token = services.tokens.issue(operator.user_id, "admin")
-    transport = httpx.ASGITransport(app=request.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
-        answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
-    return answer.status_code, body
-
-
-async def _order(
-    request: Request, services: Services, operator: Operator, order_id: UUID
-) -> dict[str, Any]:
-    (order_status, order), (trace_status, trace) = await asyncio.gather(
-        _api_get(request, services, operator, f"/v1/orders/{order_id}"),
-        _api_get(request, services, operator, f"/v1/ops/orders/{order_id}/trace"),
-    )
-    from entrypoints.console.waterfall import waterfall
-
+def read_order(services: Services, order_id: UUID) -> dict[str, Any]:
+    """The order and its trace as GET /v1/orders/{id} and GET /v1/ops/orders/{id}/trace
+    answer them: the same query functions (projections.orders, projections.order_trace) on
+    the orders read model's pool, shaped by the routes' own models."""
+    with services.read_pool("orders-projection").connection() as conn:
+        found = get_order(conn, str(order_id))
+        trace = rebuild_order_trace(conn, str(order_id))
+    order = OrderView(**with_money(found)).model_dump(mode="json") if found else None
+    order_status = 200 if order else 404
+    if order is None:
+        try:  # placed, but the read model has not caught up: the route's 503
+            services.applications.orders.get_order(order_id)
+            order_status = 503
+        except OrderNotFound:
+            pass
     return {
         "order_id": order_id,
         "order_status": order_status,
-        "order": order if order_status == 200 else None,
-        "trace_status": trace_status,
-        "trace": waterfall(trace) if trace_status == 200 and isinstance(trace, dict) else None,
+        "order": order,
+        "trace_status": 200 if trace is not None else 404,
+        "trace": waterfall(OrderTrace(**trace).model_dump(mode="json")) if trace else None,
         "jaeger_url": services.settings.jaeger_url,
     }
 
@@ -384,7 +381,7 @@ async def _order(
 async def order_page(
     request: Request, operator: CurrentOperator, services: ServicesDep, order_id: UUID
 ) -> HTMLResponse:
-    data = await _order(request, services, operator, order_id)
+    data = await run_in_threadpool(read_order, services, order_id)
     return page(
         request,
         "order.html",
@@ -397,10 +394,10 @@ async def order_page(
 
 @router.get("/live/orders/{order_id}")
 async def order_live(
-    request: Request, operator: CurrentOperator, services: ServicesDep, order_id: UUID
+    request: Request, _: CurrentOperator, services: ServicesDep, order_id: UUID
 ) -> StreamingResponse:
     async def produce() -> list[tuple[str, str]]:
-        data = await _order(request, services, operator, order_id)
+        data = await run_in_threadpool(read_order, services, order_id)
         return [("panel", fragment("panels/order.html", **data))]
 
     return live(request, produce)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from entrypoints.console.routes import templates
+from entrypoints.console.routes import fragment, templates
 from entrypoints.console.waterfall import waterfall
+from entrypoints.stack import Stack
+from eventmart.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "entrypoints" / "console" / "templates"
 
@@ -64,3 +66,27 @@ def test_a_trace_is_laid_out_depth_first_by_causation_on_one_time_axis():
 def test_an_empty_or_odd_trace_draws_nothing():
     assert waterfall({"trace_id": "x", "spans": []})["rows"] == []
     assert waterfall({"spans": [{"span_id": "a", "started_at": "not a time"}]})["rows"] == []
+
+
+def test_an_orders_trace_links_to_jaeger_only_when_it_runs():
+    order = {"status": "completed", "total": {"amount": "9.99", "currency": "EUR"}}
+    order |= {"created_at": "2026-12-07T12:00:00Z", "timeline": []}
+    trace = waterfall(
+        {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "spans": [span("a", None, "api", 0, 1)]}
+    )
+    shown = {"order_id": "o", "order_status": 200, "order": order, "trace_status": 200}
+    linked = fragment("panels/order.html", **shown, trace=trace, jaeger_url="http://jaeger:16686")
+    assert 'href="http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736"' in linked
+    assert "Jaeger" not in fragment("panels/order.html", **shown, trace=trace, jaeger_url=None)
+
+
+def test_up_with_tracing_tells_the_console_where_jaeger_is():
+    settings = Settings(jaeger_ui_port=16700)
+    assert Stack(settings, tracing=True).extra_env["EVENTMART_JAEGER_URL"] == (
+        "http://127.0.0.1:16700"
+    )
+    assert "EVENTMART_JAEGER_URL" not in Stack(settings).extra_env
+    told = Settings(jaeger_url="https://traces.example.com")
+    assert Stack(told, tracing=True).extra_env["EVENTMART_JAEGER_URL"] == (
+        "https://traces.example.com"
+    )
