@@ -22,8 +22,10 @@ def mount_console(app: FastAPI) -> FastAPI:
     """Add the console's routes, static files and session errors to the API's app."""
     from entrypoints.console.routes import PAGE_HEADERS, fragment, router
     from entrypoints.console.session import CsrfRefused, LoginRequired, NotAnOperator
+    from entrypoints.console.users import router as users_router
 
     app.include_router(router)
+    app.include_router(users_router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.exception_handler(LoginRequired)

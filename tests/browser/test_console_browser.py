@@ -1,7 +1,8 @@
 """The console in headless chromium against a real `eventmart api` process and the saga's
 workers: an admin signs in, watches lag rise and fall back, finds a planted poison message
 under dead letters, redrives it and sees it leave; an order's trace as a waterfall; a
-customer's session and an anonymous visitor see nothing.
+customer's session and an anonymous visitor see nothing; an admin disables, re-enables and
+changes the role of a user.
 
 EVENTMART_CONSOLE_SCREENSHOTS=docs/console also saves a screenshot of each page."""
 
@@ -183,6 +184,31 @@ def test_the_other_pages_render_their_panels(shop, console, page, admin_account)
     assert "orders-projection" in page.goto(f"{console}/read-models").text()
 
 
+def test_an_admin_finds_a_user_disables_them_changes_their_role_and_enables_them(
+    shop, console, page, admin_account
+):
+    customer = register(shop, "customer")
+    sign_in(page, console, admin_account)
+    page.wait_for_url(f"{console}/groups")
+    page.click("header nav a:has-text('Users')")
+    page.wait_for_url(f"{console}/users")
+    page.fill("#find-user input[name=who]", customer.email)
+    page.click("#find-user button")
+    page.wait_for_selector(f'#user-details[data-user-id="{customer.user_id}"]')
+    page.click("#disable-user")  # confirmed by the dialog handler
+    page.wait_for_selector('#user-details[data-disabled="true"]')
+    assert "user disable" in page.inner_text("#user-result")
+    login = {"email": customer.email, "password": customer.password}
+    assert shop.post("/v1/auth/token", json=login).status_code == 401
+    page.select_option("#change-role select[name=role]", "seller")
+    page.click("#change-role button")
+    page.wait_for_selector('#user-details[data-role="seller"]')
+    screenshot(page, "users")
+    page.click("#enable-user")
+    page.wait_for_selector('#user-details[data-disabled="false"]')
+    assert shop.post("/v1/auth/token", json=login).status_code == 200
+
+
 def test_a_customer_and_an_anonymous_visitor_see_nothing(shop, console, page):
     page.goto(f"{console}/dead-letters")
     page.wait_for_url(f"{console}/login")
@@ -190,7 +216,7 @@ def test_a_customer_and_an_anonymous_visitor_see_nothing(shop, console, page):
     sign_in(page, console, register(shop, "customer"))
     page.wait_for_selector("text=administrators only")
     screenshot(page, "forbidden")
-    for path in ["groups", "dead-letters", "sagas", "relay", "read-models", "models"]:
+    for path in ["groups", "dead-letters", "sagas", "relay", "read-models", "models", "users"]:
         answer = page.goto(f"{console}/{path}")
         assert answer.status == 403, path
         assert "inventory-saga" not in page.content() and "orders-projection" not in page.content()

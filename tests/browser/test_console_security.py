@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
-from entrypoints.console.routes import router
+from entrypoints.console import routes, users
 from tests.browser.conftest import Account, register
 
 OPEN = {"/console/login"}  # the login form and its POST: the only ways in
@@ -24,19 +24,26 @@ SAMPLE = {
     "notification_id": "1",
     "order_id": str(uuid.uuid4()),
     "action": "skip",
+    "user_id": str(uuid.uuid4()),
 }
+# Per router, the samples its paths' patterns need.
+ROUTERS = [(routes.router, {}), (users.router, {"action": "disable"})]
 
 
 def console_routes(api: TestClient) -> list[tuple[str, str]]:
     """(method, path) of every console route, its parameters filled in."""
     found = []
-    for route in router.routes:
-        if not isinstance(route, Route) or route.path in OPEN:
-            continue
-        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: SAMPLE[m.group(1)], route.path)
-        if path == "/console/orders":
-            path += f"?order_id={SAMPLE['order_id']}"
-        found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    for router, samples in ROUTERS:
+        sample = SAMPLE | samples
+        for route in router.routes:
+            if not isinstance(route, Route) or route.path in OPEN:
+                continue
+            path = re.sub(
+                r"\{(\w+)(:\w+)?\}", lambda m, known=sample: known[m.group(1)], route.path
+            )
+            if path == "/console/orders":
+                path += f"?order_id={SAMPLE['order_id']}"
+            found += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
     return found
 
 
@@ -74,6 +81,9 @@ def test_there_is_a_console_route_of_each_kind(api):
     assert ("GET", "/console/groups") in routes and ("GET", "/console/live/groups") in routes
     assert ("POST", "/console/dead-letters/inventory-saga/redrive") in routes
     assert ("POST", "/console/relay/skip") in routes and len(routes) >= 20
+    user = SAMPLE["user_id"]
+    assert ("POST", f"/console/users/{user}/disable") in routes
+    assert ("POST", f"/console/users/{user}/role") in routes and ("GET", "/console/users") in routes
 
 
 def test_an_anonymous_visitor_is_sent_to_the_login_from_every_page_and_action(api):
@@ -118,6 +128,57 @@ def test_an_action_without_the_sessions_csrf_token_is_refused(api, admin_client,
         "WHERE target = 'Orders #987654321'"
     ).fetchall()
     assert what == "relay skip" and outcome == "0 skipped" and who.startswith("admin-")
+
+
+def test_an_admin_disables_enables_and_changes_a_users_role_with_the_csrf_token(
+    api, admin_client, admin_account, db
+):
+    customer = register(api, "customer")
+    login = {"email": customer.email, "password": customer.password}
+    token = api.post("/v1/auth/token", json=login).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.get("/v1/orders", headers=bearer).status_code == 200
+
+    found = admin_client.get("/console/users", params={"who": customer.email.upper()})
+    assert found.status_code == 200 and f'data-user-id="{customer.user_id}"' in found.text
+    base = f"/console/users/{customer.user_id}"
+    assert admin_client.post(f"{base}/disable", json={}).status_code == 403  # no CSRF token
+    assert api.get("/v1/orders", headers=bearer).status_code == 200  # so nothing changed
+
+    csrf = {"X-CSRF-Token": csrf_token_of(admin_client)}
+    disabled = admin_client.post(f"{base}/disable", json={}, headers=csrf)
+    assert disabled.status_code == 200 and 'data-disabled="true"' in disabled.text
+    assert api.get("/v1/orders", headers=bearer).status_code == 401  # on their next request
+    assert api.post("/v1/auth/token", json=login).status_code == 401
+    again = admin_client.post(f"{base}/disable", json={}, headers=csrf)
+    assert "(already so)" in again.text
+
+    enabled = admin_client.post(f"{base}/enable", json={}, headers=csrf)
+    assert enabled.status_code == 200 and 'data-disabled="false"' in enabled.text
+    assert api.get("/v1/orders", headers=bearer).status_code == 200
+    promoted = admin_client.post(f"{base}/role", json={"role": "seller"}, headers=csrf)
+    assert promoted.status_code == 200 and 'data-role="seller"' in promoted.text
+    users = api.app.state.services.applications.users  # type: ignore[attr-defined]
+    assert users.get_user(uuid.UUID(customer.user_id)).role == "seller"
+    refused = admin_client.post(f"{base}/role", json={"role": "root"}, headers=csrf)
+    assert refused.status_code == 422
+    unknown = admin_client.post(f"/console/users/{uuid.uuid4()}/disable", json={}, headers=csrf)
+    assert unknown.status_code == 404 and "user_not_found" in unknown.text
+    missing = admin_client.get("/console/users", params={"who": "nobody@example.com"})
+    assert missing.status_code == 404 and 'id="no-user"' in missing.text
+
+    recorded = db.execute(
+        "SELECT operator_email, action, outcome FROM console_operator_actions "
+        "WHERE target = %s ORDER BY id",
+        (customer.email,),
+    ).fetchall()
+    assert [(who, what) for who, what, _ in recorded] == [
+        (admin_account.email, "user disable"),
+        (admin_account.email, "user disable"),
+        (admin_account.email, "user enable"),
+        (admin_account.email, "user role"),
+    ]
+    assert recorded[-1][2] == "role seller, enabled"
 
 
 def test_the_session_cookie_is_httponly_strict_and_secure_over_tls(api, admin_account):
