@@ -31,7 +31,6 @@ from eventsourcing.application import (
     Application,
     ProcessingEvent,
     Repository,
-    project_aggregate,
 )
 from eventsourcing.persistence import Mapper, ProcessRecorder, Recording, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -158,6 +157,14 @@ def copy_in_unit(aggregate: Any) -> Any:
     return copied
 
 
+def project(aggregate: Any, events: list[Any]) -> Any:
+    """eventsourcing's project_aggregate without its `isinstance` check on a runtime
+    Protocol per event: typing's protocol checks were 4% of a saga process's samples."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 # The traceparent of the last stored event a loaded aggregate was projected from ("" for
 # none): a timer's change continues that trace without a query per aggregate.
 LAST_TRACE = "_last_traceparent"
@@ -222,7 +229,7 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
         for aggregate_id, start in cached.items():
             events = newer.get(aggregate_id, [])
             if start is None:
-                aggregate = project_aggregate(None, events)
+                aggregate = project(None, events)
                 if aggregate is None:
                     unit.absent.add(aggregate_id)
                     continue
@@ -236,7 +243,7 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 try:
                     with lock:
                         events = [e for e in events if e.originator_version > start.version]
-                        aggregate = project_aggregate(start, events)
+                        aggregate = project(start, events)
                         remember_trace(aggregate, events)
                         aggregate = deepcopy(aggregate)
                 finally:
@@ -307,7 +314,9 @@ class TrackedMixin:
         if not changed and not unit.trackings:
             return []
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
-        processing_event.collect_events(*changed)
+        for aggregate in changed:  # ProcessingEvent.collect_events, without its isinstance
+            processing_event.events.extend(aggregate.collect_events())  # checks on Protocols
+            processing_event.aggregates[aggregate.id] = aggregate
         recordings: list[Recording[Any]] = self.events.put(
             processing_event.events, trackings=unit.trackings, deadlines=deadlines
         )
