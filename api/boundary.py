@@ -52,12 +52,16 @@ DOCS_CSP = (
     ),
 )
 NO_STORE = (b"cache-control", b"no-store")
-# What is added to an answer's headers: (path is a docs page, answer sets Cache-Control).
+# What is added to an answer's headers: (path is a docs page, answer sets Cache-Control,
+# answer sets its own Content-Security-Policy: a page that loads its own scripts and
+# styles, such as the operations console's, says which; that one header stands alone).
 ADDED_HEADERS = {
-    (docs, cache_set): [*SECURITY_HEADERS, DOCS_CSP if docs else API_CSP]
+    (docs, cache_set, csp_set): [*SECURITY_HEADERS]
+    + ([] if csp_set else [DOCS_CSP if docs else API_CSP])
     + ([] if cache_set else [NO_STORE])
     for docs in (False, True)
     for cache_set in (False, True)
+    for csp_set in (False, True)
 }
 
 
@@ -154,12 +158,13 @@ class HttpBoundary:
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers") or []
-                cache_set = False
+                cache_set = csp_set = False
                 for name, _ in headers:
                     if name == b"cache-control":
                         cache_set = True
-                        break
-                added = ADDED_HEADERS[docs, cache_set]
+                    elif name == b"content-security-policy":
+                        csp_set = True
+                added = ADDED_HEADERS[docs, cache_set, csp_set]
                 message = {**message, "headers": [*headers, *added]}
             elif head and message["type"] == "http.response.body" and message.get("body"):
                 message = {**message, "body": b""}

@@ -1,8 +1,8 @@
 """Order updates pushed to buyers: `GET /v1/orders/{id}/events` as server-sent events.
 
 One listening connection per API process hears the orders read model's announcements (a
-trigger on `order_hops` notifies `order_events` with the order id when the model commits
-an event of it, projections.order_trace) and wakes only the streams of that order; a woken
+trigger on `order_hops` notifies `order_events` with the order ids of each batch the model
+commits, projections.order_trace) and wakes only the streams of those orders; a woken
 stream reads what its order gained since the last event it sent. No stream polls: an idle
 one costs a parked coroutine and a comment line every `KEEPALIVE_SECONDS`.
 
@@ -71,8 +71,14 @@ class OrderAnnouncements:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _wake(self, order_id: str | None) -> None:
-        groups = self._waiting.values() if order_id is None else [self._waiting.get(order_id, ())]
+    def _wake(self, order_ids: str | None) -> None:
+        """Wake the streams of these orders (a notification's payload: ids separated by
+        spaces, one notification per projected batch), or of every order."""
+        groups = (
+            self._waiting.values()
+            if order_ids is None
+            else [self._waiting.get(order_id, ()) for order_id in order_ids.split()]
+        )
         for waiting in groups:
             for woken in waiting:
                 woken.set()

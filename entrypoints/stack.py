@@ -157,6 +157,10 @@ class Stack:
         api_url = f"http://{self.settings.api_host}:{self.settings.api_port}"
         if self.tracing:
             self.extra_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = jaeger.otlp_endpoint(self.settings)
+            # The console links each order to its trace in this Jaeger (unless told another).
+            self.extra_env["EVENTMART_JAEGER_URL"] = self.settings.jaeger_url or jaeger.ui_address(
+                self.settings
+            )
         self.children = [
             Child("relay", "relay", args=[*python, "relay"]),
             *(

@@ -106,6 +106,23 @@ async def _members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, i
     return counts
 
 
+async def consumer_group_members(
+    bootstrap: str, groups: list[str]
+) -> dict[str, list[dict[str, str]]]:
+    """Each group's live members: the member id, and the client id and host of the process
+    hosting it (one DescribeGroups request per group, as _members says why)."""
+    found: dict[str, list[dict[str, str]]] = {group: [] for group in groups}
+    async with _clients(bootstrap) as (admin, _):
+        for group in groups:
+            for response in await _retrying(partial(admin.describe_consumer_groups, [group])):
+                for description in response.groups:
+                    found[group] += [
+                        {"member_id": member[0], "client_id": member[1], "host": member[2]}
+                        for member in description[5]
+                    ]
+    return found
+
+
 async def consumer_group_lag(bootstrap: str, groups: dict[str, list[str]]) -> list[dict[str, Any]]:
     """One row per group and partition: committed offset, end offset, lag and live members."""
     async with _clients(bootstrap) as (admin, consumer):

@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         le=1000,
         description="how long the API's behaviour producer lets views gather into one batch",
     )
+    jaeger_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="Jaeger's UI; when set, the operations console links each trace there",
+    )
     recommender_models_dir: Path | None = Field(
         None,
         description="where recommender model versions are stored and served from; unset: "

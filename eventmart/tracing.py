@@ -43,6 +43,8 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_
 ENABLED = False
 # The traceparent that events stored now are stamped with: the command's or the handling's.
 CAUSE: ContextVar[str | None] = ContextVar("eventmart_trace_cause", default=None)
+# The cause of changes made while handling an event that carries no traceparent.
+NO_TRACE = ""
 TRACE_NAMESPACE = uuid5(NAMESPACE_URL, "eventmart:trace")
 
 
@@ -157,8 +159,9 @@ def finish(span: Span | None, outcome: str | None = None, **attributes: Any) -> 
 
 @contextmanager
 def caused_by(traceparent: str | None) -> Iterator[None]:
-    """Events stored inside carry `traceparent` as their cause."""
-    token = CAUSE.set(traceparent)
+    """Events stored inside carry `traceparent` as their cause. A consumed event without
+    one (stored before tracing) is still a cause: its changes start no lookup of a trace."""
+    token = CAUSE.set(traceparent if traceparent is not None else NO_TRACE)
     try:
         yield
     finally:
@@ -169,7 +172,7 @@ def stamp(events: Iterable[Any], traceparent: str | None = None) -> None:
     """Put the cause into each event's metadata, unless it has one already. Stored events'
     state is their attribute dictionary, so this is stored with them and read back."""
     traceparent = traceparent or CAUSE.get()
-    if traceparent is None:
+    if not traceparent:
         return
     for event in events:
         state = vars(event)

@@ -49,14 +49,24 @@ CREATE TABLE IF NOT EXISTS order_hops (
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS order_hops_order ON order_hops (order_id, seq);
+-- One notification per batch, its payload the batch's order ids separated by spaces (at
+-- most 200 to a notification, under PostgreSQL's 8000-byte payload limit): a notification
+-- per row cost the orders projection's batch insert 4 ms for 70 rows.
 CREATE OR REPLACE FUNCTION public.order_hops_announce() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('order_events', NEW.order_id::text);
+    PERFORM pg_notify('order_events', ids)
+    FROM (
+        SELECT string_agg(order_id::text, ' ') AS ids
+        FROM (SELECT order_id, (row_number() OVER ()) / 200 AS chunk
+              FROM (SELECT DISTINCT order_id FROM announced) AS distinct_orders) AS numbered
+        GROUP BY chunk
+    ) AS chunks;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER order_hops_announce AFTER INSERT ON order_hops
-    FOR EACH ROW EXECUTE FUNCTION public.order_hops_announce();
+    REFERENCING NEW TABLE AS announced
+    FOR EACH STATEMENT EXECUTE FUNCTION public.order_hops_announce();
 """
 
 INSERT = """

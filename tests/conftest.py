@@ -128,8 +128,9 @@ def api(
     relay: WorkerProcess,
     users_projection: WorkerProcess,
 ) -> Iterator[TestClient]:
-    """The HTTP API in-process (ASGI), with the relay and the users projection running."""
-    from api.main import create_app
+    """The HTTP API in-process (ASGI), with the relay and the users projection running;
+    composed with the operations console as `eventmart api` serves it."""
+    from entrypoints.console import create_app
 
     with TestClient(create_app(settings)) as client:
         yield client

@@ -31,7 +31,6 @@ from eventsourcing.application import (
     Application,
     ProcessingEvent,
     Repository,
-    project_aggregate,
 )
 from eventsourcing.persistence import Mapper, ProcessRecorder, Recording, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -158,6 +157,24 @@ def copy_in_unit(aggregate: Any) -> Any:
     return copied
 
 
+def project(aggregate: Any, events: list[Any]) -> Any:
+    """eventsourcing's project_aggregate without its `isinstance` check on a runtime
+    Protocol per event: typing's protocol checks were 4% of a saga process's samples."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+# The traceparent of the last stored event a loaded aggregate was projected from ("" for
+# none): a timer's change continues that trace without a query per aggregate.
+LAST_TRACE = "_last_traceparent"
+
+
+def remember_trace(aggregate: Any, events: list[Any]) -> None:
+    if events:
+        setattr(aggregate, LAST_TRACE, vars(events[-1]).get("traceparent") or "")
+
+
 class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
     """Inside a unit of work, an aggregate changed earlier in the batch is served from
     memory (a copy: a policy that fails half-way leaves the batch's version untouched).
@@ -212,10 +229,11 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
         for aggregate_id, start in cached.items():
             events = newer.get(aggregate_id, [])
             if start is None:
-                aggregate = project_aggregate(None, events)
+                aggregate = project(None, events)
                 if aggregate is None:
                     unit.absent.add(aggregate_id)
                     continue
+                remember_trace(aggregate, events)
                 if self.cache is not None:
                     self.cache.put(aggregate_id, deepcopy(aggregate))
             else:
@@ -224,9 +242,9 @@ class UnitOfWorkRepository(Repository):  # type: ignore[type-arg]
                 lock = self._use_fastforward_lock(aggregate_id)
                 try:
                     with lock:
-                        aggregate = project_aggregate(
-                            start, [e for e in events if e.originator_version > start.version]
-                        )
+                        events = [e for e in events if e.originator_version > start.version]
+                        aggregate = project(start, events)
+                        remember_trace(aggregate, events)
                         aggregate = deepcopy(aggregate)
                 finally:
                     self._disuse_fastforward_lock(aggregate_id)
@@ -267,15 +285,20 @@ class TrackedMixin:
             if obj is not None:
                 # Stamped now, while the policy that changed it runs: the batch saves later.
                 pending = getattr(obj, "_pending_events", ())
-                tracing.stamp(pending, tracing.CAUSE.get() or self._trace_of(pending))
+                cause = tracing.CAUSE.get()  # None only outside any handling: a timer
+                tracing.stamp(pending, self._trace_of(obj, pending) if cause is None else cause)
                 unit.aggregates[obj.id] = obj
         return [] if current is not None else self.save_unit_of_work(unit)
 
-    def _trace_of(self, pending: Any) -> str | None:
+    def _trace_of(self, aggregate: Any, pending: Any) -> str | None:
         """A timer's change (no consumed event caused it) continues its aggregate's trace:
-        the traceparent of the aggregate's last stored event (one query, timers only)."""
+        the traceparent of the aggregate's last stored event, as the batch's load saw it
+        (`remember_trace`), or else read with a query of its own."""
         if not pending or "traceparent" in vars(pending[0]):
             return None
+        known = vars(aggregate).get(LAST_TRACE)
+        if known is not None:
+            return known or None
         version = pending[0].originator_version - 1
         if version < 1:
             return None
@@ -291,7 +314,9 @@ class TrackedMixin:
         if not changed and not unit.trackings:
             return []
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
-        processing_event.collect_events(*changed)
+        for aggregate in changed:  # ProcessingEvent.collect_events, without its isinstance
+            processing_event.events.extend(aggregate.collect_events())  # checks on Protocols
+            processing_event.aggregates[aggregate.id] = aggregate
         recordings: list[Recording[Any]] = self.events.put(
             processing_event.events, trackings=unit.trackings, deadlines=deadlines
         )

@@ -117,6 +117,9 @@ async def scraper_allowed(
     "/metrics",
     response_class=Response,
     dependencies=[Depends(scraper_allowed)],
+    # The token is optional: the allowed networks scrape without one (`{}`, OpenAPI's
+    # "no authentication" alternative, appended to the bearer requirement).
+    openapi_extra={"security": [{}]},
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
         **error_responses(401, 403),

@@ -45,7 +45,11 @@ class ManagedUser(BaseModel):
     changed: bool
 
 
-def _acted(services: ServicesDep, user_id: UUID, change: Callable[[Users], bool]) -> ManagedUser:
+def act_on_user(
+    services: ServicesDep, user_id: UUID, change: Callable[[Users], bool]
+) -> ManagedUser:
+    """Run one of Users' commands (again if it lost a race) and answer the user as stored;
+    the console's user actions (entrypoints/console/users.py) come through here too."""
     users = services.applications.users
     changed = retry_concurrent(lambda: change(users))
     user = users.get_user(user_id)
@@ -56,7 +60,7 @@ def _switch(action: str, command: Callable[[Users, UUID], bool], summary: str) -
     """POST /v1/ops/users/{user_id}/<action>: 202 with the user as stored."""
 
     def switch(user_id: UUID, _: Admin, services: ServicesDep) -> ManagedUser:
-        return _acted(services, user_id, lambda users: command(users, user_id))
+        return act_on_user(services, user_id, lambda users: command(users, user_id))
 
     switch.__name__ = f"{action}_user"
     switch.__doc__ = summary
@@ -68,20 +72,23 @@ def _switch(action: str, command: Callable[[Users, UUID], bool], summary: str) -
     )(switch)
 
 
-_switch(
-    "disable",
-    Users.disable_user,
-    "Refuse the user's tokens and logins from now on (their data and orders stay).",
-)
-_switch(
-    "enable",
-    Users.enable_user,
-    "Let a disabled user in again: their tokens not yet expired work again.",
-)
+# POST /v1/ops/users/{user_id}/<action>: the command and the route's summary.
+SWITCHES: dict[str, tuple[Callable[[Users, UUID], bool], str]] = {
+    "disable": (
+        Users.disable_user,
+        "Refuse the user's tokens and logins from now on (their data and orders stay).",
+    ),
+    "enable": (
+        Users.enable_user,
+        "Let a disabled user in again: their tokens not yet expired work again.",
+    ),
+}
+for _action, (_command, _summary) in SWITCHES.items():
+    _switch(_action, _command, _summary)
 
 
 @router.patch("/{user_id}", response_model=ManagedUser, responses=error_responses(*ERRORS))
 def change_role(user_id: UUID, body: RoleChange, _: Admin, services: ServicesDep) -> ManagedUser:
     """Give the user another role; a demoted admin loses operations access on their next
     request."""
-    return _acted(services, user_id, lambda users: users.change_role(user_id, body.role))
+    return act_on_user(services, user_id, lambda users: users.change_role(user_id, body.role))

@@ -9,12 +9,13 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import CurrentUser, ServicesDep, UsersDb, retry_concurrent
+from api.deps import CurrentUser, Services, ServicesDep, UsersDb, retry_concurrent
 from api.errors import ApiError, error_responses
 from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.security import MAX_PASSWORD_BYTES
 from api.throttle import LoginThrottle, client_address
 from domain.limits import MAX_EMAIL_LENGTH
+from domain.users import User
 from eventmart.contracts.bounds import DisplayName, EmailAddress, safe_text
 from projections.users import find_user
 
@@ -110,25 +111,34 @@ def admit(throttle: LoginThrottle, account: str, address: str) -> None:
         )
 
 
-@router.post("/auth/token", response_model=AccessToken, responses=error_responses(401, 429, 503))
-def issue_token(body: Credentials, request: Request, services: ServicesDep) -> AccessToken:
-    """Exchange e-mail and password for a bearer token. Unknown e-mail and wrong password
-    get the same answer in about the same time. Failed logins slow an account down
-    (exponential backoff) and a client address (a generous limit): 429 with Retry-After."""
+def authenticate(services: Services, email: str, password: str, request: Request) -> User:
+    """The account these credentials open, through the login throttle: 429 while the account
+    or the address is held back, 401 for a wrong pair (unknown e-mail and wrong password get
+    the same answer in about the same time) or a disabled account. The token route and the
+    operations console's login both ask this."""
     throttle = services.login_throttle
     address = client_address(request, services.settings.trusted_proxies)
-    admit(throttle, body.email, address)
+    admit(throttle, email, address)
     users = services.applications.users
-    user_id = users.find_user_id(body.email)
+    user_id = users.find_user_id(email)
     user = users.get_user(user_id) if user_id is not None else None
     if (
-        not services.hasher.verify(body.password, user.password_hash if user else None)
+        not services.hasher.verify(password, user.password_hash if user else None)
         or user is None
         or user.disabled
     ):
         throttle.failed(address)
         raise ApiError(401, "invalid_credentials", "e-mail or password is wrong")
-    throttle.succeeded(body.email)
+    throttle.succeeded(email)
+    return user
+
+
+@router.post("/auth/token", response_model=AccessToken, responses=error_responses(401, 429, 503))
+def issue_token(body: Credentials, request: Request, services: ServicesDep) -> AccessToken:
+    """Exchange e-mail and password for a bearer token. Unknown e-mail and wrong password
+    get the same answer in about the same time. Failed logins slow an account down
+    (exponential backoff) and a client address (a generous limit): 429 with Retry-After."""
+    user = authenticate(services, body.email, body.password, request)
     token = services.tokens.issue(user.id, user.role)
     return AccessToken(access_token=token, expires_in=services.settings.token_ttl_seconds)
 

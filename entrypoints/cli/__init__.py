@@ -170,10 +170,11 @@ def api(
     port: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_PORT.")] = None,
     workers: Annotated[int | None, typer.Option(help="Defaults to EVENTMART_API_WORKERS.")] = None,
 ) -> None:
-    """Run the HTTP API (uvicorn; with uvloop and httptools when installed)."""
+    """Run the HTTP API and the operations console at /console (uvicorn; with uvloop and
+    httptools when installed)."""
     import uvicorn
 
-    from api.main import create_app
+    from entrypoints.console import create_app
 
     settings = get_settings()
     options = api_options(settings, host, port)
@@ -181,7 +182,7 @@ def api(
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:  # each worker process builds its app from the same environment
-        uvicorn.run("api.main:create_app", factory=True, workers=workers, **options)
+        uvicorn.run("entrypoints.console:create_app", factory=True, workers=workers, **options)
 
 
 def api_options(settings: Settings, host: str | None, port: int | None) -> dict[str, Any]:

@@ -119,9 +119,9 @@ class ReviewClassified(Payload):
 
 
 class SentimentCounts(Payload):
-    positive: int = Field(ge=0)
-    neutral: int = Field(ge=0)
-    negative: int = Field(ge=0)
+    positive: int = Field(ge=0, le=2**31 - 1)
+    neutral: int = Field(ge=0, le=2**31 - 1)
+    negative: int = Field(ge=0, le=2**31 - 1)
 
 
 class Topic(Payload):
@@ -131,7 +131,7 @@ class Topic(Payload):
     label: Annotated[str, safe_text(MAX_LABEL_LENGTH, min_length=1)]
     terms: list[Term] = Field(min_length=1, max_length=MAX_TOPIC_TERMS)
     lang: Literal["zh", "en"]
-    reviews: int = Field(ge=1)
+    reviews: int = Field(ge=1, le=2**31 - 1)
     sentiment: SentimentCounts
     example_review_ids: list[UUID] = Field(max_length=MAX_EXAMPLES)
 
@@ -145,7 +145,7 @@ class TopicsUpdated(Payload):
     scope_id: UUID
     model_version: str = Field(min_length=1, max_length=MAX_MODEL_VERSION_LENGTH)
     corpus: str = Field(min_length=1, max_length=MAX_CORPUS_LENGTH)
-    reviews: int = Field(ge=0)
+    reviews: int = Field(ge=0, le=2**31 - 1)
     topics: list[Topic] = Field(max_length=MAX_TOPICS)
 
 

@@ -85,6 +85,8 @@ def test_old_orders_get_a_trace_id_derived_from_the_order():
     assert tracing.trace_id_of(tracing.new_traceparent()) != tracing.derived_trace_id(order_id)
 
 
-def test_tracing_stays_off_without_an_otlp_endpoint():
+def test_tracing_stays_off_without_an_otlp_endpoint(monkeypatch):
+    # The suite's own processes export to its OTLP receiver; this one starts from off.
+    monkeypatch.setattr(tracing, "ENABLED", False)
     assert tracing.configure("test", {}) is False
     assert tracing.start("nothing", tracing.SpanKind.INTERNAL, CAUSE) is None
