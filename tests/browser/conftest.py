@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventmart.settings import PROJECT_ROOT
-from tests.integration.conftest import api_server, saga_workers  # noqa: F401 - shared fixtures
 from tests.support import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
