@@ -367,7 +367,12 @@ class Fold:
 
 
 COLUMNS = tuple(name for name in STORED if name != "order_version")  # what readers get
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM orders_view WHERE status IS NOT NULL"
+# A row is an order once its order.placed is projected (buyer_id comes only from it): a row
+# a later event made first (a saga step's columns, a planted or partial log) is not served.
+SELECT = (
+    f"SELECT {', '.join(COLUMNS)} FROM orders_view"
+    " WHERE status IS NOT NULL AND buyer_id IS NOT NULL"
+)
 
 
 def _view(row: tuple[Any, ...]) -> dict[str, Any]:

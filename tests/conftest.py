@@ -7,6 +7,7 @@ that needs them errors, and the run fails (CI=true or not)."""
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,17 @@ from fastapi.testclient import TestClient
 
 from entrypoints.stack import Infrastructure
 from eventmart.settings import PROJECT_ROOT, Settings
+from eventmart.wiring import SAGA_PARTICIPANTS
 from tests.otlp import OtlpReceiver
-from tests.support import WorkerProcess, child_env, ports_free
+from tests.support import (
+    WorkerProcess,
+    child_env,
+    free_port,
+    ports_free,
+    stop_all,
+    wait_for_groups_to_join,
+    wait_until,
+)
 
 
 def _slot_ports(slot: int) -> tuple[int, int, int]:
@@ -166,3 +176,49 @@ REVIEW_GROUPS = ["purchases", "reviews-projection", "ratings-projection", "revie
 def review_workers(settings: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
     """The reviews context's groups, hosted by one worker process."""
     yield from _worker("reviews", ["worker", *REVIEW_GROUPS], settings, worker_logs)
+
+
+@pytest.fixture(scope="session")
+def saga_workers(
+    settings: Settings, worker_logs: Path, relay: WorkerProcess
+) -> Iterator[dict[str, WorkerProcess]]:
+    workers = {
+        name: WorkerProcess(name, ["worker", name], child_env(settings), worker_logs).start()
+        for name in SAGA_PARTICIPANTS
+    }
+    # Started is not consuming: on a loaded machine a worker takes tens of seconds to join,
+    # and an order placed before that would meet its payment deadline first.
+    wait_for_groups_to_join(settings.bootstrap_servers, SAGA_PARTICIPANTS, timeout=180)
+    yield workers
+    stop_all(list(workers.values()))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    settings: Settings, worker_logs: Path, relay: WorkerProcess, users_projection: WorkerProcess
+) -> Iterator[str]:
+    """The base URL of a real `eventmart api` process (uvicorn, httptools, the head limits):
+    what tests of the wire itself need, which the in-process client cannot show."""
+    port = free_port()
+    server = WorkerProcess(
+        "api-server", ["api", "--port", str(port)], child_env(settings), worker_logs
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: _answers(url) or not server.running,
+            timeout=60,
+            message="the API server to answer",
+        )
+        assert server.running, server.log_tail()
+        yield url
+    finally:
+        server.stop()

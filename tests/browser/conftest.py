@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventmart.settings import PROJECT_ROOT
-from tests.integration.conftest import api_server, saga_workers  # noqa: F401 - shared fixtures
 from tests.support import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -61,10 +60,12 @@ def admin_account(api: TestClient) -> Account:
     return register(api, "admin")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One headless chromium for the session, with a fresh profile (never `playwright
-    install`: Debian's chromium is the browser)."""
+    """One headless chromium per module, with a fresh profile (never `playwright install`:
+    Debian's chromium is the browser). Not per session: Playwright's sync API keeps an
+    event loop running in the main thread until it stops, and every later test that
+    calls asyncio.run would fail."""
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path_factory.mktemp("chromium-profile")

@@ -5,9 +5,7 @@ a throwaway topic."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,63 +15,8 @@ from typer.testing import CliRunner
 from entrypoints.cli import app as cli_app
 from entrypoints.stack import Infrastructure
 from eventmart.settings import Settings, get_settings
-from eventmart.wiring import SAGA_PARTICIPANTS
 from tests.integration.consumer_support import Loop, make_topic
 from tests.shop import Customer, Seller
-from tests.support import (
-    WorkerProcess,
-    child_env,
-    free_port,
-    stop_all,
-    wait_for_groups_to_join,
-    wait_until,
-)
-
-
-@pytest.fixture(scope="session")
-def saga_workers(
-    settings: Settings, worker_logs: Path, relay: WorkerProcess
-) -> Iterator[dict[str, WorkerProcess]]:
-    workers = {
-        name: WorkerProcess(name, ["worker", name], child_env(settings), worker_logs).start()
-        for name in SAGA_PARTICIPANTS
-    }
-    # Started is not consuming: on a loaded machine a worker takes tens of seconds to join,
-    # and an order placed before that would meet its payment deadline first.
-    wait_for_groups_to_join(settings.bootstrap_servers, SAGA_PARTICIPANTS, timeout=180)
-    yield workers
-    stop_all(list(workers.values()))
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def api_server(
-    settings: Settings, worker_logs: Path, relay: WorkerProcess, users_projection: WorkerProcess
-) -> Iterator[str]:
-    """The base URL of a real `eventmart api` process (uvicorn, httptools, the head limits):
-    what tests of the wire itself need, which the in-process client cannot show."""
-    port = free_port()
-    server = WorkerProcess(
-        "api-server", ["api", "--port", str(port)], child_env(settings), worker_logs
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: _answers(url) or not server.running,
-            timeout=60,
-            message="the API server to answer",
-        )
-        assert server.running, server.log_tail()
-        yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,8 @@ def test_a_review_from_order_to_hiding(shop, settings, admin):
 
     def shown() -> dict[str, Any] | None:
         found = [item for item in listing(shop, mug) if item["review_id"] == review_id]
-        ok = found and found[0]["helpful_count"] == 1 and found[0]["seller_reply"]
+        reply = found[0]["seller_reply"] if found else None
+        ok = found and found[0]["helpful_count"] == 1 and reply and reply["body"] == "Thank you!"
         return found[0] if ok and found[0].get("sentiment") else None
 
     item = wait_until(shown, timeout=60, interval=0.2, message="the review to be listed")
