@@ -93,15 +93,14 @@ def act_and_show(
     change: Any,
 ) -> HTMLResponse:
     """Run the command, record it, and answer the user's panel as it now is."""
-    users = services.applications.users
     try:
-        target = str(services.cipher.open(users.get_user(user_id).email))
         managed = act_on_user(services, user_id, change)
     except DomainError as refused:
         body = fragment("user_refused.html", code=refused.code, message=str(refused))
         return HTMLResponse(
             body, status_code=STATUS_OF.get(refused.code, 409), headers=PAGE_HEADERS
         )
+    target = f"user {user_id}"  # by id, never the e-mail: the record outlives an erasure
     outcome = (
         f"role {managed.role}, {'disabled' if managed.disabled else 'enabled'}"
         f"{'' if managed.changed else ' (already so)'}"
