@@ -86,7 +86,11 @@ def build_application(
             application_dsn(cls, settings), pool_size=pool_size, prompt_seconds=prompt_seconds
         )
     )
-    if cls in SEALING_APPLICATIONS and isinstance(application.mapper, SealingMapper):
+    if (
+        settings.seal_personal_data
+        and cls in SEALING_APPLICATIONS
+        and isinstance(application.mapper, SealingMapper)
+    ):
         application.mapper.fields_cipher = field_cipher(settings)
     return application
 
