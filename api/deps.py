@@ -19,6 +19,7 @@ from api.security import InvalidToken, PasswordHasher, Principal, TokenIssuer
 from api.throttle import LoginThrottle
 from domain.errors import ConcurrentUpdate
 from domain.payments import PaymentIntents
+from eventmart.personal_data import FieldCipher
 from eventmart.settings import Settings
 from eventmart.wiring import Applications
 from projections.cursors import Cursors
@@ -37,6 +38,7 @@ class Services:
     login_throttle: LoginThrottle
     cursors: Cursors
     directory: UserDirectory
+    cipher: FieldCipher  # personal fields over per-person keys (eventmart.personal_data)
     # Projection group -> the pool of its read model's database (its context's, which is
     # the shared one unless EVENTMART_<CONTEXT>_DATABASE_URL says otherwise).
     read_pools: dict[str, ConnectionPool] = field(default_factory=dict)

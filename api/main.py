@@ -45,7 +45,7 @@ from eventmart.database import make_pool
 from eventmart.groups import database_of, group_names
 from eventmart.payment_intents import PostgresPaymentIntents
 from eventmart.settings import Settings, get_settings
-from eventmart.wiring import build_applications
+from eventmart.wiring import build_applications, field_cipher
 from projections.cursors import Cursors
 from projections.registry import install
 
@@ -84,6 +84,7 @@ def build_services(settings: Settings) -> Services:
         cursors=Cursors(settings.secret_key),
         tokens=TokenIssuer.for_settings(settings),
         login_throttle=LoginThrottle(pool, settings),
+        cipher=field_cipher(settings),
         directory=UserDirectory(
             settings.context_dsn("users"),  # the users' event store
             applications.users.mapper,

@@ -54,7 +54,7 @@ def contract(app: FastAPI, currency: str) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             responses.update(OWN_RESPONSES.get((path, method), {}))
             statuses = [413, 500]
-            if method in BODY_METHODS:
+            if method in BODY_METHODS or operation.get("requestBody"):
                 statuses.append(415)
             if operation.get("parameters") or operation.get("requestBody"):
                 statuses.append(422)

@@ -15,12 +15,17 @@ a generous per-address limit, shared by every API process through PostgreSQL.
 - **Client address**: the TCP peer, unless it is one of `trusted_proxies`; then the
   nearest X-Forwarded-For hop that is not a trusted proxy. A header from anyone else
   changes nothing.
+- **No personal data**: an account is kept as a keyed hash of its e-mail (HMAC-SHA256 with
+  the stack's secret key), so the table never holds an address a customer's erasure would
+  have to find.
 - **Bounded**: one row per throttled subject, each with an expiry; expired rows are
   deleted at most once a minute per process. The process itself holds nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import time
 from collections.abc import Sequence
@@ -98,8 +103,10 @@ class Refused:
     reason: str
 
 
-def account_subject(email: str) -> str:
-    return f"account:{email.strip().lower()}"
+def account_subject(email: str, key: bytes) -> str:
+    """The account's row: a keyed hash of the e-mail, never the e-mail itself."""
+    digest = hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return f"account:{digest}"
 
 
 def address_subject(address: str) -> str:
@@ -135,6 +142,7 @@ def in_networks(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> b
 class LoginThrottle:
     def __init__(self, pool: ConnectionPool, settings: Settings) -> None:
         self.pool = pool
+        self.subject_key = settings.secret_key.encode()
         self.free_failures = settings.login_free_failures
         self.base_seconds = settings.login_backoff_base_seconds
         self.max_seconds = settings.login_backoff_max_seconds
@@ -161,7 +169,9 @@ class LoginThrottle:
             claimed = conn.execute(CLAIM_ACCOUNT, self._claim_parameters(account)).fetchone()
             if claimed is not None:
                 return None
-            blocked = conn.execute(ACCOUNT_BLOCK, (account_subject(account),)).fetchone()
+            blocked = conn.execute(
+                ACCOUNT_BLOCK, (account_subject(account, self.subject_key),)
+            ).fetchone()
         # The block may have ended between the two statements: then a retry right away.
         seconds = blocked[0] if blocked is not None else 1
         return Refused(_whole_seconds(seconds), "too many failed logins for this account")
@@ -169,7 +179,8 @@ class LoginThrottle:
     def succeeded(self, account: str) -> None:
         with self.pool.connection() as conn:
             conn.execute(
-                "DELETE FROM login_failures WHERE subject = %s", (account_subject(account),)
+                "DELETE FROM login_failures WHERE subject = %s",
+                (account_subject(account, self.subject_key),),
             )
 
     def failed(self, address: str) -> None:
@@ -185,7 +196,7 @@ class LoginThrottle:
 
     def _claim_parameters(self, account: str) -> dict[str, Any]:
         return {
-            "subject": account_subject(account),
+            "subject": account_subject(account, self.subject_key),
             "free": self.free_failures,
             "base": self.base_seconds,
             "cap": self.max_seconds,

@@ -68,7 +68,7 @@ class Shipment(Aggregate):
     def __init__(
         self,
         order_id: UUID,
-        address: dict[str, str],
+        address: dict[str, Any],
         created_at: datetime,
         correlation_id: UUID | None,
         causation_id: UUID | None,
@@ -131,13 +131,19 @@ class Destination(Aggregate):
         return uuid5(DESTINATION_NAMESPACE, str(order_id))
 
     @event("Recorded")
-    def __init__(self, order_id: UUID, address: dict[str, str]) -> None:
+    def __init__(self, order_id: UUID, address: dict[str, Any]) -> None:
         self.order_id = order_id
         self.address = address
 
 
-def check_address(address: Mapping[str, str]) -> dict[str, str]:
-    checked = {field: str(address.get(field, "")).strip() for field in ADDRESS_FIELDS}
+def check_address(address: Mapping[str, Any]) -> dict[str, Any]:
+    """Every line present; a line that is not text is sealed under the buyer's key
+    (eventmart.sealing) and kept as it came: shipping never needs to read it, a carrier
+    adapter that prints labels would open it."""
+    checked = {
+        field: value if isinstance(value := address.get(field, ""), Mapping) else str(value).strip()
+        for field in ADDRESS_FIELDS
+    }
     blank = [field for field, value in checked.items() if not value]
     if blank:
         raise InvalidInput(f"address needs {', '.join(blank)}")
@@ -149,7 +155,7 @@ class Shipping(Application[UUID]):
 
     name = "Shipping"
 
-    def record_destination(self, order_id: UUID, address: Mapping[str, str]) -> UUID:
+    def record_destination(self, order_id: UUID, address: Mapping[str, Any]) -> UUID:
         """On `order.placed`; idempotent, the destination's id is derived from the order id."""
         if self.find_destination(order_id) is not None:
             return Destination.create_id(order_id)
@@ -178,7 +184,7 @@ class Shipping(Application[UUID]):
     def create_shipment(
         self,
         order_id: UUID,
-        address: Mapping[str, str],
+        address: Mapping[str, Any],
         now: datetime | None = None,
         caused_by: UUID | None = None,
     ) -> UUID:

@@ -1,6 +1,7 @@
 """Users: registration with a unique e-mail, the credentials login checks, and what
-operators change later (a user's role; disabling and enabling a user). Every
-authenticated request reads the user's current state, so a change counts at once."""
+operators change later (a user's role; disabling and enabling a user), and a user's own
+erasure (GDPR art. 17): an erased user is disabled for good. Every authenticated request
+reads the user's current state, so a change counts at once."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class UserNotFound(NotFound):
     code = "user_not_found"
 
 
+class UserErased(Conflict):
+    code = "user_erased"
+
+
 def normalise_email(email: str) -> str:
     email = email.strip().lower() if isinstance(email, str) else ""
     if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email):
@@ -61,6 +66,7 @@ class User(Aggregate):
         self.display_name = display_name
         self.role = role
         self.disabled = False
+        self.erased = False
 
     @staticmethod
     def register(email: str, password_hash: str, display_name: str, role: str = "customer") -> User:
@@ -95,6 +101,8 @@ class User(Aggregate):
         self.disabled = True
 
     def enable(self) -> bool:
+        if self.erased:
+            raise UserErased(f"user {self.id} was erased and cannot be enabled")
         if not self.disabled:
             return False
         self._enabled()
@@ -103,6 +111,21 @@ class User(Aggregate):
     @event("Enabled")
     def _enabled(self) -> None:
         self.disabled = False
+
+    def erase(self) -> bool:
+        """Refused for good from now on (False, and no event, if erased already). The event
+        names no personal data: it is the operator's record that the erasure happened;
+        the personal fields themselves become unreadable when the user's data key is
+        destroyed (eventmart.personal_data)."""
+        if self.erased:
+            return False
+        self._erased()
+        return True
+
+    @event("Erased")
+    def _erased(self) -> None:
+        self.erased = True
+        self.disabled = True
 
 
 class EmailIndex(Aggregate):
@@ -158,6 +181,10 @@ class Users(Application[UUID]):
 
     def enable_user(self, user_id: UUID) -> bool:
         return self._changed(user_id, User.enable)
+
+    def erase_user(self, user_id: UUID) -> bool:
+        """True if this call erased the user (False: erased before)."""
+        return self._changed(user_id, User.erase)
 
     def _changed(self, user_id: UUID, change: Callable[[User], bool]) -> bool:
         """Load, change, save with the version read: a racing change of the same user

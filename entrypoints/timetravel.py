@@ -18,6 +18,7 @@ from domain.inventory import Inventory
 from domain.orders import Orders
 from domain.stock import Stock
 from domain.users import Users
+from eventmart.personal_data import FieldCipher, is_sealed
 
 # kind -> (application class, aggregate id from the id an analyst knows)
 KINDS: dict[str, tuple[type[Application[UUID]], Any]] = {
@@ -58,8 +59,9 @@ def version_at(moments: list[Moment], at: datetime) -> int | None:
     return reached
 
 
-def state_of(aggregate: Any) -> dict[str, Any]:
-    """The aggregate's public attributes, plus its identity and version."""
+def state_of(aggregate: Any, cipher: FieldCipher | None = None) -> dict[str, Any]:
+    """The aggregate's public attributes, plus its identity and version; sealed personal
+    fields opened through `cipher` (`[erased]` once the key is gone)."""
     state: dict[str, Any] = {
         "id": aggregate.id,
         "version": aggregate.version,
@@ -74,6 +76,9 @@ def state_of(aggregate: Any) -> dict[str, Any]:
     )
     if isinstance(aggregate, Stock):
         state["available"] = aggregate.available
+    if cipher is not None:
+        sealed = [name for name, value in state.items() if is_sealed(value)]
+        state.update(zip(sealed, cipher.open_all(state[name] for name in sealed), strict=True))
     return state
 
 
@@ -90,7 +95,8 @@ def as_of(app: Application[UUID], kind: str, known_id: UUID, at: datetime) -> di
             else "it has no events"
         )
         raise NotYetExisting(f"{kind} {known_id} did not exist at {at.isoformat()} ({first})")
-    state = state_of(app.repository.get(aggregate_id, version=version))
+    cipher = getattr(app.mapper, "fields_cipher", None)  # eventmart.sealing.SealingMapper
+    state = state_of(app.repository.get(aggregate_id, version=version), cipher)
     state["events_applied"] = [m.event for m in moments if m.version <= version]
     return state
 

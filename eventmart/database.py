@@ -18,7 +18,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from eventmart.settings import Settings
-from eventmart.tracing import MAPPER_TOPIC
 
 SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
 
@@ -186,8 +185,10 @@ def eventsourcing_env(
         "POSTGRES_PRE_PING": "n",
         "SINGLE_ROW_TRACKING": "n",
         "CREATE_TABLE": "y" if create_table else "n",
-        # Every event stored carries the traceparent of its cause (eventmart.tracing).
-        "MAPPER_TOPIC": MAPPER_TOPIC,
+        # Every event stored carries the traceparent of its cause (eventmart.tracing), and
+        # its personal fields sealed (eventmart.sealing, once build_application gives the
+        # mapper its cipher).
+        "MAPPER_TOPIC": "eventmart.sealing:SealingMapper",
         **prompt,
     }
 

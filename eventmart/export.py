@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from eventmart.contracts import CONTRACTS, Envelope, MalformedEvent, parse
+from eventmart.personal_data import FieldCipher, is_sealed
+from eventmart.sealing import open_envelope
 
 FORMATS = ("parquet", "jsonl")
 SCHEMA = pa.schema(
@@ -73,7 +75,7 @@ class EventFilter:
 
 
 def _redacted(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and not is_sealed(value):
         return {k: v if k in KEPT_OF_AN_ADDRESS else REDACTED for k, v in value.items()}
     return None if value is None else REDACTED
 
@@ -199,9 +201,12 @@ async def export_events(
     fmt: str = "parquet",
     redact_pii: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    cipher: FieldCipher | None = None,
 ) -> ExportResult:
     """Export what is on `topics` now, personal data redacted unless `redact_pii` is False;
-    on_progress(read, total) after every fetch."""
+    on_progress(read, total) after every fetch. Not redacted, sealed fields are opened
+    through `cipher` (`[erased]` once their subject's key is gone); without one they are
+    exported sealed."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +240,8 @@ async def export_events(
                     if event_filter.accepts(envelope):
                         if redact_pii:
                             envelope = redact_personal(envelope)
+                        elif cipher is not None:
+                            envelope = open_envelope(envelope, cipher)
                         sink.add(row_of(tp.topic, tp.partition, record.offset, envelope))
                         written += 1
                 if await consumer.position(tp) >= ends[tp]:

@@ -10,7 +10,8 @@ sealed with it wherever it was copied (topics, stores, exports): opening one the
 `ERASED`, never an error. The row stays, with no key and no personal data, as the record
 that the subject was erased and when.
 
-Not wired into the events yet: see docs/security.md ("Personal data") for what is built.
+Sealing happens where events are stored (eventmart.sealing); opening where a reader needs
+the text (`open_payload`). See docs/security.md ("Crypto-shredding").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ ENVELOPE_VERSION = "v1"
 ERASED = "[erased]"
 KEY_BYTES = 32
 NONCE_BYTES = 12
+INSTALL_LOCK = 7026
 
 KEYS_DDL = """
 CREATE TABLE IF NOT EXISTS personal_data_keys (
@@ -89,7 +91,9 @@ class PostgresKeyService:
         self.pool = pool
 
     def install(self) -> None:
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
+            # Processes starting together must not race on CREATE TABLE.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
             conn.execute(KEYS_DDL)
 
     def key_for(self, subject_id: UUID) -> DataKey | None:
@@ -154,25 +158,73 @@ class FieldCipher:
     def seal(self, subject_id: UUID, value: str) -> dict[str, str] | str:
         """The envelope of `value` under the subject's key; ERASED if the subject was
         erased already (nothing personal is written after an erasure)."""
+        return _sealed(self.keys.key_for(subject_id), value)
+
+    def seal_all(
+        self, subject_id: UUID, values: Mapping[str, str]
+    ) -> dict[str, dict[str, str] | str]:
+        """Several fields of one subject, with one look-up of their key."""
         key = self.keys.key_for(subject_id)
-        if key is None:
-            return ERASED
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(key.key).encrypt(nonce, value.encode(), key.kid.encode())
-        text = base64.urlsafe_b64encode(nonce + sealed).decode()
-        return {"enc": ENVELOPE_VERSION, "kid": key.kid, "ct": text}
+        return {name: _sealed(key, value) for name, value in values.items()}
+
+    def open_all(self, values: Iterable[Any]) -> list[Any]:
+        """`open` of each value, with one look-up per key named."""
+        found: dict[str, bytes | None] = {}
+        opened = []
+        for value in values:
+            if is_sealed(value):
+                kid = value["kid"]
+                if kid not in found:
+                    found[kid] = self.keys.find(kid)
+                opened.append(_opened(found[kid], value))
+            else:
+                opened.append(value)
+        return opened
 
     def open(self, value: Any) -> Any:
         """The plaintext of an envelope (ERASED when its key is gone); any other value
         as it is (plaintext written before fields were sealed)."""
         if not is_sealed(value):
             return value
-        key = self.keys.find(value["kid"])
-        if key is None:
-            return ERASED
-        try:
-            raw = base64.urlsafe_b64decode(value["ct"].encode())
-            plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], value["kid"].encode())
-        except (InvalidTag, ValueError) as error:
-            raise TamperedField(f"the field sealed under {value['kid']} does not open") from error
-        return plain.decode()
+        return _opened(self.keys.find(value["kid"]), value)
+
+
+def _sealed(key: DataKey | None, value: str) -> dict[str, str] | str:
+    if key is None:
+        return ERASED
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key.key).encrypt(nonce, value.encode(), key.kid.encode())
+    text = base64.urlsafe_b64encode(nonce + sealed).decode()
+    return {"enc": ENVELOPE_VERSION, "kid": key.kid, "ct": text}
+
+
+def _opened(key: bytes | None, value: Mapping[str, str]) -> str:
+    if key is None:
+        return ERASED
+    try:
+        raw = base64.urlsafe_b64decode(value["ct"].encode())
+        plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], value["kid"].encode())
+    except (InvalidTag, ValueError) as error:
+        raise TamperedField(f"the field sealed under {value['kid']} does not open") from error
+    return plain.decode()
+
+
+def open_payload(
+    payload: Mapping[str, Any], fields: Iterable[str], cipher: FieldCipher
+) -> dict[str, Any]:
+    """The payload with its personal `fields` opened (a field that is an object, such as an
+    address, has each of its sealed values opened); ERASED where the key is gone."""
+    opened = dict(payload)
+    places: list[tuple[dict[str, Any], str]] = []
+    for name in fields:
+        value = opened.get(name)
+        if isinstance(value, Mapping) and not is_sealed(value):
+            inner = dict(value)
+            opened[name] = inner
+            places.extend((inner, key) for key in inner)
+        elif value is not None:
+            places.append((opened, name))
+    sealed = [(where, key) for where, key in places if is_sealed(where[key])]
+    for (where, key), text in zip(sealed, cipher.open_all(w[k] for w, k in sealed), strict=True):
+        where[key] = text
+    return opened

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         "shared by every process of the stack. prod refuses to start without one of at "
         "least 32 bytes: several hosts must share it, so none may invent its own",
     )
+    seal_personal_data: bool = Field(
+        True,
+        description="seal e-mails, names and addresses under their subject's key as events "
+        "are stored (docs/security.md). Off only to measure sealing's cost: fields stored "
+        "while it is off stay in clear, and an erasure cannot reach them. prod refuses off",
+    )
     token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of the tokens issued")
     token_max_lifetime_seconds: int = Field(
         86400,
@@ -343,6 +349,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"EVENTMART_SECRET_KEY must be at least {MIN_PRODUCTION_KEY_BYTES} bytes in prod"
                 )
+            if not self.seal_personal_data:
+                raise ValueError("EVENTMART_SEAL_PERSONAL_DATA must stay on in prod")
         elif not self.secret_key:
             self.secret_key = state_secret_key(self.state_dir)
         if self.token_ttl_seconds > self.token_max_lifetime_seconds:

@@ -16,8 +16,10 @@ from domain.pricing_context import Pricing
 from domain.reviews import Reviews
 from domain.shipping import Shipping
 from domain.users import Users
-from eventmart.database import eventsourcing_env
+from eventmart.database import eventsourcing_env, make_pool
 from eventmart.groups import group_names
+from eventmart.personal_data import FieldCipher, PostgresKeyService
+from eventmart.sealing import SealingMapper
 from eventmart.settings import Settings
 
 # Which Kafka topic each application's notification log is relayed to.
@@ -79,11 +81,34 @@ def build_application(
     prompt_seconds: int | None = None,
 ) -> Any:
     """`prompt_seconds`: for callers that must answer someone (see eventsourcing_env)."""
-    return cls(
+    application = cls(
         env=eventsourcing_env(
             application_dsn(cls, settings), pool_size=pool_size, prompt_seconds=prompt_seconds
         )
     )
+    if (
+        settings.seal_personal_data
+        and cls in SEALING_APPLICATIONS
+        and isinstance(application.mapper, SealingMapper)
+    ):
+        application.mapper.fields_cipher = field_cipher(settings)
+    return application
+
+
+# The applications that store personal fields (eventmart.sealing.SEALED).
+SEALING_APPLICATIONS = (Users, Orders, Reviews)
+_CIPHERS: dict[str, FieldCipher] = {}
+
+
+def field_cipher(settings: Settings) -> FieldCipher:
+    """The process's cipher over the per-person keys in the users' database (one pool,
+    made on first use, shared by every application and reader of the process)."""
+    dsn = settings.context_dsn("users")
+    if dsn not in _CIPHERS:
+        keys = PostgresKeyService(make_pool(dsn, min_size=1, max_size=4, autocommit=True))
+        keys.install()
+        _CIPHERS[dsn] = FieldCipher(keys)
+    return _CIPHERS[dsn]
 
 
 def build_applications(

@@ -27,6 +27,8 @@ import psycopg
 from psycopg import sql
 
 from eventmart.contracts import Decoder, Event, MalformedEvent
+from eventmart.personal_data import FieldCipher
+from eventmart.sealing import open_event
 from projections import catalog, orders, sales, users
 from projections.tracking import save_positions
 
@@ -91,8 +93,12 @@ class BulkLoad:
         handled: frozenset[str],
         fold: Fold,
         chunk: int = CHUNK,
+        cipher: FieldCipher | None = None,
     ) -> None:
+        """`cipher`: a personal model's, to fold events with their sealed fields opened
+        as its handlers see them (projections.registry.ReadModel.handlers_opening)."""
         self.conn, self.group, self.fold, self.chunk = conn, group, fold, chunk
+        self.cipher = cipher
         self.decode = Decoder(handled)
         self.seen: set[tuple[str, int]] = set()
         self.identities: list[tuple[Any, ...]] = []
@@ -129,7 +135,7 @@ class BulkLoad:
             return
         self.seen.add(identity)
         self.identities.append((self.group, *identity))
-        self.fold.add(event)
+        self.fold.add(event if self.cipher is None else open_event(event, self.cipher))
         self.applied += 1
         if len(self.identities) >= self.chunk:
             self.flush()

@@ -41,9 +41,12 @@ from typing import Any, Self
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from eventmart.contracts import MalformedEvent, parse
+from eventmart.database import make_pool
 from eventmart.export import read_from_beginning
+from eventmart.personal_data import FieldCipher, PostgresKeyService
 from projections.bulk import FOLDS, BulkLoad, Fold, chunk_for
 from projections.decode_shard import log_reader
 from projections.decoders import DecodingProcesses, balanced_shares
@@ -114,10 +117,19 @@ class ShadowRebuild:
         batch_size: int = BATCH_SIZE,
         on_progress: Progress | None = None,
         decoders: int | None = None,
+        cipher: FieldCipher | None = None,
     ) -> None:
         """`decoders`: processes decoding for a bulk load; None: one per core on a log
-        of SHARDED_FROM records or more, else none (this process decodes)."""
+        of SHARDED_FROM records or more, else none (this process decodes). `cipher`: how a
+        personal model opens sealed fields; None: through the keys in `dsn`'s database
+        (where they are unless the users context has a database of its own)."""
         self.model, self.dsn, self.bootstrap = model, dsn, bootstrap
+        self.cipher = cipher
+        self.key_pool: ConnectionPool | None = None  # made here, closed at the end
+        if model.personal and cipher is None:
+            self.key_pool = make_pool(dsn, max_size=2, autocommit=True)
+            self.cipher = FieldCipher(PostgresKeyService(self.key_pool))
+        self.handlers = model.handlers_opening(self.cipher)
         self.batch_size, self.on_progress, self.decoders = batch_size, on_progress, decoders
         self.schema = shadow_schema(model)
         self.tables = tables_of(model)
@@ -150,6 +162,8 @@ class ShadowRebuild:
             await self.consumer.stop()
         if self.conn is not None:
             self.conn.close()
+        if self.key_pool is not None:
+            self.key_pool.close()
 
     def _create_shadow(self) -> None:
         assert self.conn is not None
@@ -212,6 +226,7 @@ class ShadowRebuild:
             frozenset(self.model.handlers),
             fold,
             chunk=chunk_for(records),
+            cipher=self.cipher,
         )
         try:
             decoders = self._decoders_for(records)
@@ -310,9 +325,7 @@ class ShadowRebuild:
     def _apply(self, deliveries: list[Delivery]) -> None:
         assert self.conn is not None
         if deliveries:
-            self.applied += apply_deliveries(
-                self.conn, self.model.group, self.model.handlers, deliveries
-            )
+            self.applied += apply_deliveries(self.conn, self.model.group, self.handlers, deliveries)
 
     def rows(self, schema: str) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every model table in `schema`, in a stable order, for comparison."""
@@ -349,10 +362,15 @@ class ShadowRebuild:
 
 
 async def rebuild(
-    model: ReadModel, dsn: str, bootstrap: str, *, on_progress: Progress | None = None
+    model: ReadModel,
+    dsn: str,
+    bootstrap: str,
+    *,
+    on_progress: Progress | None = None,
+    cipher: FieldCipher | None = None,
 ) -> ShadowRebuild:
     """Build the shadow and swap it in; returns the finished rebuild for its counts."""
-    async with ShadowRebuild(model, dsn, bootstrap, on_progress=on_progress) as job:
+    async with ShadowRebuild(model, dsn, bootstrap, on_progress=on_progress, cipher=cipher) as job:
         await job.build()
         await job.swap()
     return job

@@ -6,7 +6,10 @@ older than the row). Withdrawn and hidden reviews keep their row with their stat
 leave every listing and figure. The classifier's labels come from `review.classified`
 events: the latest one wins, so a reclassification by a new model replaces the labels.
 Topics (projections.review_topics) come from `feedback.topics_updated` and are the
-latest refresh's, whatever the window asked for.
+latest refresh's, whatever the window asked for. An erased author (`user.erased` on
+`users.events`) is shown as "Deleted user" on every review of theirs, their rating and
+text kept; the erasure is remembered (`erased_authors`), so a review of theirs that
+arrives after it, from the other topic, is shown so too.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import psycopg
 
 from domain.errors import InvalidInput
 from eventmart.contracts import Envelope
+from eventmart.personal_data import ERASED
 from projections import review_topics
 from projections.cursors import Cursors, InvalidCursor
 from projections.tracking import Handler
 
 GROUP = "reviews-projection"
-TOPICS = ["reviews.events"]
+TOPICS = ["reviews.events", "users.events"]
+DELETED_USER = "Deleted user"  # API.md: an erased author's reviews show this name
 TOP_TERMS = 10
 
 DDL = (
@@ -59,6 +64,11 @@ CREATE INDEX IF NOT EXISTS reviews_view_newest
 CREATE INDEX IF NOT EXISTS reviews_view_helpful
     ON reviews_view (product_id, helpful_count DESC, review_id DESC) WHERE status = 'published';
 CREATE INDEX IF NOT EXISTS reviews_view_seller ON reviews_view (seller_id, product_id);
+CREATE INDEX IF NOT EXISTS reviews_view_author ON reviews_view (author_id);
+CREATE TABLE IF NOT EXISTS erased_authors (
+    user_id uuid PRIMARY KEY,
+    erased_at timestamptz NOT NULL
+);
 """
     + review_topics.DDL
 )
@@ -73,18 +83,27 @@ def _later(cursor: psycopg.Cursor[Any], event: Envelope, assignments: str, *valu
     )
 
 
+def shown_name(author_name: str) -> str:
+    """What a review shows of its author: their name, or DELETED_USER once their key is gone."""
+    return DELETED_USER if author_name == ERASED else author_name
+
+
 def review_submitted(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     p = event.payload
     cursor.execute(
         "INSERT INTO reviews_view (review_id, product_id, seller_id, author_id, author_name, "
         "rating, seller_rating, title, body, created_at, version) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (review_id) DO NOTHING",
+        "VALUES (%s, %s, %s, %s, "
+        "COALESCE((SELECT %s::text FROM erased_authors WHERE user_id = %s::uuid), %s), "
+        "%s, %s, %s, %s, %s, %s) ON CONFLICT (review_id) DO NOTHING",
         (
             p["review_id"],
             p["product_id"],
             p["seller_id"],
             p["author_id"],
-            p["author_name"],
+            DELETED_USER,
+            p["author_id"],
+            shown_name(p["author_name"]),
             p["rating"],
             p["seller_rating"],
             p["title"],
@@ -144,7 +163,20 @@ def review_classified(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     )
 
 
+def user_erased(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    user_id = event.payload["user_id"]
+    cursor.execute(
+        "INSERT INTO erased_authors (user_id, erased_at) VALUES (%s, %s) "
+        "ON CONFLICT (user_id) DO NOTHING",
+        (user_id, event.occurred_at),
+    )
+    cursor.execute(
+        "UPDATE reviews_view SET author_name = %s WHERE author_id = %s", (DELETED_USER, user_id)
+    )
+
+
 HANDLERS: dict[str, Handler] = {
+    "user.erased": user_erased,
     "review.submitted": review_submitted,
     "review.edited": review_edited,
     "review.withdrawn": review_withdrawn,

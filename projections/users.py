@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS users_view (
     disabled boolean NOT NULL DEFAULT false
 );
 ALTER TABLE users_view ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;
+ALTER TABLE users_view ADD COLUMN IF NOT EXISTS erased_at timestamptz;
+ALTER TABLE users_view ALTER COLUMN email DROP NOT NULL;
+ALTER TABLE users_view ALTER COLUMN display_name DROP NOT NULL;
 """
 
 
@@ -64,11 +67,27 @@ def user_enabled(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
     _later_change(cursor, event, "disabled", False)
 
 
+def user_erased(cursor: psycopg.Cursor[Any], event: Envelope) -> None:
+    """The row stays (the user's id, role and dates: their orders and reviews point at it)
+    without their e-mail and name."""
+    cursor.execute(
+        "UPDATE users_view SET email = NULL, display_name = NULL, disabled = true, "
+        "erased_at = %s, version = %s WHERE user_id = %s AND version < %s",
+        (
+            event.occurred_at,
+            event.aggregate_version,
+            event.payload["user_id"],
+            event.aggregate_version,
+        ),
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     "user.registered": user_registered,
     "user.role_changed": user_role_changed,
     "user.disabled": user_disabled,
     "user.enabled": user_enabled,
+    "user.erased": user_erased,
 }
 
 
@@ -85,6 +104,7 @@ class Fold:
             "created_at",
             "version",
             "disabled",
+            "erased_at",
         )
     }
 
@@ -104,12 +124,15 @@ class Fold:
                     "created_at": event.occurred_at,
                     "version": event.aggregate_version,
                     "disabled": False,
+                    "erased_at": None,
                 }
             return
         if row is None or row["version"] >= event.aggregate_version:
             return
         if event.type == "user.role_changed":
             row["role"] = payload["role"]
+        elif event.type == "user.erased":
+            row.update(email=None, display_name=None, disabled=True, erased_at=event.occurred_at)
         else:
             row["disabled"] = event.type == "user.disabled"
         row["version"] = event.aggregate_version
@@ -123,8 +146,10 @@ class Fold:
 
 
 def find_user(conn: psycopg.Connection[Any], user_id: str) -> dict[str, Any] | None:
+    """The user's profile; None for an unknown or an erased user."""
     row = conn.execute(
-        "SELECT user_id, email, display_name, role, created_at FROM users_view WHERE user_id = %s",
+        "SELECT user_id, email, display_name, role, created_at FROM users_view "
+        "WHERE user_id = %s AND erased_at IS NULL",
         (user_id,),
     ).fetchone()
     if row is None:

@@ -23,7 +23,7 @@ ADDRESS = {
 class Shopper:
     """One registered user with a token."""
 
-    def __init__(self, api: TestClient, role: str) -> None:
+    def __init__(self, api: TestClient, role: str, display_name: str | None = None) -> None:
         self.api = api
         self.email = f"{role}-{uuid.uuid4().hex[:12]}@example.com"
         answer = api.post(
@@ -31,7 +31,7 @@ class Shopper:
             json={
                 "email": self.email,
                 "password": "correct horse",
-                "display_name": role.title(),
+                "display_name": display_name or role.title(),
                 "role": role,
             },
         )
@@ -79,8 +79,8 @@ class Seller(Shopper):
 
 
 class Customer(Shopper):
-    def __init__(self, api: TestClient) -> None:
-        super().__init__(api, "customer")
+    def __init__(self, api: TestClient, display_name: str | None = None) -> None:
+        super().__init__(api, "customer", display_name)
 
     def order(
         self,
@@ -88,26 +88,35 @@ class Customer(Shopper):
         token: str = "tok_ok",
         method: str = "card",
         idempotency_key: str | None = None,
+        address: dict[str, str] | None = None,
     ) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.post("/v1/orders", self.order_body(lines, token, method), **headers)
+        body = self.order_body(lines, token, method, address)
+        return self.post("/v1/orders", body, **headers)
 
     @staticmethod
     def order_body(
-        lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card"
+        lines: list[tuple[str, int]],
+        token: str = "tok_ok",
+        method: str = "card",
+        address: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         return {
             "lines": [
                 {"product_id": product_id, "quantity": quantity} for product_id, quantity in lines
             ],
-            "shipping_address": ADDRESS,
+            "shipping_address": address or ADDRESS,
             "payment": {"method": method, "token": token},
         }
 
     def place(
-        self, lines: list[tuple[str, int]], token: str = "tok_ok", method: str = "card"
+        self,
+        lines: list[tuple[str, int]],
+        token: str = "tok_ok",
+        method: str = "card",
+        address: dict[str, str] | None = None,
     ) -> str:
-        answer = self.order(lines, token, method)
+        answer = self.order(lines, token, method, address=address)
         assert answer.status_code == 202, answer.text
         assert answer.json()["status"] == "pending"
         return answer.json()["order_id"]

@@ -7,7 +7,9 @@ from psycopg_pool import ConnectionPool
 
 from eventmart import tracing
 from eventmart.groups import database_of
+from eventmart.personal_data import FieldCipher
 from eventmart.settings import Settings
+from eventmart.wiring import field_cipher
 from projections.registry import ReadModel, install
 from projections.tracking import Delivery, apply_deliveries
 from workers.hosted import HostedGroup, SharedResources
@@ -15,16 +17,19 @@ from workers.saga import transaction_span
 
 
 class ProjectionProcessor:
-    def __init__(self, model: ReadModel, pool: ConnectionPool) -> None:
+    def __init__(
+        self, model: ReadModel, pool: ConnectionPool, cipher: FieldCipher | None = None
+    ) -> None:
         self.model = model
         self.pool = pool
+        self.handlers = model.handlers_opening(cipher)
 
     def __call__(self, deliveries: list[Delivery]) -> int:
         span = transaction_span(self.model.group, deliveries)
         try:
             with self.pool.connection() as conn:
                 applied = apply_deliveries(
-                    conn, self.model.group, self.model.handlers, deliveries, self.model.recorder
+                    conn, self.model.group, self.handlers, deliveries, self.model.recorder
                 )
         except Exception as error:
             tracing.finish(span, "rolled_back", **{"error.type": type(error).__name__})
@@ -40,6 +45,8 @@ def build_projection_group(
     with pool.connection() as conn:
         install(conn)
     return HostedGroup(
-        process=ProjectionProcessor(model, pool),
+        process=ProjectionProcessor(
+            model, pool, field_cipher(settings) if model.personal else None
+        ),
         gather_ms=settings.projection_fetch_wait_ms,
     )

@@ -245,7 +245,7 @@ def submit_review(
     author = applications.users.get_user(user.user_id)
     review_id = applications.reviews.submit_review(
         user.user_id,
-        author.display_name,
+        services.cipher.open(author.display_name),  # sealed in the users' store
         product_id,
         product.seller_id,
         verified_buyer=found_or_caught_up(

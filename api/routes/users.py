@@ -1,4 +1,4 @@
-"""Users and auth: register, log in, who am I."""
+"""Users and auth: register, log in, who am I, erase me."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import CurrentUser, Services, ServicesDep, UsersDb
+from api.deps import CurrentUser, Services, ServicesDep, UsersDb, retry_concurrent
 from api.errors import ApiError, error_responses
-from api.idempotency import IdempotencyKeyHeader, fingerprint
+from api.idempotency import IdempotencyKeyHeader, accept_idempotency_key, fingerprint
 from api.security import MAX_PASSWORD_BYTES
-from api.throttle import client_address
+from api.throttle import LoginThrottle, client_address
 from domain.limits import MAX_EMAIL_LENGTH
 from domain.users import User
 from eventmart.contracts.bounds import DisplayName, EmailAddress, safe_text
@@ -26,6 +26,8 @@ Password = Annotated[
     safe_text(MAX_PASSWORD_BYTES, min_length=8),
     Field(description=f"8 to {MAX_PASSWORD_BYTES} bytes in UTF-8, no control characters"),
 ]
+
+LoginPassword = Annotated[str, safe_text(MAX_LOGIN_PASSWORD_LENGTH, min_length=1)]
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
@@ -55,7 +57,13 @@ class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Annotated[str, safe_text(MAX_EMAIL_LENGTH, min_length=1)]
-    password: Annotated[str, safe_text(MAX_LOGIN_PASSWORD_LENGTH, min_length=1)]
+    password: LoginPassword
+
+
+class Erasure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: LoginPassword
 
 
 class AccessToken(BaseModel):
@@ -91,14 +99,9 @@ def register(
     return UserCreated(user_id=user_id)
 
 
-def authenticate(services: Services, email: str, password: str, request: Request) -> User:
-    """The account these credentials open, through the login throttle: 429 while the account
-    or the address is held back, 401 for a wrong pair (unknown e-mail and wrong password get
-    the same answer in about the same time) or a disabled account. The token route and the
-    operations console's login both ask this."""
-    throttle = services.login_throttle
-    address = client_address(request, services.settings.trusted_proxies)
-    refused = throttle.admit(email, address)
+def admit(throttle: LoginThrottle, account: str, address: str) -> None:
+    """429 with Retry-After while the account or the address is slowed down by failures."""
+    refused = throttle.admit(account, address)
     if refused is not None:
         raise ApiError(
             429,
@@ -106,6 +109,16 @@ def authenticate(services: Services, email: str, password: str, request: Request
             f"{refused.reason}; retry in {refused.retry_after}s",
             {"Retry-After": str(refused.retry_after)},
         )
+
+
+def authenticate(services: Services, email: str, password: str, request: Request) -> User:
+    """The account these credentials open, through the login throttle: 429 while the account
+    or the address is held back, 401 for a wrong pair (unknown e-mail and wrong password get
+    the same answer in about the same time) or a disabled account. The token route and the
+    operations console's login both ask this."""
+    throttle = services.login_throttle
+    address = client_address(request, services.settings.trusted_proxies)
+    admit(throttle, email, address)
     users = services.applications.users
     user_id = users.find_user_id(email)
     user = users.get_user(user_id) if user_id is not None else None
@@ -143,3 +156,32 @@ def me(user: CurrentUser, db: UsersDb, response: Response) -> UserView:
             {"Retry-After": "1"},
         )
     return UserView(**found)
+
+
+@router.delete(
+    "/users/me",
+    status_code=202,
+    response_class=Response,
+    responses={202: {"description": "erased"}, **error_responses(401, 429, 503)},
+    dependencies=[Depends(accept_idempotency_key)],
+)
+def erase_me(body: Erasure, user: CurrentUser, request: Request, services: ServicesDep) -> Response:
+    """Erase the caller's account, with their password (401 `invalid_credentials` if it is
+    wrong; wrong passwords are throttled as logins are, 429). The data key is destroyed
+    first, so every personal field sealed with it reads `[erased]` everywhere at once;
+    then the user's `user.erased` event refuses their logins and tokens from the next
+    request, and the read models drop their name, e-mail and addresses as it reaches
+    them. A retry after a failure repeats both steps harmlessly."""
+    throttle = services.login_throttle
+    address = client_address(request, services.settings.trusted_proxies)
+    account = f"erase:{user.user_id}"
+    admit(throttle, account, address)
+    users = services.applications.users
+    stored = users.get_user(user.user_id)
+    if not services.hasher.verify(body.password, stored.password_hash):
+        throttle.failed(address)
+        raise ApiError(401, "invalid_credentials", "the password is wrong")
+    throttle.succeeded(account)
+    services.cipher.keys.destroy(user.user_id)
+    retry_concurrent(lambda: users.erase_user(user.user_id))
+    return Response(status_code=202)

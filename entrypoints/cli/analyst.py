@@ -15,6 +15,7 @@ from rich.console import Console
 from entrypoints.cli import recs
 from entrypoints.cli.shared import console, event_topics, progress_bar
 from eventmart.settings import get_settings
+from eventmart.wiring import field_cipher
 
 app = typer.Typer(
     help="For analysts: rebuild read models, export, replay, time travel; train and evaluate "
@@ -45,6 +46,7 @@ def analyst_rebuild(
                 database_of(read_model.group, settings),
                 settings.bootstrap_servers,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                cipher=field_cipher(settings) if read_model.personal else None,
             )
         )
     console.print(
@@ -94,6 +96,7 @@ def analyst_export(
                 fmt=output_format,
                 redact_pii=redact_pii,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                cipher=None if redact_pii else field_cipher(settings),
             )
         )
     console.print(

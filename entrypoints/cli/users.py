@@ -54,14 +54,14 @@ def _acting_on_user(change: str, who: str, *args: Any) -> None:
         user_id = _user_id(users, who)
         changed = getattr(users, change)(user_id, *args)
         user = users.get_user(user_id)
+        cipher = getattr(users.mapper, "fields_cipher", None)  # the e-mail is sealed
+        email = user.email if cipher is None else cipher.open(user.email)
     except DomainError as error:
         console.print(f"[red]{error.code}: {error}[/]")
         raise typer.Exit(1) from error
     finally:
         users.close()
-    _report(
-        user_id=user_id, email=user.email, role=user.role, disabled=user.disabled, changed=changed
-    )
+    _report(user_id=user_id, email=email, role=user.role, disabled=user.disabled, changed=changed)
 
 
 @app.command("create-admin")

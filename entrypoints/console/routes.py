@@ -91,7 +91,8 @@ def operator_actions(request: Request, services: Services) -> OperatorActions:
 
 
 def operator_email(services: Services, operator: Operator) -> str:
-    return str(services.applications.users.get_user(operator.user_id).email)
+    email = services.applications.users.get_user(operator.user_id).email
+    return str(services.cipher.open(email))  # sealed in the store (eventmart.sealing)
 
 
 # --- signing in and out ---------------------------------------------------------------

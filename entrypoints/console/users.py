@@ -17,7 +17,6 @@ from fastapi.responses import HTMLResponse
 from api.deps import Services, ServicesDep
 from api.routes.ops_users import SWITCHES, Role, RoleChange, act_on_user
 from domain.errors import DomainError
-from domain.users import Users
 from entrypoints.console.routes import (
     PAGE_HEADERS,
     fragment,
@@ -34,12 +33,15 @@ STATUS_OF = {"user_not_found": 404, "not_found": 404, "concurrent_update": 409}
 router = APIRouter(prefix="/console/users", include_in_schema=False)
 
 
-def shown(users: Users, user_id: UUID) -> dict[str, Any]:
-    user = users.get_user(user_id)
+def shown(services: Services, user_id: UUID) -> dict[str, Any]:
+    """The user as stored, e-mail and name opened (sealed in the store: `[erased]` once
+    the user was erased)."""
+    user = services.applications.users.get_user(user_id)
+    email, display_name = services.cipher.open_all([user.email, user.display_name])
     return {
         "user_id": user_id,
-        "email": user.email,
-        "display_name": user.display_name,
+        "email": email,
+        "display_name": display_name,
         "role": user.role,
         "disabled": user.disabled,
     }
@@ -56,7 +58,7 @@ def find(services: Services, who: str) -> dict[str, Any] | None:
     if user_id is None:
         return None
     try:
-        return shown(users, user_id)
+        return shown(services, user_id)
     except DomainError:
         return None
 
@@ -91,15 +93,14 @@ def act_and_show(
     change: Any,
 ) -> HTMLResponse:
     """Run the command, record it, and answer the user's panel as it now is."""
-    users = services.applications.users
     try:
-        target = str(users.get_user(user_id).email)
         managed = act_on_user(services, user_id, change)
     except DomainError as refused:
         body = fragment("user_refused.html", code=refused.code, message=str(refused))
         return HTMLResponse(
             body, status_code=STATUS_OF.get(refused.code, 409), headers=PAGE_HEADERS
         )
+    target = f"user {user_id}"  # by id, never the e-mail: the record outlives an erasure
     outcome = (
         f"role {managed.role}, {'disabled' if managed.disabled else 'enabled'}"
         f"{'' if managed.changed else ' (already so)'}"
@@ -109,7 +110,7 @@ def act_and_show(
     )
     body = fragment(
         "panels/user.html",
-        user=shown(users, user_id),
+        user=shown(services, user_id),
         roles=ROLES,
         operator=operator,
         done={"action": action, "target": target, "outcome": outcome},

@@ -28,19 +28,22 @@ from domain.order import Order
 from domain.order_lines import OrderLine
 from eventmart.contracts.bounds import (
     ZERO_FRACTION,
-    AddressLine,
-    AddressName,
-    City,
     CountryCode,
     CurrencyCode,
     LineQuantity,
     MoneyAmount,
     MoneyTotal,
-    PostalCode,
     PromotionIds,
     Reason,
 )
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
+from eventmart.contracts.sealed import (
+    SealedAddressLine,
+    SealedAddressName,
+    SealedCity,
+    SealedPostalCode,
+    same_payload,
+)
 
 TOPIC = "orders.events"
 ORDER_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -90,10 +93,13 @@ class PlacedLine(Payload):
 
 
 class ShippingAddress(Payload):
-    name: AddressName
-    line1: AddressLine
-    city: City
-    postal_code: PostalCode
+    """Since order.placed v4 and shipment.created v2 every line but the country may be
+    sealed under the buyer's key (eventmart.contracts.sealed)."""
+
+    name: SealedAddressName
+    line1: SealedAddressLine
+    city: SealedCity
+    postal_code: SealedPostalCode
     country: CountryCode
 
 
@@ -202,7 +208,7 @@ register(
     EventContract(
         type="order.placed",
         topic=TOPIC,
-        schema_version=3,
+        schema_version=4,
         payload=OrderPlaced,
         domain_event=Order.Placed,
         to_payload=lambda e: {
@@ -218,7 +224,7 @@ register(
             "coupon_code": getattr(e, "coupon_code", None),
             "limited_promotion_ids": getattr(e, "limited_promotion_ids", None) or [],
         },
-        upcasters={1: placed_v1_to_v2, 2: placed_v2_to_v3},
+        upcasters={1: placed_v1_to_v2, 2: placed_v2_to_v3, 3: same_payload},
         personal=("shipping_address",),
         example=_example(
             "order.placed",

@@ -29,7 +29,6 @@ from domain.reviews import (
     review_id_for,
 )
 from eventmart.contracts.bounds import (
-    DisplayName,
     Rating,
     Reason,
     ReviewBody,
@@ -38,6 +37,7 @@ from eventmart.contracts.bounds import (
     safe_text,
 )
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
+from eventmart.contracts.sealed import SealedDisplayName, same_payload
 
 TOPIC = "reviews.events"
 AUTHOR_ID = "0b6f3d7e-8c2a-4d5e-9f1b-3a4c5d6e7f80"
@@ -56,7 +56,7 @@ class ReviewSubmitted(Payload):
     product_id: UUID
     seller_id: UUID
     author_id: UUID
-    author_name: DisplayName
+    author_name: SealedDisplayName  # v2: sealed under the author's key
     rating: Rating
     seller_rating: Rating | None
     title: ReviewTitle | None
@@ -172,7 +172,8 @@ register(
     EventContract(
         type="review.submitted",
         topic=TOPIC,
-        schema_version=1,
+        schema_version=2,
+        upcasters={1: same_payload},
         payload=ReviewSubmitted,
         domain_event=Review.Submitted,
         personal=("author_name",),

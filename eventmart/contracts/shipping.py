@@ -10,6 +10,7 @@ from uuid import UUID
 from domain.shipping import Shipment
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
 from eventmart.contracts.orders import ShippingAddress
+from eventmart.contracts.sealed import same_payload
 
 TOPIC = "shipping.events"
 ORDER_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -49,7 +50,8 @@ register(
     EventContract(
         type="shipment.created",
         topic=TOPIC,
-        schema_version=1,
+        schema_version=2,
+        upcasters={1: same_payload},
         payload=ShipmentCreated,
         domain_event=Shipment.Created,
         personal=("address",),

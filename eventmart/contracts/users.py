@@ -6,14 +6,16 @@ from typing import Literal
 from uuid import UUID
 
 from domain.users import User
-from eventmart.contracts.bounds import DisplayName, EmailAddress
 from eventmart.contracts.envelope import EventContract, Payload, event_id_for, register
+from eventmart.contracts.sealed import SealedDisplayName, SealedEmail, same_payload
 
 
 class UserRegistered(Payload):
+    """v2: e-mail and name sealed (eventmart.contracts.sealed); v1 had them in clear."""
+
     user_id: UUID
-    email: EmailAddress
-    display_name: DisplayName
+    email: SealedEmail
+    display_name: SealedDisplayName
     role: Literal["customer", "seller", "admin"]
 
 
@@ -21,8 +23,9 @@ register(
     EventContract(
         type="user.registered",
         topic="users.events",
-        schema_version=1,
+        schema_version=2,
         payload=UserRegistered,
+        upcasters={1: same_payload},
         domain_event=User.Registered,
         personal=("email", "display_name"),
         to_payload=lambda e: {
@@ -119,5 +122,25 @@ register(
         domain_event=User.Enabled,
         to_payload=lambda e: {"user_id": e.originator_id},
         example=_example("user.enabled", 4, {}),
+    )
+)
+
+
+class UserErased(Payload):
+    """Only the id: the record that the user asked to be forgotten, naming nothing personal.
+    Their sealed fields read `[erased]` from the moment their key was destroyed."""
+
+    user_id: UUID
+
+
+register(
+    EventContract(
+        type="user.erased",
+        topic="users.events",
+        schema_version=1,
+        payload=UserErased,
+        domain_event=User.Erased,
+        to_payload=lambda e: {"user_id": e.originator_id},
+        example=_example("user.erased", 5, {}),
     )
 )

@@ -170,7 +170,7 @@ def test_an_admin_disables_enables_and_changes_a_users_role_with_the_csrf_token(
     recorded = db.execute(
         "SELECT operator_email, action, outcome FROM console_operator_actions "
         "WHERE target = %s ORDER BY id",
-        (customer.email,),
+        (f"user {customer.user_id}",),
     ).fetchall()
     assert [(who, what) for who, what, _ in recorded] == [
         (admin_account.email, "user disable"),

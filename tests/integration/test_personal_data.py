@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from domain.users import Users
 from eventmart.database import make_pool
 from eventmart.personal_data import (
     ERASED,
@@ -19,6 +20,7 @@ from eventmart.personal_data import (
     is_sealed,
 )
 from eventmart.settings import Settings
+from eventmart.wiring import build_application
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,21 @@ def test_a_tampered_field_is_an_error_not_an_erasure(keys: PostgresKeyService):
     assert isinstance(other, dict)
     with pytest.raises(TamperedField):  # a ciphertext moved under another subject's key
         cipher.open({**sealed, "kid": other["kid"]})
+
+
+@pytest.mark.parametrize("sealing", [True, False])
+def test_the_setting_decides_whether_stored_events_are_sealed(settings: Settings, sealing: bool):
+    """EVENTMART_SEAL_PERSONAL_DATA: on (the default), the users store holds ciphertext; off
+    (to measure sealing's cost), the e-mail as it came."""
+    users = build_application(
+        Users, settings.model_copy(update={"seal_personal_data": sealing}), pool_size=1
+    )
+    email = f"sealing-{uuid.uuid4().hex[:12]}@example.com"
+    user_id = users.register_user(email, "hash", "Sealed Or Not", "customer")
+    with psycopg.connect(settings.context_dsn("users"), autocommit=True) as conn:
+        clear = conn.execute(
+            "SELECT count(*) FROM users_events WHERE originator_id = %s "
+            "AND position(%s::bytea in state) > 0",
+            (user_id, email.encode()),
+        ).fetchone()
+    assert clear == ((0,) if sealing else (1,))

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from fastapi.testclient import TestClient
 
+from eventmart.sealing import open_envelope
 from eventmart.settings import Settings
+from eventmart.wiring import field_cipher
 from tests.support import read_envelopes, wait_until
 
 
@@ -51,8 +53,11 @@ def test_registered_user_travels_through_kafka_to_the_read_model(
     )
     event = published[0]
     assert event.type == "user.registered"
-    assert event.schema_version == 1 and event.aggregate_version == 1
-    assert event.payload == {
+    assert event.schema_version == 2 and event.aggregate_version == 1
+    # E-mail and name travel sealed under the user's key (eventmart.sealing).
+    assert event.payload["email"]["enc"] == event.payload["display_name"]["enc"] == "v1"
+    assert email not in str(event.payload)
+    assert open_envelope(event, field_cipher(settings)).payload == {
         "user_id": user_id,
         "email": email,
         "display_name": "Test User",

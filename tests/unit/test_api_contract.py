@@ -135,3 +135,14 @@ def test_every_query_header_and_path_parameter_is_bounded():
                 assert (
                     unbounded(parameter["schema"], contract()["components"]["schemas"], where) == []
                 )
+
+
+def test_the_boundary_refuses_non_json_bodies_on_exactly_the_deletes_that_take_one():
+    from api.boundary import DELETES_WITH_BODY
+
+    with_body = {
+        path
+        for path, operations in contract()["paths"].items()
+        if "requestBody" in operations.get("delete", {})
+    }
+    assert with_body == DELETES_WITH_BODY == {"/v1/users/me"}

@@ -66,7 +66,7 @@ SAGA_TYPES = {
     ],
 }
 # Versions past the first, each with its upcasters from every older one.
-CURRENT_VERSIONS = {"order.placed": 3, "reservation.confirmed": 2}
+CURRENT_VERSIONS = {"order.placed": 4, "reservation.confirmed": 2, "shipment.created": 2}
 ALL_SAGA_TYPES = [(topic, t) for topic, types in SAGA_TYPES.items() for t in types]
 
 
@@ -204,7 +204,7 @@ def test_order_placed_v1_is_upcast_without_its_token() -> None:
         "payload": {**v2["payload"], "payment": {"method": "alipay", "token": "tok_ok"}},
     }
     envelope = parse(v1)
-    assert envelope.schema_version == 3
+    assert envelope.schema_version == 4
     assert envelope.payload["payment"] == {"method": "alipay", "intent_id": None}
     assert b"tok_" not in envelope.to_bytes()
 

@@ -116,3 +116,20 @@ def test_every_person_naming_field_is_declared_personal():
     for name, contract in CONTRACTS.items():
         fields = set(contract.payload.model_fields)
         assert fields & person_fields <= set(contract.personal), name
+
+
+def test_a_sealed_field_is_redacted_whole_and_a_sealed_address_line_by_line():
+    sealed = {"enc": "v1", "kid": "0" * 32, "ct": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+    registered = parse(
+        {**CONTRACTS["user.registered"].example, "schema_version": 2}
+        | {"payload": {**REGISTERED.payload, "email": sealed, "display_name": sealed}}
+    )
+    redacted = redact_personal(registered)
+    assert (redacted.payload["email"], redacted.payload["display_name"]) == (REDACTED,) * 2
+    address = {**PLACED.payload["shipping_address"], "name": sealed, "line1": sealed}
+    placed = parse(
+        {**CONTRACTS["order.placed"].example, "schema_version": 4}
+        | {"payload": {**CONTRACTS["order.placed"].example["payload"], "shipping_address": address}}
+    )
+    assert redact_personal(placed).payload["shipping_address"]["name"] == REDACTED
+    assert redact_personal(placed).payload["shipping_address"]["country"] == "CN"

@@ -136,3 +136,10 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy():
     spoofed = request_from("10.0.0.2", "1.2.3.4, 198.51.100.1, 10.0.0.7")
     assert client_address(spoofed, proxies) == "198.51.100.1"
     assert client_address(request_from("10.0.0.2"), proxies) == "10.0.0.2"
+
+
+def test_prod_refuses_personal_data_in_clear(tmp_path: Path):
+    with pytest.raises(ValueError, match="EVENTMART_SEAL_PERSONAL_DATA must stay on"):
+        Settings(env="prod", state_dir=tmp_path, secret_key="x" * 32, seal_personal_data=False)
+    off = Settings(env="dev", state_dir=tmp_path, seal_personal_data=False)
+    assert off.seal_personal_data is False

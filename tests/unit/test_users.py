@@ -6,7 +6,15 @@ import pytest
 
 from domain.errors import InvalidInput
 from domain.idempotency import IdempotencyKeyReused
-from domain.users import EmailIndex, EmailTaken, InvalidEmail, UnknownRole, User, Users
+from domain.users import (
+    EmailIndex,
+    EmailTaken,
+    InvalidEmail,
+    UnknownRole,
+    User,
+    UserErased,
+    Users,
+)
 
 
 def test_register_records_a_registered_event_with_a_normalised_email():
@@ -96,3 +104,18 @@ def test_the_roles_the_http_api_takes_are_the_domains():
     from domain.users import ROLES
 
     assert set(get_args(Role)) == set(ROLES)
+
+
+def test_an_erased_user_is_refused_for_good_and_the_event_names_nothing_personal():
+    users = Users()
+    user_id = users.register_user("ada@example.com", "hash", "Ada")
+    assert users.erase_user(user_id) is True
+    assert users.erase_user(user_id) is False  # already: no second event
+    user = users.get_user(user_id)
+    assert user.erased and user.disabled
+    with pytest.raises(UserErased):
+        users.enable_user(user_id)
+    erased = list(users.events.get(user_id))[-1]
+    assert type(erased).__qualname__ == "User.Erased"
+    assert set(vars(erased)) == {"originator_id", "originator_version", "timestamp"}
+    assert users.get_user(user_id).version == 2
