@@ -5,11 +5,21 @@ in flight. Against a running local stack:
     ./run up --no-demo                                              # one shell
     .venv/bin/python bench/order_events.py --rate 50 --streams 200  # another
 
-Each phase offers `--rate` orders/s for `--seconds` after a warm-up; in the second, a
-stream is opened on each of the first `--streams` orders placed (and on already placed
-ones, to have them all open from the start) and kept open: each gets that order's events
-as the saga moves it. CPU is read from the processes (psutil), per order, for the API and
-for the whole stack; on a shared machine the figures are noisy, CPU per order less so.
+Each phase offers `--rate` orders/s for `--seconds` after a warm-up. In the second, streams
+are opened the way clients that just placed an order follow it, as soon as its id is known:
+
+- `--follow first` (the default): the first `--streams` orders of the phase each get a
+  stream, held to the end of the phase (or the order's end): N streams open while the
+  saga runs, each pushed its order's events;
+- `--follow each`: every order placed gets one, in a rolling window of `--streams` (a new
+  one closes the oldest): the cost of a client that follows every order, stream opening
+  included.
+
+Start the stack with a short carrier step (`EVENTMART_CARRIER_STEP_SECONDS=5 ./run up
+--no-demo`) so held streams keep getting shipping events during the phase; with the
+default minute they go quiet once the order is shipped. CPU is read from the processes
+(psutil), per order, for the API and for the whole stack; on a shared machine the figures
+are noisy, CPU per order less so.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import deque
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,19 +43,70 @@ async def hold_stream(
     client: httpx.AsyncClient, order_id: str, headers: dict[str, str], counts: dict[str, int]
 ) -> None:
     """Read one order's stream until it ends or the bench stops it."""
+    opened = False
     try:
         async with client.stream("GET", f"/v1/orders/{order_id}/events", headers=headers) as s:
             if s.status_code != 200:
                 counts["refused"] += 1
                 return
+            opened = True
             counts["open"] += 1
             async for line in s.aiter_lines():
                 if line.startswith("id:"):
                     counts["events"] += 1
-    except (httpx.HTTPError, asyncio.CancelledError):
+    except asyncio.CancelledError:
         pass
+    except httpx.HTTPError as error:
+        counts["failed"] += 1
+        counts.setdefault(f"failed: {type(error).__name__}", 0)
+        counts[f"failed: {type(error).__name__}"] += 1
     finally:
-        counts["open"] = max(0, counts["open"] - 1)
+        if opened:
+            counts["open"] -= 1
+
+
+class Streams:
+    """Streams on orders as they are placed, at most `size`: the first `size` orders held
+    to the end, or (`rolling`) every order, a new stream closing the oldest."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        placer: Placer,
+        size: int,
+        counts: dict[str, int],
+        *,
+        rolling: bool,
+    ) -> None:
+        self.client, self.placer, self.size, self.counts = client, placer, size, counts
+        self.rolling = rolling
+        self.open: deque[asyncio.Task[None]] = deque()
+        self.opened = 0
+
+    def follow(self, order_ids: list[str]) -> None:
+        for order_id in order_ids:
+            if not self.rolling and self.opened >= self.size:
+                return
+            headers = self.placer.placed_by[order_id]
+            self.open.append(
+                asyncio.create_task(hold_stream(self.client, order_id, headers, self.counts))
+            )
+            self.opened += 1
+            while len(self.open) > self.size:
+                self.open.popleft().cancel()
+
+    async def follow_new(self, seen: int) -> None:
+        """Open a stream on each order placed from now on (the placer's list only grows)."""
+        while True:
+            placed = self.placer.placed
+            self.follow(placed[seen:])
+            seen = len(placed)
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        for task in self.open:
+            task.cancel()
+        await asyncio.gather(*self.open, return_exceptions=True)
 
 
 async def phase(
@@ -74,34 +136,33 @@ async def main(args: argparse.Namespace) -> None:
             timeout=httpx.Timeout(None, connect=10),
             limits=httpx.Limits(max_connections=args.streams + 10),
         )
-        counts = {"open": 0, "events": 0, "refused": 0}
-        holders: list[asyncio.Task[None]] = []
+        counts = {"open": 0, "events": 0, "refused": 0, "failed": 0}
+        window: Streams | None = None
         try:
             with Progress(console=console) as progress:
                 await placer.at_rate(args.rate, args.warmup, progress, "warming up with")
                 quiet, quiet_wall, quiet_orders = await phase(
                     args, placer, procs, progress, "without streams:"
                 )
-                # The streams: the most recent orders (still moving), one stream each.
-                for order_id in placer.placed[-args.streams :]:
-                    buyer = placer.placed_by[order_id]
-                    holders.append(
-                        asyncio.create_task(hold_stream(streams_client, order_id, buyer, counts))
-                    )
-                deadline = time.monotonic() + 30
-                while counts["open"] < args.streams and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
-                opened = counts["open"]
-                events_before = counts["events"]
-                streaming, stream_wall, stream_orders = await phase(
-                    args, placer, procs, progress, f"with {opened} streams:"
+                # The streams: each order of the phase as it is placed, while there is room.
+                window = Streams(
+                    streams_client, placer, args.streams, counts, rolling=args.follow == "each"
                 )
+                events_before = counts["events"]
+                following = asyncio.create_task(window.follow_new(len(placer.placed)))
+                try:
+                    streaming, stream_wall, stream_orders = await phase(
+                        args, placer, procs, progress, f"with up to {args.streams} streams:"
+                    )
+                finally:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                opened = window.opened
                 delivered = counts["events"] - events_before
                 still_open = counts["open"]
         finally:
-            for task in holders:
-                task.cancel()
-            await asyncio.gather(*holders, return_exceptions=True)
+            if window is not None:
+                await window.close()
             await streams_client.aclose()
             placer.close()
 
@@ -125,7 +186,7 @@ async def main(args: argparse.Namespace) -> None:
         f"{per_order(quiet, quiet_orders, None):.2f}",
     )
     table.add_row(
-        f"{opened} streams open",
+        f"{opened} streams ({args.follow})",
         str(stream_orders),
         f"{per_order(streaming, stream_orders, api_role):.2f}",
         f"{streaming.get(api_role, 0) / stream_wall * 100:.1f}",
@@ -136,9 +197,12 @@ async def main(args: argparse.Namespace) -> None:
     extra = (per_order(streaming, stream_orders, api_role) - base) / base * 100 if base else 0
     console.print(
         f"API CPU per order with the streams: {extra:+.1f}% "
-        f"({delivered} events pushed, {still_open} streams still open, "
-        f"{counts['refused']} refused)"
+        f"({opened} streams opened, {delivered} events pushed, {still_open} still open, "
+        f"{counts['refused']} refused, {counts['failed']} failed)"
     )
+    failures = {k: v for k, v in counts.items() if k.startswith("failed: ")}
+    if failures:
+        console.print(f"stream failures: {failures}")
 
 
 if __name__ == "__main__":
@@ -151,4 +215,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument(
+        "--follow",
+        choices=["first", "each"],
+        default="first",
+        help="first: the phase's first N orders hold a stream; each: every order, N at once",
+    )
     asyncio.run(main(parser.parse_args()))
